@@ -1,0 +1,142 @@
+import path from 'node:path';
+
+/** Raised when an environment variable holds a value the service cannot run with. */
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    readonly value: string,
+    readonly allowed: string,
+  ) {
+    super(`Invalid configuration: ${variable}=${JSON.stringify(value)} is not allowed; ${allowed}.`);
+    this.name = 'ConfigError';
+  }
+}
+
+export type Env = Record<string, string | undefined>;
+
+function readRaw(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+export function readString(env: Env, name: string, fallback: string): string {
+  return readRaw(env, name) ?? fallback;
+}
+
+export function readOptionalString(env: Env, name: string): string | undefined {
+  return readRaw(env, name);
+}
+
+export function readInteger(
+  env: Env,
+  name: string,
+  fallback: number,
+  bounds: { min: number; max: number },
+): number {
+  const raw = readRaw(env, name);
+  if (raw === undefined) return fallback;
+  const value = /^-?\d+$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isSafeInteger(value) || value < bounds.min || value > bounds.max) {
+    throw new ConfigError(
+      name,
+      raw,
+      `use a whole number from ${bounds.min} to ${bounds.max} (default ${fallback})`,
+    );
+  }
+  return value;
+}
+
+export function readChoice<T extends string>(
+  env: Env,
+  name: string,
+  fallback: T,
+  choices: readonly T[],
+): T {
+  const raw = readRaw(env, name);
+  if (raw === undefined) return fallback;
+  if (!(choices as readonly string[]).includes(raw)) {
+    throw new ConfigError(name, raw, `use one of ${choices.join(', ')} (default ${fallback})`);
+  }
+  return raw as T;
+}
+
+export function readUrl(
+  env: Env,
+  name: string,
+  fallback: string | undefined,
+  protocols: readonly string[],
+): string | undefined {
+  const raw = readRaw(env, name);
+  if (raw === undefined) return fallback;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || !protocols.includes(url.protocol)) {
+    throw new ConfigError(
+      name,
+      raw,
+      `use a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
+    );
+  }
+  return raw;
+}
+
+export type LogFormat = 'pretty' | 'json';
+
+/** Settings every service reads the same way. */
+export interface CommonConfig {
+  /** Address to listen on. Default `127.0.0.1`. */
+  host: string;
+  /** Folder for the embedded SQLite files. Default `./data`. */
+  dataDir: string;
+  /** Pino log level. Default `info`. */
+  logLevel: string;
+  /** `pretty` on a terminal, `json` otherwise, unless `LOG_FORMAT` says. */
+  logFormat: LogFormat;
+  /** Bearer token required on every non-health route; required when `host` is not loopback. */
+  apiToken: string | undefined;
+}
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
+}
+
+export function readCommonConfig(env: Env): CommonConfig {
+  const host = readString(env, 'HOST', '127.0.0.1');
+  const apiToken = readOptionalString(env, 'API_TOKEN');
+  if (!isLoopbackHost(host) && apiToken === undefined) {
+    throw new ConfigError(
+      'HOST',
+      host,
+      'listening beyond loopback needs API_TOKEN set to a secret bearer token (or use HOST=127.0.0.1)',
+    );
+  }
+  if (apiToken !== undefined && apiToken.length < 16) {
+    throw new ConfigError('API_TOKEN', '<redacted>', 'use a secret of at least 16 characters');
+  }
+  return {
+    host,
+    dataDir: path.resolve(readString(env, 'DATA_DIR', './data')),
+    logLevel: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS),
+    logFormat: readChoice<LogFormat>(
+      env,
+      'LOG_FORMAT',
+      process.stdout.isTTY ? 'pretty' : 'json',
+      ['pretty', 'json'],
+    ),
+    apiToken,
+  };
+}
+
+export function readPort(env: Env, name: string, fallback: number): number {
+  return readInteger(env, name, fallback, { min: 0, max: 65535 });
+}
+
+export function readDatabaseUrl(env: Env, name: string): string | undefined {
+  return readUrl(env, name, undefined, ['postgres:', 'postgresql:']);
+}

@@ -1,0 +1,151 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import SqliteDatabase from 'better-sqlite3';
+import {
+  CompiledQuery,
+  Kysely,
+  PostgresDialect,
+  SqliteDialect,
+  SqliteDriver,
+  sql,
+  type DatabaseConnection,
+  type Driver,
+  type SqliteDialectConfig,
+} from 'kysely';
+import pg from 'pg';
+
+// Counts and sequence values come back from PostgreSQL as int8 strings; ours stay far below 2^53.
+pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
+
+export type DialectName = 'sqlite' | 'postgres';
+
+export interface Database<Tables> {
+  db: Kysely<Tables>;
+  dialect: DialectName;
+  /** Where the data lives, safe to log (no password). */
+  location: string;
+  /** Resolves when a trivial query succeeds; rejects otherwise. */
+  ping(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface OpenDatabaseOptions {
+  /** `postgres://…` URL; when absent the embedded SQLite file is used. */
+  url?: string | undefined;
+  /** SQLite file path, used when `url` is absent. */
+  sqliteFile: string;
+  /** PostgreSQL schema to create (if missing) and use; default `public`. Tests use one each. */
+  schema?: string | undefined;
+  /** Largest number of pooled PostgreSQL connections. Default 10. */
+  maxConnections?: number;
+}
+
+/**
+ * SQLite's default deferred transactions fail at once with SQLITE_BUSY when a reader upgrades to a
+ * writer while another process writes; `begin immediate` takes the write lock up front and waits
+ * for it under `busy_timeout` instead.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #config: SqliteDialectConfig;
+  constructor(config: SqliteDialectConfig) {
+    super(config);
+    this.#config = config;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver(this.#config);
+  }
+}
+
+function redactUrl(url: string): string {
+  const parsed = new URL(url);
+  if (parsed.password) parsed.password = '***';
+  return parsed.toString();
+}
+
+function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`;
+}
+
+export async function openDatabase<Tables>(
+  options: OpenDatabaseOptions,
+): Promise<Database<Tables>> {
+  if (options.url) {
+    const schema = options.schema;
+    if (schema) {
+      const client = new pg.Client({ connectionString: options.url });
+      await client.connect();
+      try {
+        await client.query(`create schema if not exists ${quoteIdentifier(schema)}`);
+      } finally {
+        await client.end();
+      }
+    }
+    const pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.maxConnections ?? 10,
+      ...(schema ? { options: `-c search_path=${quoteIdentifier(schema)}` } : {}),
+    });
+    const db = new Kysely<Tables>({ dialect: new PostgresDialect({ pool }) });
+    return {
+      db,
+      dialect: 'postgres',
+      location: redactUrl(options.url) + (schema ? ` (schema ${schema})` : ''),
+      ping: async () => {
+        await sql`select 1`.execute(db);
+      },
+      close: () => db.destroy(),
+    };
+  }
+
+  fs.mkdirSync(path.dirname(options.sqliteFile), { recursive: true });
+  const sqlite = new SqliteDatabase(options.sqliteFile);
+  sqlite.pragma('journal_mode = WAL');
+  // NORMAL is durable against process crashes in WAL mode; only an OS crash can lose the last commit.
+  sqlite.pragma('synchronous = NORMAL');
+  sqlite.pragma('busy_timeout = 5000');
+  sqlite.pragma('foreign_keys = ON');
+  const db = new Kysely<Tables>({ dialect: new ImmediateSqliteDialect({ database: sqlite }) });
+  return {
+    db,
+    dialect: 'sqlite',
+    location: options.sqliteFile,
+    ping: async () => {
+      await sql`select 1`.execute(db);
+    },
+    close: () => db.destroy(),
+  };
+}
+
+/** True when the error is a unique-constraint violation, on either database. */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const code = (error as { code?: unknown }).code;
+  return (
+    code === '23505' || code === 'SQLITE_CONSTRAINT_UNIQUE' || code === 'SQLITE_CONSTRAINT_PRIMARYKEY'
+  );
+}
+
+/** Column types that mean the same on both databases. */
+export interface ColumnTypes {
+  /** Auto-increasing integer primary key, for ordering and keyset pagination. */
+  serialPrimaryKey: 'integer' | 'bigserial';
+  /** An instant, stored as an ISO-8601 string on SQLite. */
+  timestamp: 'text' | 'timestamptz';
+}
+
+export function columnTypes(dialect: DialectName): ColumnTypes {
+  return dialect === 'postgres'
+    ? { serialPrimaryKey: 'bigserial', timestamp: 'timestamptz' }
+    : { serialPrimaryKey: 'integer', timestamp: 'text' };
+}
+
+/** Converts a timestamp column read from either database to an ISO-8601 string. */
+export function toIsoString(value: string | Date): string {
+  return (value instanceof Date ? value : new Date(value)).toISOString();
+}

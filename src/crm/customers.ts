@@ -1,0 +1,118 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Selectable } from 'kysely';
+import { Type, type Static } from 'typebox';
+import { isUniqueViolation, toIsoString } from '../core/db.js';
+import { HttpProblem } from '../core/errors.js';
+import { PlainText, Timestamp, Uuid } from '../core/schemas.js';
+import type { CrmTables } from './migrations.js';
+
+export const NewCustomerSchema = Type.Object(
+  {
+    name: PlainText({ maxLength: 200, description: 'Full name, e.g. "Jane Doe".' }),
+    email: Type.String({
+      format: 'email',
+      maxLength: 254,
+      description: 'Unique among customers, compared case-insensitively.',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type NewCustomer = Static<typeof NewCustomerSchema>;
+
+export const CustomerSchema = Type.Object(
+  {
+    id: Uuid('Assigned by the CRM.'),
+    name: Type.String(),
+    email: Type.String(),
+    created_at: Timestamp('When the customer was created (ISO 8601, UTC).'),
+  },
+  { additionalProperties: false },
+);
+export type Customer = Static<typeof CustomerSchema>;
+
+type CustomerRow = Selectable<CrmTables['customers']>;
+
+function toCustomer(row: Pick<CustomerRow, 'id' | 'name' | 'email' | 'created_at'>): Customer {
+  return { id: row.id, name: row.name, email: row.email, created_at: toIsoString(row.created_at) };
+}
+
+/** Reads and writes the CRM's customers table. */
+export class CustomerStore {
+  constructor(private readonly db: Kysely<CrmTables>) {}
+
+  async create(input: NewCustomer): Promise<Customer> {
+    const customer: Customer = {
+      id: randomUUID(),
+      name: input.name,
+      email: input.email,
+      created_at: new Date().toISOString(),
+    };
+    try {
+      await this.db
+        .insertInto('customers')
+        .values({ ...customer, email_normalized: normalizeEmail(input.email) })
+        .execute();
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      const existing = await this.findByEmail(input.email);
+      throw new HttpProblem(
+        409,
+        'email_taken',
+        `A customer with the email ${input.email} already exists${existing ? ` (id ${existing.id})` : ''}; emails are unique regardless of case.`,
+        existing ? { existing_customer_id: existing.id } : {},
+      );
+    }
+    return customer;
+  }
+
+  async get(id: string): Promise<Customer | undefined> {
+    const row = await this.db
+      .selectFrom('customers')
+      .select(['id', 'name', 'email', 'created_at'])
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row && toCustomer(row);
+  }
+
+  async findByEmail(email: string): Promise<Customer | undefined> {
+    const row = await this.db
+      .selectFrom('customers')
+      .select(['id', 'name', 'email', 'created_at'])
+      .where('email_normalized', '=', normalizeEmail(email))
+      .executeTakeFirst();
+    return row && toCustomer(row);
+  }
+
+  /**
+   * One page in creation order, after the customer with id `after` (from the start when absent).
+   * Reads one row more than asked to know whether another page follows.
+   * Returns undefined when `after` names no customer.
+   */
+  async list(page: {
+    limit: number;
+    after?: string | undefined;
+  }): Promise<{ items: Customer[]; hasMore: boolean } | undefined> {
+    let afterSeq = 0;
+    if (page.after !== undefined) {
+      const anchor = await this.db
+        .selectFrom('customers')
+        .select('seq')
+        .where('id', '=', page.after)
+        .executeTakeFirst();
+      if (!anchor) return undefined;
+      afterSeq = anchor.seq;
+    }
+    const rows = await this.db
+      .selectFrom('customers')
+      .select(['id', 'name', 'email', 'created_at'])
+      .where('seq', '>', afterSeq)
+      .orderBy('seq')
+      .limit(page.limit + 1)
+      .execute();
+    return { items: rows.slice(0, page.limit).map(toCustomer), hasMore: rows.length > page.limit };
+  }
+}
+
+export function normalizeEmail(email: string): string {
+  return email.trim().toLowerCase();
+}
