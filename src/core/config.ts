@@ -7,7 +7,9 @@ export class ConfigError extends Error {
     readonly value: string,
     readonly allowed: string,
   ) {
-    super(`Invalid configuration: ${variable}=${JSON.stringify(value)} is not allowed; ${allowed}.`);
+    super(
+      `Invalid configuration: ${variable}=${JSON.stringify(value)} is not allowed; ${allowed}.`,
+    );
     this.name = 'ConfigError';
   }
 }
@@ -123,12 +125,10 @@ export function readCommonConfig(env: Env): CommonConfig {
     host,
     dataDir: path.resolve(readString(env, 'DATA_DIR', './data')),
     logLevel: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS),
-    logFormat: readChoice<LogFormat>(
-      env,
-      'LOG_FORMAT',
-      process.stdout.isTTY ? 'pretty' : 'json',
-      ['pretty', 'json'],
-    ),
+    logFormat: readChoice<LogFormat>(env, 'LOG_FORMAT', process.stdout.isTTY ? 'pretty' : 'json', [
+      'pretty',
+      'json',
+    ]),
     apiToken,
   };
 }

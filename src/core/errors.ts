@@ -12,6 +12,8 @@ export class HttpProblem extends Error {
     readonly code: string,
     readonly detail: string,
     readonly extensions: Record<string, unknown> = {},
+    /** Response headers to send with the problem, e.g. `retry-after`. */
+    readonly headers: Record<string, string> = {},
   ) {
     super(detail);
     this.name = 'HttpProblem';

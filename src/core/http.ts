@@ -173,10 +173,7 @@ function frameworkProblem(error: FastifyError): HttpProblem | undefined {
 }
 
 function sendProblem(request: FastifyRequest, reply: FastifyReply, problem: Problem) {
-  return reply
-    .code(problem.status)
-    .type('application/problem+json; charset=utf-8')
-    .send(problem);
+  return reply.code(problem.status).type('application/problem+json; charset=utf-8').send(problem);
 }
 
 function instanceOf(request: FastifyRequest): string {
@@ -282,6 +279,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     } else if (problem.status >= 500) {
       request.log.error({ err: error }, problem.detail);
     }
+    reply.headers(problem.headers);
     return sendProblem(request, reply, problem.toProblem(instanceOf(request)));
   });
 
@@ -388,17 +386,4 @@ declare module 'fastify' {
     /** The service's Prometheus registry; services add their own metrics to it. */
     metrics: Registry;
   }
-}
-
-/** `Link` header announcing the next page, relative to the current request (RFC 8288). */
-export function setNextPageLink(
-  request: FastifyRequest,
-  reply: FastifyReply,
-  query: Record<string, string | number | undefined>,
-): void {
-  const params = new URLSearchParams();
-  for (const [key, value] of Object.entries(query)) {
-    if (value !== undefined) params.set(key, String(value));
-  }
-  reply.header('link', `<${instanceOf(request)}?${params.toString()}>; rel="next"`);
 }

@@ -11,8 +11,7 @@ export const PlainText = (options: { maxLength: number; description: string }) =
 
 export const Uuid = (description: string) => Type.String({ format: 'uuid', description });
 
-export const Timestamp = (description: string) =>
-  Type.String({ format: 'date-time', description });
+export const Timestamp = (description: string) => Type.String({ format: 'date-time', description });
 
 /** Query string of a paginated list: `limit` (default 100, at most 1000) and `after` (an id). */
 export const PageQuery = {

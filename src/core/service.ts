@@ -78,10 +78,7 @@ export interface ServiceConfig extends CommonConfig {
   databaseUrl: string | undefined;
 }
 
-export function readServiceConfig(
-  definition: ServiceDefinition<unknown>,
-  env: Env,
-): ServiceConfig {
+export function readServiceConfig(definition: ServiceDefinition<unknown>, env: Env): ServiceConfig {
   return {
     ...readCommonConfig(env),
     port: readPort(env, definition.portVariable, definition.defaultPort),
@@ -143,7 +140,10 @@ export async function runService<Tables>(definition: ServiceDefinition<Tables>):
   try {
     running = await startService(definition, config, logger);
   } catch (error) {
-    logger.fatal({ err: error }, `${definition.title} could not start: ${(error as Error).message}`);
+    logger.fatal(
+      { err: error },
+      `${definition.title} could not start: ${(error as Error).message}`,
+    );
     logger.flush();
     process.exitCode = 1;
     return;

@@ -3,6 +3,7 @@ import type { Kysely, Selectable } from 'kysely';
 import { Type, type Static } from 'typebox';
 import { isUniqueViolation, toIsoString } from '../core/db.js';
 import { HttpProblem } from '../core/errors.js';
+import { readPage, type Page, type PageRequest } from '../core/pagination.js';
 import { PlainText, Timestamp, Uuid } from '../core/schemas.js';
 import type { CrmTables } from './migrations.js';
 
@@ -83,33 +84,29 @@ export class CustomerStore {
     return row && toCustomer(row);
   }
 
-  /**
-   * One page in creation order, after the customer with id `after` (from the start when absent).
-   * Reads one row more than asked to know whether another page follows.
-   * Returns undefined when `after` names no customer.
-   */
-  async list(page: {
-    limit: number;
-    after?: string | undefined;
-  }): Promise<{ items: Customer[]; hasMore: boolean } | undefined> {
-    let afterSeq = 0;
-    if (page.after !== undefined) {
-      const anchor = await this.db
-        .selectFrom('customers')
-        .select('seq')
-        .where('id', '=', page.after)
-        .executeTakeFirst();
-      if (!anchor) return undefined;
-      afterSeq = anchor.seq;
-    }
-    const rows = await this.db
-      .selectFrom('customers')
-      .select(['id', 'name', 'email', 'created_at'])
-      .where('seq', '>', afterSeq)
-      .orderBy('seq')
-      .limit(page.limit + 1)
-      .execute();
-    return { items: rows.slice(0, page.limit).map(toCustomer), hasMore: rows.length > page.limit };
+  /** One page in creation order; undefined when `after` names no customer. */
+  list(page: PageRequest): Promise<Page<Customer> | undefined> {
+    return readPage(
+      page,
+      async (id) =>
+        (
+          await this.db
+            .selectFrom('customers')
+            .select('seq')
+            .where('id', '=', id)
+            .executeTakeFirst()
+        )?.seq,
+      async (seq, count) =>
+        (
+          await this.db
+            .selectFrom('customers')
+            .select(['id', 'name', 'email', 'created_at'])
+            .where('seq', '>', seq)
+            .orderBy('seq')
+            .limit(count)
+            .execute()
+        ).map(toCustomer),
+    );
   }
 }
 

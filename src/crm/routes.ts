@@ -1,8 +1,9 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { HttpProblem, notFound } from '../core/errors.js';
-import { problemResponses, setNextPageLink } from '../core/http.js';
+import { notFound } from '../core/errors.js';
+import { problemResponses } from '../core/http.js';
+import { sendPage } from '../core/pagination.js';
 import { PageQuery, paginationHeaders, Uuid } from '../core/schemas.js';
 import { CustomerSchema, NewCustomerSchema, type CustomerStore } from './customers.js';
 
@@ -44,20 +45,8 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
         response: { 200: Type.Array(CustomerSchema, { headers: paginationHeaders }) },
       },
     },
-    async (request, reply) => {
-      const { limit, after } = request.query;
-      const page = await customers.list({ limit, after });
-      if (!page) {
-        throw new HttpProblem(
-          400,
-          'unknown_cursor',
-          `after=${after} is not the id of any customer; pass the last id of the previous page.`,
-        );
-      }
-      const last = page.items.at(-1);
-      if (page.hasMore && last) setNextPageLink(request, reply, { limit, after: last.id });
-      return page.items;
-    },
+    async (request, reply) =>
+      sendPage(request, reply, await customers.list(request.query), request.query),
   );
 
   api.get(

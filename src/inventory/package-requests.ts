@@ -1,0 +1,123 @@
+import { randomUUID } from 'node:crypto';
+import type { Kysely, Selectable } from 'kysely';
+import { Type, type Static } from 'typebox';
+import { toIsoString } from '../core/db.js';
+import { readPage, type Page, type PageRequest } from '../core/pagination.js';
+import { Timestamp, Uuid } from '../core/schemas.js';
+import type { InventoryTables } from './migrations.js';
+
+export const DEFAULT_KIND = 'welcome_package';
+
+const Kind = Type.String({
+  pattern: '^[a-z][a-z0-9_]{0,63}$',
+  description: 'What to send: lowercase letters, digits and underscores.',
+  examples: [DEFAULT_KIND],
+});
+
+export const NewPackageRequestSchema = Type.Object(
+  {
+    customer_id: Uuid('The CRM id of the customer to send the package to.'),
+    kind: Type.Optional({ ...Kind, default: DEFAULT_KIND }),
+  },
+  { additionalProperties: false },
+);
+export type NewPackageRequest = Static<typeof NewPackageRequestSchema>;
+
+export const PackageRequestSchema = Type.Object(
+  {
+    id: Uuid('Assigned by Inventory.'),
+    customer_id: Uuid('The CRM id of the customer.'),
+    kind: Kind,
+    status: Type.Literal('pending', { description: 'Every request starts pending.' }),
+    created_at: Timestamp('When the request was created (ISO 8601, UTC).'),
+  },
+  { additionalProperties: false },
+);
+export type PackageRequest = Static<typeof PackageRequestSchema>;
+
+type Row = Selectable<InventoryTables['package_requests']>;
+type Db = Kysely<InventoryTables>;
+
+const COLUMNS = ['id', 'customer_id', 'kind', 'status', 'created_at'] as const;
+
+function toPackageRequest(row: Pick<Row, (typeof COLUMNS)[number]>): PackageRequest {
+  return {
+    id: row.id,
+    customer_id: row.customer_id,
+    kind: row.kind,
+    status: row.status as PackageRequest['status'],
+    created_at: toIsoString(row.created_at),
+  };
+}
+
+export type CreateOutcome =
+  { created: true; request: PackageRequest } | { created: false; existing: PackageRequest };
+
+/** Reads and writes Inventory's package requests. Methods take `db` so callers can pass a transaction. */
+export const packageRequests = {
+  /**
+   * Creates the request unless one exists for the same customer and kind; the database's unique
+   * constraint decides, so concurrent creates cannot both win.
+   */
+  async create(db: Db, input: { customer_id: string; kind: string }): Promise<CreateOutcome> {
+    const request: PackageRequest = {
+      id: randomUUID(),
+      customer_id: input.customer_id,
+      kind: input.kind,
+      status: 'pending',
+      created_at: new Date().toISOString(),
+    };
+    const inserted = await db
+      .insertInto('package_requests')
+      .values(request)
+      .onConflict((conflict) => conflict.columns(['customer_id', 'kind']).doNothing())
+      .returning('id')
+      .executeTakeFirst();
+    if (inserted) return { created: true, request };
+    const existing = await db
+      .selectFrom('package_requests')
+      .select(COLUMNS)
+      .where('customer_id', '=', input.customer_id)
+      .where('kind', '=', input.kind)
+      .executeTakeFirstOrThrow();
+    return { created: false, existing: toPackageRequest(existing) };
+  },
+
+  async get(db: Db, id: string): Promise<PackageRequest | undefined> {
+    const row = await db
+      .selectFrom('package_requests')
+      .select(COLUMNS)
+      .where('id', '=', id)
+      .executeTakeFirst();
+    return row && toPackageRequest(row);
+  },
+
+  /** One page in creation order, optionally for one customer; undefined when `after` is unknown. */
+  list(
+    db: Db,
+    page: PageRequest & { customer_id?: string | undefined },
+  ): Promise<Page<PackageRequest> | undefined> {
+    return readPage(
+      page,
+      async (id) =>
+        (
+          await db
+            .selectFrom('package_requests')
+            .select('seq')
+            .where('id', '=', id)
+            .executeTakeFirst()
+        )?.seq,
+      async (seq, count) => {
+        let query = db
+          .selectFrom('package_requests')
+          .select(COLUMNS)
+          .where('seq', '>', seq)
+          .orderBy('seq')
+          .limit(count);
+        if (page.customer_id !== undefined)
+          query = query.where('customer_id', '=', page.customer_id);
+        return (await query.execute()).map(toPackageRequest);
+      },
+    );
+  },
+};

@@ -1,0 +1,37 @@
+// Starts every service in the foreground with service-prefixed, interleaved logs, like
+// `docker compose up`; Ctrl-C (SIGINT) or SIGTERM stops them all gracefully.
+import { fileURLToPath } from 'node:url';
+import concurrently from 'concurrently';
+
+const SERVICES = ['crm', 'inventory'] as const;
+
+// concurrently runs commands through a shell; quote paths only if they need it.
+const quote = (value: string) =>
+  /^[\w./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
+const node = quote(process.execPath);
+const logFormat = process.env.LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json');
+
+const { result } = concurrently(
+  SERVICES.map((name) => ({
+    name,
+    command: `exec ${node} ${quote(fileURLToPath(new URL(`./${name}/main.js`, import.meta.url)))}`,
+    env: { LOG_FORMAT: logFormat },
+  })),
+  {
+    prefix: 'name',
+    prefixColors: ['cyan', 'magenta', 'yellow'],
+    // One service failing to start leaves the platform broken: stop the rest and say so.
+    killOthersOn: ['failure'],
+  },
+);
+
+result.then(
+  () => process.exit(0),
+  (events: { command: { name: string }; exitCode: number | string }[]) => {
+    const failed = events.filter((event) => event.exitCode !== 0);
+    for (const event of failed) {
+      console.error(`${event.command.name} exited with ${event.exitCode}`);
+    }
+    process.exit(1);
+  },
+);
