@@ -1,0 +1,125 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { crmService } from '../../src/crm/service.js';
+import { inventoryService } from '../../src/inventory/service.js';
+import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
+
+const services = [
+  {
+    definition: crmService,
+    routes: ['GET /customers', 'POST /customers', 'GET /customers/{id}'],
+    postPath: '/customers',
+  },
+  {
+    definition: inventoryService,
+    routes: ['GET /package-requests', 'POST /package-requests', 'GET /package-requests/{id}'],
+    postPath: '/package-requests',
+  },
+] as const;
+
+let t: TestApp<unknown> | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+describe.each(services)('$definition.title', ({ definition, routes, postPath }) => {
+  const start = async (options: { apiToken?: string } = {}) => {
+    t = (await createTestApp(definition as never, options)) as TestApp<unknown>;
+    return t.app;
+  };
+
+  it('documents every route, body, response and error in /openapi.json (OpenAPI 3)', async () => {
+    const app = await start();
+    const response = await app.inject({ method: 'GET', url: '/openapi.json' });
+    expect(response.statusCode).toBe(200);
+    const doc = response.json();
+    expect(doc.openapi).toMatch(/^3\./);
+    const documented = Object.entries(doc.paths as Record<string, Record<string, unknown>>).flatMap(
+      ([path, methods]) => Object.keys(methods).map((method) => `${method.toUpperCase()} ${path}`),
+    );
+    expect(documented.sort()).toEqual(
+      [...routes, 'GET /health', 'GET /ready', 'GET /metrics'].sort(),
+    );
+    for (const [path, methods] of Object.entries(doc.paths as Record<string, object>)) {
+      for (const [method, operation] of Object.entries(methods as Record<string, any>)) {
+        const statuses = Object.keys(operation.responses);
+        expect(statuses, `${method} ${path}`).toEqual(
+          expect.arrayContaining(['400', '413', '415']),
+        );
+        expect(
+          operation.responses['400'].content['application/problem+json'].schema.properties.detail,
+        ).toBeDefined();
+        if (method === 'post') {
+          expect(
+            operation.requestBody.content['application/json'].schema.additionalProperties,
+          ).toBe(false);
+          expect(statuses).toEqual(expect.arrayContaining(['201', '409']));
+        }
+      }
+    }
+  });
+
+  it('serves Swagger UI at /docs', async () => {
+    const app = await start();
+    const response = await app.inject({ method: 'GET', url: '/docs/' });
+    expect(response.statusCode).toBe(200);
+    expect(response.body).toContain('swagger');
+  });
+
+  it('answers /health, /ready and Prometheus /metrics', async () => {
+    const app = await start();
+    expect((await app.inject({ method: 'GET', url: '/health' })).json()).toEqual({ status: 'ok' });
+    expect((await app.inject({ method: 'GET', url: '/ready' })).json()).toEqual({
+      status: 'ready',
+    });
+    await app.inject({ method: 'GET', url: postPath });
+    const metrics = await app.inject({ method: 'GET', url: '/metrics' });
+    expect(metrics.statusCode).toBe(200);
+    expect(metrics.headers['content-type']).toContain('text/plain');
+    expect(metrics.body).toContain('# TYPE http_requests_total counter');
+    expect(metrics.body).toMatch(
+      new RegExp(
+        `http_requests_total\\{method="GET",route="${postPath}",status_code="200",service="${definition.name}"\\} 1`,
+      ),
+    );
+    expect(metrics.body).toContain('process_resident_memory_bytes');
+  });
+
+  it('turns /ready to 503 when the database is unreachable, while /health stays 200', async () => {
+    const app = await start();
+    await t!.database.close();
+    expectProblem(await app.inject({ method: 'GET', url: '/ready' }), 503);
+    expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    // drop() closes again; Kysely tolerates that.
+  });
+
+  it('answers unknown routes and methods with 404 problem+json', async () => {
+    const app = await start();
+    expectProblem(await app.inject({ method: 'GET', url: '/nope' }), 404);
+    expectProblem(await app.inject({ method: 'DELETE', url: postPath }), 404);
+  });
+
+  it('requires the bearer token on every non-health route when API_TOKEN is set', async () => {
+    const token = 'test-token-0123456789abcdef';
+    const app = await start({ apiToken: token });
+    for (const url of [postPath, '/metrics', '/openapi.json', '/docs/']) {
+      const anonymous = await app.inject({ method: 'GET', url });
+      expect(expectProblem(anonymous, 401).code).toBe('unauthorized');
+      expect(anonymous.headers['www-authenticate']).toBe('Bearer');
+      const wrong = await app.inject({
+        method: 'GET',
+        url,
+        headers: { authorization: `Bearer ${token}x` },
+      });
+      expectProblem(wrong, 401);
+      const right = await app.inject({
+        method: 'GET',
+        url,
+        headers: { authorization: `Bearer ${token}` },
+      });
+      expect(right.statusCode, url).toBe(200);
+    }
+    expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
+    expect((await app.inject({ method: 'GET', url: '/ready' })).statusCode).toBe(200);
+  });
+});

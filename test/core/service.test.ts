@@ -1,0 +1,73 @@
+import { spawnSync } from 'node:child_process';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Kysely } from 'kysely';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { DIST, startServiceProcess, type ServiceProcess } from '../support/processes.js';
+
+let database: TestDatabase<unknown> | undefined;
+const running: ServiceProcess[] = [];
+afterEach(async () => {
+  await Promise.all(running.splice(0).map((service) => service.stop('SIGKILL')));
+  await database?.drop();
+  database = undefined;
+});
+
+describe('a service process', () => {
+  it('stops with one line naming the variable, the value and what is allowed', () => {
+    const result = spawnSync(process.execPath, [`${DIST}crm/main.js`], {
+      env: { ...process.env, CRM_PORT: 'eighty' },
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(1);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toContain('CRM_PORT="eighty"');
+    expect(lines[0]).toContain('0 to 65535');
+  });
+
+  it('refuses to listen on all interfaces without API_TOKEN', () => {
+    const result = spawnSync(process.execPath, [`${DIST}inventory/main.js`], {
+      env: { ...process.env, HOST: '0.0.0.0', API_TOKEN: '' },
+      encoding: 'utf8',
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain('API_TOKEN');
+  });
+
+  it('starts twice at once on one database, migrating it exactly once, and serves over HTTP', async () => {
+    database = await createTestDatabase('crm');
+    const env = { ...database.env, CRM_PORT: '0' };
+    const [a, b] = await Promise.all([
+      startServiceProcess('crm/main.js', env),
+      startServiceProcess('crm/main.js', env),
+    ]);
+    running.push(a!, b!);
+    const rows = await (database.db as Kysely<any>)
+      .selectFrom('schema_migrations')
+      .select('version')
+      .execute();
+    expect(rows.map((row) => row.version)).toEqual([1]);
+    const created = await fetch(`${a!.url}/customers`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Jane Doe', email: 'jane.doe@example.com' }),
+    });
+    expect(created.status).toBe(201);
+    const { id } = (await created.json()) as { id: string };
+    // The other process reads the same database.
+    const fetched = await fetch(`${b!.url}/customers/${id}`);
+    expect(fetched.status).toBe(200);
+  });
+
+  it('exits 0 on SIGTERM after finishing, well within 10 s', async () => {
+    database = await createTestDatabase('inventory');
+    const service = await startServiceProcess('inventory/main.js', {
+      ...database.env,
+      INVENTORY_PORT: '0',
+    });
+    const started = Date.now();
+    expect(await service.stop('SIGTERM')).toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(service.output()).toContain('SIGTERM received');
+  });
+});
