@@ -23,8 +23,8 @@ interface MigrationTable {
  * start at once serialise on a lock (an advisory lock on PostgreSQL, the write lock on SQLite), so
  * the second sees the first one's work and applies nothing.
  */
-export async function migrate(
-  database: Database<unknown>,
+export async function migrate<Tables>(
+  database: Database<Tables>,
   migrations: readonly Migration[],
 ): Promise<MigrationResult> {
   checkOrder(migrations);
@@ -55,7 +55,14 @@ export async function migrate(
     const applied: number[] = [];
     for (const migration of migrations) {
       if (done.has(migration.version)) continue;
-      await migration.up(trx, types, database.dialect);
+      try {
+        await migration.up(trx, types, database.dialect);
+      } catch (error) {
+        throw new Error(
+          `Migration ${migration.version} "${migration.name}" failed, so none of this start-up's migrations were applied: ${(error as Error).message}`,
+          { cause: error },
+        );
+      }
       await trx
         .insertInto('schema_migrations')
         .values({

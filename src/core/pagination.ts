@@ -37,14 +37,15 @@ export async function readPage<Row>(
  * Answers a page: its items as the body and, when more follow, a `Link: <…>; rel="next"` header
  * relative to the current request (RFC 8288). `query` holds the filters to carry to the next page.
  */
-export function sendPage<T extends { id: string }>(
+export function sendPage<T>(
   request: FastifyRequest,
   reply: FastifyReply,
   page: Page<T> | undefined,
-  query: { limit: number; after?: string | undefined } & Record<
+  query: { limit: number; after?: string | number | undefined } & Record<
     string,
     string | number | undefined
   >,
+  cursorOf: (item: T) => string | number = (item) => (item as { id: string }).id,
 ): T[] {
   if (!page) {
     throw new HttpProblem(
@@ -54,9 +55,9 @@ export function sendPage<T extends { id: string }>(
     );
   }
   const last = page.items.at(-1);
-  if (page.hasMore && last) {
+  if (page.hasMore && last !== undefined) {
     const params = new URLSearchParams();
-    for (const [key, value] of Object.entries({ ...query, after: last.id })) {
+    for (const [key, value] of Object.entries({ ...query, after: cursorOf(last) })) {
       if (value !== undefined) params.set(key, String(value));
     }
     const path = request.url.split('?')[0] ?? request.url;

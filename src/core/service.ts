@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { FastifyPluginAsync } from 'fastify';
+import type { Registry } from 'prom-client';
 import {
   ConfigError,
   readCommonConfig,
@@ -30,8 +31,29 @@ export interface ServiceDefinition<Tables> {
   /** e.g. `CRM_DATABASE_URL`: PostgreSQL when set, SQLite under DATA_DIR otherwise. */
   databaseVariable: string;
   migrations: Migration[];
-  /** Registers the service's own routes (a Fastify plugin) given its database. */
-  routes: (database: Database<Tables>) => FastifyPluginAsync;
+  /** Builds the service's routes and background work from its database and settings. */
+  setup: (context: ServiceContext<Tables>) => ServiceRuntime;
+}
+
+export interface ServiceContext<Tables> {
+  database: Database<Tables>;
+  logger: Logger;
+  /** The service's Prometheus registry, for its own metrics. */
+  metrics: Registry;
+  /** Environment the service reads its own settings from. */
+  env: Env;
+}
+
+/** What a service adds to the shared HTTP server. */
+export interface ServiceRuntime {
+  /** The service's routes, as a Fastify plugin. */
+  routes: FastifyPluginAsync;
+  /** Starts background work once the server listens. */
+  start?(): Promise<void>;
+  /** Stops background work and releases waiting requests; runs before the server closes. */
+  stop?(): Promise<void>;
+  /** Rejects with a reason when the service cannot do its job (beyond its database answering). */
+  checkReady?(): Promise<void>;
 }
 
 export interface ServiceAppOptions<Tables> {
@@ -39,14 +61,21 @@ export interface ServiceAppOptions<Tables> {
   logger: Logger;
   /** Bearer token required on non-health routes; none by default. */
   apiToken?: string | undefined;
+  /** Where the service reads its own settings. Default `process.env`. */
+  env?: Env;
 }
 
-/** Migrates the database and builds the service's HTTP app, not yet listening. */
+export interface ServiceApp {
+  app: HttpServer;
+  runtime: ServiceRuntime;
+}
+
+/** Migrates the database and builds the service's HTTP app, not yet listening nor started. */
 export async function createServiceApp<Tables>(
   definition: ServiceDefinition<Tables>,
   options: ServiceAppOptions<Tables>,
-): Promise<HttpServer> {
-  const result = await migrate(options.database as Database<unknown>, definition.migrations);
+): Promise<ServiceApp> {
+  const result = await migrate(options.database, definition.migrations);
   if (result.applied.length > 0) {
     options.logger.info(
       { applied: result.applied },
@@ -60,11 +89,20 @@ export async function createServiceApp<Tables>(
     version: packageJson.version,
     logger: options.logger,
     apiToken: options.apiToken,
-    checkReady: () => options.database.ping(),
+    checkReady: async () => {
+      await options.database.ping();
+      await runtime.checkReady?.();
+    },
   });
-  await app.register(definition.routes(options.database));
+  const runtime = definition.setup({
+    database: options.database,
+    logger: options.logger,
+    metrics: app.metrics,
+    env: options.env ?? process.env,
+  });
+  await app.register(runtime.routes);
   await app.ready();
-  return app;
+  return { app, runtime };
 }
 
 export interface RunningService {
@@ -97,19 +135,22 @@ export async function startService<Tables>(
     sqliteFile: path.join(config.dataDir, `${definition.name}.sqlite`),
   });
   logger.info(`Using ${database.dialect} database at ${database.location}`);
-  let app: HttpServer;
+  let service: ServiceApp;
   try {
-    app = await createServiceApp(definition, { database, logger, apiToken: config.apiToken });
+    service = await createServiceApp(definition, { database, logger, apiToken: config.apiToken });
   } catch (error) {
     await database.close();
     throw error;
   }
+  const { app, runtime } = service;
   const url = await app.listen({ host: config.host, port: config.port });
   logger.info(`${definition.title} listening on ${url} (API docs at ${url}/docs)`);
+  await runtime.start?.();
   return {
     app,
     url,
     stop: async () => {
+      await runtime.stop?.();
       await app.close();
       await database.close();
     },

@@ -5,6 +5,7 @@ import { isUniqueViolation, toIsoString } from '../core/db.js';
 import { HttpProblem } from '../core/errors.js';
 import { readPage, type Page, type PageRequest } from '../core/pagination.js';
 import { PlainText, Timestamp, Uuid } from '../core/schemas.js';
+import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 
 export const NewCustomerSchema = Type.Object(
@@ -39,7 +40,10 @@ function toCustomer(row: Pick<CustomerRow, 'id' | 'name' | 'email' | 'created_at
 
 /** Reads and writes the CRM's customers table. */
 export class CustomerStore {
-  constructor(private readonly db: Kysely<CrmTables>) {}
+  constructor(
+    private readonly db: Kysely<CrmTables>,
+    private readonly events: EventLog,
+  ) {}
 
   async create(input: NewCustomer): Promise<Customer> {
     const customer: Customer = {
@@ -49,10 +53,15 @@ export class CustomerStore {
       created_at: new Date().toISOString(),
     };
     try {
-      await this.db
-        .insertInto('customers')
-        .values({ ...customer, email_normalized: normalizeEmail(input.email) })
-        .execute();
+      // The customer and its event commit together (transactional outbox): no event without a
+      // customer, no customer without an event.
+      await this.db.transaction().execute(async (trx) => {
+        await this.events.appendCustomerCreated(trx, customer);
+        await trx
+          .insertInto('customers')
+          .values({ ...customer, email_normalized: normalizeEmail(input.email) })
+          .execute();
+      });
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
       const existing = await this.findByEmail(input.email);
@@ -63,6 +72,7 @@ export class CustomerStore {
         existing ? { existing_customer_id: existing.id } : {},
       );
     }
+    this.events.notifyCommitted();
     return customer;
   }
 

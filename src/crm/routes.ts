@@ -6,6 +6,7 @@ import { problemResponses } from '../core/http.js';
 import { sendPage } from '../core/pagination.js';
 import { PageQuery, paginationHeaders, Uuid } from '../core/schemas.js';
 import { CustomerSchema, NewCustomerSchema, type CustomerStore } from './customers.js';
+import { CustomerCreatedEventSchema, type EventLog } from './events.js';
 
 export interface CustomerRoutesOptions {
   customers: CustomerStore;
@@ -63,6 +64,61 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
       const customer = await customers.get(request.params.id);
       if (!customer) throw notFound(`No customer has id ${request.params.id}.`);
       return customer;
+    },
+  );
+};
+
+export interface EventRoutesOptions {
+  events: EventLog;
+}
+
+/** Longest a feed request may wait for new events, in ms. */
+export const MAX_FEED_WAIT_MS = 30_000;
+
+export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, options) => {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const { events } = options;
+
+  api.get(
+    '/events',
+    {
+      schema: {
+        tags: ['change feed'],
+        summary: 'Read customer.created events after a position (long-poll with wait)',
+        description:
+          'Events come in strictly increasing `position`, and a position is only ever visible once every lower one is: a consumer that stores the last position it handled and asks for `after=<that>` never skips an event, also while customers are created concurrently. With `wait`, an empty answer is held until an event arrives or the wait ends.',
+        querystring: Type.Object(
+          {
+            after: Type.Integer({
+              minimum: 0,
+              default: 0,
+              description: 'Return events after this position (0 = from the start).',
+            }),
+            limit: PageQuery.limit,
+            wait: Type.Integer({
+              minimum: 0,
+              maximum: MAX_FEED_WAIT_MS,
+              default: 0,
+              description: `When nothing is new, wait up to this many ms for an event (0–${MAX_FEED_WAIT_MS}).`,
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        response: {
+          200: Type.Array(CustomerCreatedEventSchema, { headers: paginationHeaders }),
+        },
+      },
+    },
+    async (request, reply) => {
+      const { after, limit, wait } = request.query;
+      const items = await events.waitAfter(after, limit + 1, wait);
+      return sendPage(
+        request,
+        reply,
+        { items: items.slice(0, limit), hasMore: items.length > limit },
+        { limit, after },
+        (event) => event.position,
+      );
     },
   );
 };

@@ -11,10 +11,12 @@ export const inventoryService: ServiceDefinition<InventoryTables> = {
   defaultPort: 8001,
   databaseVariable: 'INVENTORY_DATABASE_URL',
   migrations: inventoryMigrations,
-  routes: (database) => async (app) => {
-    await app.register(packageRequestRoutes, {
-      db: database.db,
-      idempotencyKeys: new IdempotencyKeys(database.db),
-    });
-  },
+  setup: ({ database }) => ({
+    routes: async (app) => {
+      await app.register(packageRequestRoutes, {
+        db: database.db,
+        idempotencyKeys: new IdempotencyKeys(database.db),
+      });
+    },
+  }),
 };

@@ -6,7 +6,7 @@ import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 const services = [
   {
     definition: crmService,
-    routes: ['GET /customers', 'POST /customers', 'GET /customers/{id}'],
+    routes: ['GET /customers', 'POST /customers', 'GET /customers/{id}', 'GET /events'],
     postPath: '/customers',
   },
   {

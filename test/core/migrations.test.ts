@@ -2,7 +2,10 @@ import { sql, type Kysely } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { openDatabase } from '../../src/core/db.js';
 import { migrate, type Migration } from '../../src/core/migrations.js';
-import { crmMigrations } from '../../src/crm/migrations.js';
+import { crmMigrations as allCrmMigrations } from '../../src/crm/migrations.js';
+
+// A fixed list, so these tests do not change when the CRM gains migrations.
+const crmMigrations = allCrmMigrations.slice(0, 1);
 import { createTestDatabase, postgresUrlFor, type TestDatabase } from '../support/databases.js';
 
 let database: TestDatabase<unknown> | undefined;
@@ -49,7 +52,9 @@ describe('migrate', () => {
         await sql`select * from no_such_table`.execute(db);
       },
     };
-    await expect(migrate(database, [...crmMigrations, broken])).rejects.toThrow();
+    await expect(migrate(database, [...crmMigrations, broken])).rejects.toThrow(
+      /Migration 2 "broken" failed/,
+    );
     // SQLite and PostgreSQL both roll back DDL inside the transaction.
     expect(await migrate(database, crmMigrations)).toEqual({ applied: [1], current: 1 });
   });

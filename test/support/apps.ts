@@ -1,10 +1,15 @@
 import { createLogger } from '../../src/core/logging.js';
-import { createServiceApp, type ServiceDefinition } from '../../src/core/service.js';
+import {
+  createServiceApp,
+  type ServiceDefinition,
+  type ServiceRuntime,
+} from '../../src/core/service.js';
 import type { HttpServer } from '../../src/core/http.js';
 import { createTestDatabase, type ServiceName, type TestDatabase } from './databases.js';
 
 export interface TestApp<Tables> {
   app: HttpServer;
+  runtime: ServiceRuntime;
   database: TestDatabase<Tables>;
   close(): Promise<void>;
 }
@@ -12,18 +17,25 @@ export interface TestApp<Tables> {
 /** The service's app on a fresh test database, for `app.inject`. */
 export async function createTestApp<Tables>(
   definition: ServiceDefinition<Tables>,
-  options: { apiToken?: string } = {},
+  options: { apiToken?: string; env?: Record<string, string | undefined> } = {},
 ): Promise<TestApp<Tables>> {
   const database = await createTestDatabase<Tables>(definition.name as ServiceName);
   const logger = createLogger({
     service: definition.name,
     level: process.env.TEST_LOG_LEVEL ?? 'silent',
   });
-  const app = await createServiceApp(definition, { database, logger, apiToken: options.apiToken });
+  const { app, runtime } = await createServiceApp(definition, {
+    database,
+    logger,
+    apiToken: options.apiToken,
+    env: options.env ?? {},
+  });
   return {
     app,
+    runtime,
     database,
     close: async () => {
+      await runtime.stop?.();
       await app.close();
       await database.drop();
     },
