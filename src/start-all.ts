@@ -3,7 +3,7 @@
 import { fileURLToPath } from 'node:url';
 import concurrently from 'concurrently';
 
-const SERVICES = ['crm', 'inventory'] as const;
+const SERVICES = ['crm', 'inventory', 'integration'] as const;
 
 // concurrently runs commands through a shell; quote paths only if they need it.
 const quote = (value: string) =>

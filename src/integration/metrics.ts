@@ -1,0 +1,76 @@
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { SyncStore } from './store.js';
+
+/** Every metric the integration service exports; the README lists them. */
+export function createIntegrationMetrics(registry: Registry, store: SyncStore) {
+  const registers = [registry];
+  return {
+    customersSeen: new Counter({
+      name: 'integration_customers_seen_total',
+      help: 'Customers recorded for delivery for the first time, by the source that reported them.',
+      labelNames: ['source'],
+      registers,
+    }),
+    deliveries: new Counter({
+      name: 'integration_deliveries_total',
+      help: 'Finished delivery attempts by outcome: delivered, duplicate (Inventory already had it), retry, dead_letter, late_completion (the claim had expired), not_attempted (circuit open).',
+      labelNames: ['outcome'],
+      registers,
+    }),
+    attempts: new Counter({
+      name: 'integration_delivery_attempts_total',
+      help: 'Calls made to Inventory to create a package request.',
+      registers,
+    }),
+    retries: new Counter({
+      name: 'integration_retries_total',
+      help: 'Deliveries scheduled for another attempt after a transient failure.',
+      registers,
+    }),
+    deadLettered: new Counter({
+      name: 'integration_dead_letters_total',
+      help: 'Deliveries moved to the dead letters.',
+      registers,
+    }),
+    circuitState: new Gauge({
+      name: 'integration_circuit_state',
+      help: 'Circuit breaker per destination: 0 closed, 1 half-open, 2 open.',
+      labelNames: ['destination'],
+      registers,
+    }),
+    pollDuration: new Histogram({
+      name: 'integration_poll_duration_seconds',
+      help: 'Time to read a page of new events from the CRM feed and record it (empty long-polls are not timed).',
+      buckets: [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers,
+    }),
+    polls: new Counter({
+      name: 'integration_polls_total',
+      help: 'Reads of the CRM feed by result: events, empty, error.',
+      labelNames: ['result'],
+      registers,
+    }),
+    lag: new Histogram({
+      name: 'integration_end_to_end_lag_seconds',
+      help: 'Time from the customer being created in the CRM to its package request being created.',
+      // From push (milliseconds) to polling and retries (seconds to minutes).
+      buckets: [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 300,
+        900, 3600,
+      ],
+      registers,
+    }),
+    byState: new Gauge({
+      name: 'integration_deliveries',
+      help: 'Deliveries by current state (read from the database at scrape time).',
+      labelNames: ['state'],
+      registers,
+      async collect() {
+        const counts = await store.countByState();
+        for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+      },
+    }),
+  };
+}
+
+export type IntegrationMetrics = ReturnType<typeof createIntegrationMetrics>;

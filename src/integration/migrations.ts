@@ -1,0 +1,88 @@
+import type { Generated } from 'kysely';
+import type { Migration } from '../core/migrations.js';
+
+/** The integration service's tables, forward only: add a new entry, never edit a released one. */
+export const integrationMigrations: Migration[] = [
+  {
+    version: 1,
+    name: 'create sync cursors, deliveries and leases',
+    async up(db, types) {
+      const epochMs = types.serialPrimaryKey === 'bigserial' ? 'bigint' : 'integer';
+      await db.schema
+        .createTable('sync_cursors')
+        .addColumn('source', 'text', (c) => c.primaryKey())
+        .addColumn('position', epochMs, (c) => c.notNull())
+        .addColumn('updated_at', epochMs, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createTable('deliveries')
+        .addColumn('seq', types.serialPrimaryKey, (c) =>
+          types.serialPrimaryKey === 'integer' ? c.primaryKey().autoIncrement() : c.primaryKey(),
+        )
+        // One delivery per customer, whatever the number of sources that report it.
+        .addColumn('customer_id', 'text', (c) => c.notNull().unique())
+        .addColumn('customer_name', 'text', (c) => c.notNull())
+        .addColumn('customer_created_at', epochMs, (c) => c.notNull())
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('replays', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('next_attempt_at', epochMs, (c) => c.notNull())
+        .addColumn('failing_since', epochMs)
+        .addColumn('last_error', 'text')
+        .addColumn('last_status', 'integer')
+        .addColumn('locked_by', 'text')
+        .addColumn('locked_until', epochMs)
+        .addColumn('package_request_id', 'text')
+        .addColumn('recorded_at', epochMs, (c) => c.notNull())
+        .addColumn('delivered_at', epochMs)
+        .addColumn('updated_at', epochMs, (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('deliveries_due')
+        .on('deliveries')
+        .columns(['state', 'next_attempt_at'])
+        .execute();
+      await db.schema
+        .createTable('leases')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('holder', 'text', (c) => c.notNull())
+        .addColumn('expires_at', epochMs, (c) => c.notNull())
+        .execute();
+    },
+  },
+];
+
+/**
+ * A delivery's life: `pending` (recorded, never tried) → `delivering` (claimed by one instance) →
+ * `delivered`; or → `retrying` (a transient failure, due again at `next_attempt_at`) → …; or →
+ * `dead` (a permanent failure, or transient ones past the retry policy) until replayed.
+ */
+export type DeliveryState = 'pending' | 'delivering' | 'retrying' | 'delivered' | 'dead';
+
+export interface IntegrationTables {
+  sync_cursors: { source: string; position: number; updated_at: number };
+  deliveries: {
+    seq: Generated<number>;
+    customer_id: string;
+    customer_name: string;
+    customer_created_at: number;
+    event_id: string;
+    source: string;
+    state: DeliveryState;
+    attempts: Generated<number>;
+    replays: Generated<number>;
+    next_attempt_at: number;
+    failing_since: number | null;
+    last_error: string | null;
+    last_status: number | null;
+    locked_by: string | null;
+    locked_until: number | null;
+    package_request_id: string | null;
+    recorded_at: number;
+    delivered_at: number | null;
+    updated_at: number;
+  };
+  leases: { name: string; holder: string; expires_at: number };
+}

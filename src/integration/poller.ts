@@ -1,0 +1,171 @@
+import type { Logger } from '../core/logging.js';
+import type { CrmClient, CustomerCreatedEvent } from './clients.js';
+import type { IntegrationMetrics } from './metrics.js';
+import type { NewDelivery, SyncStore } from './store.js';
+import { Wakeup } from './wakeup.js';
+
+export const POLL_LEASE = 'poll:crm';
+const CURSOR_SOURCE = 'crm';
+
+export interface FeedPollerOptions {
+  store: SyncStore;
+  crm: CrmClient;
+  /** Longest wait between two reads of the feed, in ms; also the long-poll wait. */
+  intervalMs: number;
+  batchSize: number;
+  /** How long the poll lease lasts without renewal, in ms. */
+  leaseMs: number;
+  instanceId: string;
+  logger: Logger;
+  metrics: IntegrationMetrics;
+  /** Called when new customers were recorded (wakes the delivery worker). */
+  onRecorded: (items: NewDelivery[]) => void;
+}
+
+export interface PollerStatus {
+  /** True while this instance holds the poll lease. */
+  leader: boolean;
+  lastSuccessAt: number | undefined;
+  lastError: string | undefined;
+  lastErrorAt: number | undefined;
+  /** When the loop last finished an iteration, successful or not. */
+  lastTickAt: number;
+}
+
+function toNewDelivery(event: CustomerCreatedEvent): NewDelivery {
+  return {
+    customerId: event.data.id,
+    customerName: event.data.name,
+    customerCreatedAt: Date.parse(event.data.created_at),
+    eventId: event.id,
+    source: 'poll',
+  };
+}
+
+/**
+ * Follows the CRM's change feed from a persisted cursor. One instance at a time polls (it holds a
+ * lease); each read's events and the cursor's move commit together, so a crash at any point
+ * neither skips nor loses an event. Reads long-poll: an empty read waits on the CRM for up to the
+ * interval, so a new customer is seen within milliseconds and an idle feed costs one request per
+ * interval.
+ */
+export class FeedPoller {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private readonly wakeup = new Wakeup();
+  private abort = new AbortController();
+  readonly status: PollerStatus = {
+    leader: false,
+    lastSuccessAt: undefined,
+    lastError: undefined,
+    lastErrorAt: undefined,
+    lastTickAt: Date.now(),
+  };
+
+  constructor(private readonly options: FeedPollerOptions) {}
+
+  /** Longest a healthy loop goes without finishing an iteration, in ms. */
+  get tickBudgetMs(): number {
+    return this.waitMs() + this.options.intervalMs;
+  }
+
+  private waitMs(): number {
+    // Renew the lease well before it lapses, however long the CRM holds a read.
+    return Math.min(this.options.intervalMs, Math.floor(this.options.leaseMs / 3), 25_000);
+  }
+
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    this.status.lastTickAt = Date.now();
+    this.loop = this.run();
+  }
+
+  /** Stops polling, abandons a long-poll in flight and hands the lease to the next instance. */
+  async stop(): Promise<void> {
+    this.running = false;
+    this.abort.abort();
+    this.wakeup.wake();
+    await this.loop;
+    if (this.status.leader) {
+      await this.options.store.releaseLease(POLL_LEASE, this.options.instanceId).catch(() => {});
+      this.status.leader = false;
+    }
+  }
+
+  private async run(): Promise<void> {
+    let failures = 0;
+    while (this.running) {
+      let pause = 0;
+      try {
+        await this.pollOnce();
+        failures = 0;
+        // Not the leader: look at the lease again after a while. The leader reads on at once: a
+        // full page may have more behind it, and an empty read has already waited on the CRM.
+        if (!this.status.leader) {
+          pause = Math.min(this.options.intervalMs, this.options.leaseMs / 3);
+        }
+      } catch (error) {
+        if (!this.running) break;
+        failures += 1;
+        const message = (error as Error).message;
+        this.status.lastError = message;
+        this.status.lastErrorAt = Date.now();
+        this.options.metrics.polls.inc({ result: 'error' });
+        pause = Math.min(this.options.intervalMs, 250 * 2 ** Math.min(failures, 6));
+        this.options.logger.warn(
+          `Reading the CRM feed failed: ${message}; trying again in ${pause} ms`,
+        );
+      }
+      this.status.lastTickAt = Date.now();
+      if (pause > 0 && this.running) await this.wakeup.sleep(pause);
+    }
+  }
+
+  /** One read-and-record; answers true when a full page came back (more may be waiting). */
+  async pollOnce(): Promise<boolean> {
+    const { store, crm, batchSize, leaseMs, instanceId, logger, metrics } = this.options;
+    const leader = await store.acquireLease(POLL_LEASE, instanceId, leaseMs);
+    if (leader !== this.status.leader) {
+      logger.info(
+        leader
+          ? 'Took the poll lease: this instance reads the CRM feed'
+          : 'Another instance holds the poll lease',
+      );
+      this.status.leader = leader;
+    }
+    if (!leader) return false;
+
+    const from = await store.readCursor(CURSOR_SOURCE);
+    const requestStarted = performance.now();
+    const events = await crm.readEvents(from, batchSize, this.waitMs(), this.abort.signal);
+    if (events.length === 0) {
+      metrics.polls.inc({ result: 'empty' });
+      this.status.lastSuccessAt = Date.now();
+      return false;
+    }
+    const to = events[events.length - 1]!.position;
+    const fresh = await store.recordFromFeed(CURSOR_SOURCE, from, to, events.map(toNewDelivery), {
+      name: POLL_LEASE,
+      holder: instanceId,
+    });
+    metrics.pollDuration.observe((performance.now() - requestStarted) / 1000);
+    if (fresh === undefined) {
+      // The lease lapsed or another instance moved the cursor meanwhile: nothing was written.
+      logger.warn('Lost the poll lease while reading the feed; nothing recorded from that read');
+      this.status.leader = false;
+      return false;
+    }
+    metrics.polls.inc({ result: 'events' });
+    this.status.lastSuccessAt = Date.now();
+    for (const item of fresh) {
+      metrics.customersSeen.inc({ source: 'poll' });
+      logger.info(
+        { customer_id: item.customerId },
+        `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
+      );
+    }
+    if (fresh.length > 0) this.options.onRecorded(fresh);
+    return events.length === batchSize;
+  }
+}

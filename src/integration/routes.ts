@@ -1,0 +1,227 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from 'typebox';
+import { HttpProblem, notFound } from '../core/errors.js';
+import { problemResponses } from '../core/http.js';
+import { Uuid } from '../core/schemas.js';
+import type { CircuitState } from './circuit.js';
+import type { SyncMode } from './config.js';
+import type { PollerStatus } from './poller.js';
+import type { DeliveryRow, SyncStore } from './store.js';
+
+export interface AdminRoutesOptions {
+  store: SyncStore;
+  mode: SyncMode;
+  instanceId: string;
+  poller: () => PollerStatus;
+  circuit: () => CircuitState;
+  cursor: () => Promise<number>;
+  /** Called after a replay so the worker looks for due work at once. */
+  onReplay: () => void;
+}
+
+const iso = (ms: number | null | undefined) => (ms == null ? null : new Date(ms).toISOString());
+const DeliveryStateSchema = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('delivering'),
+  Type.Literal('retrying'),
+  Type.Literal('delivered'),
+  Type.Literal('dead'),
+]);
+const NullableTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
+
+const DeliverySchema = Type.Object({
+  customer_id: Uuid('The CRM customer id; also the id of its dead letter.'),
+  customer_name: Type.String(),
+  state: DeliveryStateSchema,
+  source: Type.String({ description: 'Which source first reported the customer.' }),
+  attempts: Type.Integer({ description: 'Calls made to Inventory since the last replay.' }),
+  replays: Type.Integer(),
+  last_error: Type.Union([Type.String(), Type.Null()]),
+  last_status: Type.Union([Type.Integer(), Type.Null()]),
+  next_attempt_at: NullableTime,
+  package_request_id: Type.Union([Type.String(), Type.Null()]),
+  customer_created_at: Type.String({ format: 'date-time' }),
+  recorded_at: Type.String({ format: 'date-time' }),
+  failing_since: NullableTime,
+  delivered_at: NullableTime,
+  updated_at: Type.String({ format: 'date-time' }),
+});
+
+function toDelivery(row: DeliveryRow) {
+  const waiting = row.state === 'pending' || row.state === 'retrying';
+  return {
+    customer_id: row.customer_id,
+    customer_name: row.customer_name,
+    state: row.state,
+    source: row.source,
+    attempts: row.attempts,
+    replays: row.replays,
+    last_error: row.last_error,
+    last_status: row.last_status,
+    next_attempt_at: waiting ? iso(row.next_attempt_at) : null,
+    package_request_id: row.package_request_id,
+    customer_created_at: iso(row.customer_created_at)!,
+    recorded_at: iso(row.recorded_at)!,
+    failing_since: iso(row.failing_since),
+    delivered_at: iso(row.delivered_at),
+    updated_at: iso(row.updated_at)!,
+  };
+}
+
+const ListQuery = Type.Object(
+  {
+    limit: Type.Integer({
+      minimum: 1,
+      maximum: 1000,
+      default: 100,
+      description: 'At most this many (default 100).',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/** The admin API: status, recent deliveries, dead letters and their replay. */
+export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, options) => {
+  const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  const { store } = options;
+
+  api.get(
+    '/api/status',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Mode, cursor, deliveries by state, circuit and poll health',
+        response: {
+          200: Type.Object({
+            mode: Type.String(),
+            instance_id: Type.String(),
+            cursor: Type.Integer({ description: 'Last CRM feed position recorded.' }),
+            deliveries: Type.Record(Type.String(), Type.Integer(), {
+              description: 'Count of deliveries in each state.',
+            }),
+            circuit: Type.Union([
+              Type.Literal('closed'),
+              Type.Literal('half_open'),
+              Type.Literal('open'),
+            ]),
+            poll: Type.Object({
+              leader: Type.Boolean({ description: 'Whether this instance holds the poll lease.' }),
+              last_success_at: NullableTime,
+              last_error: Type.Union([Type.String(), Type.Null()]),
+              last_error_at: NullableTime,
+            }),
+          }),
+        },
+      },
+    },
+    async () => {
+      const poll = options.poller();
+      return {
+        mode: options.mode,
+        instance_id: options.instanceId,
+        cursor: await options.cursor(),
+        deliveries: await store.countByState(),
+        circuit: options.circuit(),
+        poll: {
+          leader: poll.leader,
+          last_success_at: iso(poll.lastSuccessAt),
+          last_error: poll.lastError ?? null,
+          last_error_at: iso(poll.lastErrorAt),
+        },
+      };
+    },
+  );
+
+  api.get(
+    '/api/deliveries',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Recent deliveries, most recently changed first, optionally in one state',
+        querystring: Type.Object(
+          {
+            state: Type.Optional(DeliveryStateSchema),
+            limit: ListQuery.properties.limit,
+          },
+          { additionalProperties: false },
+        ),
+        response: { 200: Type.Array(DeliverySchema) },
+      },
+    },
+    async (request) =>
+      (
+        await store.list({
+          state: request.query.state,
+          limit: request.query.limit,
+        })
+      ).map(toDelivery),
+  );
+
+  api.get(
+    '/api/dead-letters',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Deliveries given up on, with their last error and attempts',
+        querystring: ListQuery,
+        response: { 200: Type.Array(DeliverySchema) },
+      },
+    },
+    async (request) =>
+      (await store.list({ state: 'dead', limit: request.query.limit })).map(toDelivery),
+  );
+
+  api.post(
+    '/api/dead-letters/:customerId/replay',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Replay one dead letter: deliver it again with a fresh attempt budget',
+        params: Type.Object({ customerId: Uuid('The customer id of the dead letter.') }),
+        response: {
+          200: Type.Object({ replayed: Type.Literal(true), delivery: DeliverySchema }),
+          ...problemResponses(404, 409),
+        },
+      },
+    },
+    async (request) => {
+      const { customerId } = request.params;
+      if (!(await store.replay(customerId))) {
+        const delivery = await store.get(customerId);
+        if (!delivery) throw notFound(`No delivery exists for customer ${customerId}.`);
+        throw new HttpProblem(
+          409,
+          'not_a_dead_letter',
+          `The delivery for customer ${customerId} is ${delivery.state}, not a dead letter; only dead letters can be replayed.`,
+          { state: delivery.state },
+        );
+      }
+      request.log.info(
+        { customer_id: customerId },
+        `Replaying dead letter for customer ID: ${customerId}`,
+      );
+      options.onReplay();
+      return { replayed: true as const, delivery: toDelivery((await store.get(customerId))!) };
+    },
+  );
+
+  api.post(
+    '/api/dead-letters/replay',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Replay every dead letter',
+        response: {
+          200: Type.Object({ replayed: Type.Integer({ description: 'How many were replayed.' }) }),
+        },
+      },
+    },
+    async (request) => {
+      const replayed = await store.replayAll();
+      request.log.info(`Replaying ${replayed} dead letter(s)`);
+      if (replayed > 0) options.onReplay();
+      return { replayed };
+    },
+  );
+};

@@ -1,0 +1,317 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { Database, DialectName } from '../core/db.js';
+import type { DeliveryState, IntegrationTables } from './migrations.js';
+
+export type DeliveryRow = Selectable<IntegrationTables['deliveries']>;
+
+/** A customer some source reported, about to become a delivery. */
+export interface NewDelivery {
+  customerId: string;
+  customerName: string;
+  /** When the CRM created the customer, ms since the epoch (for end-to-end lag). */
+  customerCreatedAt: number;
+  eventId: string;
+  /** `poll`, later `webhook`, `amqp`, `reconcile`. */
+  source: string;
+}
+
+export const DELIVERY_STATES: readonly DeliveryState[] = [
+  'pending',
+  'delivering',
+  'retrying',
+  'delivered',
+  'dead',
+];
+
+type Db = Kysely<IntegrationTables>;
+
+/** The integration service's durable state: cursors, deliveries (with dead letters), leases. */
+export class SyncStore {
+  readonly db: Db;
+  private readonly dialect: DialectName;
+
+  constructor(database: Database<IntegrationTables>) {
+    this.db = database.db;
+    this.dialect = database.dialect;
+  }
+
+  async readCursor(source: string): Promise<number> {
+    const row = await this.db
+      .selectFrom('sync_cursors')
+      .select('position')
+      .where('source', '=', source)
+      .executeTakeFirst();
+    return row?.position ?? 0;
+  }
+
+  private async insertNew(trx: Db, items: NewDelivery[], now: number): Promise<NewDelivery[]> {
+    if (items.length === 0) return [];
+    const inserted = await trx
+      .insertInto('deliveries')
+      .values(
+        items.map((item) => ({
+          customer_id: item.customerId,
+          customer_name: item.customerName,
+          customer_created_at: item.customerCreatedAt,
+          event_id: item.eventId,
+          source: item.source,
+          state: 'pending' as const,
+          next_attempt_at: now,
+          recorded_at: now,
+          updated_at: now,
+        })),
+      )
+      .onConflict((conflict) => conflict.column('customer_id').doNothing())
+      .returning('customer_id')
+      .execute();
+    const fresh = new Set(inserted.map((row) => row.customer_id));
+    return items.filter((item) => fresh.has(item.customerId));
+  }
+
+  /** Records pushed customers (no cursor); answers those not seen before. */
+  async record(items: NewDelivery[], now = Date.now()): Promise<NewDelivery[]> {
+    return this.db.transaction().execute((trx) => this.insertNew(trx, items, now));
+  }
+
+  /**
+   * Records what one read of the feed returned and moves the cursor from `from` to `to`, in one
+   * transaction: a crash before commit leaves both as they were, so the same events are read again
+   * and none is skipped. Refused (answers undefined, nothing written) unless `holder` still holds
+   * the poll lease and the cursor is still at `from`.
+   */
+  async recordFromFeed(
+    source: string,
+    from: number,
+    to: number,
+    items: NewDelivery[],
+    lease: { name: string; holder: string },
+    now = Date.now(),
+  ): Promise<NewDelivery[] | undefined> {
+    return this.db.transaction().execute(async (trx) => {
+      let leaseQuery = trx
+        .selectFrom('leases')
+        .select(['holder', 'expires_at'])
+        .where('name', '=', lease.name);
+      // Lock the lease row so no other instance can take the lease over until we commit.
+      if (this.dialect === 'postgres') leaseQuery = leaseQuery.forUpdate();
+      const held = await leaseQuery.executeTakeFirst();
+      if (!held || held.holder !== lease.holder || held.expires_at <= now) return undefined;
+      const cursor = await trx
+        .selectFrom('sync_cursors')
+        .select('position')
+        .where('source', '=', source)
+        .executeTakeFirst();
+      if ((cursor?.position ?? 0) !== from) return undefined;
+      const fresh = await this.insertNew(trx, items, now);
+      await trx
+        .insertInto('sync_cursors')
+        .values({ source, position: to, updated_at: now })
+        .onConflict((conflict) =>
+          conflict.column('source').doUpdateSet({ position: to, updated_at: now }),
+        )
+        .execute();
+      return fresh;
+    });
+  }
+
+  /** Takes or renews the named lease for `holder`; true while `holder` has it. */
+  async acquireLease(
+    name: string,
+    holder: string,
+    ttlMs: number,
+    now = Date.now(),
+  ): Promise<boolean> {
+    const row = await this.db
+      .insertInto('leases')
+      .values({ name, holder, expires_at: now + ttlMs })
+      .onConflict((conflict) =>
+        conflict
+          .column('name')
+          .doUpdateSet({ holder, expires_at: now + ttlMs })
+          .where((eb) =>
+            eb.or([eb('leases.holder', '=', holder), eb('leases.expires_at', '<=', now)]),
+          ),
+      )
+      .returning('holder')
+      .executeTakeFirst();
+    return row?.holder === holder;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.db
+      .deleteFrom('leases')
+      .where('name', '=', name)
+      .where('holder', '=', holder)
+      .execute();
+  }
+
+  async leaseHolder(name: string, now = Date.now()): Promise<string | undefined> {
+    const row = await this.db
+      .selectFrom('leases')
+      .select(['holder', 'expires_at'])
+      .where('name', '=', name)
+      .executeTakeFirst();
+    return row && row.expires_at > now ? row.holder : undefined;
+  }
+
+  /**
+   * Claims up to `limit` deliveries that are due, or whose claim expired (its instance died), for
+   * `holder` until `now + lockMs`. On PostgreSQL, SKIP LOCKED lets several instances claim at once
+   * without ever claiming the same row.
+   */
+  async claimDue(
+    holder: string,
+    limit: number,
+    lockMs: number,
+    now = Date.now(),
+  ): Promise<DeliveryRow[]> {
+    return this.db
+      .updateTable('deliveries')
+      .set({ state: 'delivering', locked_by: holder, locked_until: now + lockMs, updated_at: now })
+      .where('seq', 'in', (eb) => {
+        let due = eb
+          .selectFrom('deliveries')
+          .select('seq')
+          .where((w) =>
+            w.or([
+              w.and([w('state', 'in', ['pending', 'retrying']), w('next_attempt_at', '<=', now)]),
+              w.and([w('state', '=', 'delivering'), w('locked_until', '<', now)]),
+            ]),
+          )
+          .orderBy('next_attempt_at')
+          .orderBy('seq')
+          .limit(limit);
+        if (this.dialect === 'postgres') due = due.forUpdate().skipLocked();
+        return due;
+      })
+      .returningAll()
+      .execute();
+  }
+
+  /** Applies a change to a delivery only while `holder` still has it claimed; false otherwise. */
+  private async updateClaimed(
+    customerId: string,
+    holder: string,
+    changes: Partial<Omit<DeliveryRow, 'seq' | 'attempts'>> & { attempts?: number },
+  ): Promise<boolean> {
+    const result = await this.db
+      .updateTable('deliveries')
+      .set({ ...changes, locked_by: null, locked_until: null })
+      .where('customer_id', '=', customerId)
+      .where('state', '=', 'delivering')
+      .where('locked_by', '=', holder)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  markDelivered(row: DeliveryRow, holder: string, packageRequestId: string, now = Date.now()) {
+    return this.updateClaimed(row.customer_id, holder, {
+      state: 'delivered',
+      attempts: row.attempts + 1,
+      package_request_id: packageRequestId,
+      delivered_at: now,
+      updated_at: now,
+      last_error: null,
+      last_status: null,
+      failing_since: null,
+    });
+  }
+
+  markFailed(
+    row: DeliveryRow,
+    holder: string,
+    failure: {
+      state: 'retrying' | 'dead';
+      error: string;
+      status?: number | undefined;
+      nextAttemptAt: number;
+    },
+    now = Date.now(),
+  ) {
+    return this.updateClaimed(row.customer_id, holder, {
+      state: failure.state,
+      attempts: row.attempts + 1,
+      last_error: failure.error,
+      last_status: failure.status ?? null,
+      next_attempt_at: failure.nextAttemptAt,
+      failing_since: row.failing_since ?? now,
+      updated_at: now,
+    });
+  }
+
+  /** Gives a claimed delivery back untried (circuit open, shutting down): no attempt is counted. */
+  releaseClaim(row: DeliveryRow, holder: string, nextAttemptAt: number, now = Date.now()) {
+    return this.updateClaimed(row.customer_id, holder, {
+      state: row.attempts > 0 ? 'retrying' : 'pending',
+      next_attempt_at: nextAttemptAt,
+      updated_at: now,
+    });
+  }
+
+  async countByState(): Promise<Record<DeliveryState, number>> {
+    const rows = await this.db
+      .selectFrom('deliveries')
+      .select(['state', (eb) => eb.fn.countAll<number>().as('count')])
+      .groupBy('state')
+      .execute();
+    const counts = Object.fromEntries(DELIVERY_STATES.map((state) => [state, 0])) as Record<
+      DeliveryState,
+      number
+    >;
+    for (const row of rows) counts[row.state] = Number(row.count);
+    return counts;
+  }
+
+  async get(customerId: string): Promise<DeliveryRow | undefined> {
+    return this.db
+      .selectFrom('deliveries')
+      .selectAll()
+      .where('customer_id', '=', customerId)
+      .executeTakeFirst();
+  }
+
+  /** Deliveries in `state` (all when absent), most recently changed first. */
+  async list(options: {
+    state?: DeliveryState | undefined;
+    limit: number;
+  }): Promise<DeliveryRow[]> {
+    let query = this.db.selectFrom('deliveries').selectAll();
+    if (options.state) query = query.where('state', '=', options.state);
+    return query
+      .orderBy('updated_at', 'desc')
+      .orderBy('seq', 'desc')
+      .limit(options.limit)
+      .execute();
+  }
+
+  /** Every dead letter, put back in line with a fresh attempt budget (narrow it with `where`). */
+  private requeueDead(now: number) {
+    return this.db
+      .updateTable('deliveries')
+      .set((eb) => ({
+        state: 'pending',
+        attempts: 0,
+        replays: eb('replays', '+', 1),
+        next_attempt_at: now,
+        failing_since: null,
+        updated_at: now,
+      }))
+      .where('state', '=', 'dead');
+  }
+
+  /**
+   * Replays one customer's dead letter. Answers false when the customer has none (never recorded,
+   * or already replayed): replaying twice still delivers once.
+   */
+  async replay(customerId: string, now = Date.now()): Promise<boolean> {
+    const result = await this.requeueDead(now)
+      .where('customer_id', '=', customerId)
+      .executeTakeFirst();
+    return Number(result.numUpdatedRows) === 1;
+  }
+
+  /** Replays every dead letter; answers how many. */
+  async replayAll(now = Date.now()): Promise<number> {
+    return Number((await this.requeueDead(now).executeTakeFirst()).numUpdatedRows);
+  }
+}
