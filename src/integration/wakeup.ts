@@ -1,6 +1,6 @@
 /** A sleep that another part of the process can cut short, e.g. when new work arrives. */
 export class Wakeup {
-  private pending: (() => void) | undefined;
+  private finishSleep: (() => void) | undefined;
   private woken = false;
 
   /** Resolves after `ms`, or at once if woken since the last sleep (or while sleeping). */
@@ -10,20 +10,19 @@ export class Wakeup {
       return Promise.resolve();
     }
     return new Promise((resolve) => {
-      const timer = setTimeout(done, ms);
-      const self = this;
-      function done() {
+      const finish = () => {
         clearTimeout(timer);
-        self.pending = undefined;
-        self.woken = false;
+        this.finishSleep = undefined;
+        this.woken = false;
         resolve();
-      }
-      this.pending = done;
+      };
+      const timer = setTimeout(finish, ms);
+      this.finishSleep = finish;
     });
   }
 
   wake(): void {
-    if (this.pending) this.pending();
+    if (this.finishSleep) this.finishSleep();
     else this.woken = true;
   }
 }
