@@ -22,17 +22,25 @@ async function waitFor(url: string, timeoutMs: number): Promise<void> {
 }
 
 it("runs the seed's walkthrough against all services started together, and stops them all on Ctrl-C", async () => {
-  const [crmPort, inventoryPort] = [await freePort(), await freePort()];
+  const [crmPort, inventoryPort, integrationPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
   // The services keep their own database settings out of this test: embedded SQLite.
   const env = { ...process.env };
   delete env.CRM_DATABASE_URL;
   delete env.INVENTORY_DATABASE_URL;
+  delete env.INTEGRATION_DATABASE_URL;
   const child = spawn(process.execPath, [`${DIST}start-all.js`], {
     env: {
       ...env,
       DATA_DIR: dataDir,
       CRM_PORT: String(crmPort),
       INVENTORY_PORT: String(inventoryPort),
+      INTEGRATION_PORT: String(integrationPort),
+      CRM_URL: `http://127.0.0.1:${crmPort}`,
+      INVENTORY_URL: `http://127.0.0.1:${inventoryPort}`,
       LOG_FORMAT: 'json',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -43,7 +51,12 @@ it("runs the seed's walkthrough against all services started together, and stops
   try {
     const crm = `http://127.0.0.1:${crmPort}`;
     const inventory = `http://127.0.0.1:${inventoryPort}`;
-    await Promise.all([waitFor(`${crm}/ready`, 20_000), waitFor(`${inventory}/ready`, 20_000)]);
+    const integration = `http://127.0.0.1:${integrationPort}`;
+    await Promise.all([
+      waitFor(`${crm}/ready`, 20_000),
+      waitFor(`${inventory}/ready`, 20_000),
+      waitFor(`${integration}/ready`, 20_000),
+    ]);
 
     const created = await fetch(`${crm}/customers`, {
       method: 'POST',
@@ -54,27 +67,31 @@ it("runs the seed's walkthrough against all services started together, and stops
     const customer = (await created.json()) as { id: string };
     expect((await (await fetch(`${crm}/customers`)).json()) as unknown[]).toHaveLength(1);
 
-    const requested = await fetch(`${inventory}/package-requests`, {
-      method: 'POST',
-      headers: {
-        'Content-Type': 'application/json',
-        'Idempotency-Key': `welcome-package:${customer.id}`,
-      },
-      body: JSON.stringify({ customer_id: customer.id }),
-    });
-    expect(requested.status).toBe(201);
-    const list = (await (await fetch(`${inventory}/package-requests`)).json()) as {
-      customer_id: string;
-    }[];
+    // The integration service notices the customer and asks Inventory for its welcome package,
+    // well within the seed's 10 s.
+    const started = Date.now();
+    let list: { customer_id: string }[] = [];
+    while (list.length === 0 && Date.now() - started < 10_000) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      list = (await (await fetch(`${inventory}/package-requests`)).json()) as typeof list;
+    }
     expect(list.map((item) => item.customer_id)).toEqual([customer.id]);
+    expect(output).toContain(`Found new customer: Jane Doe (ID: ${customer.id})`);
+    expect(output).toContain(`Creating package request for customer ID: ${customer.id}`);
+    expect(output).toContain(`Created package request for customer: ${customer.id}`);
+    expect(output).toContain(
+      `Successfully created package request for customer ID: ${customer.id}`,
+    );
 
     // Logs are interleaved with a prefix naming each service.
     expect(output).toMatch(/^\[crm\] /m);
     expect(output).toMatch(/^\[inventory\] /m);
+    expect(output).toMatch(/^\[integration\] /m);
   } finally {
     child.kill('SIGINT');
   }
   expect(await exitOf(child)).toBe(0);
   expect(output).toMatch(/\[crm\] .*Stopped/);
   expect(output).toMatch(/\[inventory\] .*Stopped/);
+  expect(output).toMatch(/\[integration\] .*Stopped/);
 });

@@ -1,4 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
   type FastifyBaseLogger,
@@ -97,6 +99,39 @@ function describeStatus(status: number): string {
     default:
       return 'Error';
   }
+}
+
+/**
+ * Graceful shutdown for keep-alive clients: when the server closes, connections with no request in
+ * flight are closed at once, and the others right after their answer is sent. Without this, one
+ * idle keep-alive connection (or one opened and never used) holds `close()` open for minutes.
+ */
+function closeConnectionsOnShutdown(app: FastifyInstance): void {
+  const busy = new Map<Socket, number>();
+  const sockets = new Set<Socket>();
+  let closing = false;
+  app.server.on('connection', (socket: Socket) => {
+    sockets.add(socket);
+    socket.once('close', () => {
+      sockets.delete(socket);
+      busy.delete(socket);
+    });
+  });
+  app.server.on('request', (request: IncomingMessage, response: ServerResponse) => {
+    const socket = request.socket;
+    busy.set(socket, (busy.get(socket) ?? 0) + 1);
+    if (closing) response.setHeader('connection', 'close');
+    response.once('close', () => {
+      const left = (busy.get(socket) ?? 1) - 1;
+      if (left > 0) busy.set(socket, left);
+      else busy.delete(socket);
+      if (closing && left <= 0) socket.destroySoon();
+    });
+  });
+  app.addHook('preClose', async () => {
+    closing = true;
+    for (const socket of sockets) if (!busy.has(socket)) socket.destroy();
+  });
 }
 
 /** Problem answers every JSON route can give, merged into each route's own. */
@@ -206,12 +241,15 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     logController: new LogController({ disableRequestLogging: true }),
     genReqId: () => randomUUID(),
     return503OnClosing: true,
-    forceCloseConnections: 'idle',
+    // closeConnectionsOnShutdown below does this, including connections that never sent a request.
+    forceCloseConnections: false,
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as HttpServer;
 
   // Only JSON bodies: Fastify's built-in text/plain parser would turn a typo'd header into a
   // confusing validation error instead of a clear 415.
   app.removeContentTypeParser('text/plain');
+
+  closeConnectionsOnShutdown(app);
 
   const validators = createValidators();
   app.setValidatorCompiler(({ schema, httpPart }) => {

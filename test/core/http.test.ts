@@ -123,3 +123,22 @@ describe.each(services)('$definition.title', ({ definition, routes, postPath }) 
     expect((await app.inject({ method: 'GET', url: '/ready' })).statusCode).toBe(200);
   });
 });
+
+describe('shutdown', () => {
+  it('closes promptly despite idle keep-alive and never-used connections', async () => {
+    t = (await createTestApp(crmService as never)) as TestApp<unknown>;
+    await t.app.listen({ port: 0, host: '127.0.0.1' });
+    const { port } = t.app.server.address() as import('node:net').AddressInfo;
+    const net = await import('node:net');
+    const silent = net.connect(port, '127.0.0.1');
+    await new Promise((resolve) => silent.once('connect', resolve));
+    const keptAlive = await fetch(`http://127.0.0.1:${port}/health`);
+    expect(keptAlive.status).toBe(200);
+    await keptAlive.text();
+    const started = Date.now();
+    await t.runtime.stop?.();
+    await t.app.close();
+    expect(Date.now() - started).toBeLessThan(2_000);
+    silent.destroy();
+  });
+});

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Kysely } from 'kysely';
+import { crmMigrations } from '../../src/crm/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { DIST, startServiceProcess, type ServiceProcess } from '../support/processes.js';
 
@@ -46,7 +47,7 @@ describe('a service process', () => {
       .selectFrom('schema_migrations')
       .select('version')
       .execute();
-    expect(rows.map((row) => row.version)).toEqual([1]);
+    expect(rows.map((row) => row.version)).toEqual(crmMigrations.map((m) => m.version));
     const created = await fetch(`${a!.url}/customers`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },

@@ -1,0 +1,164 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { IntegrationTables } from '../../src/integration/migrations.js';
+import type { TestApp } from '../support/apps.js';
+import { expectProblem } from '../support/apps.js';
+import {
+  createCustomers,
+  packageRequestsByCustomer,
+  startIntegration,
+  startUpstreams,
+  waitUntil,
+  type Upstreams,
+} from '../support/platform.js';
+
+let upstreams: Upstreams;
+let integration: TestApp<IntegrationTables> | undefined;
+beforeEach(async () => {
+  upstreams = await startUpstreams();
+});
+afterEach(async () => {
+  await integration?.close();
+  integration = undefined;
+  await upstreams.close();
+});
+
+const status = async () =>
+  (await integration!.app.inject({ method: 'GET', url: '/api/status' })).json() as {
+    cursor: number;
+    circuit: string;
+    deliveries: Record<string, number>;
+    poll: { leader: boolean; last_success_at: string | null };
+  };
+
+const delivered = async () => (await status()).deliveries.delivered;
+
+describe('the integration service in poll mode', () => {
+  it('creates exactly one welcome package per new customer, keyed welcome-package:<id>', async () => {
+    integration = await startIntegration(upstreams);
+    const ids = await createCustomers(upstreams.crmUrl, 40);
+    await waitUntil(async () => (await delivered()) === 40, 15_000, '40 deliveries');
+    const requests = await packageRequestsByCustomer(upstreams.inventory);
+    expect([...requests.keys()].sort()).toEqual([...ids].sort());
+    expect([...requests.values()].every((n) => n === 1)).toBe(true);
+    const calls = upstreams.proxy.calls.filter((c) => c.method === 'POST');
+    expect(calls).toHaveLength(40);
+    expect(calls.every((c) => c.idempotencyKey === `welcome-package:${c.customerId}`)).toBe(true);
+    const s = await status();
+    expect(s.cursor).toBeGreaterThanOrEqual(40);
+    expect(s.poll.leader).toBe(true);
+    expect(s.poll.last_success_at).not.toBeNull();
+    const metrics = (await integration.app.inject({ method: 'GET', url: '/metrics' })).body;
+    expect(metrics).toMatch(
+      /integration_customers_seen_total\{source="poll",service="integration"\} 40/,
+    );
+    expect(metrics).toMatch(
+      /integration_deliveries_total\{outcome="delivered",service="integration"\} 40/,
+    );
+    expect(metrics).toMatch(/integration_end_to_end_lag_seconds_count\{service="integration"\} 40/);
+    expect(metrics).toMatch(/integration_deliveries\{state="delivered",service="integration"\} 40/);
+  });
+
+  it('picks up customers created before it started, from the start of the feed', async () => {
+    const ids = await createCustomers(upstreams.crmUrl, 15);
+    integration = await startIntegration(upstreams);
+    await waitUntil(async () => (await delivered()) === 15, 15_000, '15 deliveries');
+    expect((await packageRequestsByCustomer(upstreams.inventory)).size).toBe(ids.length);
+  });
+
+  it('rides out resets, 503s, 429s and lost answers with no duplicate and no dead letter', async () => {
+    upstreams.proxy.plan = {
+      rate: 0.5,
+      kinds: ['status_503', 'status_429', 'reset', 'commit_then_drop'],
+      retryAfterSeconds: 0,
+    };
+    integration = await startIntegration(upstreams);
+    const ids = await createCustomers(upstreams.crmUrl, 60);
+    await waitUntil(async () => (await delivered()) === 60, 30_000, '60 deliveries through faults');
+    const requests = await packageRequestsByCustomer(upstreams.inventory);
+    expect(requests.size).toBe(60);
+    expect([...requests.values()].every((n) => n === 1)).toBe(true);
+    expect(new Set(ids)).toEqual(new Set(requests.keys()));
+    expect((await status()).deliveries.dead).toBe(0);
+    // Some calls were answered by a replay of the first answer (the lost-answer case).
+    expect(upstreams.proxy.calls.some((c) => c.outcome === 'commit_then_drop')).toBe(true);
+  });
+
+  it('waits at least Retry-After before calling again', async () => {
+    let first = true;
+    upstreams.proxy.answer = () => {
+      if (!first) return undefined;
+      first = false;
+      return { status: 429, body: { detail: 'slow down' }, headers: { 'retry-after': '2' } };
+    };
+    integration = await startIntegration(upstreams);
+    const [id] = await createCustomers(upstreams.crmUrl, 1);
+    await waitUntil(async () => (await delivered()) === 1, 15_000, 'the delivery');
+    const calls = upstreams.proxy.calls.filter((c) => c.customerId === id);
+    expect(calls).toHaveLength(2);
+    expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(2_000);
+  });
+
+  it('opens the circuit while Inventory fails, stops calling it, and recovers', async () => {
+    upstreams.proxy.plan = { rate: 1, kinds: ['status_503'] };
+    integration = await startIntegration(upstreams, { CIRCUIT_RESET_MS: '1000' });
+    await createCustomers(upstreams.crmUrl, 20);
+    await waitUntil(async () => (await status()).circuit === 'open', 15_000, 'the circuit to open');
+    // While open, only a probe per reset period gets through, instead of a call per retry.
+    const before = upstreams.proxy.calls.length;
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    expect(upstreams.proxy.calls.length - before).toBeLessThanOrEqual(3);
+    upstreams.proxy.plan = { rate: 0, kinds: [] };
+    await waitUntil(async () => (await delivered()) === 20, 20_000, 'recovery');
+    expect((await status()).circuit).toBe('closed');
+    expect((await status()).deliveries.dead).toBe(0);
+    expect((await packageRequestsByCustomer(upstreams.inventory)).size).toBe(20);
+  });
+
+  it('dead-letters a permanent 422 after one attempt; a replay after the fix delivers it once', async () => {
+    let poisoned: string | undefined;
+    upstreams.proxy.answer = (call) =>
+      call.customerId === poisoned
+        ? { status: 422, body: { detail: 'customer is blocked', code: 'blocked' } }
+        : undefined;
+    const [healthy] = await createCustomers(upstreams.crmUrl, 1, { prefix: 'healthy' });
+    const [poison] = await createCustomers(upstreams.crmUrl, 1, { prefix: 'poison' });
+    poisoned = poison;
+    integration = await startIntegration(upstreams);
+    await waitUntil(
+      async () => {
+        const s = await status();
+        return s.deliveries.dead === 1 && s.deliveries.delivered === 1;
+      },
+      15_000,
+      'one delivery and one dead letter',
+    );
+    expect((await packageRequestsByCustomer(upstreams.inventory)).get(healthy!)).toBe(1);
+    expect(upstreams.proxy.calls.filter((c) => c.customerId === poison)).toHaveLength(1);
+    const list = await integration.app.inject({ method: 'GET', url: '/api/dead-letters' });
+    const letters = list.json() as {
+      customer_id: string;
+      attempts: number;
+      last_status: number;
+      last_error: string;
+    }[];
+    expect(letters).toHaveLength(1);
+    expect(letters[0]).toMatchObject({ customer_id: poison, attempts: 1, last_status: 422 });
+    expect(letters[0]!.last_error).toContain('customer is blocked');
+
+    poisoned = undefined; // the cause is fixed
+    const replay = await integration.app.inject({
+      method: 'POST',
+      url: `/api/dead-letters/${poison}/replay`,
+    });
+    expect(replay.statusCode).toBe(200);
+    const again = await integration.app.inject({
+      method: 'POST',
+      url: `/api/dead-letters/${poison}/replay`,
+    });
+    expect(expectProblem(again, 409).code).toBe('not_a_dead_letter');
+    await waitUntil(async () => (await delivered()) === 2, 15_000, 'the replayed delivery');
+    expect((await packageRequestsByCustomer(upstreams.inventory)).get(poison!)).toBe(1);
+    const all = await integration.app.inject({ method: 'POST', url: '/api/dead-letters/replay' });
+    expect(all.json()).toEqual({ replayed: 0 });
+  });
+});
