@@ -1,0 +1,156 @@
+import fc from 'fast-check';
+import { afterEach, describe, expect, it } from 'vitest';
+import { Registry } from 'prom-client';
+import { migrate } from '../../src/core/migrations.js';
+import { createLogger } from '../../src/core/logging.js';
+import type { CrmClient, CustomerCreatedEvent } from '../../src/integration/clients.js';
+import { createIntegrationMetrics } from '../../src/integration/metrics.js';
+import { integrationMigrations, type IntegrationTables } from '../../src/integration/migrations.js';
+import { FeedPoller } from '../../src/integration/poller.js';
+import { SyncStore } from '../../src/integration/store.js';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+
+let database: TestDatabase<IntegrationTables> | undefined;
+afterEach(async () => {
+  await database?.drop();
+  database = undefined;
+});
+
+const logger = createLogger({ service: 'test', level: 'silent' });
+
+function event(position: number): CustomerCreatedEvent {
+  const id = `00000000-0000-4000-8000-${String(position).padStart(12, '0')}`;
+  return {
+    position,
+    id: `e-${position}`,
+    type: 'customer.created',
+    occurred_at: new Date(0).toISOString(),
+    data: {
+      id,
+      name: `C${position}`,
+      email: `c${position}@example.com`,
+      created_at: new Date(0).toISOString(),
+    },
+  };
+}
+
+/** A CRM feed in memory whose reads can crash or let another poller run in the middle. */
+class FakeFeed {
+  readonly events: CustomerCreatedEvent[] = [];
+  /** Runs during the next read, before it answers (simulates concurrency). */
+  during: (() => Promise<void>) | undefined;
+  crashNext = false;
+
+  commit(count: number) {
+    for (let i = 0; i < count; i += 1) this.events.push(event(this.events.length + 1));
+  }
+
+  client(): CrmClient {
+    return {
+      readEvents: async (after: number, limit: number) => {
+        const page = this.events.filter((e) => e.position > after).slice(0, limit);
+        const during = this.during;
+        this.during = undefined;
+        if (during) await during();
+        if (this.crashNext) {
+          this.crashNext = false;
+          throw new Error('crashed after reading');
+        }
+        return page;
+      },
+    } as unknown as CrmClient;
+  }
+}
+
+type Op =
+  | { kind: 'commit'; count: number }
+  | { kind: 'poll'; who: 0 | 1; batch: number; crash: boolean; interleave: boolean }
+  | { kind: 'expire_lease' };
+
+const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
+  fc.record({ kind: fc.constant('commit' as const), count: fc.integer({ min: 1, max: 5 }) }),
+  fc.record({
+    kind: fc.constant('poll' as const),
+    who: fc.constantFrom(0 as const, 1 as const),
+    batch: fc.integer({ min: 1, max: 4 }),
+    crash: fc.boolean(),
+    interleave: fc.boolean(),
+  }),
+  fc.record({ kind: fc.constant('expire_lease' as const) }),
+);
+
+describe('the feed cursor (model-based)', () => {
+  it('is never ahead of what was recorded, and nothing at or before it is missing or doubled', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.array(opArbitrary, { minLength: 1, maxLength: 25 }), async (ops) => {
+        database = await createTestDatabase<IntegrationTables>('integration');
+        try {
+          await migrate(database, integrationMigrations);
+          const store = new SyncStore(database);
+          const metrics = createIntegrationMetrics(new Registry(), store);
+          const feed = new FakeFeed();
+          const pollers = [0, 1].map(
+            (i) =>
+              new FeedPoller({
+                store,
+                crm: feed.client(),
+                intervalMs: 1000,
+                batchSize: 4,
+                leaseMs: 60_000,
+                instanceId: `instance-${i}`,
+                logger,
+                metrics,
+                onRecorded: () => {},
+              }),
+          );
+          const poll = async (who: 0 | 1, batch: number) => {
+            const poller = pollers[who]!;
+            (poller as unknown as { options: { batchSize: number } }).options.batchSize = batch;
+            await poller.pollOnce().catch(() => undefined); // a crash loses the read, nothing else
+          };
+          for (const op of ops) {
+            if (op.kind === 'commit') feed.commit(op.count);
+            else if (op.kind === 'expire_lease') {
+              await database.db.updateTable('leases').set({ expires_at: 0 }).execute();
+            } else {
+              feed.crashNext = op.crash;
+              if (op.interleave) {
+                // While this poller waits for its read, the lease lapses and the other one polls.
+                feed.during = async () => {
+                  await database!.db.updateTable('leases').set({ expires_at: 0 }).execute();
+                  await poll(op.who === 0 ? 1 : 0, 4);
+                };
+              }
+              await poll(op.who, op.batch);
+              feed.during = undefined; // unused when this poller did not hold the lease
+            }
+            // The invariants, read from the database.
+            const cursor = await store.readCursor('crm');
+            const recorded = await database.db
+              .selectFrom('deliveries')
+              .select('customer_id')
+              .execute();
+            const ids = recorded.map((r) => r.customer_id).sort();
+            expect(cursor).toBeLessThanOrEqual(feed.events.length);
+            const upToCursor = feed.events
+              .filter((e) => e.position <= cursor)
+              .map((e) => e.data.id)
+              .sort();
+            expect(ids).toEqual(upToCursor);
+          }
+          // With time and a working feed, everything gets recorded.
+          feed.crashNext = false;
+          for (let i = 0; i < feed.events.length + 1; i += 1) {
+            await database.db.updateTable('leases').set({ expires_at: 0 }).execute();
+            await poll(0, 4);
+          }
+          expect(await store.readCursor('crm')).toBe(feed.events.length);
+        } finally {
+          await database.drop();
+          database = undefined;
+        }
+      }),
+      { numRuns: 40 },
+    );
+  }, 120_000);
+});
