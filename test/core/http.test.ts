@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { crmService } from '../../src/crm/service.js';
 import { inventoryService } from '../../src/inventory/service.js';
+import { integrationService } from '../../src/integration/service.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 
 const services = [
@@ -13,6 +14,17 @@ const services = [
     definition: inventoryService,
     routes: ['GET /package-requests', 'POST /package-requests', 'GET /package-requests/{id}'],
     postPath: '/package-requests',
+  },
+  {
+    definition: integrationService,
+    routes: [
+      'GET /api/status',
+      'GET /api/deliveries',
+      'GET /api/dead-letters',
+      'POST /api/dead-letters/{customerId}/replay',
+      'POST /api/dead-letters/replay',
+    ],
+    postPath: '/api/deliveries',
   },
 ] as const;
 
@@ -49,7 +61,7 @@ describe.each(services)('$definition.title', ({ definition, routes, postPath }) 
         expect(
           operation.responses['400'].content['application/problem+json'].schema.properties.detail,
         ).toBeDefined();
-        if (method === 'post') {
+        if (method === 'post' && operation.requestBody) {
           expect(
             operation.requestBody.content['application/json'].schema.additionalProperties,
           ).toBe(false);

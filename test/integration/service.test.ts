@@ -1,0 +1,96 @@
+import net from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { IntegrationTables } from '../../src/integration/migrations.js';
+import { integrationService } from '../../src/integration/service.js';
+import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import {
+  createCustomers,
+  integrationEnv,
+  startUpstreams,
+  waitUntil,
+  type Upstreams,
+} from '../support/platform.js';
+import { startServiceProcess, type ServiceProcess } from '../support/processes.js';
+
+let upstreams: Upstreams | undefined;
+let database: TestDatabase<IntegrationTables> | undefined;
+let integration: TestApp<IntegrationTables> | undefined;
+let instance: ServiceProcess | undefined;
+let silentServer: net.Server | undefined;
+
+afterEach(async () => {
+  await instance?.stop('SIGKILL');
+  await integration?.close();
+  await database?.drop();
+  await upstreams?.close();
+  silentServer?.close();
+  instance = integration = database = upstreams = silentServer = undefined;
+});
+
+describe('the integration service process', () => {
+  it('on SIGTERM finishes the calls in flight, hands its lease on and exits 0 well within 10 s', async () => {
+    upstreams = await startUpstreams();
+    upstreams.proxy.plan = { rate: 1, kinds: ['delay'], delayMs: 700 };
+    database = await createTestDatabase<IntegrationTables>('integration');
+    const env = { ...database.env, ...integrationEnv(upstreams), INTEGRATION_PORT: '0' };
+    instance = await startServiceProcess('integration/main.js', env);
+    await createCustomers(upstreams.crmUrl, 5);
+    await waitUntil(() => upstreams!.proxy.calls.length > 0, 10_000, 'a call in flight');
+    const started = Date.now();
+    expect(await instance.stop('SIGTERM')).toBe(0);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    const claimed = await database.db
+      .selectFrom('deliveries')
+      .select('customer_id')
+      .where('state', '=', 'delivering')
+      .execute();
+    expect(claimed).toEqual([]);
+    expect(await database.db.selectFrom('leases').selectAll().execute()).toEqual([]);
+
+    // The next instance takes over at once and finishes the rest.
+    upstreams.proxy.plan = { rate: 0, kinds: [] };
+    const next = Date.now();
+    instance = await startServiceProcess('integration/main.js', env);
+    await waitUntil(
+      async () =>
+        (await database!.db.selectFrom('deliveries').select('state').execute()).filter(
+          (r) => r.state === 'delivered',
+        ).length === 5,
+      10_000,
+      'all five delivered',
+    );
+    expect(Date.now() - next).toBeLessThan(5_000);
+  }, 60_000);
+});
+
+describe('readiness', () => {
+  it('answers /ready 503 when the poll loop has stalled (a CRM that accepts and never answers)', async () => {
+    silentServer = net.createServer(() => {
+      // accept the connection and say nothing
+    });
+    await new Promise<void>((resolve) => silentServer!.listen(0, '127.0.0.1', resolve));
+    const port = (silentServer.address() as net.AddressInfo).port;
+    integration = await createTestApp(integrationService, {
+      env: {
+        CRM_URL: `http://127.0.0.1:${port}`,
+        INVENTORY_URL: 'http://127.0.0.1:9',
+        POLL_INTERVAL_MS: '100',
+        REQUEST_TIMEOUT_MS: '300000',
+      },
+    });
+    expect((await integration.app.inject({ method: 'GET', url: '/ready' })).statusCode).toBe(200);
+    await integration.runtime.start?.();
+    await waitUntil(
+      async () =>
+        (await integration!.app.inject({ method: 'GET', url: '/ready' })).statusCode === 503,
+      5_000,
+      '/ready to turn 503',
+    );
+    const problem = expectProblem(
+      await integration.app.inject({ method: 'GET', url: '/ready' }),
+      503,
+    );
+    expect(problem.detail).toContain('poll loop');
+  });
+});
