@@ -8,6 +8,7 @@ import {
   SqliteDialect,
   SqliteDriver,
   sql,
+  type ColumnDefinitionBuilder,
   type DatabaseConnection,
   type Driver,
   type SqliteDialectConfig,
@@ -135,16 +136,30 @@ export function isUniqueViolation(error: unknown): boolean {
 
 /** Column types that mean the same on both databases. */
 export interface ColumnTypes {
-  /** Auto-increasing integer primary key, for ordering and keyset pagination. */
+  /** Auto-increasing integer primary key, for ordering and keyset pagination; use with `serialKey`. */
   serialPrimaryKey: 'integer' | 'bigserial';
+  /** Makes a `serialPrimaryKey` column the primary key (AUTOINCREMENT on SQLite: ids never reused). */
+  serialKey: (column: ColumnDefinitionBuilder) => ColumnDefinitionBuilder;
   /** An instant, stored as an ISO-8601 string on SQLite. */
   timestamp: 'text' | 'timestamptz';
+  /** Milliseconds since the epoch, as a 64-bit integer. */
+  epochMs: 'integer' | 'bigint';
 }
 
 export function columnTypes(dialect: DialectName): ColumnTypes {
   return dialect === 'postgres'
-    ? { serialPrimaryKey: 'bigserial', timestamp: 'timestamptz' }
-    : { serialPrimaryKey: 'integer', timestamp: 'text' };
+    ? {
+        serialPrimaryKey: 'bigserial',
+        serialKey: (column) => column.primaryKey(),
+        timestamp: 'timestamptz',
+        epochMs: 'bigint',
+      }
+    : {
+        serialPrimaryKey: 'integer',
+        serialKey: (column) => column.primaryKey().autoIncrement(),
+        timestamp: 'text',
+        epochMs: 'integer',
+      };
 }
 
 /** Converts a timestamp column read from either database to an ISO-8601 string. */

@@ -9,9 +9,7 @@ export const crmMigrations: Migration[] = [
     async up(db, types) {
       await db.schema
         .createTable('customers')
-        .addColumn('seq', types.serialPrimaryKey, (c) =>
-          types.serialPrimaryKey === 'integer' ? c.primaryKey().autoIncrement() : c.primaryKey(),
-        )
+        .addColumn('seq', types.serialPrimaryKey, types.serialKey)
         .addColumn('id', 'text', (c) => c.notNull().unique())
         .addColumn('name', 'text', (c) => c.notNull())
         .addColumn('email', 'text', (c) => c.notNull())
@@ -26,9 +24,7 @@ export const crmMigrations: Migration[] = [
     async up(db, types) {
       await db.schema
         .createTable('events')
-        .addColumn('position', types.serialPrimaryKey, (c) =>
-          types.serialPrimaryKey === 'integer' ? c.primaryKey().autoIncrement() : c.primaryKey(),
-        )
+        .addColumn('position', types.serialPrimaryKey, types.serialKey)
         .addColumn('id', 'text', (c) => c.notNull().unique())
         .addColumn('type', 'text', (c) => c.notNull())
         .addColumn('customer_id', 'text', (c) => c.notNull())

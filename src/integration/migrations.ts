@@ -7,37 +7,34 @@ export const integrationMigrations: Migration[] = [
     version: 1,
     name: 'create sync cursors, deliveries and leases',
     async up(db, types) {
-      const epochMs = types.serialPrimaryKey === 'bigserial' ? 'bigint' : 'integer';
       await db.schema
         .createTable('sync_cursors')
         .addColumn('source', 'text', (c) => c.primaryKey())
-        .addColumn('position', epochMs, (c) => c.notNull())
-        .addColumn('updated_at', epochMs, (c) => c.notNull())
+        .addColumn('position', types.epochMs, (c) => c.notNull())
+        .addColumn('updated_at', types.epochMs, (c) => c.notNull())
         .execute();
       await db.schema
         .createTable('deliveries')
-        .addColumn('seq', types.serialPrimaryKey, (c) =>
-          types.serialPrimaryKey === 'integer' ? c.primaryKey().autoIncrement() : c.primaryKey(),
-        )
+        .addColumn('seq', types.serialPrimaryKey, types.serialKey)
         // One delivery per customer, whatever the number of sources that report it.
         .addColumn('customer_id', 'text', (c) => c.notNull().unique())
         .addColumn('customer_name', 'text', (c) => c.notNull())
-        .addColumn('customer_created_at', epochMs, (c) => c.notNull())
+        .addColumn('customer_created_at', types.epochMs, (c) => c.notNull())
         .addColumn('event_id', 'text', (c) => c.notNull())
         .addColumn('source', 'text', (c) => c.notNull())
         .addColumn('state', 'text', (c) => c.notNull())
         .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
         .addColumn('replays', 'integer', (c) => c.notNull().defaultTo(0))
-        .addColumn('next_attempt_at', epochMs, (c) => c.notNull())
-        .addColumn('failing_since', epochMs)
+        .addColumn('next_attempt_at', types.epochMs, (c) => c.notNull())
+        .addColumn('failing_since', types.epochMs)
         .addColumn('last_error', 'text')
         .addColumn('last_status', 'integer')
         .addColumn('locked_by', 'text')
-        .addColumn('locked_until', epochMs)
+        .addColumn('locked_until', types.epochMs)
         .addColumn('package_request_id', 'text')
-        .addColumn('recorded_at', epochMs, (c) => c.notNull())
-        .addColumn('delivered_at', epochMs)
-        .addColumn('updated_at', epochMs, (c) => c.notNull())
+        .addColumn('recorded_at', types.epochMs, (c) => c.notNull())
+        .addColumn('delivered_at', types.epochMs)
+        .addColumn('updated_at', types.epochMs, (c) => c.notNull())
         .execute();
       await db.schema
         .createIndex('deliveries_due')
@@ -48,7 +45,7 @@ export const integrationMigrations: Migration[] = [
         .createTable('leases')
         .addColumn('name', 'text', (c) => c.primaryKey())
         .addColumn('holder', 'text', (c) => c.notNull())
-        .addColumn('expires_at', epochMs, (c) => c.notNull())
+        .addColumn('expires_at', types.epochMs, (c) => c.notNull())
         .execute();
     },
   },

@@ -9,9 +9,7 @@ export const inventoryMigrations: Migration[] = [
     async up(db, types) {
       await db.schema
         .createTable('package_requests')
-        .addColumn('seq', types.serialPrimaryKey, (c) =>
-          types.serialPrimaryKey === 'integer' ? c.primaryKey().autoIncrement() : c.primaryKey(),
-        )
+        .addColumn('seq', types.serialPrimaryKey, types.serialKey)
         .addColumn('id', 'text', (c) => c.notNull().unique())
         .addColumn('customer_id', 'text', (c) => c.notNull())
         .addColumn('kind', 'text', (c) => c.notNull())

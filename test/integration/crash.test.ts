@@ -111,64 +111,65 @@ describe('crash safety', () => {
   }, 240_000);
 });
 
+/** CRM, Inventory and an integration database that several instance processes share. */
+async function startPlatformOnSharedDatabase() {
+  const platform = (upstreams = await startUpstreams());
+  const shared = (database = await createTestDatabase<IntegrationTables>('integration'));
+  const env = { ...shared.env, ...integrationEnv(platform), INTEGRATION_PORT: '0' };
+  return { env, platform, shared };
+}
+
 describe.runIf(postgresUrlFor('integration'))('several instances on one PostgreSQL', () => {
   it('three instances deliver 1,000 customers with no call reaching Inventory twice', async () => {
-    upstreams = await startUpstreams();
-    database = await createTestDatabase<IntegrationTables>('integration');
-    const env = {
-      ...database.env,
-      ...integrationEnv(upstreams),
-      INTEGRATION_PORT: '0',
-    };
-    await Promise.all([startInstance(env), startInstance(env), startInstance(env)]);
-    const ids = await createCustomers(upstreams.crmUrl, 1000, { concurrency: 8 });
+    const { env, platform, shared } = await startPlatformOnSharedDatabase();
+    const instances = await Promise.all([
+      startInstance(env),
+      startInstance(env),
+      startInstance(env),
+    ]);
+    const ids = await createCustomers(platform.crmUrl, 1000, { concurrency: 8 });
     await waitUntil(
-      async () => (await deliveryStates(database!.db)).delivered === 1000,
+      async () => (await deliveryStates(shared.db)).delivered === 1000,
       90_000,
       '1,000 deliveries',
     );
-    const calls = upstreams.proxy.deliveredCallsByCustomer();
+    const calls = platform.proxy.deliveredCallsByCustomer();
     expect(calls.size).toBe(1000);
     expect([...calls.values()].every((n) => n === 1)).toBe(true);
-    expect(new Set((await packageRequestsByCustomer(upstreams.inventory)).keys())).toEqual(
+    expect(new Set((await packageRequestsByCustomer(platform.inventory)).keys())).toEqual(
       new Set(ids),
     );
-    // Work was shared: more than one instance made deliveries.
-    const lockedBy = await database.db.selectFrom('deliveries').select('locked_by').execute();
-    expect(lockedBy.every((row) => row.locked_by === null)).toBe(true);
+    // Work was shared: more than one instance made deliveries, and no claim is left behind.
+    const busy = instances.filter((i) =>
+      i.output().includes('Successfully created package request'),
+    );
+    expect(busy.length).toBeGreaterThanOrEqual(2);
+    const claims = await shared.db.selectFrom('deliveries').select('locked_by').execute();
+    expect(claims.every((row) => row.locked_by === null)).toBe(true);
   }, 180_000);
 
   it('a killed instance’s lease and claims are taken over when they expire', async () => {
-    upstreams = await startUpstreams();
-    database = await createTestDatabase<IntegrationTables>('integration');
-    const env = {
-      ...database.env,
-      ...integrationEnv(upstreams),
-      INTEGRATION_PORT: '0',
-    };
+    const { env, platform, shared } = await startPlatformOnSharedDatabase();
     const first = await startInstance(env);
     const second = await startInstance(env);
-    await createCustomers(upstreams.crmUrl, 50);
+    await createCustomers(platform.crmUrl, 50);
     await waitUntil(
-      async () => (await deliveryStates(database!.db)).delivered === 50,
+      async () => (await deliveryStates(shared.db)).delivered === 50,
       30_000,
       'first 50',
     );
     // Kill whichever holds the poll lease; the other must take over and deliver what follows.
-    const holder = await database.db
-      .selectFrom('leases')
-      .select('holder')
-      .executeTakeFirstOrThrow();
+    const holder = await shared.db.selectFrom('leases').select('holder').executeTakeFirstOrThrow();
     const leader = first.output().includes(holder.holder) ? first : second;
     await leader.stop('SIGKILL');
     processes.delete(leader);
-    await createCustomers(upstreams.crmUrl, 50, { prefix: 'after-kill' });
+    await createCustomers(platform.crmUrl, 50, { prefix: 'after-kill' });
     await waitUntil(
-      async () => (await deliveryStates(database!.db)).delivered === 100,
+      async () => (await deliveryStates(shared.db)).delivered === 100,
       30_000,
       'next 50',
     );
-    const newHolder = await database.db
+    const newHolder = await shared.db
       .selectFrom('leases')
       .select('holder')
       .executeTakeFirstOrThrow();
