@@ -6,7 +6,7 @@ import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import type { CircuitState } from './circuit.js';
 import type { SyncMode } from './config.js';
-import type { PollerStatus } from './poller.js';
+import { POLL_LEASE, type PollerStatus } from './poller.js';
 import type { DeliveryRow, SyncStore } from './store.js';
 
 export interface AdminRoutesOptions {
@@ -107,6 +107,9 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
             ]),
             poll: Type.Object({
               leader: Type.Boolean({ description: 'Whether this instance holds the poll lease.' }),
+              lease_holder: Type.Union([Type.String(), Type.Null()], {
+                description: 'The instance that holds the poll lease now, if any.',
+              }),
               last_success_at: NullableTime,
               last_error: Type.Union([Type.String(), Type.Null()]),
               last_error_at: NullableTime,
@@ -125,6 +128,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
         circuit: options.circuit(),
         poll: {
           leader: poll.leader,
+          lease_holder: (await store.leaseHolder(POLL_LEASE)) ?? null,
           last_success_at: iso(poll.lastSuccessAt),
           last_error: poll.lastError ?? null,
           last_error_at: iso(poll.lastErrorAt),

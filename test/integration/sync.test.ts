@@ -27,7 +27,8 @@ const status = async () =>
     cursor: number;
     circuit: string;
     deliveries: Record<string, number>;
-    poll: { leader: boolean; last_success_at: string | null };
+    instance_id: string;
+    poll: { leader: boolean; lease_holder: string | null; last_success_at: string | null };
   };
 
 const delivered = async () => (await status()).deliveries.delivered;
@@ -46,6 +47,7 @@ describe('the integration service in poll mode', () => {
     const s = await status();
     expect(s.cursor).toBeGreaterThanOrEqual(40);
     expect(s.poll.leader).toBe(true);
+    expect(s.poll.lease_holder).toBe(s.instance_id);
     expect(s.poll.last_success_at).not.toBeNull();
     const metrics = (await integration.app.inject({ method: 'GET', url: '/metrics' })).body;
     expect(metrics).toMatch(
