@@ -1,4 +1,4 @@
-import { parseRetryAfter } from './backoff.js';
+import { parseRetryAfter } from '../core/backoff.js';
 
 /** A failure worth retrying: network error, timeout, 5xx, 429, or an answer still in progress. */
 export class TransientError extends Error {

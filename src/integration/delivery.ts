@@ -1,5 +1,5 @@
 import type { Logger } from '../core/logging.js';
-import { retryDelayMs, shouldGiveUp, type RetryPolicy } from './backoff.js';
+import { retryDelayMs, shouldGiveUp, type RetryPolicy } from '../core/backoff.js';
 import { isCircuitOpenError, type CircuitState } from './circuit.js';
 import { NonRetryableError, TransientError, type PackageRequestReceipt } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';

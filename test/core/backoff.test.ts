@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseRetryAfter, retryDelayMs, shouldGiveUp } from '../../src/integration/backoff.js';
+import { parseRetryAfter, retryDelayMs, shouldGiveUp } from '../../src/core/backoff.js';
 import { readIntegrationConfig } from '../../src/integration/config.js';
 
 const policy = { baseMs: 500, maxDelayMs: 300_000 };
