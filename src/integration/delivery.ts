@@ -4,7 +4,7 @@ import { isCircuitOpenError, type CircuitState } from './circuit.js';
 import { NonRetryableError, TransientError, type PackageRequestReceipt } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import type { DeliveryRow, SyncStore } from './store.js';
-import { Wakeup } from './wakeup.js';
+import { WorkLoop } from '../core/work-loop.js';
 
 export interface DeliveryWorkerOptions {
   store: SyncStore;
@@ -32,57 +32,32 @@ export interface DeliveryWorkerOptions {
  * the instance that took the delivery over owns it.
  */
 export class DeliveryWorker {
-  private readonly inFlight = new Set<Promise<void>>();
-  private readonly wakeup = new Wakeup();
-  private running = false;
-  private loop: Promise<void> | undefined;
+  private readonly loop: WorkLoop<DeliveryRow>;
 
-  constructor(private readonly options: DeliveryWorkerOptions) {}
+  constructor(private readonly options: DeliveryWorkerOptions) {
+    const { store, concurrency, claimMs, instanceId, logger } = options;
+    this.loop = new WorkLoop({
+      name: 'deliveries',
+      concurrency,
+      claim: (limit) => store.claimDue(instanceId, limit, claimMs),
+      handle: (row) => this.deliver(row),
+      logger,
+      idleMs: options.idleMs,
+    });
+  }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    this.loop.start();
   }
 
   /** Looks for work now rather than at the next idle tick (new items, a replay). */
   wake(): void {
-    this.wakeup.wake();
+    this.loop.wake();
   }
 
   /** Stops claiming and waits for the deliveries in flight to finish (each is bounded by its timeout). */
   async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.wake();
-    await this.loop;
-    await Promise.allSettled([...this.inFlight]);
-  }
-
-  private async run(): Promise<void> {
-    const { store, concurrency, claimMs, instanceId, logger } = this.options;
-    const idleMs = this.options.idleMs ?? 500;
-    while (this.running) {
-      const free = concurrency - this.inFlight.size;
-      let claimed: DeliveryRow[] = [];
-      if (free > 0) {
-        try {
-          claimed = await store.claimDue(instanceId, free, claimMs);
-        } catch (error) {
-          logger.error({ err: error }, 'Could not read due deliveries from the database; retrying');
-        }
-      }
-      for (const row of claimed) {
-        const task: Promise<void> = this.deliver(row).finally(() => {
-          this.inFlight.delete(task);
-          this.wakeup.wake();
-        });
-        this.inFlight.add(task);
-      }
-      // A full batch means more may be due: look again at once, unless every slot is busy.
-      if (claimed.length === 0 || claimed.length < free || this.inFlight.size >= concurrency) {
-        await this.wakeup.sleep(idleMs);
-      }
-    }
+    await this.loop.stop();
   }
 
   private async deliver(row: DeliveryRow): Promise<void> {

@@ -2,7 +2,7 @@ import type { Logger } from '../core/logging.js';
 import type { CrmClient, CustomerCreatedEvent } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import type { NewDelivery, SyncStore } from './store.js';
-import { Wakeup } from './wakeup.js';
+import { Wakeup } from '../core/wakeup.js';
 
 export const POLL_LEASE = 'poll:crm';
 const CURSOR_SOURCE = 'crm';
