@@ -41,6 +41,21 @@ async function serialiseAppends(trx: Kysely<CrmTables>, dialect: DialectName): P
   }
 }
 
+function toEvent(row: {
+  position: number;
+  id: string;
+  payload: string;
+  occurred_at: string | Date;
+}): CustomerCreatedEvent {
+  return {
+    position: row.position,
+    id: row.id,
+    type: CUSTOMER_CREATED,
+    occurred_at: toIsoString(row.occurred_at),
+    data: JSON.parse(row.payload) as CustomerCreatedEvent['data'],
+  };
+}
+
 /** The CRM's outbox of events: appended in the same transaction as the change it describes. */
 export class EventLog {
   private readonly appended = new EventEmitter();
@@ -56,21 +71,64 @@ export class EventLog {
   /** Call inside the transaction that creates the customer, before its other writes. */
   async appendCustomerCreated(trx: Kysely<CrmTables>, customer: Customer): Promise<void> {
     await serialiseAppends(trx, this.dialect);
-    await trx
+    const eventId = randomUUID();
+    const { position } = await trx
       .insertInto('events')
       .values({
-        id: randomUUID(),
+        id: eventId,
         type: CUSTOMER_CREATED,
         customer_id: customer.id,
         payload: JSON.stringify(customer),
         occurred_at: customer.created_at,
       })
+      .returning('position')
+      .executeTakeFirstOrThrow();
+    // One webhook message per active endpoint, committed with the event: none is lost to a crash.
+    const now = Date.now();
+    await trx
+      .insertInto('webhook_messages')
+      .columns([
+        'endpoint_id',
+        'event_id',
+        'event_position',
+        'state',
+        'next_attempt_at',
+        'updated_at',
+      ])
+      .expression((eb) =>
+        eb
+          .selectFrom('webhook_endpoints')
+          .select((s) => [
+            'id',
+            s.val(eventId).as('event_id'),
+            s.val(position).as('event_position'),
+            s.val('pending').as('state'),
+            s.val(now).as('next_attempt_at'),
+            s.val(now).as('updated_at'),
+          ])
+          .where('disabled_at', 'is', null),
+      )
       .execute();
   }
 
-  /** Tells waiting readers in this process that something was committed. */
+  /** The event with this id, as the feed shows it. */
+  async get(eventId: string): Promise<CustomerCreatedEvent | undefined> {
+    const row = await this.db
+      .selectFrom('events')
+      .select(['position', 'id', 'type', 'payload', 'occurred_at'])
+      .where('id', '=', eventId)
+      .executeTakeFirst();
+    return row && toEvent(row);
+  }
+
+  /** Tells waiting readers and relays in this process that something was committed. */
   notifyCommitted(): void {
     this.appended.emit('committed');
+  }
+
+  /** Calls `listener` after every commit of new events in this process (relays wake on it). */
+  onCommitted(listener: () => void): void {
+    this.appended.on('committed', listener);
   }
 
   async readAfter(position: number, limit: number): Promise<CustomerCreatedEvent[]> {
@@ -81,13 +139,7 @@ export class EventLog {
       .orderBy('position')
       .limit(limit)
       .execute();
-    return rows.map((row) => ({
-      position: row.position,
-      id: row.id,
-      type: CUSTOMER_CREATED,
-      occurred_at: toIsoString(row.occurred_at),
-      data: JSON.parse(row.payload) as CustomerCreatedEvent['data'],
-    }));
+    return rows.map(toEvent);
   }
 
   /**

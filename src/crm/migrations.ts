@@ -65,6 +65,68 @@ export const crmMigrations: Migration[] = [
       }
     },
   },
+  {
+    version: 3,
+    name: 'create webhook endpoints, their messages and attempts, and relay cursors',
+    async up(db, types) {
+      await db.schema
+        .createTable('webhook_endpoints')
+        .addColumn('seq', types.serialPrimaryKey, types.serialKey)
+        .addColumn('id', 'text', (c) => c.notNull().unique())
+        .addColumn('url', 'text', (c) => c.notNull().unique())
+        .addColumn('secret', 'text', (c) => c.notNull())
+        // Kept valid for a while after a rotation, so receivers can switch over without a gap.
+        .addColumn('previous_secret', 'text')
+        .addColumn('previous_secret_expires_at', types.epochMs)
+        .addColumn('created_at', types.epochMs, (c) => c.notNull())
+        .addColumn('disabled_at', types.epochMs)
+        .addColumn('disabled_reason', 'text')
+        .addColumn('failing_since', types.epochMs)
+        .execute();
+      // One row per endpoint and event, written with the event (the outbox), sent by the relay.
+      await db.schema
+        .createTable('webhook_messages')
+        .addColumn('seq', types.serialPrimaryKey, types.serialKey)
+        .addColumn('endpoint_id', 'text', (c) => c.notNull())
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('event_position', types.epochMs, (c) => c.notNull())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+        .addColumn('next_attempt_at', types.epochMs, (c) => c.notNull())
+        .addColumn('locked_until', types.epochMs)
+        .addColumn('last_status', 'integer')
+        .addColumn('last_error', 'text')
+        .addColumn('updated_at', types.epochMs, (c) => c.notNull())
+        .addUniqueConstraint('webhook_messages_endpoint_event_unique', ['endpoint_id', 'event_id'])
+        .execute();
+      await db.schema
+        .createIndex('webhook_messages_due')
+        .on('webhook_messages')
+        .columns(['state', 'next_attempt_at'])
+        .execute();
+      await db.schema
+        .createTable('webhook_attempts')
+        .addColumn('seq', types.serialPrimaryKey, types.serialKey)
+        .addColumn('endpoint_id', 'text', (c) => c.notNull())
+        .addColumn('event_id', 'text', (c) => c.notNull())
+        .addColumn('attempted_at', types.epochMs, (c) => c.notNull())
+        .addColumn('status', 'integer')
+        .addColumn('error', 'text')
+        .addColumn('duration_ms', 'integer', (c) => c.notNull())
+        .execute();
+      await db.schema
+        .createIndex('webhook_attempts_by_endpoint')
+        .on('webhook_attempts')
+        .columns(['endpoint_id', 'seq'])
+        .execute();
+      await db.schema
+        .createTable('relay_cursors')
+        .addColumn('name', 'text', (c) => c.primaryKey())
+        .addColumn('position', types.epochMs, (c) => c.notNull())
+        .addColumn('updated_at', types.epochMs, (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 export interface CrmTables {
@@ -76,6 +138,41 @@ export interface CrmTables {
     email_normalized: string;
     created_at: string | Date;
   };
+  webhook_endpoints: {
+    seq: import('kysely').Generated<number>;
+    id: string;
+    url: string;
+    secret: string;
+    previous_secret: string | null;
+    previous_secret_expires_at: number | null;
+    created_at: number;
+    disabled_at: number | null;
+    disabled_reason: string | null;
+    failing_since: number | null;
+  };
+  webhook_messages: {
+    seq: import('kysely').Generated<number>;
+    endpoint_id: string;
+    event_id: string;
+    event_position: number;
+    state: 'pending' | 'succeeded' | 'failed' | 'cancelled';
+    attempts: import('kysely').Generated<number>;
+    next_attempt_at: number;
+    locked_until: number | null;
+    last_status: number | null;
+    last_error: string | null;
+    updated_at: number;
+  };
+  webhook_attempts: {
+    seq: import('kysely').Generated<number>;
+    endpoint_id: string;
+    event_id: string;
+    attempted_at: number;
+    status: number | null;
+    error: string | null;
+    duration_ms: number;
+  };
+  relay_cursors: { name: string; position: number; updated_at: number };
   events: {
     position: import('kysely').Generated<number>;
     id: string;

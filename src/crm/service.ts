@@ -1,7 +1,11 @@
 import type { ServiceDefinition } from '../core/service.js';
 import { CustomerStore } from './customers.js';
 import { crmMigrations, type CrmTables } from './migrations.js';
+import { readCrmConfig } from './config.js';
 import { EventLog } from './events.js';
+import { WebhookEndpoints } from './webhook-endpoints.js';
+import { webhookRoutes } from './webhook-routes.js';
+import { WebhookSender } from './webhook-sender.js';
 import { customerRoutes, eventRoutes } from './routes.js';
 
 export const crmService: ServiceDefinition<CrmTables> = {
@@ -12,15 +16,35 @@ export const crmService: ServiceDefinition<CrmTables> = {
   defaultPort: 8000,
   databaseVariable: 'CRM_DATABASE_URL',
   migrations: crmMigrations,
-  setup: ({ database }) => {
+  setup: ({ database, logger, metrics, env }) => {
+    const config = readCrmConfig(env);
     const events = new EventLog(database.db, database.dialect);
+    const webhooks = new WebhookSender({
+      db: database.db,
+      dialect: database.dialect,
+      events,
+      config,
+      logger,
+      metrics,
+    });
+    events.onCommitted(() => webhooks.wake());
     return {
       routes: async (app) => {
         await app.register(customerRoutes, { customers: new CustomerStore(database.db, events) });
         await app.register(eventRoutes, { events });
+        await app.register(webhookRoutes, {
+          endpoints: new WebhookEndpoints(database.db),
+          allowPrivateTargets: config.allowPrivateWebhookTargets,
+        });
       },
-      // Long-polls would hold the server open for up to their wait: answer them now.
-      stop: async () => events.close(),
+      start: async () => {
+        webhooks.start();
+      },
+      stop: async () => {
+        // Long-polls would hold the server open for up to their wait: answer them now.
+        events.close();
+        await webhooks.stop();
+      },
     };
   },
 };

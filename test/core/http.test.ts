@@ -7,7 +7,20 @@ import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 const services = [
   {
     definition: crmService,
-    routes: ['GET /customers', 'POST /customers', 'GET /customers/{id}', 'GET /events'],
+    routes: [
+      'GET /customers',
+      'POST /customers',
+      'GET /customers/{id}',
+      'GET /events',
+      'POST /webhook-endpoints',
+      'GET /webhook-endpoints',
+      'GET /webhook-endpoints/{id}',
+      'DELETE /webhook-endpoints/{id}',
+      'GET /webhook-endpoints/{id}/secret',
+      'POST /webhook-endpoints/{id}/rotate-secret',
+      'POST /webhook-endpoints/{id}/enable',
+      'GET /webhook-endpoints/{id}/attempts',
+    ],
     postPath: '/customers',
   },
   {

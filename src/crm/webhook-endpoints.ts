@@ -1,0 +1,196 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import type { Kysely, Selectable } from 'kysely';
+import { Type, type Static } from 'typebox';
+import { isUniqueViolation } from '../core/db.js';
+import { HttpProblem } from '../core/errors.js';
+import { Uuid } from '../core/schemas.js';
+import type { CrmTables } from './migrations.js';
+
+/** How long the previous secret still signs after a rotation, in ms. */
+export const SECRET_ROTATION_GRACE_MS = 24 * 3_600_000;
+
+export const NewWebhookEndpointSchema = Type.Object(
+  {
+    url: Type.String({
+      minLength: 1,
+      maxLength: 2048,
+      description:
+        'Where to POST events: http(s), no credentials; private addresses only if allowed.',
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const Time = (description: string) => Type.String({ format: 'date-time', description });
+const NullableTime = (description: string) => Type.Union([Time(description), Type.Null()]);
+
+export const WebhookEndpointSchema = Type.Object({
+  id: Uuid('Endpoint id.'),
+  url: Type.String(),
+  status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
+  disabled_reason: Type.Union([Type.String(), Type.Null()]),
+  failing_since: NullableTime('Start of the current run of failed calls, if any.'),
+  created_at: Time('When the endpoint was created.'),
+});
+export type WebhookEndpoint = Static<typeof WebhookEndpointSchema>;
+
+export const WebhookSecretSchema = Type.Object({
+  secret: Type.String({ description: '`whsec_` + base64 key for Standard Webhooks signatures.' }),
+  previous_secret: Type.Union([Type.String(), Type.Null()], {
+    description:
+      'The secret before the last rotation, still signing until `previous_secret_expires_at`.',
+  }),
+  previous_secret_expires_at: NullableTime('When the previous secret stops signing.'),
+});
+
+export const WebhookAttemptSchema = Type.Object({
+  event_id: Uuid('The event (also the `webhook-id` header).'),
+  attempted_at: Time('When the call was made.'),
+  status: Type.Union([Type.Integer(), Type.Null()], {
+    description: 'HTTP status, null if none came back.',
+  }),
+  error: Type.Union([Type.String(), Type.Null()]),
+  duration_ms: Type.Integer(),
+});
+
+type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
+const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
+
+function toEndpoint(row: Omit<EndpointRow, 'seq'>): WebhookEndpoint {
+  return {
+    id: row.id,
+    url: row.url,
+    status: row.disabled_at === null ? 'active' : 'disabled',
+    disabled_reason: row.disabled_reason,
+    failing_since: iso(row.failing_since),
+    created_at: iso(row.created_at)!,
+  };
+}
+
+export function generateSecret(): string {
+  return `whsec_${randomBytes(24).toString('base64')}`;
+}
+
+/** The CRM's webhook subscriptions. */
+export class WebhookEndpoints {
+  constructor(private readonly db: Kysely<CrmTables>) {}
+
+  async create(url: string): Promise<WebhookEndpoint & { secret: string }> {
+    const row: Omit<EndpointRow, 'seq'> = {
+      id: randomUUID(),
+      url,
+      secret: generateSecret(),
+      previous_secret: null,
+      previous_secret_expires_at: null,
+      created_at: Date.now(),
+      disabled_at: null,
+      disabled_reason: null,
+      failing_since: null,
+    };
+    try {
+      await this.db.insertInto('webhook_endpoints').values(row).execute();
+    } catch (error) {
+      if (!isUniqueViolation(error)) throw error;
+      const existing = await this.db
+        .selectFrom('webhook_endpoints')
+        .select('id')
+        .where('url', '=', url)
+        .executeTakeFirst();
+      throw new HttpProblem(
+        409,
+        'endpoint_exists',
+        `An endpoint for ${url} already exists${existing ? ` (id ${existing.id})` : ''}; use it, or delete it first.`,
+        existing ? { existing_endpoint_id: existing.id } : {},
+      );
+    }
+    return { ...toEndpoint(row), secret: row.secret };
+  }
+
+  async list(): Promise<WebhookEndpoint[]> {
+    const rows = await this.db.selectFrom('webhook_endpoints').selectAll().orderBy('seq').execute();
+    return rows.map(toEndpoint);
+  }
+
+  async get(id: string): Promise<WebhookEndpoint> {
+    return toEndpoint(await this.row(id));
+  }
+
+  async secrets(id: string, now = Date.now()): Promise<Static<typeof WebhookSecretSchema>> {
+    const row = await this.row(id);
+    const previousValid =
+      row.previous_secret !== null && (row.previous_secret_expires_at ?? 0) > now;
+    return {
+      secret: row.secret,
+      previous_secret: previousValid ? row.previous_secret : null,
+      previous_secret_expires_at: previousValid ? iso(row.previous_secret_expires_at) : null,
+    };
+  }
+
+  /** A new secret; the old one keeps signing (as a second signature) for the grace period. */
+  async rotateSecret(id: string, now = Date.now()): Promise<Static<typeof WebhookSecretSchema>> {
+    const row = await this.row(id);
+    await this.db
+      .updateTable('webhook_endpoints')
+      .set({
+        secret: generateSecret(),
+        previous_secret: row.secret,
+        previous_secret_expires_at: now + SECRET_ROTATION_GRACE_MS,
+      })
+      .where('id', '=', id)
+      .execute();
+    return this.secrets(id, now);
+  }
+
+  /** Deletes the endpoint; its messages not yet delivered are cancelled. */
+  async delete(id: string): Promise<void> {
+    await this.row(id);
+    await this.db.transaction().execute(async (trx) => {
+      await trx.deleteFrom('webhook_endpoints').where('id', '=', id).execute();
+      await trx
+        .updateTable('webhook_messages')
+        .set({ state: 'cancelled', updated_at: Date.now() })
+        .where('endpoint_id', '=', id)
+        .where('state', '=', 'pending')
+        .execute();
+    });
+  }
+
+  /** Re-enables a disabled endpoint; only events from now on are sent to it. */
+  async enable(id: string): Promise<WebhookEndpoint> {
+    await this.row(id);
+    await this.db
+      .updateTable('webhook_endpoints')
+      .set({ disabled_at: null, disabled_reason: null, failing_since: null })
+      .where('id', '=', id)
+      .execute();
+    return this.get(id);
+  }
+
+  async attempts(id: string, limit: number) {
+    await this.row(id);
+    const rows = await this.db
+      .selectFrom('webhook_attempts')
+      .selectAll()
+      .where('endpoint_id', '=', id)
+      .orderBy('seq', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => ({
+      event_id: row.event_id,
+      attempted_at: iso(row.attempted_at)!,
+      status: row.status,
+      error: row.error,
+      duration_ms: row.duration_ms,
+    }));
+  }
+
+  private async row(id: string): Promise<EndpointRow> {
+    const row = await this.db
+      .selectFrom('webhook_endpoints')
+      .selectAll()
+      .where('id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new HttpProblem(404, 'not_found', `No webhook endpoint has id ${id}.`);
+    return row;
+  }
+}
