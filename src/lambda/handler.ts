@@ -1,0 +1,285 @@
+/**
+ * The cloud-function variant of the delivery logic (SPEC §8): an AWS Lambda handler for SQS events
+ * carrying the CRM's `customer.created` events, either raw or wrapped in an SNS notification.
+ *
+ * Each record is delivered exactly like the integration service does it: one
+ * `POST /package-requests` with `Idempotency-Key: welcome-package:<customer id>`, where a 201 and a
+ * duplicate 409 both mean done. SQS delivers at least once, so the same event may arrive twice;
+ * the idempotency key and Inventory's one-request-per-customer rule make that harmless.
+ *
+ * Every record that did not succeed (a transient or permanent failure, a malformed body, a missing
+ * configuration) is answered in `batchItemFailures`, so SQS makes it visible again and, after the
+ * queue's `maxReceiveCount`, moves it to the dead-letter queue. The handler never throws, as that
+ * would return the whole batch to the queue, including the records that were delivered.
+ *
+ * Built with `npm run build:lambda` to `dist/lambda/index.mjs` (handler `index.handler`).
+ */
+import type {
+  Context,
+  SQSBatchItemFailure,
+  SQSBatchResponse,
+  SQSEvent,
+  SQSRecord,
+} from 'aws-lambda';
+import {
+  ConfigError,
+  readChoice,
+  readInteger,
+  readOptionalString,
+  readUrl,
+  type Env,
+} from '../core/config.js';
+import { createLogger, type Logger } from '../core/logging.js';
+import { InventoryClient, NonRetryableError, TransientError } from '../integration/clients.js';
+
+/** Records processed at once within one invocation. */
+export const RECORD_CONCURRENCY = 10;
+
+/** A record is not started when less time than one call's timeout plus this margin is left, in ms. */
+const DEADLINE_MARGIN_MS = 1_000;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+export interface LambdaConfig {
+  /** Base URL of the Inventory API, without a trailing slash (`INVENTORY_URL`, required). */
+  inventoryUrl: string;
+  /** Bearer token sent to Inventory (`API_TOKEN`). Default none. */
+  apiToken: string | undefined;
+  /** Timeout of one call to Inventory, in ms (`REQUEST_TIMEOUT_MS`). Default 5000. */
+  requestTimeoutMs: number;
+}
+
+/** Reads the function's settings; throws an error naming the variable at fault. */
+export function readLambdaConfig(env: Env): LambdaConfig {
+  const inventoryUrl = readUrl(env, 'INVENTORY_URL', undefined, ['http:', 'https:']);
+  if (inventoryUrl === undefined) {
+    throw new Error(
+      'Missing configuration: INVENTORY_URL is not set; set it to the base URL of the Inventory API, e.g. https://inventory.example.com.',
+    );
+  }
+  return {
+    inventoryUrl: inventoryUrl.replace(/\/+$/, ''),
+    apiToken: readOptionalString(env, 'API_TOKEN'),
+    requestTimeoutMs: readInteger(env, 'REQUEST_TIMEOUT_MS', 5_000, { min: 10, max: 300_000 }),
+  };
+}
+
+/** What happened to one record; written as the `outcome` field of its log line. */
+export type RecordOutcome =
+  | 'created' // Inventory created the package request (201)
+  | 'already_exists' // Inventory already had it (duplicate 409): done all the same
+  | 'transient_failure' // network error, timeout, 5xx, 429: SQS retries it
+  | 'permanent_failure' // a 4xx retrying cannot fix: it reaches the DLQ after maxReceiveCount
+  | 'malformed' // the body is not a customer.created event
+  | 'not_configured' // the function's configuration is missing or invalid
+  | 'out_of_time'; // not started because the invocation was about to time out
+
+interface CustomerCreated {
+  eventId: string | undefined;
+  customerId: string;
+}
+
+class MalformedRecordError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'MalformedRecordError';
+  }
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function parseJson(text: string, what: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    throw new MalformedRecordError(`${what} is not JSON`);
+  }
+}
+
+/**
+ * The customer.created event in a record's body: the event itself, or an SNS notification (SNS to
+ * SQS fan-out without raw message delivery) whose `Message` is the event as a JSON string.
+ */
+export function parseRecordBody(body: string): CustomerCreated {
+  let event = parseJson(body, 'The message body');
+  if (isObject(event) && event.Type === 'Notification' && 'Message' in event) {
+    if (typeof event.Message !== 'string') {
+      throw new MalformedRecordError('The SNS notification has no Message string');
+    }
+    event = parseJson(event.Message, 'The SNS notification Message');
+  }
+  if (!isObject(event)) throw new MalformedRecordError('The event is not a JSON object');
+  if (event.type !== 'customer.created') {
+    throw new MalformedRecordError(
+      `Expected an event of type "customer.created", got ${JSON.stringify(event.type ?? null)}`,
+    );
+  }
+  const data = event.data;
+  if (!isObject(data)) throw new MalformedRecordError('The event has no "data" object');
+  if (typeof data.id !== 'string' || !UUID.test(data.id)) {
+    throw new MalformedRecordError(
+      `The event's data.id must be the customer's UUID, got ${JSON.stringify(data.id ?? null)}`,
+    );
+  }
+  return { eventId: typeof event.id === 'string' ? event.id : undefined, customerId: data.id };
+}
+
+/** Runs `work` on every item, at most `limit` at once. */
+async function forEachLimited<T>(
+  items: readonly T[],
+  limit: number,
+  work: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < items.length) {
+      const item = items[next++] as T;
+      await work(item);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+}
+
+function errorMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+export interface HandlerOptions {
+  /** Where the per-record log lines go. Default a JSON logger on stdout at `LOG_LEVEL`. */
+  logger?: Logger;
+}
+
+/** `context` is optional: with it, records are not started once the invocation is about to time out. */
+export type SqsBatchHandler = (
+  event: SQSEvent,
+  context?: Pick<Context, 'getRemainingTimeInMillis'>,
+) => Promise<SQSBatchResponse>;
+
+/**
+ * A handler over this configuration. The environment is read once, here (at cold start for the
+ * exported `handler`); a configuration error does not throw but fails every record, with the
+ * reason logged, so the messages stay in the queue until the function is fixed.
+ */
+export function createHandler(env: Env, options: HandlerOptions = {}): SqsBatchHandler {
+  let logLevelError: ConfigError | undefined;
+  let level: string = 'info';
+  try {
+    level = readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS);
+  } catch (error) {
+    logLevelError = error as ConfigError;
+  }
+  const logger =
+    options.logger ?? createLogger({ service: 'welcome-package-lambda', level, format: 'json' });
+  if (logLevelError) logger.warn({ err: logLevelError }, `${logLevelError.message} Using info.`);
+
+  let config: LambdaConfig | undefined;
+  let configError: string | undefined;
+  try {
+    config = readLambdaConfig(env);
+  } catch (error) {
+    configError = errorMessage(error);
+    logger.error({ outcome: 'not_configured' }, configError);
+  }
+  const inventory = config
+    ? new InventoryClient({
+        baseUrl: config.inventoryUrl,
+        apiToken: config.apiToken,
+        timeoutMs: config.requestTimeoutMs,
+      })
+    : undefined;
+  const minimumTimeLeftMs = (config?.requestTimeoutMs ?? 0) + DEADLINE_MARGIN_MS;
+
+  const processRecord = async (
+    record: SQSRecord,
+    context: Pick<Context, 'getRemainingTimeInMillis'> | undefined,
+  ): Promise<boolean> => {
+    const base = {
+      messageId: record.messageId,
+      receiveCount: Number(record.attributes?.ApproximateReceiveCount) || undefined,
+    };
+    if (!inventory) {
+      logger.error(
+        { ...base, outcome: 'not_configured' satisfies RecordOutcome },
+        `Not delivered: ${configError}`,
+      );
+      return false;
+    }
+    let event: CustomerCreated;
+    try {
+      event = parseRecordBody(record.body);
+    } catch (error) {
+      logger.error(
+        { ...base, outcome: 'malformed' satisfies RecordOutcome },
+        `Not delivered, the message is not a customer.created event: ${errorMessage(error)}`,
+      );
+      return false;
+    }
+    const fields = { ...base, eventId: event.eventId, customerId: event.customerId };
+    if (context && context.getRemainingTimeInMillis() < minimumTimeLeftMs) {
+      logger.warn(
+        { ...fields, outcome: 'out_of_time' satisfies RecordOutcome },
+        `Not started for customer ${event.customerId}: the invocation is about to time out; SQS will redeliver it`,
+      );
+      return false;
+    }
+    try {
+      const receipt = await inventory.createWelcomePackage(event.customerId);
+      const outcome: RecordOutcome = receipt.created ? 'created' : 'already_exists';
+      logger.info(
+        { ...fields, outcome, packageRequestId: receipt.packageRequestId },
+        receipt.created
+          ? `Created welcome package for customer ${event.customerId}`
+          : `Welcome package for customer ${event.customerId} already existed`,
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof NonRetryableError) {
+        logger.error(
+          { ...fields, outcome: 'permanent_failure' satisfies RecordOutcome, status: error.status },
+          `Inventory refused the welcome package for customer ${event.customerId}: ${error.message}`,
+        );
+      } else {
+        const status = error instanceof TransientError ? error.status : undefined;
+        logger.warn(
+          { ...fields, outcome: 'transient_failure' satisfies RecordOutcome, status },
+          `Could not create the welcome package for customer ${event.customerId}; SQS will retry: ${errorMessage(error)}`,
+        );
+      }
+      return false;
+    }
+  };
+
+  return async (event, context) => {
+    const batchItemFailures: SQSBatchItemFailure[] = [];
+    await forEachLimited(event.Records ?? [], RECORD_CONCURRENCY, async (record) => {
+      let ok: boolean;
+      try {
+        ok = await processRecord(record, context);
+      } catch (error) {
+        // Only a logging failure could land here; the record is retried all the same.
+        ok = false;
+        logger.error({ messageId: record.messageId, err: error }, 'Unexpected error');
+      }
+      if (!ok) batchItemFailures.push({ itemIdentifier: record.messageId });
+    });
+    return { batchItemFailures };
+  };
+}
+
+let coldStartHandler: SqsBatchHandler | undefined;
+
+/**
+ * The Lambda entry point (`index.handler` in the bundle). The environment is read once per
+ * execution environment, on its first invocation (the cold start).
+ */
+export async function handler(
+  event: SQSEvent,
+  context?: Pick<Context, 'getRemainingTimeInMillis'>,
+): Promise<SQSBatchResponse> {
+  coldStartHandler ??= createHandler(process.env);
+  return coldStartHandler(event, context);
+}
