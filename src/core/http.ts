@@ -290,6 +290,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     const expected = digest(options.apiToken);
     app.addHook('onRequest', async (request, reply) => {
       if (PUBLIC_PATHS.has(instanceOf(request))) return;
+      // Routes that authenticate callers themselves (signed webhooks) opt out of the bearer token.
+      if ((request.routeOptions.config as { authenticatesItself?: boolean }).authenticatesItself) {
+        return;
+      }
       if (!hasValidToken(request, expected)) {
         reply.header('www-authenticate', 'Bearer');
         const problem = new HttpProblem(

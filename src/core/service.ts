@@ -48,8 +48,8 @@ export interface ServiceContext<Tables> {
 export interface ServiceRuntime {
   /** The service's routes, as a Fastify plugin. */
   routes: FastifyPluginAsync;
-  /** Starts background work once the server listens. */
-  start?(): Promise<void>;
+  /** Starts background work once the server listens at `url`. */
+  start?(listening: { url: string }): Promise<void>;
   /** Stops background work and releases waiting requests; runs before the server closes. */
   stop?(): Promise<void>;
   /** Rejects with a reason when the service cannot do its job (beyond its database answering). */
@@ -145,7 +145,7 @@ export async function startService<Tables>(
   const { app, runtime } = service;
   const url = await app.listen({ host: config.host, port: config.port });
   logger.info(`${definition.title} listening on ${url} (API docs at ${url}/docs)`);
-  await runtime.start?.();
+  await runtime.start?.({ url });
   return {
     app,
     url,

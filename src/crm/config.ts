@@ -25,6 +25,8 @@ export interface CrmConfig {
   webhookDisableAfterMs: number;
   /** RabbitMQ URL; when set, every event is also published to the `crm.events` exchange. Default none. */
   amqpUrl: string | undefined;
+  /** Prefix of every exchange and queue name, to share a broker. Default none. */
+  amqpNamePrefix: string;
 }
 
 export function readCrmConfig(env: Env): CrmConfig {
@@ -44,5 +46,6 @@ export function readCrmConfig(env: Env): CrmConfig {
     webhookRetryMaxDelayMs: ms('WEBHOOK_RETRY_MAX_DELAY_MS', 3_600_000, 1, 86_400_000),
     webhookDisableAfterMs: ms('WEBHOOK_DISABLE_AFTER_MS', 5 * 86_400_000, 0, 30 * 86_400_000),
     amqpUrl: readUrl(env, 'AMQP_URL', undefined, ['amqp:', 'amqps:']),
+    amqpNamePrefix: readString(env, 'AMQP_NAME_PREFIX', ''),
   };
 }

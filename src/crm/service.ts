@@ -1,6 +1,7 @@
 import type { ServiceDefinition } from '../core/service.js';
 import { CustomerStore } from './customers.js';
 import { crmMigrations, type CrmTables } from './migrations.js';
+import { AmqpRelay } from './amqp-relay.js';
 import { readCrmConfig } from './config.js';
 import { EventLog } from './events.js';
 import { WebhookEndpoints } from './webhook-endpoints.js';
@@ -27,7 +28,20 @@ export const crmService: ServiceDefinition<CrmTables> = {
       logger,
       metrics,
     });
-    events.onCommitted(() => webhooks.wake());
+    const relay = config.amqpUrl
+      ? new AmqpRelay({
+          db: database.db,
+          events,
+          url: config.amqpUrl,
+          namePrefix: config.amqpNamePrefix,
+          logger,
+          metrics,
+        })
+      : undefined;
+    events.onCommitted(() => {
+      webhooks.wake();
+      relay?.wake();
+    });
     return {
       routes: async (app) => {
         await app.register(customerRoutes, { customers: new CustomerStore(database.db, events) });
@@ -39,11 +53,12 @@ export const crmService: ServiceDefinition<CrmTables> = {
       },
       start: async () => {
         webhooks.start();
+        relay?.start();
       },
       stop: async () => {
         // Long-polls would hold the server open for up to their wait: answer them now.
         events.close();
-        await webhooks.stop();
+        await Promise.all([webhooks.stop(), relay?.stop()]);
       },
     };
   },

@@ -28,10 +28,16 @@ interface Status {
   circuit: string;
   poll: {
     leader: boolean;
+    lease_holder: string | null;
     last_success_at: string | null;
     last_error: string | null;
     last_error_at: string | null;
-  };
+  } | null;
+  webhook: {
+    registered: boolean;
+    url: string | null;
+    last_error: string | null;
+  } | null;
 }
 
 interface Delivery {
@@ -135,20 +141,36 @@ function formatStatus(status: Status): string {
   const deliveries = Object.entries(status.deliveries)
     .map(([state, count]) => `${state} ${count}`)
     .join(', ');
-  const { poll } = status;
-  const lastError = poll.last_error
-    ? `${oneLine(poll.last_error)} (at ${poll.last_error_at ?? 'unknown time'})`
-    : 'none';
-  return columns([
+  const { poll, webhook } = status;
+  const rows: [string, string][] = [
     ['mode', status.mode],
     ['instance', status.instance_id],
     ['cursor', String(status.cursor)],
     ['deliveries', deliveries || 'none yet'],
     ['circuit', status.circuit],
-    ['poll leader', poll.leader ? 'yes (this instance polls the CRM)' : 'no'],
-    ['last poll', poll.last_success_at ?? 'never succeeded yet'],
-    ['last poll error', lastError],
-  ]);
+  ];
+  if (webhook) {
+    rows.push(
+      ['webhook', webhook.registered ? `registered at ${webhook.url}` : 'not registered yet'],
+      ['webhook error', webhook.last_error ? oneLine(webhook.last_error) : 'none'],
+    );
+  }
+  if (poll) {
+    const lastError = poll.last_error
+      ? `${oneLine(poll.last_error)} (at ${poll.last_error_at ?? 'unknown time'})`
+      : 'none';
+    rows.push(
+      [
+        'poll leader',
+        poll.leader
+          ? 'yes (this instance polls the CRM)'
+          : `no (${poll.lease_holder ?? 'nobody'} does)`,
+      ],
+      ['last poll', poll.last_success_at ?? 'never succeeded yet'],
+      ['last poll error', lastError],
+    );
+  }
+  return columns(rows);
 }
 
 function formatDeadLetters(deadLetters: Delivery[], limit: number): string {

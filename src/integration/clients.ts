@@ -153,9 +153,50 @@ export interface CustomerCreatedEvent {
   data: { id: string; name: string; email: string; created_at: string };
 }
 
-/** Reads the CRM's change feed. */
+export interface WebhookEndpoint {
+  id: string;
+  url: string;
+  status: 'active' | 'disabled';
+}
+
+export interface WebhookSecrets {
+  secret: string;
+  previous_secret: string | null;
+}
+
+/** Reads the CRM's change feed and manages this service's webhook subscription. */
 export class CrmClient {
   constructor(private readonly options: HttpClientOptions) {}
+
+  private async expect<T>(status: number, path: string, method = 'GET'): Promise<T> {
+    const response = await callJson(this.options, path, {
+      method,
+      ...(method === 'POST' ? { body: {} } : {}),
+    });
+    if (response.status !== status) throw failureOf(response, 'CRM');
+    return response.body as T;
+  }
+
+  listWebhookEndpoints(): Promise<WebhookEndpoint[]> {
+    return this.expect(200, '/webhook-endpoints');
+  }
+
+  async createWebhookEndpoint(url: string): Promise<WebhookEndpoint & WebhookSecrets> {
+    const response = await callJson(this.options, '/webhook-endpoints', {
+      method: 'POST',
+      body: { url },
+    });
+    if (response.status !== 201) throw failureOf(response, 'CRM');
+    return response.body as WebhookEndpoint & WebhookSecrets;
+  }
+
+  webhookSecrets(id: string): Promise<WebhookSecrets> {
+    return this.expect(200, `/webhook-endpoints/${id}/secret`);
+  }
+
+  enableWebhookEndpoint(id: string): Promise<WebhookEndpoint> {
+    return this.expect(200, `/webhook-endpoints/${id}/enable`, 'POST');
+  }
 
   /** Events after `position`; with `waitMs`, the CRM holds an empty answer up to that long. */
   async readEvents(

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import {
+  ConfigError,
   readChoice,
   readInteger,
   readOptionalString,
@@ -8,7 +9,7 @@ import {
   type Env,
 } from '../core/config.js';
 
-export const SYNC_MODES = ['poll'] as const;
+export const SYNC_MODES = ['hybrid', 'webhook', 'amqp', 'poll'] as const;
 export type SyncMode = (typeof SYNC_MODES)[number];
 
 /** The integration service's own settings; every field's default is what `npm start` uses. */
@@ -19,8 +20,19 @@ export interface IntegrationConfig {
   inventoryUrl: string;
   /** Bearer token sent to the CRM and Inventory (their `API_TOKEN`). Default none. */
   apiToken: string | undefined;
-  /** Where customers come from. Default `poll` (the only source so far). */
+  /**
+   * Where customers come from: `hybrid` (webhooks plus a reconciliation poll), `webhook`, `amqp`
+   * (RabbitMQ) or `poll` (long-polling the CRM feed). Default `hybrid`.
+   */
   syncMode: SyncMode;
+  /** URL the CRM should POST webhooks to. Default: this service's own `/webhooks/crm`. */
+  webhookUrl: string | undefined;
+  /** RabbitMQ URL, required in `amqp` mode. Default none. */
+  amqpUrl: string | undefined;
+  /** Prefix of every exchange and queue name, to share a broker. Default none. */
+  amqpNamePrefix: string;
+  /** Messages RabbitMQ hands over before they are acknowledged. Default 100. */
+  amqpPrefetch: number;
   /** Longest time between two reads of the CRM feed, in ms. Default 10000. */
   pollIntervalMs: number;
   /** Events read from the feed per request. Default 500. */
@@ -53,7 +65,11 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     crmUrl: readUrl(env, 'CRM_URL', 'http://127.0.0.1:8000', http)!.replace(/\/+$/, ''),
     inventoryUrl: readUrl(env, 'INVENTORY_URL', 'http://127.0.0.1:8001', http)!.replace(/\/+$/, ''),
     apiToken: readOptionalString(env, 'API_TOKEN'),
-    syncMode: readChoice(env, 'SYNC_MODE', 'poll', SYNC_MODES),
+    syncMode: readChoice(env, 'SYNC_MODE', 'hybrid', SYNC_MODES),
+    webhookUrl: readUrl(env, 'WEBHOOK_URL', undefined, http),
+    amqpUrl: readUrl(env, 'AMQP_URL', undefined, ['amqp:', 'amqps:']),
+    amqpNamePrefix: readString(env, 'AMQP_NAME_PREFIX', ''),
+    amqpPrefetch: readInteger(env, 'AMQP_PREFETCH', 100, { min: 1, max: 10_000 }),
     pollIntervalMs: ms('POLL_INTERVAL_MS', 10_000, 50, 3_600_000),
     pollBatchSize: readInteger(env, 'POLL_BATCH_SIZE', 500, { min: 1, max: 1000 }),
     deliveryConcurrency: readInteger(env, 'DELIVERY_CONCURRENCY', 8, { min: 1, max: 256 }),
@@ -66,5 +82,12 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     leaseMs: ms('LEASE_MS', 30_000, 100, 3_600_000),
     instanceId: readString(env, 'INSTANCE_ID', `${os.hostname()}-${process.pid}`),
   };
+  if (config.syncMode === 'amqp' && !config.amqpUrl) {
+    throw new ConfigError(
+      'SYNC_MODE',
+      'amqp',
+      'amqp mode needs AMQP_URL (e.g. amqp://guest:guest@127.0.0.1:5672)',
+    );
+  }
   return config;
 }

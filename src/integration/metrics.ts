@@ -11,6 +11,23 @@ export function createIntegrationMetrics(registry: Registry, store: SyncStore) {
       labelNames: ['source'],
       registers,
     }),
+    pushDuplicates: new Counter({
+      name: 'integration_push_duplicates_total',
+      help: 'Pushed messages (webhook, AMQP) whose id had been received before: ignored.',
+      labelNames: ['source'],
+      registers,
+    }),
+    pushRejected: new Counter({
+      name: 'integration_push_rejected_total',
+      help: 'Pushed messages refused: bad signature or stale timestamp (webhook), malformed (AMQP).',
+      labelNames: ['source'],
+      registers,
+    }),
+    reconciliationFound: new Counter({
+      name: 'integration_reconciliation_found_total',
+      help: 'Customers the reconciliation poll recorded first: push had missed them (or not yet delivered them).',
+      registers,
+    }),
     deliveries: new Counter({
       name: 'integration_deliveries_total',
       help: 'Finished delivery attempts by outcome: delivered, duplicate (Inventory already had it), retry, dead_letter, late_completion (the claim had expired), not_attempted (circuit open).',

@@ -49,6 +49,19 @@ export const integrationMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 2,
+    name: 'create the inbox of pushed message ids',
+    async up(db, types) {
+      // Webhook ids and AMQP message ids already handled: a redelivered message is recognised.
+      await db.schema
+        .createTable('received_messages')
+        .addColumn('message_id', 'text', (c) => c.primaryKey())
+        .addColumn('source', 'text', (c) => c.notNull())
+        .addColumn('received_at', types.epochMs, (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
 
 /**
@@ -82,4 +95,5 @@ export interface IntegrationTables {
     updated_at: number;
   };
   leases: { name: string; holder: string; expires_at: number };
+  received_messages: { message_id: string; source: string; received_at: number };
 }

@@ -1,7 +1,7 @@
 import type { Logger } from '../core/logging.js';
-import type { CrmClient, CustomerCreatedEvent } from './clients.js';
+import type { CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
-import type { NewDelivery, SyncStore } from './store.js';
+import { customerCreatedToDelivery, type NewDelivery, type SyncStore } from './store.js';
 import { Wakeup } from '../core/wakeup.js';
 
 export const POLL_LEASE = 'poll:crm';
@@ -20,6 +20,11 @@ export interface FeedPollerOptions {
   metrics: IntegrationMetrics;
   /** Called when new customers were recorded (wakes the delivery worker). */
   onRecorded: (items: NewDelivery[]) => void;
+  /**
+   * Reconciliation beside a push source (hybrid mode): read every `intervalMs` without holding
+   * the read open, and count what push had not recorded. Default false (follow the feed closely).
+   */
+  reconcile?: boolean;
 }
 
 export interface PollerStatus {
@@ -30,16 +35,6 @@ export interface PollerStatus {
   lastErrorAt: number | undefined;
   /** When the loop last finished an iteration, successful or not. */
   lastTickAt: number;
-}
-
-function toNewDelivery(event: CustomerCreatedEvent): NewDelivery {
-  return {
-    customerId: event.data.id,
-    customerName: event.data.name,
-    customerCreatedAt: Date.parse(event.data.created_at),
-    eventId: event.id,
-    source: 'poll',
-  };
 }
 
 /**
@@ -70,8 +65,13 @@ export class FeedPoller {
   }
 
   private waitMs(): number {
+    if (this.options.reconcile) return 0;
     // Renew the lease well before it lapses, however long the CRM holds a read.
     return Math.min(this.options.intervalMs, Math.floor(this.options.leaseMs / 3), 25_000);
+  }
+
+  private get source(): string {
+    return this.options.reconcile ? 'reconcile' : 'poll';
   }
 
   start(): void {
@@ -98,12 +98,15 @@ export class FeedPoller {
     while (this.running) {
       let pause = 0;
       try {
-        await this.pollOnce();
+        const more = await this.pollOnce();
         failures = 0;
         // Not the leader: look at the lease again after a while. The leader reads on at once: a
-        // full page may have more behind it, and an empty read has already waited on the CRM.
+        // full page may have more behind it, and an empty read has already waited on the CRM;
+        // reconciliation waits for its next round.
         if (!this.status.leader) {
           pause = Math.min(this.options.intervalMs, this.options.leaseMs / 3);
+        } else if (this.options.reconcile && !more) {
+          pause = this.options.intervalMs;
         }
       } catch (error) {
         if (!this.running) break;
@@ -145,10 +148,16 @@ export class FeedPoller {
       return false;
     }
     const to = events[events.length - 1]!.position;
-    const fresh = await store.recordFromFeed(CURSOR_SOURCE, from, to, events.map(toNewDelivery), {
-      name: POLL_LEASE,
-      holder: instanceId,
-    });
+    const fresh = await store.recordFromFeed(
+      CURSOR_SOURCE,
+      from,
+      to,
+      events.map((event) => customerCreatedToDelivery(event.data, event.id, this.source)),
+      {
+        name: POLL_LEASE,
+        holder: instanceId,
+      },
+    );
     metrics.pollDuration.observe((performance.now() - requestStarted) / 1000);
     if (fresh === undefined) {
       // The lease lapsed or another instance moved the cursor meanwhile: nothing was written.
@@ -159,12 +168,15 @@ export class FeedPoller {
     metrics.polls.inc({ result: 'events' });
     this.status.lastSuccessAt = Date.now();
     for (const item of fresh) {
-      metrics.customersSeen.inc({ source: 'poll' });
+      metrics.customersSeen.inc({ source: this.source });
       logger.info(
         { customer_id: item.customerId },
-        `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
+        this.options.reconcile
+          ? `Found new customer: ${item.customerName} (ID: ${item.customerId}) by reconciliation; push had not delivered it`
+          : `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
       );
     }
+    if (this.options.reconcile) metrics.reconciliationFound.inc(fresh.length);
     if (fresh.length > 0) this.options.onRecorded(fresh);
     return events.length === batchSize;
   }

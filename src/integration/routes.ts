@@ -7,13 +7,19 @@ import { Uuid } from '../core/schemas.js';
 import type { CircuitState } from './circuit.js';
 import type { SyncMode } from './config.js';
 import { POLL_LEASE, type PollerStatus } from './poller.js';
+import type { WebhookRegistrationStatus } from './webhooks.js';
 import type { DeliveryRow, SyncStore } from './store.js';
 
 export interface AdminRoutesOptions {
   store: SyncStore;
   mode: SyncMode;
   instanceId: string;
-  poller: () => PollerStatus;
+  /** The poll loop's state; undefined in push-only modes. */
+  poller: () => PollerStatus | undefined;
+  /** The webhook subscription's state; undefined when webhooks are not used. */
+  webhook: () => WebhookRegistrationStatus | undefined;
+  /** The RabbitMQ consumer's state; undefined unless in amqp mode. */
+  amqp: () => { connected: boolean; subscribed: boolean } | undefined;
   circuit: () => CircuitState;
   cursor: () => Promise<number>;
   /** Called after a replay so the worker looks for due work at once. */
@@ -105,34 +111,68 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
               Type.Literal('half_open'),
               Type.Literal('open'),
             ]),
-            poll: Type.Object({
-              leader: Type.Boolean({ description: 'Whether this instance holds the poll lease.' }),
-              lease_holder: Type.Union([Type.String(), Type.Null()], {
-                description: 'The instance that holds the poll lease now, if any.',
-              }),
-              last_success_at: NullableTime,
-              last_error: Type.Union([Type.String(), Type.Null()]),
-              last_error_at: NullableTime,
-            }),
+            poll: Type.Union(
+              [
+                Type.Object({
+                  leader: Type.Boolean({
+                    description: 'Whether this instance holds the poll lease.',
+                  }),
+                  lease_holder: Type.Union([Type.String(), Type.Null()], {
+                    description: 'The instance that holds the poll lease now, if any.',
+                  }),
+                  last_success_at: NullableTime,
+                  last_error: Type.Union([Type.String(), Type.Null()]),
+                  last_error_at: NullableTime,
+                }),
+                Type.Null(),
+              ],
+              { description: 'The feed poll (poll and hybrid modes); null otherwise.' },
+            ),
+            webhook: Type.Union(
+              [
+                Type.Object({
+                  registered: Type.Boolean(),
+                  endpoint_id: Type.Union([Type.String(), Type.Null()]),
+                  url: Type.Union([Type.String(), Type.Null()]),
+                  last_error: Type.Union([Type.String(), Type.Null()]),
+                }),
+                Type.Null(),
+              ],
+              {
+                description: 'The webhook subscription (webhook and hybrid modes); null otherwise.',
+              },
+            ),
           }),
         },
       },
     },
     async () => {
       const poll = options.poller();
+      const webhook = options.webhook();
       return {
         mode: options.mode,
         instance_id: options.instanceId,
         cursor: await options.cursor(),
         deliveries: await store.countByState(),
         circuit: options.circuit(),
-        poll: {
-          leader: poll.leader,
-          lease_holder: (await store.leaseHolder(POLL_LEASE)) ?? null,
-          last_success_at: iso(poll.lastSuccessAt),
-          last_error: poll.lastError ?? null,
-          last_error_at: iso(poll.lastErrorAt),
-        },
+        poll: poll
+          ? {
+              leader: poll.leader,
+              lease_holder: (await store.leaseHolder(POLL_LEASE)) ?? null,
+              last_success_at: iso(poll.lastSuccessAt),
+              last_error: poll.lastError ?? null,
+              last_error_at: iso(poll.lastErrorAt),
+            }
+          : null,
+        webhook: webhook
+          ? {
+              registered: webhook.registered,
+              endpoint_id: webhook.endpointId ?? null,
+              url: webhook.url ?? null,
+              last_error: webhook.lastError ?? null,
+            }
+          : null,
+        amqp: options.amqp() ?? null,
       };
     },
   );

@@ -6,8 +6,10 @@ import { DeliveryWorker } from './delivery.js';
 import { createIntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
 import { FeedPoller } from './poller.js';
+import { AmqpSource } from './amqp-source.js';
 import { adminRoutes } from './routes.js';
 import { SyncStore } from './store.js';
+import { WEBHOOK_PATH, WebhookRegistration, webhookReceiver } from './webhooks.js';
 
 const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
 
@@ -54,17 +56,36 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       logger,
       metrics,
     });
-    const poller = new FeedPoller({
-      store,
-      crm,
-      intervalMs: config.pollIntervalMs,
-      batchSize: config.pollBatchSize,
-      leaseMs: config.leaseMs,
-      instanceId: config.instanceId,
-      logger,
-      metrics,
-      onRecorded: () => worker.wake(),
-    });
+    const { syncMode } = config;
+    const poller = ['poll', 'hybrid'].includes(syncMode)
+      ? new FeedPoller({
+          store,
+          crm,
+          intervalMs: config.pollIntervalMs,
+          batchSize: config.pollBatchSize,
+          leaseMs: config.leaseMs,
+          instanceId: config.instanceId,
+          logger,
+          metrics,
+          onRecorded: () => worker.wake(),
+          reconcile: syncMode === 'hybrid',
+        })
+      : undefined;
+    const registration = ['webhook', 'hybrid'].includes(syncMode)
+      ? new WebhookRegistration(crm, logger)
+      : undefined;
+    const amqp =
+      syncMode === 'amqp' && config.amqpUrl
+        ? new AmqpSource({
+            url: config.amqpUrl,
+            namePrefix: config.amqpNamePrefix,
+            prefetch: config.amqpPrefetch,
+            store,
+            metrics,
+            logger,
+            onRecorded: () => worker.wake(),
+          })
+        : undefined;
 
     return {
       routes: async (app) => {
@@ -72,25 +93,40 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           store,
           mode: config.syncMode,
           instanceId: config.instanceId,
-          poller: () => poller.status,
+          poller: () => poller?.status,
+          webhook: () => registration?.status,
+          amqp: () => amqp?.status,
           circuit: circuit.state,
           cursor: () => store.readCursor('crm'),
           onReplay: () => worker.wake(),
         });
+        if (registration) {
+          await app.register(webhookReceiver, {
+            registration,
+            store,
+            metrics,
+            logger,
+            onRecorded: () => worker.wake(),
+          });
+        }
       },
-      start: async () => {
+      start: async ({ url }) => {
         logger.info(
-          `Syncing in ${config.syncMode} mode from ${config.crmUrl} to ${config.inventoryUrl} as ${config.instanceId}`,
+          `Syncing in ${syncMode} mode from ${config.crmUrl} to ${config.inventoryUrl} as ${config.instanceId}`,
         );
         worker.start();
-        poller.start();
+        poller?.start();
+        registration?.start(config.webhookUrl ?? `${url}${WEBHOOK_PATH}`);
+        amqp?.start();
       },
       stop: async () => {
-        await poller.stop();
+        // Stop taking work first; then let the deliveries in flight finish.
+        await Promise.all([poller?.stop(), registration?.stop(), amqp?.stop()]);
         await worker.stop();
         circuit.shutdown();
       },
       checkReady: async () => {
+        if (!poller) return;
         const silentMs = Date.now() - poller.status.lastTickAt;
         if (silentMs > 3 * poller.tickBudgetMs) {
           throw new Error(

@@ -15,6 +15,51 @@ export interface NewDelivery {
   source: string;
 }
 
+export interface CustomerCreated {
+  type: string;
+  data: { id: string; name: string; created_at: string };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Reads the parts of a pushed event we rely on (webhook payload or AMQP message body: both carry
+ * `type` and the customer as `data`); undefined when they are missing or malformed.
+ */
+export function readCustomerCreated(payload: unknown): CustomerCreated | undefined {
+  const candidate = payload as { type?: unknown; data?: Record<string, unknown> } | null;
+  const data = candidate?.data;
+  if (
+    typeof candidate?.type !== 'string' ||
+    typeof data?.id !== 'string' ||
+    !UUID.test(data.id) ||
+    typeof data.name !== 'string' ||
+    typeof data.created_at !== 'string' ||
+    Number.isNaN(Date.parse(data.created_at))
+  ) {
+    return undefined;
+  }
+  return {
+    type: candidate.type,
+    data: { id: data.id, name: data.name, created_at: data.created_at },
+  };
+}
+
+/** A delivery for a customer.created event's data, from any source. */
+export function customerCreatedToDelivery(
+  customer: { id: string; name: string; created_at: string },
+  eventId: string,
+  source: string,
+): NewDelivery {
+  return {
+    customerId: customer.id,
+    customerName: customer.name,
+    customerCreatedAt: Date.parse(customer.created_at),
+    eventId,
+    source,
+  };
+}
+
 export const DELIVERY_STATES: readonly DeliveryState[] = [
   'pending',
   'delivering',
@@ -68,9 +113,31 @@ export class SyncStore {
     return items.filter((item) => fresh.has(item.customerId));
   }
 
-  /** Records pushed customers (no cursor); answers those not seen before. */
+  /** Records customers (no cursor); answers those not seen before. */
   async record(items: NewDelivery[], now = Date.now()): Promise<NewDelivery[]> {
     return this.db.transaction().execute((trx) => this.insertNew(trx, items, now));
+  }
+
+  /**
+   * Records a pushed message's customers and remembers its id, in one transaction. Answers
+   * undefined when the message id was seen before (a redelivery): nothing is written.
+   */
+  async recordMessage(
+    messageId: string,
+    source: string,
+    items: NewDelivery[],
+    now = Date.now(),
+  ): Promise<NewDelivery[] | undefined> {
+    return this.db.transaction().execute(async (trx) => {
+      const first = await trx
+        .insertInto('received_messages')
+        .values({ message_id: messageId, source, received_at: now })
+        .onConflict((conflict) => conflict.column('message_id').doNothing())
+        .returning('message_id')
+        .executeTakeFirst();
+      if (!first) return undefined;
+      return this.insertNew(trx, items, now);
+    });
   }
 
   /**

@@ -36,6 +36,7 @@ const services = [
       'GET /api/dead-letters',
       'POST /api/dead-letters/{customerId}/replay',
       'POST /api/dead-letters/replay',
+      'POST /webhooks/crm',
     ],
     postPath: '/api/deliveries',
   },

@@ -50,7 +50,7 @@ const start = async (env: Record<string, string> = {}) => {
   t = await createTestApp(crmService, {
     env: { WEBHOOK_RETRY_BASE_MS: '20', WEBHOOK_RETRY_MAX_DELAY_MS: '50', ...env },
   });
-  await t.runtime.start?.();
+  await t.runtime.start?.({ url: 'http://127.0.0.1:9' });
   return t;
 };
 

@@ -45,6 +45,7 @@ function useService(apiToken?: string): void {
     t = await createTestApp(integrationService, {
       apiToken,
       env: {
+        SYNC_MODE: 'poll',
         CRM_URL: 'http://127.0.0.1:9',
         INVENTORY_URL: 'http://127.0.0.1:9',
         INSTANCE_ID: 'cli-test',
@@ -102,7 +103,7 @@ describe('mip against a running integration service', () => {
     expect(human.stdout).toMatch(/^cursor\s+0$/m);
     expect(human.stdout).toMatch(/^deliveries\s+.*\bdead 1\b/m);
     expect(human.stdout).toMatch(/^circuit\s+closed$/m);
-    expect(human.stdout).toMatch(/^poll leader\s+no$/m);
+    expect(human.stdout).toMatch(/^poll leader\s+no\b/m);
 
     const json = await mip(url, ['status', '--json']);
     expect(json.code).toBe(0);

@@ -75,12 +75,13 @@ describe('readiness', () => {
       env: {
         CRM_URL: `http://127.0.0.1:${port}`,
         INVENTORY_URL: 'http://127.0.0.1:9',
+        SYNC_MODE: 'poll',
         POLL_INTERVAL_MS: '100',
         REQUEST_TIMEOUT_MS: '300000',
       },
     });
     expect((await integration.app.inject({ method: 'GET', url: '/ready' })).statusCode).toBe(200);
-    await integration.runtime.start?.();
+    await integration.runtime.start?.({ url: 'http://127.0.0.1:9' });
     await waitUntil(
       async () =>
         (await integration!.app.inject({ method: 'GET', url: '/ready' })).statusCode === 503,

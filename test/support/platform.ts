@@ -19,7 +19,7 @@ export interface Upstreams {
   close(): Promise<void>;
 }
 
-async function listen(app: TestApp<unknown>['app']): Promise<string> {
+export async function listen(app: TestApp<unknown>['app']): Promise<string> {
   await app.listen({ port: 0, host: '127.0.0.1' });
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 }
@@ -50,6 +50,7 @@ export async function startUpstreams(seed = 1): Promise<Upstreams> {
 /** Settings that make the integration service quick to retry and recover, for tests. */
 export function integrationEnv(upstreams: Upstreams, overrides: Record<string, string> = {}) {
   return {
+    SYNC_MODE: 'poll',
     CRM_URL: upstreams.crmUrl,
     INVENTORY_URL: upstreams.proxyUrl,
     POLL_INTERVAL_MS: '500',
@@ -70,7 +71,8 @@ export async function startIntegration(
   const integration = await createTestApp(integrationService, {
     env: integrationEnv(upstreams, overrides),
   });
-  await integration.runtime.start?.();
+  const url = await listen(integration.app);
+  await integration.runtime.start?.({ url });
   return integration;
 }
 

@@ -1,0 +1,92 @@
+import {
+  AmqpConnection,
+  AmqpConsumer,
+  describeAmqpUrl,
+  prefixedTopology,
+  type ReceivedMessage,
+} from '../core/amqp.js';
+import type { Logger } from '../core/logging.js';
+import { NonRetryableError } from './clients.js';
+import type { IntegrationMetrics } from './metrics.js';
+import {
+  customerCreatedToDelivery,
+  readCustomerCreated,
+  type NewDelivery,
+  type SyncStore,
+} from './store.js';
+
+export interface AmqpSourceOptions {
+  url: string;
+  namePrefix: string;
+  prefetch: number;
+  store: SyncStore;
+  metrics: IntegrationMetrics;
+  logger: Logger;
+  onRecorded: (items: NewDelivery[]) => void;
+}
+
+/**
+ * `SYNC_MODE=amqp`: consumes the CRM's events from a durable quorum queue. A message is acked only
+ * after its customer and its message id are committed to the database, so a crash before that
+ * leaves it with the broker for redelivery, and a redelivery after it changes nothing. A malformed
+ * message is dead-lettered at once.
+ */
+export class AmqpSource {
+  private readonly connection: AmqpConnection;
+  private readonly consumer: AmqpConsumer;
+
+  constructor(private readonly options: AmqpSourceOptions) {
+    this.connection = new AmqpConnection({
+      url: options.url,
+      logger: options.logger,
+      connectionName: 'integration-consumer',
+    });
+    this.consumer = new AmqpConsumer(this.connection, {
+      topology: prefixedTopology(options.namePrefix),
+      prefetch: options.prefetch,
+      handle: (message) => this.handle(message),
+    });
+  }
+
+  get status() {
+    return { connected: this.connection.isConnected, subscribed: this.consumer.isSubscribed };
+  }
+
+  start(): void {
+    this.options.logger.info(
+      `Consuming CRM events from RabbitMQ at ${describeAmqpUrl(this.options.url)}`,
+    );
+    this.connection.start();
+    this.consumer.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.consumer.close();
+    await this.connection.close();
+  }
+
+  private async handle(message: ReceivedMessage): Promise<void> {
+    const { store, metrics, logger } = this.options;
+    const event = readCustomerCreated(message.body);
+    const messageId = message.messageId ?? (message.body as { id?: unknown } | null)?.id;
+    if (!event || typeof messageId !== 'string') {
+      metrics.pushRejected.inc({ source: 'amqp' });
+      throw new NonRetryableError('not a customer.created event with a message id', 400);
+    }
+    if (event.type !== 'customer.created') return;
+    const item = customerCreatedToDelivery(event.data, messageId, 'amqp');
+    const fresh = await store.recordMessage(messageId, 'amqp', [item]);
+    if (fresh === undefined) {
+      metrics.pushDuplicates.inc({ source: 'amqp' });
+      return;
+    }
+    if (fresh.length > 0) {
+      metrics.customersSeen.inc({ source: 'amqp' });
+      logger.info(
+        { customer_id: item.customerId },
+        `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
+      );
+      this.options.onRecorded(fresh);
+    }
+  }
+}

@@ -1,0 +1,216 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { Webhook, WebhookVerificationError } from 'standardwebhooks';
+import { Type } from 'typebox';
+import { retryDelayMs } from '../core/backoff.js';
+import { HttpProblem } from '../core/errors.js';
+import { problemResponses } from '../core/http.js';
+import type { Logger } from '../core/logging.js';
+import { Wakeup } from '../core/wakeup.js';
+import type { CrmClient } from './clients.js';
+import type { IntegrationMetrics } from './metrics.js';
+import {
+  customerCreatedToDelivery,
+  readCustomerCreated,
+  type NewDelivery,
+  type SyncStore,
+} from './store.js';
+
+export const WEBHOOK_PATH = '/webhooks/crm';
+
+export interface WebhookRegistrationStatus {
+  registered: boolean;
+  endpointId: string | undefined;
+  url: string | undefined;
+  lastError: string | undefined;
+}
+
+/**
+ * Subscribes this service to the CRM's webhooks at start-up, idempotently: an endpoint already
+ * registered for our URL is reused (and re-enabled if the CRM had disabled it), never duplicated.
+ * Keeps the endpoint's signing secrets for the receiver, re-reading them after a rotation.
+ */
+export class WebhookRegistration {
+  readonly status: WebhookRegistrationStatus = {
+    registered: false,
+    endpointId: undefined,
+    url: undefined,
+    lastError: undefined,
+  };
+  private secrets: string[] = [];
+  private lastRefresh = 0;
+  private running = false;
+  private readonly wakeup = new Wakeup();
+  private loop: Promise<void> | undefined;
+
+  constructor(
+    private readonly crm: CrmClient,
+    private readonly logger: Logger,
+  ) {}
+
+  /** Registers `url` in the background, retrying with backoff until the CRM answers. */
+  start(url: string): void {
+    this.status.url = url;
+    this.running = true;
+    this.loop = (async () => {
+      for (let attempt = 1; this.running; attempt += 1) {
+        try {
+          await this.register(url);
+          return;
+        } catch (error) {
+          const delay = retryDelayMs(attempt, { baseMs: 500, maxDelayMs: 30_000 });
+          this.status.lastError = (error as Error).message;
+          this.logger.warn(
+            `Could not register the webhook with the CRM (${this.status.lastError}); retrying in ${delay} ms`,
+          );
+          await this.wakeup.sleep(delay);
+        }
+      }
+    })();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wakeup.wake();
+    await this.loop;
+  }
+
+  private async register(url: string): Promise<void> {
+    const existing = (await this.crm.listWebhookEndpoints()).find(
+      (endpoint) => endpoint.url === url,
+    );
+    let id: string;
+    if (existing) {
+      id = existing.id;
+      if (existing.status === 'disabled') await this.crm.enableWebhookEndpoint(id);
+      await this.refreshSecrets(id);
+    } else {
+      const created = await this.crm.createWebhookEndpoint(url);
+      id = created.id;
+      this.secrets = [created.secret];
+    }
+    this.status.endpointId = id;
+    this.status.registered = true;
+    this.status.lastError = undefined;
+    this.logger.info({ endpoint_id: id }, `Receiving CRM webhooks at ${url}`);
+  }
+
+  private async refreshSecrets(id: string): Promise<void> {
+    const { secret, previous_secret: previous } = await this.crm.webhookSecrets(id);
+    this.secrets = previous ? [secret, previous] : [secret];
+    this.lastRefresh = Date.now();
+  }
+
+  /** Secrets to verify with; after a failed verification, re-reads them (at most every 10 s). */
+  async verifyingSecrets(afterFailure: boolean): Promise<string[]> {
+    if (afterFailure && this.status.endpointId && Date.now() - this.lastRefresh > 10_000) {
+      await this.refreshSecrets(this.status.endpointId).catch(() => undefined);
+    }
+    return this.secrets;
+  }
+}
+
+/** Verifies a Standard Webhooks call against any of `secrets`; answers the parsed payload. */
+export function verifyWebhook(
+  secrets: string[],
+  body: Buffer,
+  headers: Record<string, string | string[] | undefined>,
+): unknown {
+  const flat: Record<string, string> = {};
+  for (const [key, value] of Object.entries(headers)) {
+    if (typeof value === 'string') flat[key] = value;
+  }
+  let lastError: Error = new WebhookVerificationError('no signing secret yet');
+  for (const secret of secrets) {
+    try {
+      return new Webhook(secret).verify(body, flat);
+    } catch (error) {
+      lastError = error as Error;
+    }
+  }
+  throw lastError;
+}
+
+export interface WebhookReceiverOptions {
+  registration: WebhookRegistration;
+  store: SyncStore;
+  metrics: IntegrationMetrics;
+  logger: Logger;
+  onRecorded: (items: NewDelivery[]) => void;
+}
+
+/**
+ * `POST /webhooks/crm`: verifies the signature over the raw body (constant-time, any of the
+ * endpoint's current secrets, timestamp within ±5 min), records the customer and the webhook id in
+ * one transaction (a redelivered id changes nothing) and answers 204 at once; the delivery to
+ * Inventory happens in the background.
+ */
+export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async (app, options) => {
+  // The signature covers the exact bytes sent, so keep them: parse JSON only after verifying.
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_request, body, done) =>
+    done(null, body),
+  );
+
+  app.post(
+    WEBHOOK_PATH,
+    {
+      config: { authenticatesItself: true },
+      schema: {
+        tags: ['webhooks'],
+        summary: 'Receive CRM customer.created webhooks (Standard Webhooks signatures)',
+        headers: Type.Object({
+          'webhook-id': Type.String({ minLength: 1, maxLength: 255 }),
+          'webhook-timestamp': Type.String({ pattern: '^[0-9]{1,12}$' }),
+          'webhook-signature': Type.String({ minLength: 1, maxLength: 4096 }),
+        }),
+        description:
+          'The body is `{"type":"customer.created","timestamp":"…","data":{"id","name","email","created_at"}}`. It is checked after the signature, against the exact bytes received.',
+        response: { 204: Type.Null(), ...problemResponses(401) },
+      },
+    },
+    async (request, reply) => {
+      const body = request.body as Buffer;
+      const { registration, store, metrics } = options;
+      let payload: unknown;
+      try {
+        payload = verifyWebhook(await registration.verifyingSecrets(false), body, request.headers);
+      } catch {
+        try {
+          payload = verifyWebhook(await registration.verifyingSecrets(true), body, request.headers);
+        } catch (error) {
+          metrics.pushRejected.inc({ source: 'webhook' });
+          throw new HttpProblem(
+            401,
+            'invalid_signature',
+            `The webhook signature did not verify (${(error as Error).message}); check the endpoint's secret and the sender's clock.`,
+          );
+        }
+      }
+      const event = readCustomerCreated(payload);
+      if (!event) {
+        throw new HttpProblem(
+          400,
+          'invalid_payload',
+          'The webhook payload is not a customer.created event with data.id, data.name and data.created_at.',
+        );
+      }
+      const messageId = request.headers['webhook-id'] as string;
+      if (event.type !== 'customer.created') {
+        request.log.debug(`Ignoring webhook of type ${event.type}`);
+        return reply.code(204).send(null);
+      }
+      const item = customerCreatedToDelivery(event.data, messageId, 'webhook');
+      const fresh = await store.recordMessage(messageId, 'webhook', [item]);
+      if (fresh === undefined) {
+        metrics.pushDuplicates.inc({ source: 'webhook' });
+      } else if (fresh.length > 0) {
+        metrics.customersSeen.inc({ source: 'webhook' });
+        request.log.info(
+          { customer_id: item.customerId },
+          `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
+        );
+        options.onRecorded(fresh);
+      }
+      return reply.code(204).send(null);
+    },
+  );
+};
