@@ -142,6 +142,10 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
                 description: 'The webhook subscription (webhook and hybrid modes); null otherwise.',
               },
             ),
+            amqp: Type.Union(
+              [Type.Object({ connected: Type.Boolean(), subscribed: Type.Boolean() }), Type.Null()],
+              { description: 'The RabbitMQ consumer (amqp mode); null otherwise.' },
+            ),
           }),
         },
       },

@@ -24,11 +24,18 @@ export async function listen(app: TestApp<unknown>['app']): Promise<string> {
   return `http://127.0.0.1:${(app.server.address() as AddressInfo).port}`;
 }
 
-/** The CRM and Inventory, each on its own test database and a free port, and a fault proxy. */
-export async function startUpstreams(seed = 1): Promise<Upstreams> {
-  const crm = await createTestApp(crmService);
+/**
+ * The CRM (with its webhook sender and, given `AMQP_URL` in `crmEnv`, its RabbitMQ relay running)
+ * and Inventory, each on its own test database and a free port, and a fault proxy before Inventory.
+ */
+export async function startUpstreams(
+  seed = 1,
+  options: { crmEnv?: Record<string, string> } = {},
+): Promise<Upstreams> {
+  const crm = await createTestApp(crmService, { env: options.crmEnv ?? {} });
   const inventory = await createTestApp(inventoryService);
   const crmUrl = await listen(crm.app);
+  await crm.runtime.start?.({ url: crmUrl });
   const inventoryUrl = await listen(inventory.app);
   const proxy = new FaultProxy(inventoryUrl, seed);
   const proxyUrl = await proxy.start();

@@ -1,0 +1,262 @@
+import { randomUUID } from 'node:crypto';
+import { connect } from 'amqplib';
+import { Webhook } from 'standardwebhooks';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AmqpConnection, AmqpPublisher, prefixedTopology } from '../../src/core/amqp.js';
+import { createLogger } from '../../src/core/logging.js';
+import type { IntegrationTables } from '../../src/integration/migrations.js';
+import type { TestApp } from '../support/apps.js';
+import { expectProblem } from '../support/apps.js';
+import {
+  createCustomers,
+  packageRequestsByCustomer,
+  startIntegration,
+  startUpstreams,
+  waitUntil,
+  type Upstreams,
+} from '../support/platform.js';
+
+const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
+
+/** Removes a test's prefixed exchanges and queues from the broker. */
+async function deleteTopology(prefix: string): Promise<void> {
+  const connection = await connect(AMQP_URL);
+  const channel = await connection.createChannel();
+  const names = prefixedTopology(prefix);
+  await channel.deleteQueue(names.queue!);
+  await channel.deleteQueue(names.deadLetterQueue!);
+  await channel.deleteExchange(names.exchange!);
+  await channel.deleteExchange(names.deadLetterExchange!);
+  await connection.close();
+}
+
+let upstreams: Upstreams | undefined;
+let integration: TestApp<IntegrationTables> | undefined;
+const cleanups: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  await integration?.close();
+  await upstreams?.close();
+  for (const cleanup of cleanups.splice(0)) await cleanup();
+  integration = upstreams = undefined;
+});
+
+const status = async () =>
+  (await integration!.app.inject({ method: 'GET', url: '/api/status' })).json() as {
+    mode: string;
+    deliveries: Record<string, number>;
+    webhook: { registered: boolean; endpoint_id: string; url: string } | null;
+    amqp: { connected: boolean; subscribed: boolean } | null;
+  };
+const delivered = async () => (await status()).deliveries.delivered;
+const metric = async (name: string) => {
+  const text = (await integration!.app.inject({ method: 'GET', url: '/metrics' })).body;
+  const line = text.split('\n').find((l) => l.startsWith(name));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+};
+
+describe('webhook mode', () => {
+  const startWebhookMode = async (env: Record<string, string> = {}) => {
+    upstreams = await startUpstreams();
+    integration = await startIntegration(upstreams, { SYNC_MODE: 'webhook', ...env });
+    await waitUntil(
+      async () => (await status()).webhook?.registered === true,
+      10_000,
+      'registration',
+    );
+    return (await status()).webhook!;
+  };
+
+  it('registers itself with the CRM and delivers pushed customers within milliseconds', async () => {
+    const webhook = await startWebhookMode();
+    expect(webhook.url).toMatch(/\/webhooks\/crm$/);
+    const ids = await createCustomers(upstreams!.crmUrl, 25);
+    await waitUntil(async () => (await delivered()) === 25, 10_000, '25 deliveries');
+    expect(new Set((await packageRequestsByCustomer(upstreams!.inventory)).keys())).toEqual(
+      new Set(ids),
+    );
+    expect(await metric('integration_customers_seen_total{source="webhook"')).toBe(25);
+  });
+
+  it('registers idempotently: a restart reuses the endpoint instead of adding one', async () => {
+    const first = await startWebhookMode();
+    await integration!.close();
+    integration = await startIntegration(upstreams!, {
+      SYNC_MODE: 'webhook',
+      WEBHOOK_URL: first.url,
+    });
+    await waitUntil(
+      async () => (await status()).webhook?.registered === true,
+      10_000,
+      'registration',
+    );
+    expect((await status()).webhook!.endpoint_id).toBe(first.endpoint_id);
+    const endpoints = (
+      await upstreams!.crm.app.inject({ method: 'GET', url: '/webhook-endpoints' })
+    ).json();
+    expect(endpoints).toHaveLength(1);
+  });
+
+  describe('the receiver', () => {
+    const signed = (
+      secret: string,
+      body: string,
+      options: { id?: string; timestamp?: Date } = {},
+    ) => {
+      const id = options.id ?? randomUUID();
+      const timestamp = options.timestamp ?? new Date();
+      return {
+        'content-type': 'application/json',
+        'webhook-id': id,
+        'webhook-timestamp': String(Math.floor(timestamp.getTime() / 1000)),
+        'webhook-signature': new Webhook(secret).sign(id, timestamp, body),
+      };
+    };
+    const payload = (customerId = randomUUID()) =>
+      JSON.stringify({
+        type: 'customer.created',
+        timestamp: new Date().toISOString(),
+        data: {
+          id: customerId,
+          name: 'Pushed',
+          email: 'p@example.com',
+          created_at: new Date().toISOString(),
+        },
+      });
+    const send = (headers: Record<string, string>, body: string) =>
+      integration!.app.inject({ method: 'POST', url: '/webhooks/crm', headers, payload: body });
+    const secretOf = async (endpointId: string) =>
+      (
+        await upstreams!.crm.app.inject({
+          method: 'GET',
+          url: `/webhook-endpoints/${endpointId}/secret`,
+        })
+      ).json().secret as string;
+
+    it('accepts a valid signature, and refuses a tampered body, a stale timestamp and an unknown key', async () => {
+      const webhook = await startWebhookMode();
+      const secret = await secretOf(webhook.endpoint_id);
+      const body = payload();
+      expect((await send(signed(secret, body), body)).statusCode).toBe(204);
+      const headers = signed(secret, body);
+      expect(expectProblem(await send(headers, body.replace('Pushed', 'Pwned')), 401).code).toBe(
+        'invalid_signature',
+      );
+      const stale = new Date(Date.now() - 6 * 60_000);
+      const staleBody = payload();
+      expectProblem(await send(signed(secret, staleBody, { timestamp: stale }), staleBody), 401);
+      const future = new Date(Date.now() + 6 * 60_000);
+      expectProblem(await send(signed(secret, staleBody, { timestamp: future }), staleBody), 401);
+      const stranger = `whsec_${Buffer.from(randomUUID()).toString('base64')}`;
+      expectProblem(await send(signed(stranger, staleBody), staleBody), 401);
+      expectProblem(await send({ 'content-type': 'application/json' }, staleBody), 400);
+      await waitUntil(async () => (await delivered()) === 1, 10_000, 'the one valid delivery');
+      expect(await metric('integration_push_rejected_total{source="webhook"')).toBe(4);
+    });
+
+    it('records a redelivered webhook id once', async () => {
+      const webhook = await startWebhookMode();
+      const secret = await secretOf(webhook.endpoint_id);
+      const body = payload();
+      const id = randomUUID();
+      for (let i = 0; i < 3; i += 1) {
+        expect((await send(signed(secret, body, { id }), body)).statusCode).toBe(204);
+      }
+      await waitUntil(async () => (await delivered()) === 1, 10_000, 'the delivery');
+      expect(await metric('integration_push_duplicates_total{source="webhook"')).toBe(2);
+    });
+
+    it('accepts the new key after a rotation, and the old one while it is still valid', async () => {
+      const webhook = await startWebhookMode();
+      const oldSecret = await secretOf(webhook.endpoint_id);
+      const rotated = (
+        await upstreams!.crm.app.inject({
+          method: 'POST',
+          url: `/webhook-endpoints/${webhook.endpoint_id}/rotate-secret`,
+        })
+      ).json();
+      const body = payload();
+      expect((await send(signed(rotated.secret, body), body)).statusCode).toBe(204);
+      const other = payload();
+      expect((await send(signed(oldSecret, other), other)).statusCode).toBe(204);
+    });
+
+    it('answers 400 for a verified payload that is not a customer', async () => {
+      const webhook = await startWebhookMode();
+      const secret = await secretOf(webhook.endpoint_id);
+      const body = JSON.stringify({ type: 'customer.created', data: { id: 'nope' } });
+      expect(expectProblem(await send(signed(secret, body), body), 400).code).toBe(
+        'invalid_payload',
+      );
+    });
+  });
+});
+
+describe('hybrid mode', () => {
+  it('delivers by push, and the reconciliation poll catches what push missed, counted', async () => {
+    upstreams = await startUpstreams();
+    integration = await startIntegration(upstreams, {
+      SYNC_MODE: 'hybrid',
+      POLL_INTERVAL_MS: '300',
+    });
+    await waitUntil(
+      async () => (await status()).webhook?.registered === true,
+      10_000,
+      'registration',
+    );
+    await createCustomers(upstreams.crmUrl, 5, { prefix: 'pushed' });
+    await waitUntil(async () => (await delivered()) === 5, 10_000, 'pushed deliveries');
+    // Push breaks: the CRM no longer knows the endpoint.
+    const endpointId = (await status()).webhook!.endpoint_id;
+    await upstreams.crm.app.inject({ method: 'DELETE', url: `/webhook-endpoints/${endpointId}` });
+    const missed = await createCustomers(upstreams.crmUrl, 3, { prefix: 'missed' });
+    await waitUntil(async () => (await delivered()) === 8, 10_000, 'reconciled deliveries');
+    expect(await metric('integration_reconciliation_found_total')).toBe(3);
+    const requests = await packageRequestsByCustomer(upstreams.inventory);
+    for (const id of missed) expect(requests.get(id)).toBe(1);
+    expect(requests.size).toBe(8);
+  });
+});
+
+describe('amqp mode', () => {
+  it('delivers each event the CRM publishes to RabbitMQ once, dead-letters malformed ones, and dedups redeliveries', async () => {
+    const prefix = `test-${randomUUID().slice(0, 8)}.`;
+    const amqpEnv = { AMQP_URL, AMQP_NAME_PREFIX: prefix };
+    upstreams = await startUpstreams(1, { crmEnv: amqpEnv });
+    integration = await startIntegration(upstreams, { SYNC_MODE: 'amqp', ...amqpEnv });
+    await waitUntil(async () => (await status()).amqp?.subscribed === true, 10_000, 'the consumer');
+    const ids = await createCustomers(upstreams.crmUrl, 30);
+    await waitUntil(async () => (await delivered()) === 30, 15_000, '30 deliveries');
+    expect(new Set((await packageRequestsByCustomer(upstreams.inventory)).keys())).toEqual(
+      new Set(ids),
+    );
+
+    // Publish a duplicate of a real event, and a malformed message.
+    const logger = createLogger({ service: 'test', level: 'silent' });
+    const connection = new AmqpConnection({ url: AMQP_URL, logger, connectionName: 'test' });
+    const publisher = new AmqpPublisher(connection, { topology: prefixedTopology(prefix) });
+    connection.start();
+    publisher.start();
+    cleanups.push(async () => {
+      await publisher.close();
+      await connection.close();
+      await deleteTopology(prefix);
+    });
+    await connection.waitUntilConnected();
+    const events = (
+      await upstreams.crm.app.inject({ method: 'GET', url: '/events?limit=1' })
+    ).json();
+    await publisher.publish({ id: events[0].id, body: events[0] });
+    await publisher.publish({
+      id: randomUUID(),
+      body: { type: 'customer.created', data: { id: 'broken' } },
+    });
+    await waitUntil(
+      async () =>
+        (await metric('integration_push_duplicates_total{source="amqp"')) === 1 &&
+        (await metric('integration_push_rejected_total{source="amqp"')) === 1,
+      10_000,
+      'the duplicate and the malformed message',
+    );
+    expect((await packageRequestsByCustomer(upstreams.inventory)).size).toBe(30);
+  });
+});
