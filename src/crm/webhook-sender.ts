@@ -71,7 +71,8 @@ export class WebhookSender {
   }
 
   private async claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {
-    const lockMs = this.options.config.webhookTimeoutMs * 3;
+    // Outlives one call; a crashed sender's claims are taken over this long after it died.
+    const lockMs = this.options.config.webhookTimeoutMs + 5_000;
     return this.options.db
       .updateTable('webhook_messages')
       .set({ locked_until: now + lockMs })
