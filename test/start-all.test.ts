@@ -57,6 +57,15 @@ it("runs the seed's walkthrough against all services started together, and stops
       waitFor(`${inventory}/ready`, 20_000),
       waitFor(`${integration}/ready`, 20_000),
     ]);
+    // The default mode is hybrid: the integration service subscribes itself to CRM webhooks.
+    const deadline = Date.now() + 10_000;
+    while (Date.now() < deadline) {
+      const status = (await (await fetch(`${integration}/api/status`)).json()) as {
+        webhook: { registered: boolean } | null;
+      };
+      if (status.webhook?.registered) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
 
     const created = await fetch(`${crm}/customers`, {
       method: 'POST',
@@ -76,6 +85,14 @@ it("runs the seed's walkthrough against all services started together, and stops
       list = (await (await fetch(`${inventory}/package-requests`)).json()) as typeof list;
     }
     expect(list.map((item) => item.customer_id)).toEqual([customer.id]);
+    // It came by push (a signed webhook), not by the reconciliation poll.
+    const deliveries = (await (await fetch(`${integration}/api/deliveries`)).json()) as {
+      customer_id: string;
+      source: string;
+    }[];
+    expect(deliveries).toEqual([
+      expect.objectContaining({ customer_id: customer.id, source: 'webhook' }),
+    ]);
     expect(output).toContain(`Found new customer: Jane Doe (ID: ${customer.id})`);
     expect(output).toContain(`Creating package request for customer ID: ${customer.id}`);
     expect(output).toContain(`Created package request for customer: ${customer.id}`);
