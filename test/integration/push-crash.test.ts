@@ -91,7 +91,14 @@ async function startDuplicatingRelay(target: () => string, random: () => number)
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(() => new Promise((resolve) => server.close(() => resolve())));
+  cleanups.push(
+    () =>
+      new Promise((resolve) => {
+        // The CRM is still retrying through it: cut its connections rather than wait for them.
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
   return {
     url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`,
     forwarded: () => forwarded,
