@@ -222,8 +222,15 @@ function digest(value: string): Buffer {
 /** Constant-time bearer token check: compares digests so lengths leak nothing. */
 function hasValidToken(request: FastifyRequest, expected: Buffer): boolean {
   const header = request.headers.authorization ?? '';
-  const match = /^Bearer\s+(.+)$/i.exec(header);
-  return match?.[1] !== undefined && timingSafeEqual(digest(match[1].trim()), expected);
+  const bearer = /^Bearer\s+(.+)$/i.exec(header)?.[1]?.trim();
+  // Browsers cannot send a bearer token to a page; HTTP Basic with the token as password lets
+  // the dashboard prompt for it natively (any user name).
+  const basic = /^Basic\s+(.+)$/i.exec(header)?.[1];
+  const password = basic
+    ? Buffer.from(basic, 'base64').toString().split(':').slice(1).join(':')
+    : undefined;
+  const given = bearer ?? password;
+  return given !== undefined && timingSafeEqual(digest(given), expected);
 }
 
 const PUBLIC_PATHS = new Set(['/health', '/ready']);
@@ -295,11 +302,15 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
         return;
       }
       if (!hasValidToken(request, expected)) {
-        reply.header('www-authenticate', 'Bearer');
+        const wantsPage = (request.headers.accept ?? '').includes('text/html');
+        reply.header(
+          'www-authenticate',
+          wantsPage ? 'Basic realm="Mini Integration Platform", charset="UTF-8"' : 'Bearer',
+        );
         const problem = new HttpProblem(
           401,
           'unauthorized',
-          'Send `Authorization: Bearer <API_TOKEN>` with the token this service was started with.',
+          'Send `Authorization: Bearer <API_TOKEN>` with the token this service was started with (browsers: any user name, the token as password).',
         );
         return sendProblem(request, reply, problem.toProblem(instanceOf(request)));
       }

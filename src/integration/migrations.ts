@@ -62,6 +62,17 @@ export const integrationMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 3,
+    name: 'index deliveries by delivery time, for the dashboard',
+    async up(db) {
+      await db.schema
+        .createIndex('deliveries_delivered_at')
+        .on('deliveries')
+        .column('delivered_at')
+        .execute();
+    },
+  },
 ];
 
 /**

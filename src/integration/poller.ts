@@ -64,6 +64,12 @@ export class FeedPoller {
     return this.waitMs() + this.options.intervalMs;
   }
 
+  /** How long the loop has gone without finishing a read, when that is over three budgets. */
+  stalledForMs(now = Date.now()): number | undefined {
+    const silentMs = now - this.status.lastTickAt;
+    return silentMs > 3 * this.tickBudgetMs ? silentMs : undefined;
+  }
+
   private waitMs(): number {
     if (this.options.reconcile) return 0;
     // Renew the lease well before it lapses, however long the CRM holds a read.

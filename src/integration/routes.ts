@@ -6,7 +6,7 @@ import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import type { CircuitState } from './circuit.js';
 import type { SyncMode } from './config.js';
-import { POLL_LEASE, type PollerStatus } from './poller.js';
+import { POLL_LEASE, type FeedPoller } from './poller.js';
 import type { WebhookRegistrationStatus } from './webhooks.js';
 import type { DeliveryRow, SyncStore } from './store.js';
 
@@ -14,8 +14,8 @@ export interface AdminRoutesOptions {
   store: SyncStore;
   mode: SyncMode;
   instanceId: string;
-  /** The poll loop's state; undefined in push-only modes. */
-  poller: () => PollerStatus | undefined;
+  /** The poll loop; undefined in push-only modes. */
+  poller: () => FeedPoller | undefined;
   /** The webhook subscription's state; undefined when webhooks are not used. */
   webhook: () => WebhookRegistrationStatus | undefined;
   /** The RabbitMQ consumer's state; undefined unless in amqp mode. */
@@ -87,10 +87,103 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
+const StatusSchema = Type.Object({
+  mode: Type.String(),
+  instance_id: Type.String(),
+  cursor: Type.Integer({ description: 'Last CRM feed position recorded.' }),
+  deliveries: Type.Record(Type.String(), Type.Integer(), {
+    description: 'Count of deliveries in each state.',
+  }),
+  circuit: Type.Union([Type.Literal('closed'), Type.Literal('half_open'), Type.Literal('open')]),
+  poll: Type.Union(
+    [
+      Type.Object({
+        leader: Type.Boolean({
+          description: 'Whether this instance holds the poll lease.',
+        }),
+        lease_holder: Type.Union([Type.String(), Type.Null()], {
+          description: 'The instance that holds the poll lease now, if any.',
+        }),
+        last_success_at: NullableTime,
+        last_error: Type.Union([Type.String(), Type.Null()]),
+        last_error_at: NullableTime,
+        stalled: Type.Boolean({
+          description: 'True when the loop has not completed a read for three intervals.',
+        }),
+      }),
+      Type.Null(),
+    ],
+    { description: 'The feed poll (poll and hybrid modes); null otherwise.' },
+  ),
+  webhook: Type.Union(
+    [
+      Type.Object({
+        registered: Type.Boolean(),
+        endpoint_id: Type.Union([Type.String(), Type.Null()]),
+        url: Type.Union([Type.String(), Type.Null()]),
+        last_error: Type.Union([Type.String(), Type.Null()]),
+      }),
+      Type.Null(),
+    ],
+    {
+      description: 'The webhook subscription (webhook and hybrid modes); null otherwise.',
+    },
+  ),
+  amqp: Type.Union(
+    [Type.Object({ connected: Type.Boolean(), subscribed: Type.Boolean() }), Type.Null()],
+    { description: 'The RabbitMQ consumer (amqp mode); null otherwise.' },
+  ),
+});
+
+/** p50, p99 and max of a list of lags in ms; nulls when it is empty. */
+export function summariseLags(lags: number[]) {
+  if (lags.length === 0) return { count: 0, p50_ms: null, p99_ms: null, max_ms: null };
+  const sorted = [...lags].sort((a, b) => a - b);
+  const at = (q: number) => sorted[Math.min(sorted.length - 1, Math.ceil(q * sorted.length) - 1)]!;
+  return {
+    count: sorted.length,
+    p50_ms: at(0.5),
+    p99_ms: at(0.99),
+    max_ms: sorted[sorted.length - 1]!,
+  };
+}
+
 /** The admin API: status, recent deliveries, dead letters and their replay. */
 export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, options) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const { store } = options;
+
+  const readStatus = async () => {
+    const poller = options.poller();
+    const poll = poller?.status;
+    const webhook = options.webhook();
+    return {
+      mode: options.mode,
+      instance_id: options.instanceId,
+      cursor: await options.cursor(),
+      deliveries: await store.countByState(),
+      circuit: options.circuit(),
+      poll: poll
+        ? {
+            leader: poll.leader,
+            lease_holder: (await store.leaseHolder(POLL_LEASE)) ?? null,
+            last_success_at: iso(poll.lastSuccessAt),
+            last_error: poll.lastError ?? null,
+            last_error_at: iso(poll.lastErrorAt),
+            stalled: poller?.stalledForMs() !== undefined,
+          }
+        : null,
+      webhook: webhook
+        ? {
+            registered: webhook.registered,
+            endpoint_id: webhook.endpointId ?? null,
+            url: webhook.url ?? null,
+            last_error: webhook.lastError ?? null,
+          }
+        : null,
+      amqp: options.amqp() ?? null,
+    };
+  };
 
   api.get(
     '/api/status',
@@ -98,85 +191,74 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
       schema: {
         tags: ['admin'],
         summary: 'Mode, cursor, deliveries by state, circuit and poll health',
+        response: { 200: StatusSchema },
+      },
+    },
+    async () => readStatus(),
+  );
+
+  api.get(
+    '/api/dashboard',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Everything the dashboard shows, in one answer',
+        querystring: Type.Object(
+          {
+            window_minutes: Type.Integer({
+              minimum: 1,
+              maximum: 60,
+              default: 10,
+              description: 'Lag and throughput cover this many recent minutes (default 10).',
+            }),
+          },
+          { additionalProperties: false },
+        ),
         response: {
           200: Type.Object({
-            mode: Type.String(),
-            instance_id: Type.String(),
-            cursor: Type.Integer({ description: 'Last CRM feed position recorded.' }),
-            deliveries: Type.Record(Type.String(), Type.Integer(), {
-              description: 'Count of deliveries in each state.',
+            status: StatusSchema,
+            lag: Type.Object({
+              window_minutes: Type.Integer(),
+              count: Type.Integer({
+                description: 'Deliveries in the window (at most the last 5,000).',
+              }),
+              p50_ms: Type.Union([Type.Number(), Type.Null()]),
+              p99_ms: Type.Union([Type.Number(), Type.Null()]),
+              max_ms: Type.Union([Type.Number(), Type.Null()]),
             }),
-            circuit: Type.Union([
-              Type.Literal('closed'),
-              Type.Literal('half_open'),
-              Type.Literal('open'),
-            ]),
-            poll: Type.Union(
-              [
-                Type.Object({
-                  leader: Type.Boolean({
-                    description: 'Whether this instance holds the poll lease.',
-                  }),
-                  lease_holder: Type.Union([Type.String(), Type.Null()], {
-                    description: 'The instance that holds the poll lease now, if any.',
-                  }),
-                  last_success_at: NullableTime,
-                  last_error: Type.Union([Type.String(), Type.Null()]),
-                  last_error_at: NullableTime,
-                }),
-                Type.Null(),
-              ],
-              { description: 'The feed poll (poll and hybrid modes); null otherwise.' },
+            throughput: Type.Array(
+              Type.Object({ at: Type.String({ format: 'date-time' }), delivered: Type.Integer() }),
+              { description: 'Deliveries per 10 s over the window, oldest first.' },
             ),
-            webhook: Type.Union(
-              [
-                Type.Object({
-                  registered: Type.Boolean(),
-                  endpoint_id: Type.Union([Type.String(), Type.Null()]),
-                  url: Type.Union([Type.String(), Type.Null()]),
-                  last_error: Type.Union([Type.String(), Type.Null()]),
-                }),
-                Type.Null(),
-              ],
-              {
-                description: 'The webhook subscription (webhook and hybrid modes); null otherwise.',
-              },
-            ),
-            amqp: Type.Union(
-              [Type.Object({ connected: Type.Boolean(), subscribed: Type.Boolean() }), Type.Null()],
-              { description: 'The RabbitMQ consumer (amqp mode); null otherwise.' },
-            ),
+            recent: Type.Array(DeliverySchema),
+            dead_letters: Type.Array(DeliverySchema),
           }),
         },
       },
     },
-    async () => {
-      const poll = options.poller();
-      const webhook = options.webhook();
+    async (request) => {
+      const windowMs = request.query.window_minutes * 60_000;
+      const now = Date.now();
+      const since = now - windowMs;
+      const bucketMs = 10_000;
+      const [status, lags, buckets, recent, dead] = await Promise.all([
+        readStatus(),
+        store.recentLags(since),
+        store.deliveredPerBucket(since, bucketMs),
+        store.list({ limit: 20 }),
+        store.list({ state: 'dead', limit: 100 }),
+      ]);
+      const counts = new Map(buckets);
+      const throughput = [];
+      for (let at = Math.floor(since / bucketMs) * bucketMs; at <= now; at += bucketMs) {
+        throughput.push({ at: new Date(at).toISOString(), delivered: counts.get(at) ?? 0 });
+      }
       return {
-        mode: options.mode,
-        instance_id: options.instanceId,
-        cursor: await options.cursor(),
-        deliveries: await store.countByState(),
-        circuit: options.circuit(),
-        poll: poll
-          ? {
-              leader: poll.leader,
-              lease_holder: (await store.leaseHolder(POLL_LEASE)) ?? null,
-              last_success_at: iso(poll.lastSuccessAt),
-              last_error: poll.lastError ?? null,
-              last_error_at: iso(poll.lastErrorAt),
-            }
-          : null,
-        webhook: webhook
-          ? {
-              registered: webhook.registered,
-              endpoint_id: webhook.endpointId ?? null,
-              url: webhook.url ?? null,
-              last_error: webhook.lastError ?? null,
-            }
-          : null,
-        amqp: options.amqp() ?? null,
+        status,
+        lag: { window_minutes: request.query.window_minutes, ...summariseLags(lags) },
+        throughput,
+        recent: recent.map(toDelivery),
+        dead_letters: dead.map(toDelivery),
       };
     },
   );

@@ -1,3 +1,5 @@
+import { fileURLToPath } from 'node:url';
+import fastifyStatic from '@fastify/static';
 import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
 import { CrmClient, InventoryClient } from './clients.js';
@@ -10,6 +12,9 @@ import { AmqpSource } from './amqp-source.js';
 import { adminRoutes } from './routes.js';
 import { SyncStore } from './store.js';
 import { WEBHOOK_PATH, WebhookRegistration, webhookReceiver } from './webhooks.js';
+
+/** `public/dashboard`, found from both `src/integration` (tests) and `dist/integration`. */
+const DASHBOARD_DIR = fileURLToPath(new URL('../../public/dashboard/', import.meta.url));
 
 const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
 
@@ -93,12 +98,19 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           store,
           mode: config.syncMode,
           instanceId: config.instanceId,
-          poller: () => poller?.status,
+          poller: () => poller,
           webhook: () => registration?.status,
           amqp: () => amqp?.status,
           circuit: circuit.state,
           cursor: () => store.readCursor('crm'),
           onReplay: () => worker.wake(),
+        });
+        // The dashboard: static files, no build step; the page reads /api/dashboard.
+        await app.register(fastifyStatic, {
+          root: DASHBOARD_DIR,
+          prefix: '/',
+          wildcard: false,
+          index: ['index.html'],
         });
         if (registration) {
           await app.register(webhookReceiver, {
@@ -126,11 +138,10 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         circuit.shutdown();
       },
       checkReady: async () => {
-        if (!poller) return;
-        const silentMs = Date.now() - poller.status.lastTickAt;
-        if (silentMs > 3 * poller.tickBudgetMs) {
+        const stalledMs = poller?.stalledForMs();
+        if (stalledMs !== undefined) {
           throw new Error(
-            `the poll loop has not completed a read for ${Math.round(silentMs / 1000)} s`,
+            `the poll loop has not completed a read for ${Math.round(stalledMs / 1000)} s`,
           );
         }
       },

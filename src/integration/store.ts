@@ -1,4 +1,4 @@
-import type { Kysely, Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable } from 'kysely';
 import type { Database, DialectName } from '../core/db.js';
 import type { DeliveryState, IntegrationTables } from './migrations.js';
 
@@ -327,6 +327,30 @@ export class SyncStore {
     >;
     for (const row of rows) counts[row.state] = Number(row.count);
     return counts;
+  }
+
+  /** End-to-end lags (ms) of the latest deliveries since `sinceMs`, at most `limit` of them. */
+  async recentLags(sinceMs: number, limit = 5_000): Promise<number[]> {
+    const rows = await this.db
+      .selectFrom('deliveries')
+      .select(['delivered_at', 'customer_created_at'])
+      .where('delivered_at', '>=', sinceMs)
+      .orderBy('delivered_at', 'desc')
+      .limit(limit)
+      .execute();
+    return rows.map((row) => Math.max(0, (row.delivered_at ?? 0) - row.customer_created_at));
+  }
+
+  /** Deliveries completed per `bucketMs` since `sinceMs`, as [bucket start, count] pairs. */
+  async deliveredPerBucket(sinceMs: number, bucketMs: number): Promise<[number, number][]> {
+    const bucket = sql<number>`delivered_at / ${bucketMs}`;
+    const rows = await this.db
+      .selectFrom('deliveries')
+      .select([bucket.as('bucket'), (eb) => eb.fn.countAll<number>().as('count')])
+      .where('delivered_at', '>=', sinceMs)
+      .groupBy(bucket)
+      .execute();
+    return rows.map((row) => [Math.floor(Number(row.bucket)) * bucketMs, Number(row.count)]);
   }
 
   async get(customerId: string): Promise<DeliveryRow | undefined> {

@@ -1,0 +1,188 @@
+// The dashboard polls /api/dashboard every two seconds and redraws; no build step, no framework.
+const REFRESH_MS = 2000;
+const $ = (selector) => document.querySelector(selector);
+
+function text(selector, value) {
+  $(selector).textContent = value;
+}
+
+function formatMs(ms) {
+  if (ms === null || ms === undefined) return '–';
+  if (ms < 1000) return `${Math.round(ms)} ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
+  return `${Math.round(ms / 60_000)} min`;
+}
+
+function ago(iso) {
+  if (!iso) return 'never';
+  return `${formatMs(Date.now() - Date.parse(iso))} ago`;
+}
+
+function cell(content, className) {
+  const td = document.createElement('td');
+  if (className) td.className = className;
+  if (content instanceof Node) td.append(content);
+  else td.textContent = content ?? '';
+  return td;
+}
+
+function customerCell(delivery) {
+  const wrapper = document.createElement('div');
+  const name = document.createElement('div');
+  name.textContent = delivery.customer_name;
+  const id = document.createElement('div');
+  id.className = 'id';
+  id.textContent = delivery.customer_id;
+  wrapper.append(name, id);
+  return wrapper;
+}
+
+function stateBadge(state) {
+  const span = document.createElement('span');
+  span.className = `state ${state}`;
+  span.textContent = state === 'dead' ? 'dead letter' : state;
+  return span;
+}
+
+function toast(message) {
+  const element = $('#toast');
+  element.textContent = message;
+  element.classList.add('show');
+  setTimeout(() => element.classList.remove('show'), 2500);
+}
+
+async function post(path) {
+  const response = await fetch(path, { method: 'POST' });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.detail ?? `HTTP ${response.status}`);
+  return body;
+}
+
+function drawChart(points) {
+  const svg = $('#chart');
+  const width = 600;
+  const height = 120;
+  const max = Math.max(1, ...points.map((p) => p.delivered));
+  const step = points.length > 1 ? width / (points.length - 1) : width;
+  const coords = points.map((p, i) => [i * step, height - 6 - (p.delivered / max) * (height - 12)]);
+  const line = coords
+    .map(([x, y], i) => `${i === 0 ? 'M' : 'L'}${x.toFixed(1)},${y.toFixed(1)}`)
+    .join(' ');
+  const area = `${line} L${width},${height} L0,${height} Z`;
+  svg.innerHTML = `<path class="area" d="${area}"></path><path class="line" d="${line}"></path>`;
+  svg.setAttribute('aria-label', `Deliveries per 10 s, peak ${max}`);
+}
+
+function renderDeadLetters(letters) {
+  const body = $('#dead-table tbody');
+  body.replaceChildren(
+    ...letters.map((letter) => {
+      const row = document.createElement('tr');
+      const button = document.createElement('button');
+      button.textContent = 'Replay';
+      button.dataset.customerId = letter.customer_id;
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try {
+          await post(`/api/dead-letters/${letter.customer_id}/replay`);
+          toast(`Replaying ${letter.customer_name}`);
+        } catch (error) {
+          toast(`Replay failed: ${error.message}`);
+        }
+        refresh();
+      });
+      row.append(
+        cell(customerCell(letter)),
+        cell(String(letter.attempts)),
+        cell(letter.last_error ?? '', 'error'),
+        cell(ago(letter.failing_since)),
+        cell(button),
+      );
+      return row;
+    }),
+  );
+  $('#dead-table').hidden = letters.length === 0;
+  $('#dead-empty').hidden = letters.length > 0;
+  $('#replay-all').disabled = letters.length === 0;
+}
+
+function renderRecent(deliveries) {
+  $('#recent-table tbody').replaceChildren(
+    ...deliveries.map((delivery) => {
+      const row = document.createElement('tr');
+      row.dataset.customerId = delivery.customer_id;
+      row.append(
+        cell(customerCell(delivery)),
+        cell(stateBadge(delivery.state)),
+        cell(String(delivery.attempts)),
+        cell(delivery.source),
+        cell(delivery.last_error ?? '', 'error'),
+        cell(ago(delivery.updated_at)),
+      );
+      return row;
+    }),
+  );
+}
+
+function render(data) {
+  const { status, lag, throughput } = data;
+  const counts = status.deliveries;
+  const seen = Object.values(counts).reduce((a, b) => a + b, 0);
+  text('#count-seen', seen);
+  text('#count-delivered', counts.delivered);
+  text('#count-pending', counts.pending + counts.delivering);
+  text('#count-retrying', counts.retrying);
+  text('#count-dead', counts.dead);
+  text('#lag-p50', formatMs(lag.p50_ms));
+  text('#lag-p99', formatMs(lag.p99_ms));
+  text('#window', `last ${lag.window_minutes} minutes · ${lag.count} deliveries`);
+
+  text('#mode', `mode ${status.mode}`);
+  const circuit = $('#circuit');
+  circuit.textContent = `circuit ${status.circuit.replace('_', '-')}`;
+  circuit.className = `pill ${status.circuit === 'closed' ? 'good' : status.circuit === 'open' ? 'bad' : 'warn'}`;
+  const poll = $('#poll');
+  if (status.poll) {
+    poll.hidden = false;
+    poll.textContent = status.poll.stalled
+      ? `poll stalled · last ok ${ago(status.poll.last_success_at)}`
+      : `last poll ${ago(status.poll.last_success_at)}`;
+    poll.className = `pill ${status.poll.stalled ? 'bad' : status.poll.last_error_at && Date.parse(status.poll.last_error_at) > Date.parse(status.poll.last_success_at ?? 0) ? 'warn' : 'good'}`;
+  } else {
+    poll.hidden = true;
+  }
+  drawChart(throughput);
+  renderDeadLetters(data.dead_letters);
+  renderRecent(data.recent);
+  const updated = $('#updated');
+  updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
+  updated.className = 'pill muted';
+}
+
+let timer;
+async function refresh() {
+  clearTimeout(timer);
+  try {
+    const response = await fetch('/api/dashboard');
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    render(await response.json());
+  } catch (error) {
+    const updated = $('#updated');
+    updated.textContent = `cannot reach the service (${error.message})`;
+    updated.className = 'pill bad';
+  }
+  timer = setTimeout(refresh, REFRESH_MS);
+}
+
+$('#replay-all').addEventListener('click', async () => {
+  $('#replay-all').disabled = true;
+  try {
+    const { replayed } = await post('/api/dead-letters/replay');
+    toast(`Replaying ${replayed} dead letter(s)`);
+  } catch (error) {
+    toast(`Replay failed: ${error.message}`);
+  }
+  refresh();
+});
+
+refresh();
