@@ -67,9 +67,14 @@ it("runs the seed's walkthrough against all services started together, and stops
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
 
+    // The caller's W3C trace context: the same trace id must reach every service's logs.
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     const created = await fetch(`${crm}/customers`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json' },
+      headers: {
+        'Content-Type': 'application/json',
+        traceparent: `00-${traceId}-00f067aa0ba902b7-01`,
+      },
       body: '{"name":"Jane Doe","email":"jane.doe@example.com"}',
     });
     expect(created.status).toBe(201);
@@ -99,6 +104,19 @@ it("runs the seed's walkthrough against all services started together, and stops
     expect(output).toContain(
       `Successfully created package request for customer ID: ${customer.id}`,
     );
+
+    // One trace from the CRM request, through the webhook and the integration service, to Inventory.
+    for (const service of ['crm', 'integration', 'inventory']) {
+      const traced = output
+        .split('\n')
+        .filter(
+          (line) => line.startsWith(`[${service}]`) && line.includes(`"trace_id":"${traceId}"`),
+        );
+      expect(traced.length, service).toBeGreaterThan(0);
+    }
+    expect(
+      output.split('\n').find((line) => line.includes('Successfully created package request')),
+    ).toContain(traceId);
 
     // Logs are interleaved with a prefix naming each service.
     expect(output).toMatch(/^\[crm\] /m);

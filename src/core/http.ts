@@ -21,6 +21,7 @@ import { Registry, Counter, Histogram, collectDefaultMetrics } from 'prom-client
 import { Type, type TSchema } from 'typebox';
 import { HttpProblem, ProblemSchema, type Problem } from './errors.js';
 import type { Logger } from './logging.js';
+import { setUpTracing, SpanKind, startSpan, traceIdOf, type Span } from './tracing.js';
 
 /** Largest request body accepted, in bytes (SPEC §6). */
 export const BODY_LIMIT_BYTES = 64 * 1024;
@@ -282,7 +283,22 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   });
   app.decorate('metrics', registry);
 
+  // Every request is a span continuing the caller's W3C trace; its log lines carry the trace id.
+  setUpTracing(options.service);
+  app.decorateRequest('span', undefined as unknown as Span);
+  app.addHook('onRequest', async (request) => {
+    const traceparent = request.headers.traceparent;
+    request.span = startSpan(
+      `${request.method} ${request.routeOptions.url ?? 'unmatched'}`,
+      SpanKind.SERVER,
+      typeof traceparent === 'string' ? traceparent : undefined,
+    );
+    request.log = request.log.child({ trace_id: traceIdOf(request.span) });
+  });
+
   app.addHook('onResponse', async (request, reply) => {
+    request.span?.setAttribute('http.response.status_code', reply.statusCode);
+    request.span?.end();
     const route = request.routeOptions.url ?? 'unmatched';
     requests.inc({ method: request.method, route, status_code: reply.statusCode });
     durations.observe({ method: request.method, route }, reply.elapsedTime / 1000);
@@ -435,6 +451,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
 }
 
 declare module 'fastify' {
+  interface FastifyRequest {
+    /** This request's span; pass `traceparentOf(request.span)` to carry the trace onwards. */
+    span: Span;
+  }
   interface FastifyInstance {
     /** The service's Prometheus registry; services add their own metrics to it. */
     metrics: Registry;

@@ -91,7 +91,13 @@ export class AmqpRelay {
           continue;
         }
         await Promise.all(
-          batch.map((event) => this.publisher.publish({ id: event.id, body: event })),
+          batch.map((event) =>
+            this.publisher.publish({
+              id: event.id,
+              body: event,
+              ...(event.traceparent ? { headers: { traceparent: event.traceparent } } : {}),
+            }),
+          ),
         );
         const position = batch[batch.length - 1]!.position;
         const now = Date.now();

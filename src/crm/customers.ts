@@ -45,7 +45,8 @@ export class CustomerStore {
     private readonly events: EventLog,
   ) {}
 
-  async create(input: NewCustomer): Promise<Customer> {
+  /** Creates the customer and its event; `traceparent` is kept with the event for its consumers. */
+  async create(input: NewCustomer, traceparent?: string): Promise<Customer> {
     const customer: Customer = {
       id: randomUUID(),
       name: input.name,
@@ -56,7 +57,7 @@ export class CustomerStore {
       // The customer and its event commit together (transactional outbox): no event without a
       // customer, no customer without an event.
       await this.db.transaction().execute(async (trx) => {
-        await this.events.appendCustomerCreated(trx, customer);
+        await this.events.appendCustomerCreated(trx, customer, traceparent);
         await trx
           .insertInto('customers')
           .values({ ...customer, email_normalized: normalizeEmail(input.email) })

@@ -24,6 +24,10 @@ export const CustomerCreatedEventSchema = Type.Object(
       email: Type.String(),
       created_at: Timestamp('When the customer was created.'),
     }),
+    traceparent: Type.Union([Type.String(), Type.Null()], {
+      description:
+        'W3C trace context of the request that created the customer, to continue its trace.',
+    }),
   },
   { additionalProperties: false },
 );
@@ -46,6 +50,7 @@ function toEvent(row: {
   id: string;
   payload: string;
   occurred_at: string | Date;
+  traceparent: string | null;
 }): CustomerCreatedEvent {
   return {
     position: row.position,
@@ -53,6 +58,7 @@ function toEvent(row: {
     type: CUSTOMER_CREATED,
     occurred_at: toIsoString(row.occurred_at),
     data: JSON.parse(row.payload) as CustomerCreatedEvent['data'],
+    traceparent: row.traceparent,
   };
 }
 
@@ -69,7 +75,11 @@ export class EventLog {
   }
 
   /** Call inside the transaction that creates the customer, before its other writes. */
-  async appendCustomerCreated(trx: Kysely<CrmTables>, customer: Customer): Promise<void> {
+  async appendCustomerCreated(
+    trx: Kysely<CrmTables>,
+    customer: Customer,
+    traceparent?: string,
+  ): Promise<void> {
     await serialiseAppends(trx, this.dialect);
     const eventId = randomUUID();
     const { position } = await trx
@@ -80,6 +90,7 @@ export class EventLog {
         customer_id: customer.id,
         payload: JSON.stringify(customer),
         occurred_at: customer.created_at,
+        traceparent: traceparent ?? null,
       })
       .returning('position')
       .executeTakeFirstOrThrow();
@@ -115,7 +126,7 @@ export class EventLog {
   async get(eventId: string): Promise<CustomerCreatedEvent | undefined> {
     const row = await this.db
       .selectFrom('events')
-      .select(['position', 'id', 'type', 'payload', 'occurred_at'])
+      .select(['position', 'id', 'type', 'payload', 'occurred_at', 'traceparent'])
       .where('id', '=', eventId)
       .executeTakeFirst();
     return row && toEvent(row);
@@ -134,7 +145,7 @@ export class EventLog {
   async readAfter(position: number, limit: number): Promise<CustomerCreatedEvent[]> {
     const rows = await this.db
       .selectFrom('events')
-      .select(['position', 'id', 'type', 'payload', 'occurred_at'])
+      .select(['position', 'id', 'type', 'payload', 'occurred_at', 'traceparent'])
       .where('position', '>', position)
       .orderBy('position')
       .limit(limit)

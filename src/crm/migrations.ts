@@ -127,6 +127,13 @@ export const crmMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 4,
+    name: 'keep the trace context of the request that created each event',
+    async up(db) {
+      await db.schema.alterTable('events').addColumn('traceparent', 'text').execute();
+    },
+  },
 ];
 
 export interface CrmTables {
@@ -180,5 +187,6 @@ export interface CrmTables {
     customer_id: string;
     payload: string;
     occurred_at: string | Date;
+    traceparent: string | null;
   };
 }

@@ -4,6 +4,7 @@ import { Type } from 'typebox';
 import { notFound } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { sendPage } from '../core/pagination.js';
+import { traceparentOf } from '../core/tracing.js';
 import { PageQuery, paginationHeaders, Uuid } from '../core/schemas.js';
 import { CustomerSchema, NewCustomerSchema, type CustomerStore } from './customers.js';
 import { CustomerCreatedEventSchema, type EventLog } from './events.js';
@@ -30,7 +31,7 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
       },
     },
     async (request, reply) => {
-      const customer = await customers.create(request.body);
+      const customer = await customers.create(request.body, traceparentOf(request.span));
       request.log.info({ customer_id: customer.id }, `Created customer ${customer.id}`);
       return reply.code(201).header('location', `/customers/${customer.id}`).send(customer);
     },

@@ -132,6 +132,7 @@ export class WebhookSender {
           'webhook-id': event.id,
           'webhook-timestamp': String(Math.floor(now / 1000)),
           'webhook-signature': signWebhook(secrets, event.id, new Date(now), body),
+          ...(event.traceparent ? { traceparent: event.traceparent } : {}),
         },
         body,
         redirect: 'manual', // a redirect is a failure: following it could reach a refused address

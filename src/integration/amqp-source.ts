@@ -6,6 +6,7 @@ import {
   type ReceivedMessage,
 } from '../core/amqp.js';
 import type { Logger } from '../core/logging.js';
+import { traceIdFromTraceparent } from '../core/tracing.js';
 import { NonRetryableError } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import {
@@ -74,7 +75,12 @@ export class AmqpSource {
       throw new NonRetryableError('not a customer.created event with a message id', 400);
     }
     if (event.type !== 'customer.created') return;
-    const item = customerCreatedToDelivery(event.data, messageId, 'amqp');
+    const item = customerCreatedToDelivery(
+      event.data,
+      messageId,
+      'amqp',
+      message.headers.traceparent,
+    );
     const fresh = await store.recordMessage(messageId, 'amqp', [item]);
     if (fresh === undefined) {
       metrics.pushDuplicates.inc({ source: 'amqp' });
@@ -83,7 +89,7 @@ export class AmqpSource {
     if (fresh.length > 0) {
       metrics.customersSeen.inc({ source: 'amqp' });
       logger.info(
-        { customer_id: item.customerId },
+        { customer_id: item.customerId, trace_id: traceIdFromTraceparent(item.traceparent) },
         `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
       );
       this.options.onRecorded(fresh);

@@ -151,6 +151,7 @@ export interface CustomerCreatedEvent {
   type: 'customer.created';
   occurred_at: string;
   data: { id: string; name: string; email: string; created_at: string };
+  traceparent?: string | null;
 }
 
 export interface WebhookEndpoint {

@@ -4,12 +4,13 @@ import { isCircuitOpenError, type CircuitState } from './circuit.js';
 import { NonRetryableError, TransientError, type PackageRequestReceipt } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import type { DeliveryRow, SyncStore } from './store.js';
+import { SpanKind, startSpan, traceIdOf, traceparentOf } from '../core/tracing.js';
 import { WorkLoop } from '../core/work-loop.js';
 
 export interface DeliveryWorkerOptions {
   store: SyncStore;
   /** Creates the package request (through the circuit breaker). */
-  send: (customerId: string) => Promise<PackageRequestReceipt>;
+  send: (customerId: string, headers: Record<string, string>) => Promise<PackageRequestReceipt>;
   circuitState: () => CircuitState;
   policy: RetryPolicy;
   /** Deliveries in flight at once. */
@@ -62,7 +63,18 @@ export class DeliveryWorker {
 
   private async deliver(row: DeliveryRow): Promise<void> {
     const { store, instanceId, logger, metrics } = this.options;
-    const log = logger.child({ customer_id: row.customer_id });
+    // The delivery continues the trace of the CRM request that created the customer.
+    const span = startSpan('create welcome package', SpanKind.CLIENT, row.traceparent);
+    const log = logger.child({ customer_id: row.customer_id, trace_id: traceIdOf(span) });
+    try {
+      await this.attempt(row, log, traceparentOf(span));
+    } finally {
+      span.end();
+    }
+  }
+
+  private async attempt(row: DeliveryRow, log: Logger, traceparent: string): Promise<void> {
+    const { store, instanceId, metrics } = this.options;
     if (this.options.circuitState() === 'open') {
       await this.release(row, log);
       return;
@@ -70,7 +82,7 @@ export class DeliveryWorker {
     log.info(`Creating package request for customer ID: ${row.customer_id}`);
     let receipt: PackageRequestReceipt;
     try {
-      receipt = await this.options.send(row.customer_id);
+      receipt = await this.options.send(row.customer_id, { traceparent });
     } catch (error) {
       if (isCircuitOpenError(error)) {
         // Refused without a call (the circuit opened meanwhile): not an attempt.

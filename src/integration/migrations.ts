@@ -73,6 +73,13 @@ export const integrationMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 4,
+    name: 'keep the trace context each customer arrived with',
+    async up(db) {
+      await db.schema.alterTable('deliveries').addColumn('traceparent', 'text').execute();
+    },
+  },
 ];
 
 /**
@@ -104,6 +111,7 @@ export interface IntegrationTables {
     recorded_at: number;
     delivered_at: number | null;
     updated_at: number;
+    traceparent: string | null;
   };
   leases: { name: string; holder: string; expires_at: number };
   received_messages: { message_id: string; source: string; received_at: number };

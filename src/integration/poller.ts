@@ -2,6 +2,7 @@ import type { Logger } from '../core/logging.js';
 import type { CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import { customerCreatedToDelivery, type NewDelivery, type SyncStore } from './store.js';
+import { traceIdFromTraceparent } from '../core/tracing.js';
 import { Wakeup } from '../core/wakeup.js';
 
 export const POLL_LEASE = 'poll:crm';
@@ -158,7 +159,9 @@ export class FeedPoller {
       CURSOR_SOURCE,
       from,
       to,
-      events.map((event) => customerCreatedToDelivery(event.data, event.id, this.source)),
+      events.map((event) =>
+        customerCreatedToDelivery(event.data, event.id, this.source, event.traceparent),
+      ),
       {
         name: POLL_LEASE,
         holder: instanceId,
@@ -176,7 +179,7 @@ export class FeedPoller {
     for (const item of fresh) {
       metrics.customersSeen.inc({ source: this.source });
       logger.info(
-        { customer_id: item.customerId },
+        { customer_id: item.customerId, trace_id: traceIdFromTraceparent(item.traceparent) },
         this.options.reconcile
           ? `Found new customer: ${item.customerName} (ID: ${item.customerId}) by reconciliation; push had not delivered it`
           : `Found new customer: ${item.customerName} (ID: ${item.customerId})`,

@@ -35,7 +35,8 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
     const inventory = new InventoryClient({ ...http, baseUrl: config.inventoryUrl });
     const crm = new CrmClient({ ...http, baseUrl: config.crmUrl });
     const circuit = createCircuit(
-      (customerId: string) => inventory.createWelcomePackage(customerId),
+      (customerId: string, headers: Record<string, string>) =>
+        inventory.createWelcomePackage(customerId, headers),
       {
         name: 'inventory',
         resetMs: config.circuitResetMs,

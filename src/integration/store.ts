@@ -11,8 +11,10 @@ export interface NewDelivery {
   /** When the CRM created the customer, ms since the epoch (for end-to-end lag). */
   customerCreatedAt: number;
   eventId: string;
-  /** `poll`, later `webhook`, `amqp`, `reconcile`. */
+  /** `poll`, `reconcile`, `webhook` or `amqp`. */
   source: string;
+  /** W3C trace context of the CRM request that created the customer, when known. */
+  traceparent?: string | undefined;
 }
 
 export interface CustomerCreated {
@@ -50,6 +52,7 @@ export function customerCreatedToDelivery(
   customer: { id: string; name: string; created_at: string },
   eventId: string,
   source: string,
+  traceparent?: unknown,
 ): NewDelivery {
   return {
     customerId: customer.id,
@@ -57,6 +60,8 @@ export function customerCreatedToDelivery(
     customerCreatedAt: Date.parse(customer.created_at),
     eventId,
     source,
+    traceparent:
+      typeof traceparent === 'string' && traceparent.length <= 128 ? traceparent : undefined,
   };
 }
 
@@ -104,6 +109,7 @@ export class SyncStore {
           next_attempt_at: now,
           recorded_at: now,
           updated_at: now,
+          traceparent: item.traceparent ?? null,
         })),
       )
       .onConflict((conflict) => conflict.column('customer_id').doNothing())

@@ -198,7 +198,12 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
         request.log.debug(`Ignoring webhook of type ${event.type}`);
         return reply.code(204).send(null);
       }
-      const item = customerCreatedToDelivery(event.data, messageId, 'webhook');
+      const item = customerCreatedToDelivery(
+        event.data,
+        messageId,
+        'webhook',
+        request.headers.traceparent,
+      );
       const fresh = await store.recordMessage(messageId, 'webhook', [item]);
       if (fresh === undefined) {
         metrics.pushDuplicates.inc({ source: 'webhook' });

@@ -32,6 +32,7 @@ const services = [
     definition: integrationService,
     routes: [
       'GET /api/status',
+      'GET /api/dashboard',
       'GET /api/deliveries',
       'GET /api/dead-letters',
       'POST /api/dead-letters/{customerId}/replay',

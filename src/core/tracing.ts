@@ -1,0 +1,61 @@
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  propagation,
+  trace,
+  type Span,
+  type Tracer,
+} from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import type { Env } from './config.js';
+
+export { SpanKind, type Span };
+
+let tracer: Tracer | undefined;
+
+/**
+ * Sets up OpenTelemetry for this process, once: W3C `traceparent` propagation, and spans exported
+ * over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off by default; then spans only give
+ * log lines their trace ids).
+ */
+export function setUpTracing(service: string, env: Env = process.env): Tracer {
+  if (tracer) return tracer;
+  const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim());
+  const provider = new BasicTracerProvider({
+    resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? service }),
+    spanProcessors: exporting ? [new BatchSpanProcessor(new OTLPTraceExporter())] : [],
+  });
+  trace.setGlobalTracerProvider(provider);
+  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  tracer = provider.getTracer('mini-integration-platform');
+  return tracer;
+}
+
+/**
+ * Starts a span continuing the trace in `traceparent` (a W3C header value), or a new trace when
+ * there is none or it is malformed.
+ */
+export function startSpan(name: string, kind: SpanKind, traceparent?: string | null): Span {
+  const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
+  return (tracer ?? setUpTracing('mini-integration-platform')).startSpan(name, { kind }, parent);
+}
+
+/** The `traceparent` header value that makes a callee's span a child of `span`. */
+export function traceparentOf(span: Span): string {
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(ROOT_CONTEXT, span), carrier);
+  return carrier.traceparent ?? '';
+}
+
+/** The trace id inside a `traceparent` value, for log lines; undefined if there is none. */
+export function traceIdFromTraceparent(traceparent: string | null | undefined): string | undefined {
+  return /^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$/.exec(traceparent ?? '')?.[1];
+}
+
+/** The trace id to put on log lines. */
+export function traceIdOf(span: Span): string {
+  return span.spanContext().traceId;
+}
