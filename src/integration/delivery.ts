@@ -62,7 +62,7 @@ export class DeliveryWorker {
   }
 
   private async deliver(row: DeliveryRow): Promise<void> {
-    const { store, instanceId, logger, metrics } = this.options;
+    const { logger } = this.options;
     // The delivery continues the trace of the CRM request that created the customer.
     const span = startSpan('create welcome package', SpanKind.CLIENT, row.traceparent);
     const log = logger.child({ customer_id: row.customer_id, trace_id: traceIdOf(span) });
