@@ -3,7 +3,7 @@ import { Counter, type Registry } from 'prom-client';
 import { AmqpConnection, AmqpPublisher, describeAmqpUrl, prefixedTopology } from '../core/amqp.js';
 import { retryDelayMs } from '../core/backoff.js';
 import type { Logger } from '../core/logging.js';
-import { Wakeup } from '../core/wakeup.js';
+import { RepeatingTask, type NextStep } from '../core/repeating-task.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 
@@ -27,10 +27,9 @@ export interface AmqpRelayOptions {
 export class AmqpRelay {
   private readonly connection: AmqpConnection;
   private readonly publisher: AmqpPublisher;
-  private readonly wakeup = new Wakeup();
+  private readonly task = new RepeatingTask(() => this.step());
   private readonly published: Counter;
-  private running = false;
-  private loop: Promise<void> | undefined;
+  private failures = 0;
 
   constructor(private readonly options: AmqpRelayOptions) {
     this.connection = new AmqpConnection({
@@ -54,18 +53,15 @@ export class AmqpRelay {
     );
     this.connection.start();
     this.publisher.start();
-    this.running = true;
-    this.loop = this.run();
+    this.task.start();
   }
 
   wake(): void {
-    this.wakeup.wake();
+    this.task.wake();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.wake();
-    await this.loop;
+    await this.task.stop();
     await this.publisher.close();
     await this.connection.close();
   }
@@ -79,45 +75,41 @@ export class AmqpRelay {
     return row?.position ?? 0;
   }
 
-  private async run(): Promise<void> {
+  /** Publishes the next batch; answers how long to wait before looking again. */
+  private async step(): Promise<NextStep> {
     const { db, events, logger } = this.options;
-    let failures = 0;
-    while (this.running) {
-      try {
-        const after = await this.readCursor();
-        const batch = await events.readAfter(after, BATCH);
-        if (batch.length === 0) {
-          await this.wakeup.sleep(1_000);
-          continue;
-        }
-        await Promise.all(
-          batch.map((event) =>
-            this.publisher.publish({
-              id: event.id,
-              body: event,
-              ...(event.traceparent ? { headers: { traceparent: event.traceparent } } : {}),
-            }),
-          ),
-        );
-        const position = batch[batch.length - 1]!.position;
-        const now = Date.now();
-        await db
-          .insertInto('relay_cursors')
-          .values({ name: CURSOR, position, updated_at: now })
-          .onConflict((conflict) =>
-            conflict.column('name').doUpdateSet({ position, updated_at: now }),
-          )
-          .execute();
-        this.published.inc(batch.length);
-        failures = 0;
-      } catch (error) {
-        failures += 1;
-        const delay = retryDelayMs(failures, { baseMs: 200, maxDelayMs: 10_000 });
-        logger.warn(
-          `Publishing events to RabbitMQ failed (${(error as Error).message}); retrying in ${delay} ms`,
-        );
-        await this.wakeup.sleep(delay);
-      }
+    try {
+      const after = await this.readCursor();
+      const batch = await events.readAfter(after, BATCH);
+      if (batch.length === 0) return 1_000;
+      await Promise.all(
+        batch.map((event) =>
+          this.publisher.publish({
+            id: event.id,
+            body: event,
+            ...(event.traceparent ? { headers: { traceparent: event.traceparent } } : {}),
+          }),
+        ),
+      );
+      const position = batch[batch.length - 1]!.position;
+      const now = Date.now();
+      await db
+        .insertInto('relay_cursors')
+        .values({ name: CURSOR, position, updated_at: now })
+        .onConflict((conflict) =>
+          conflict.column('name').doUpdateSet({ position, updated_at: now }),
+        )
+        .execute();
+      this.published.inc(batch.length);
+      this.failures = 0;
+      return 0;
+    } catch (error) {
+      this.failures += 1;
+      const delay = retryDelayMs(this.failures, { baseMs: 200, maxDelayMs: 10_000 });
+      logger.warn(
+        `Publishing events to RabbitMQ failed (${(error as Error).message}); retrying in ${delay} ms`,
+      );
+      return delay;
     }
   }
 }

@@ -3,7 +3,7 @@ import type { CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import { customerCreatedToDelivery, type NewDelivery, type SyncStore } from './store.js';
 import { traceIdFromTraceparent } from '../core/tracing.js';
-import { Wakeup } from '../core/wakeup.js';
+import { RepeatingTask, type NextStep } from '../core/repeating-task.js';
 
 export const POLL_LEASE = 'poll:crm';
 const CURSOR_SOURCE = 'crm';
@@ -46,10 +46,9 @@ export interface PollerStatus {
  * interval.
  */
 export class FeedPoller {
-  private running = false;
-  private loop: Promise<void> | undefined;
-  private readonly wakeup = new Wakeup();
-  private abort = new AbortController();
+  private readonly task = new RepeatingTask(() => this.step());
+  private readonly abort = new AbortController();
+  private failures = 0;
   readonly status: PollerStatus = {
     leader: false,
     lastSuccessAt: undefined,
@@ -82,54 +81,48 @@ export class FeedPoller {
   }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
     this.status.lastTickAt = Date.now();
-    this.loop = this.run();
+    this.task.start();
   }
 
   /** Stops polling, abandons a long-poll in flight and hands the lease to the next instance. */
   async stop(): Promise<void> {
-    this.running = false;
     this.abort.abort();
-    this.wakeup.wake();
-    await this.loop;
+    await this.task.stop();
     if (this.status.leader) {
       await this.options.store.releaseLease(POLL_LEASE, this.options.instanceId).catch(() => {});
       this.status.leader = false;
     }
   }
 
-  private async run(): Promise<void> {
-    let failures = 0;
-    while (this.running) {
-      let pause = 0;
-      try {
-        const more = await this.pollOnce();
-        failures = 0;
-        // Not the leader: look at the lease again after a while. The leader reads on at once: a
-        // full page may have more behind it, and an empty read has already waited on the CRM;
-        // reconciliation waits for its next round.
-        if (!this.status.leader) {
-          pause = Math.min(this.options.intervalMs, this.options.leaseMs / 3);
-        } else if (this.options.reconcile && !more) {
-          pause = this.options.intervalMs;
-        }
-      } catch (error) {
-        if (!this.running) break;
-        failures += 1;
-        const message = (error as Error).message;
-        this.status.lastError = message;
-        this.status.lastErrorAt = Date.now();
-        this.options.metrics.polls.inc({ result: 'error' });
-        pause = Math.min(this.options.intervalMs, 250 * 2 ** Math.min(failures, 6));
-        this.options.logger.warn(
-          `Reading the CRM feed failed: ${message}; trying again in ${pause} ms`,
-        );
+  /** One iteration of the loop; answers how long to pause before the next. */
+  private async step(): Promise<NextStep> {
+    let pause = 0;
+    try {
+      const more = await this.pollOnce();
+      this.failures = 0;
+      // Not the leader: look at the lease again after a while. The leader reads on at once: a
+      // full page may have more behind it, and an empty read has already waited on the CRM;
+      // reconciliation waits for its next round.
+      if (!this.status.leader) {
+        pause = Math.min(this.options.intervalMs, this.options.leaseMs / 3);
+      } else if (this.options.reconcile && !more) {
+        pause = this.options.intervalMs;
       }
-      this.status.lastTickAt = Date.now();
-      if (pause > 0 && this.running) await this.wakeup.sleep(pause);
+    } catch (error) {
+      if (this.abort.signal.aborted) return 'done';
+      this.failures += 1;
+      const message = (error as Error).message;
+      this.status.lastError = message;
+      this.status.lastErrorAt = Date.now();
+      this.options.metrics.polls.inc({ result: 'error' });
+      pause = Math.min(this.options.intervalMs, 250 * 2 ** Math.min(this.failures, 6));
+      this.options.logger.warn(
+        `Reading the CRM feed failed: ${message}; trying again in ${pause} ms`,
+      );
     }
+    this.status.lastTickAt = Date.now();
+    return pause;
   }
 
   /** One read-and-record; answers true when a full page came back (more may be waiting). */

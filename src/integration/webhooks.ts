@@ -5,7 +5,7 @@ import { retryDelayMs } from '../core/backoff.js';
 import { HttpProblem } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import type { Logger } from '../core/logging.js';
-import { Wakeup } from '../core/wakeup.js';
+import { RepeatingTask } from '../core/repeating-task.js';
 import type { CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import {
@@ -38,9 +38,7 @@ export class WebhookRegistration {
   };
   private secrets: string[] = [];
   private lastRefresh = 0;
-  private running = false;
-  private readonly wakeup = new Wakeup();
-  private loop: Promise<void> | undefined;
+  private task: RepeatingTask | undefined;
 
   constructor(
     private readonly crm: CrmClient,
@@ -50,28 +48,26 @@ export class WebhookRegistration {
   /** Registers `url` in the background, retrying with backoff until the CRM answers. */
   start(url: string): void {
     this.status.url = url;
-    this.running = true;
-    this.loop = (async () => {
-      for (let attempt = 1; this.running; attempt += 1) {
-        try {
-          await this.register(url);
-          return;
-        } catch (error) {
-          const delay = retryDelayMs(attempt, { baseMs: 500, maxDelayMs: 30_000 });
-          this.status.lastError = (error as Error).message;
-          this.logger.warn(
-            `Could not register the webhook with the CRM (${this.status.lastError}); retrying in ${delay} ms`,
-          );
-          await this.wakeup.sleep(delay);
-        }
+    let attempt = 0;
+    this.task = new RepeatingTask(async () => {
+      try {
+        await this.register(url);
+        return 'done';
+      } catch (error) {
+        attempt += 1;
+        const delay = retryDelayMs(attempt, { baseMs: 500, maxDelayMs: 30_000 });
+        this.status.lastError = (error as Error).message;
+        this.logger.warn(
+          `Could not register the webhook with the CRM (${this.status.lastError}); retrying in ${delay} ms`,
+        );
+        return delay;
       }
-    })();
+    });
+    this.task.start();
   }
 
   async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.wake();
-    await this.loop;
+    await this.task?.stop();
   }
 
   private async register(url: string): Promise<void> {
