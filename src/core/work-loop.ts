@@ -1,5 +1,5 @@
 import type { Logger } from './logging.js';
-import { Wakeup } from './wakeup.js';
+import { RepeatingTask, type NextStep } from './repeating-task.js';
 
 export interface WorkLoopOptions<Item> {
   /** Short name for logs, e.g. `deliveries`. */
@@ -21,60 +21,50 @@ export interface WorkLoopOptions<Item> {
  */
 export class WorkLoop<Item> {
   private readonly inFlight = new Set<Promise<void>>();
-  private readonly wakeup = new Wakeup();
-  private running = false;
-  private loop: Promise<void> | undefined;
+  private readonly task = new RepeatingTask(() => this.step());
 
   constructor(private readonly options: WorkLoopOptions<Item>) {}
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.loop = this.run();
+    this.task.start();
   }
 
   /** Looks for work now rather than at the next idle tick. */
   wake(): void {
-    this.wakeup.wake();
+    this.task.wake();
   }
 
   /** Stops claiming and waits for the items in flight. */
   async stop(): Promise<void> {
-    this.running = false;
-    this.wakeup.wake();
-    await this.loop;
+    await this.task.stop();
     await Promise.allSettled([...this.inFlight]);
   }
 
-  private async run(): Promise<void> {
+  private async step(): Promise<NextStep> {
     const { concurrency, logger, name } = this.options;
-    const idleMs = this.options.idleMs ?? 500;
-    while (this.running) {
-      const free = concurrency - this.inFlight.size;
-      let claimed: Item[] = [];
-      if (free > 0) {
-        try {
-          claimed = await this.options.claim(free);
-        } catch (error) {
-          logger.error({ err: error }, `Could not claim due ${name} from the database; retrying`);
-        }
-      }
-      for (const item of claimed) {
-        const task: Promise<void> = this.options
-          .handle(item)
-          .catch((error: unknown) =>
-            logger.error({ err: error }, `Unexpected error handling ${name}`),
-          )
-          .finally(() => {
-            this.inFlight.delete(task);
-            this.wakeup.wake();
-          });
-        this.inFlight.add(task);
-      }
-      // A full batch means more may be due: look again at once, unless every slot is busy.
-      if (claimed.length === 0 || claimed.length < free || this.inFlight.size >= concurrency) {
-        await this.wakeup.sleep(idleMs);
+    const free = concurrency - this.inFlight.size;
+    let claimed: Item[] = [];
+    if (free > 0) {
+      try {
+        claimed = await this.options.claim(free);
+      } catch (error) {
+        logger.error({ err: error }, `Could not claim due ${name} from the database; retrying`);
       }
     }
+    for (const item of claimed) {
+      const handling: Promise<void> = this.options
+        .handle(item)
+        .catch((error: unknown) =>
+          logger.error({ err: error }, `Unexpected error handling ${name}`),
+        )
+        .finally(() => {
+          this.inFlight.delete(handling);
+          this.task.wake();
+        });
+      this.inFlight.add(handling);
+    }
+    // A full batch means more may be due: look again at once, unless every slot is busy.
+    const idle = claimed.length === 0 || claimed.length < free || this.inFlight.size >= concurrency;
+    return idle ? (this.options.idleMs ?? 500) : 0;
   }
 }
