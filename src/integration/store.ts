@@ -349,7 +349,8 @@ export class SyncStore {
 
   /** Deliveries completed per `bucketMs` since `sinceMs`, as [bucket start, count] pairs. */
   async deliveredPerBucket(sinceMs: number, bucketMs: number): Promise<[number, number][]> {
-    const bucket = sql<number>`delivered_at / ${bucketMs}`;
+    // A literal, not a parameter: PostgreSQL must see the same expression in SELECT and GROUP BY.
+    const bucket = sql<number>`delivered_at / ${sql.lit(Math.floor(bucketMs))}`;
     const rows = await this.db
       .selectFrom('deliveries')
       .select([bucket.as('bucket'), (eb) => eb.fn.countAll<number>().as('count')])
