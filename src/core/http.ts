@@ -1,5 +1,5 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import Fastify, {
   LogController,
@@ -98,7 +98,7 @@ function describeStatus(status: number): string {
     case 422:
       return 'Understood but cannot be processed.';
     default:
-      return 'Error';
+      return STATUS_CODES[status] ?? 'Error';
   }
 }
 
