@@ -1,0 +1,511 @@
+/**
+ * `npm run bench [-- --quick]`: runs the real services (embedded SQLite, one temporary DATA_DIR per
+ * run, free ports) through the scenarios of issue 7 and writes bench/results.json and
+ * bench/results.svg. See "## Benchmarks" in README.md for what each scenario measures.
+ */
+import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { bulkInsertCustomers } from './bulk-insert.js';
+import { renderChart, type LagSeries, type ThroughputBar } from './chart.js';
+import {
+  rssMb,
+  sleep,
+  startBaseline,
+  startService,
+  tempDataDir,
+  type Service,
+} from './services.js';
+
+const quick = process.argv.includes('--quick');
+const SIZES = quick
+  ? {
+      push_rate: 200,
+      push_seconds: 5,
+      backlog: 5_000,
+      empty_poll_small: 1_000,
+      empty_poll_large: 10_000,
+    }
+  : {
+      push_rate: 500,
+      push_seconds: 20,
+      backlog: 100_000,
+      empty_poll_small: 1_000,
+      empty_poll_large: 1_000_000,
+    };
+/** Longest wait for one run's deliveries; a run that takes longer is reported as not finished. */
+const DELIVERY_TIMEOUT_MS = quick ? 60_000 : 60 * 60_000;
+const EMPTY_POLL_CALLS = 200;
+/** Baseline polls list every customer, so at 1,000,000 they are slow: fewer calls, bounded time. */
+const BASELINE_EMPTY_POLL_BUDGET_MS = quick ? 2_000 : 60_000;
+
+const BENCH_DIR = fileURLToPath(new URL('../../bench/', import.meta.url));
+const tty = process.stdout.isTTY === true;
+
+// ---------- output ----------
+
+let lastPlainProgress = 0;
+/** A progress line redrawn in place on a terminal; an occasional plain line otherwise (CI logs). */
+function progress(line: string): void {
+  if (tty) {
+    process.stdout.write(`\r\x1b[K${line}`);
+  } else if (Date.now() - lastPlainProgress > 5_000) {
+    lastPlainProgress = Date.now();
+    process.stdout.write(`  … ${line}\n`);
+  }
+}
+function say(line: string): void {
+  if (tty) process.stdout.write('\r\x1b[K');
+  process.stdout.write(`${line}\n`);
+}
+
+const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
+function percentile(sorted: number[], share: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? NaN;
+}
+function median(values: number[]): number {
+  return percentile(
+    [...values].sort((a, b) => a - b),
+    0.5,
+  );
+}
+
+// ---------- the services ----------
+
+interface Stack {
+  crm: Service;
+  inventory: Service;
+  dataDir: string;
+  stopAll(): Promise<void>;
+}
+
+/** CRM and Inventory on a fresh DATA_DIR; with `customers`, that many already in the CRM. */
+async function startStack(
+  label: string,
+  env: Record<string, string>,
+  customers = 0,
+): Promise<Stack> {
+  const { dir, cleanup } = tempDataDir(label);
+  const common = { DATA_DIR: dir, ...env };
+  if (customers > 0) {
+    // Start the CRM once so its own migrations create the schema, then fill it while it is stopped.
+    const migrate = await startService('crm', 'crm/main.js', 'CRM_PORT', common);
+    await migrate.stop();
+    progress(
+      `${label}: inserting ${customers.toLocaleString('en')} customers into crm.sqlite directly`,
+    );
+    bulkInsertCustomers(
+      path.join(dir, 'crm.sqlite'),
+      customers,
+      `${label}-${randomBytes(3).toString('hex')}`,
+    );
+  }
+  const [crm, inventory] = await Promise.all([
+    startService('crm', 'crm/main.js', 'CRM_PORT', common),
+    startService('inventory', 'inventory/main.js', 'INVENTORY_PORT', common),
+  ]);
+  return {
+    crm,
+    inventory,
+    dataDir: dir,
+    stopAll: async () => {
+      await Promise.all([crm, inventory].map((service) => service.stop()));
+      cleanup();
+    },
+  };
+}
+
+function startIntegration(
+  stack: Stack,
+  mode: string,
+  env: Record<string, string>,
+): Promise<Service> {
+  return startService('integration', 'integration/main.js', 'INTEGRATION_PORT', {
+    DATA_DIR: stack.dataDir,
+    SYNC_MODE: mode,
+    CRM_URL: stack.crm.url,
+    INVENTORY_URL: stack.inventory.url,
+    ...env,
+  });
+}
+
+/** Package requests Inventory has created, from its Prometheus counter (one cheap GET). */
+async function inventoryCount(inventory: Service): Promise<number> {
+  const text = await (await fetch(`${inventory.url}/metrics`)).text();
+  const match = /^inventory_package_requests_created_total(?:\{[^}]*\})? (\d+)/m.exec(text);
+  return match ? Number(match[1]) : 0;
+}
+
+/** Waits until Inventory holds `target` package requests; answers the ms it took, or null on timeout. */
+async function waitForDeliveries(inventory: Service, target: number, label: string, since: number) {
+  for (;;) {
+    const count = await inventoryCount(inventory);
+    const seconds = (performance.now() - since) / 1000;
+    progress(
+      `${label}: ${count.toLocaleString('en')}/${target.toLocaleString('en')} package requests, ${Math.round(count / seconds)}/s`,
+    );
+    if (count >= target) return performance.now() - since;
+    if (performance.now() - since > DELIVERY_TIMEOUT_MS) return null;
+    await sleep(100);
+  }
+}
+
+// ---------- push_lag ----------
+
+interface LagResult {
+  mode: string;
+  customers: number;
+  failed: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  sorted: number[];
+}
+
+async function pushLag(mode: string, env: Record<string, string>): Promise<LagResult | null> {
+  const label = `push_lag ${mode}`;
+  const stack = await startStack(`push-${mode}`, env);
+  try {
+    const integration = await startIntegration(stack, mode, env);
+    stack.stopAll = ((stopAll) => async () => {
+      await integration.stop();
+      await stopAll();
+    })(stack.stopAll);
+    const total = SIZES.push_rate * SIZES.push_seconds;
+    const createdAt = new Map<string, number>();
+    let failed = 0;
+    let sent = 0;
+    const inFlight = new Set<Promise<void>>();
+    const prefix = randomBytes(4).toString('hex');
+    const create = async (n: number) => {
+      try {
+        const answer = await fetch(`${stack.crm.url}/customers`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({
+            name: `Lag Customer ${n}`,
+            email: `lag-${prefix}-${n}@example.com`,
+          }),
+        });
+        const body = (await answer.json()) as { id: string; created_at: string };
+        if (answer.status === 201) createdAt.set(body.id, Date.parse(body.created_at));
+        else failed++;
+      } catch {
+        failed++;
+      }
+    };
+    // Open loop at a steady rate: every 10 ms, send what is due, whatever the answers' speed.
+    const started = performance.now();
+    while (sent < total) {
+      const due = Math.min(
+        total,
+        Math.floor(((performance.now() - started) / 1000) * SIZES.push_rate),
+      );
+      while (sent < due) {
+        const request = create(++sent);
+        inFlight.add(request);
+        void request.finally(() => inFlight.delete(request));
+      }
+      progress(`${label}: ${sent}/${total} customers sent at ${SIZES.push_rate}/s`);
+      await sleep(10);
+    }
+    await Promise.all(inFlight);
+    const delivered = await waitForDeliveries(
+      stack.inventory,
+      createdAt.size,
+      label,
+      performance.now(),
+    );
+    if (delivered === null) say(`${label}: not every package request arrived within the timeout`);
+    // Read Inventory's created_at of each package request only now, so reading adds no load during the run.
+    const lags: number[] = [];
+    let url: string | undefined = `${stack.inventory.url}/package-requests?limit=1000`;
+    while (url) {
+      const answer = await fetch(url);
+      for (const request of (await answer.json()) as {
+        customer_id: string;
+        created_at: string;
+      }[]) {
+        const customerCreated = createdAt.get(request.customer_id);
+        if (customerCreated !== undefined)
+          lags.push(Date.parse(request.created_at) - customerCreated);
+      }
+      const next = /<([^>]+)>;\s*rel="next"/.exec(answer.headers.get('link') ?? '')?.[1];
+      url = next ? new URL(next, stack.inventory.url).toString() : undefined;
+    }
+    lags.sort((a, b) => a - b);
+    const result: LagResult = {
+      mode,
+      customers: createdAt.size,
+      failed,
+      p50_ms: percentile(lags, 0.5),
+      p99_ms: percentile(lags, 0.99),
+      max_ms: lags[lags.length - 1] ?? NaN,
+      sorted: lags,
+    };
+    say(
+      `push_lag   ${mode.padEnd(8)} ${result.customers} customers at ${SIZES.push_rate}/s: ` +
+        `p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, max ${result.max_ms} ms` +
+        (failed > 0 ? ` (${failed} creates failed)` : '') +
+        (lags.length < result.customers
+          ? ` (${result.customers - lags.length} never delivered)`
+          : ''),
+    );
+    return result;
+  } finally {
+    await stack.stopAll();
+  }
+}
+
+// ---------- backlog, empty_poll and rss, for the platform and the baseline ----------
+
+type System = 'platform' | 'baseline';
+
+interface BacklogRun {
+  size: number;
+  backlog_per_s: number | null;
+  empty_poll_ms: number | null;
+  empty_poll_calls: number;
+  rss_mb: Record<string, number | null>;
+  rss_mb_total: number | null;
+}
+
+/** Times one empty read of the CRM's feed after its last position, the way the poller reads it. */
+async function platformEmptyPoll(
+  crm: Service,
+  lastPosition: number,
+): Promise<{ ms: number; calls: number }> {
+  const times: number[] = [];
+  for (let i = 0; i < EMPTY_POLL_CALLS; i++) {
+    const started = performance.now();
+    const answer = await fetch(`${crm.url}/events?after=${lastPosition}&limit=500&wait=0`);
+    const events = (await answer.json()) as unknown[];
+    times.push(performance.now() - started);
+    if (events.length > 0) throw new Error(`the feed was not empty after position ${lastPosition}`);
+  }
+  return { ms: median(times), calls: times.length };
+}
+
+/** Asks the baseline process for polls (each lists every customer and finds nothing new). */
+async function baselineEmptyPoll(baseline: Service): Promise<{ ms: number; calls: number }> {
+  const times: number[] = [];
+  const started = performance.now();
+  while (
+    times.length < 3 ||
+    (times.length < EMPTY_POLL_CALLS && performance.now() - started < BASELINE_EMPTY_POLL_BUDGET_MS)
+  ) {
+    const answer = await new Promise<{ ms: number; created: number }>((resolve) => {
+      const onMessage = (message: { type?: string; ms: number; created: number }) => {
+        if (message.type !== 'polled') return;
+        baseline.child.off('message', onMessage);
+        resolve(message);
+      };
+      baseline.child.on('message', onMessage);
+      baseline.child.send({ type: 'poll' });
+    });
+    if (answer.created > 0) throw new Error('the baseline found new customers in an empty poll');
+    times.push(answer.ms);
+  }
+  return { ms: median(times), calls: times.length };
+}
+
+async function backlogRun(system: System, size: number): Promise<BacklogRun> {
+  const label = `${system} ${size.toLocaleString('en')}`;
+  const stack = await startStack(`${system}-${size}`, {}, size);
+  let consumer: Service | undefined;
+  try {
+    // Timed from the consumer's start: it starts empty, with the whole backlog waiting in the CRM.
+    const started = performance.now();
+    consumer =
+      system === 'platform'
+        ? await startIntegration(stack, 'poll', {})
+        : await startBaseline({ CRM_URL: stack.crm.url, INVENTORY_URL: stack.inventory.url });
+    const ms = await waitForDeliveries(stack.inventory, size, `backlog ${label}`, started);
+    const backlogPerS = ms === null ? null : round(size / (ms / 1000), 0);
+    let emptyPoll: { ms: number; calls: number } | null = null;
+    if (ms !== null) {
+      progress(`empty_poll ${label}`);
+      emptyPoll =
+        system === 'platform'
+          ? await platformEmptyPoll(stack.crm, size)
+          : await baselineEmptyPoll(consumer);
+    }
+    const rss = {
+      crm: rssMb(stack.crm.child.pid),
+      inventory: rssMb(stack.inventory.child.pid),
+      [system === 'platform' ? 'integration' : 'baseline']: rssMb(consumer.child.pid),
+    };
+    const values = Object.values(rss);
+    const total = values.every((value) => value !== null)
+      ? round(
+          values.reduce((a, b) => a! + b!, 0)!,
+          1,
+        )
+      : null;
+    say(
+      `${system.padEnd(8)} ${size.toLocaleString('en').padStart(9)} customers: ` +
+        `backlog ${backlogPerS ?? 'timed out'} customers/s, ` +
+        `empty poll ${emptyPoll ? `${round(emptyPoll.ms, 3)} ms (median of ${emptyPoll.calls})` : 'n/a'}, ` +
+        `rss ${total ?? 'n/a'} MB (${Object.entries(rss)
+          .map(([name, mb]) => `${name} ${mb}`)
+          .join(', ')})`,
+    );
+    return {
+      size,
+      backlog_per_s: backlogPerS,
+      empty_poll_ms: emptyPoll ? round(emptyPoll.ms, 3) : null,
+      empty_poll_calls: emptyPoll?.calls ?? 0,
+      rss_mb: rss,
+      rss_mb_total: total,
+    };
+  } finally {
+    await consumer?.stop();
+    await stack.stopAll();
+  }
+}
+
+// ---------- main ----------
+
+async function main(): Promise<void> {
+  const benchStarted = performance.now();
+  const machine = {
+    cpus: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model ?? 'unknown',
+    memory_gb: round(os.totalmem() / 1024 ** 3, 1),
+    node: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+  say(
+    `Bench (${quick ? 'quick' : 'full'}) on ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}; ` +
+      `SQLite, services with LOG_LEVEL=warn. Customers for backlog/empty_poll are inserted into crm.sqlite directly.`,
+  );
+
+  // push_lag: webhook and hybrid always, amqp when a broker is configured.
+  const modes: [string, Record<string, string>][] = [
+    ['webhook', {}],
+    ['hybrid', {}],
+  ];
+  if (process.env.AMQP_URL) {
+    modes.push([
+      'amqp',
+      {
+        AMQP_URL: process.env.AMQP_URL,
+        AMQP_NAME_PREFIX: `bench-${randomBytes(4).toString('hex')}.`,
+      },
+    ]);
+  }
+  const lag: LagResult[] = [];
+  for (const [mode, env] of modes) {
+    const result = await pushLag(mode, env);
+    if (result) lag.push(result);
+  }
+
+  // backlog, empty_poll and rss at each size, platform then baseline, against identical stacks.
+  const sizes = [...new Set([SIZES.empty_poll_small, SIZES.backlog, SIZES.empty_poll_large])].sort(
+    (a, b) => a - b,
+  );
+  const runs: Record<System, BacklogRun[]> = { platform: [], baseline: [] };
+  for (const size of sizes) {
+    for (const system of ['platform', 'baseline'] as const)
+      runs[system].push(await backlogRun(system, size));
+  }
+  const at = (system: System, size: number) => runs[system].find((run) => run.size === size);
+
+  // Push lag in the headline is the default mode's (hybrid); every mode is in push_lag.
+  const headlineLag = lag.find((result) => result.mode === 'hybrid') ?? lag[0];
+  const results = {
+    generated_at: new Date().toISOString(),
+    quick,
+    machine,
+    sizes: SIZES,
+    notes: [
+      'push lag = package request created_at (Inventory) - customer created_at (CRM), both server clocks on this machine, ms resolution',
+      'push_lag_p50_ms/p99_ms are the hybrid (default) mode; every mode is under push_lag',
+      'backlog and empty_poll customers are inserted into the CRM SQLite file directly, not through the API',
+      'empty_poll platform = GET /events?after=<last>&limit=500&wait=0; baseline = one full list of all customers finding nothing new',
+      quick
+        ? 'quick mode: the "_1m" figures are at sizes.empty_poll_large, the "_1k" at sizes.empty_poll_small'
+        : 'full mode',
+    ],
+    platform: {
+      push_lag_p50_ms: headlineLag?.p50_ms ?? null,
+      push_lag_p99_ms: headlineLag?.p99_ms ?? null,
+      push_lag_max_ms: headlineLag?.max_ms ?? null,
+      backlog_per_s: at('platform', SIZES.backlog)?.backlog_per_s ?? null,
+      empty_poll_ms_1k: at('platform', SIZES.empty_poll_small)?.empty_poll_ms ?? null,
+      empty_poll_ms_1m: at('platform', SIZES.empty_poll_large)?.empty_poll_ms ?? null,
+      rss_mb_total_1m: at('platform', SIZES.empty_poll_large)?.rss_mb_total ?? null,
+    },
+    baseline: {
+      backlog_per_s: at('baseline', SIZES.backlog)?.backlog_per_s ?? null,
+      empty_poll_ms_1k: at('baseline', SIZES.empty_poll_small)?.empty_poll_ms ?? null,
+      empty_poll_ms_1m: at('baseline', SIZES.empty_poll_large)?.empty_poll_ms ?? null,
+      rss_mb_total_1m: at('baseline', SIZES.empty_poll_large)?.rss_mb_total ?? null,
+    },
+    push_lag: lag.map(({ sorted: _sorted, ...rest }) => rest),
+    runs,
+    duration_s: 0,
+  };
+
+  // Final table: platform vs baseline, with the ratio in the direction where > 1 means the platform is better.
+  const rows: [string, number | null, number | null, 'higher' | 'lower'][] = [
+    ['push lag p50 (ms)', results.platform.push_lag_p50_ms, null, 'lower'],
+    ['push lag p99 (ms)', results.platform.push_lag_p99_ms, null, 'lower'],
+    [
+      `backlog ${SIZES.backlog.toLocaleString('en')} (customers/s)`,
+      results.platform.backlog_per_s,
+      results.baseline.backlog_per_s,
+      'higher',
+    ],
+    [
+      `empty poll ${SIZES.empty_poll_small.toLocaleString('en')} (ms)`,
+      results.platform.empty_poll_ms_1k,
+      results.baseline.empty_poll_ms_1k,
+      'lower',
+    ],
+    [
+      `empty poll ${SIZES.empty_poll_large.toLocaleString('en')} (ms)`,
+      results.platform.empty_poll_ms_1m,
+      results.baseline.empty_poll_ms_1m,
+      'lower',
+    ],
+    [
+      `rss at ${SIZES.empty_poll_large.toLocaleString('en')} (MB, total)`,
+      results.platform.rss_mb_total_1m,
+      results.baseline.rss_mb_total_1m,
+      'lower',
+    ],
+  ];
+  say('');
+  say(
+    `${'metric'.padEnd(32)} ${'platform'.padStart(10)} ${'baseline'.padStart(10)} ${'platform better by'.padStart(20)}`,
+  );
+  for (const [name, platform, baseline, better] of rows) {
+    const ratio =
+      platform !== null && baseline !== null && platform > 0 && baseline > 0
+        ? `${round(better === 'higher' ? platform / baseline : baseline / platform, 1)}×`
+        : '—';
+    say(
+      `${name.padEnd(32)} ${String(platform ?? '—').padStart(10)} ${String(baseline ?? '—').padStart(10)} ${ratio.padStart(20)}`,
+    );
+  }
+
+  const lagSeries: LagSeries[] = lag.map((result) => ({
+    label: `platform, ${result.mode}`,
+    sorted: result.sorted,
+  }));
+  const bars: ThroughputBar[] = sizes.map((size) => ({
+    size,
+    platform: at('platform', size)?.backlog_per_s ?? null,
+    baseline: at('baseline', size)?.backlog_per_s ?? null,
+  }));
+  const subtitle = `${quick ? 'quick mode' : 'full mode'}, ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}, SQLite`;
+  writeFileSync(path.join(BENCH_DIR, 'results.svg'), renderChart(lagSeries, bars, subtitle));
+  results.duration_s = round((performance.now() - benchStarted) / 1000, 1);
+  writeFileSync(path.join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  say(`\nWrote bench/results.json and bench/results.svg in ${results.duration_s} s.`);
+}
+
+await main();

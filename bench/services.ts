@@ -1,0 +1,156 @@
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** dist/ of the project: the bench runs the same compiled services `npm start` runs. */
+export const DIST = fileURLToPath(new URL('../', import.meta.url));
+
+/** A TCP port nothing listens on right now. */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/** Every child and temporary folder still alive, so Ctrl-C stops and removes them too. */
+const running = new Set<ChildProcess>();
+const folders = new Set<string>();
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const child of running) child.kill('SIGTERM');
+    for (const dir of folders) rmSync(dir, { recursive: true, force: true });
+    process.exit(130);
+  });
+}
+
+export interface Service {
+  name: string;
+  url: string;
+  child: ChildProcess;
+  /** SIGTERM, then resolves once the process has exited. */
+  stop(): Promise<void>;
+}
+
+function track(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/**
+ * Starts `dist/<script>` and waits for its `/ready` (the "listening on" line is an info log, and the
+ * bench runs with LOG_LEVEL=warn so logging costs nothing). Warnings and errors are kept and shown
+ * if the service dies.
+ */
+export async function startService(
+  name: string,
+  script: string,
+  portVariable: string,
+  env: Record<string, string>,
+): Promise<Service> {
+  const port = await freePort();
+  const child = spawn(process.execPath, [path.join(DIST, script)], {
+    env: {
+      ...process.env,
+      LOG_LEVEL: 'warn',
+      LOG_FORMAT: 'json',
+      [portVariable]: String(port),
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  track(child);
+  let output = '';
+  const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
+  child.stdout!.on('data', keep);
+  child.stderr!.on('data', keep);
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (child.exitCode !== null)
+      throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
+    try {
+      const answer = await fetch(`${url}/ready`);
+      await answer.arrayBuffer();
+      if (answer.ok) break;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) throw new Error(`${name} not ready within 30 s:\n${output}`);
+    await sleep(50);
+  }
+  return {
+    name,
+    url,
+    child,
+    stop: () => {
+      const done = exited(child);
+      child.kill('SIGTERM');
+      return done;
+    },
+  };
+}
+
+/** The bench's seed-style poller (bench/baseline.ts), with an IPC channel to ask it for one poll. */
+export async function startBaseline(env: Record<string, string>): Promise<Service> {
+  const child = fork(path.join(DIST, 'bench/baseline.js'), [], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  track(child);
+  await new Promise<void>((resolve, reject) => {
+    child.once('message', () => resolve());
+    child.once('exit', (code) => reject(new Error(`baseline exited with ${code}`)));
+  });
+  return {
+    name: 'baseline',
+    url: '',
+    child,
+    stop: () => {
+      const done = exited(child);
+      child.kill('SIGTERM');
+      return done;
+    },
+  };
+}
+
+/** Resident set size of a process in MB, from /proc (Linux); null elsewhere. */
+export function rssMb(pid: number | undefined): number | null {
+  if (pid === undefined) return null;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const match = /VmRSS:\s+(\d+) kB/.exec(status);
+    return match ? Math.round((Number(match[1]) / 1024) * 10) / 10 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** A fresh temporary DATA_DIR, removed by `cleanup()`. */
+export function tempDataDir(label: string): { dir: string; cleanup: () => void } {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `mip-bench-${label}-`));
+  folders.add(dir);
+  return {
+    dir,
+    cleanup: () => {
+      rmSync(dir, { recursive: true, force: true });
+      folders.delete(dir);
+    },
+  };
+}
