@@ -14,10 +14,6 @@ export class RepeatingTask {
 
   constructor(private readonly step: () => Promise<NextStep>) {}
 
-  get isRunning(): boolean {
-    return this.running;
-  }
-
   start(): void {
     if (this.running) return;
     this.running = true;

@@ -119,11 +119,6 @@ export class SyncStore {
     return items.filter((item) => fresh.has(item.customerId));
   }
 
-  /** Records customers (no cursor); answers those not seen before. */
-  async record(items: NewDelivery[], now = Date.now()): Promise<NewDelivery[]> {
-    return this.db.transaction().execute((trx) => this.insertNew(trx, items, now));
-  }
-
   /**
    * Records a pushed message's customers and remembers its id, in one transaction. Answers
    * undefined when the message id was seen before (a redelivery): nothing is written.

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/core/migrations.js';
 import { integrationMigrations, type IntegrationTables } from '../../src/integration/migrations.js';
@@ -14,6 +15,10 @@ beforeEach(async () => {
 afterEach(async () => {
   await database.drop();
 });
+
+/** Records pushed customers as a message of their own, as a webhook or RabbitMQ would. */
+const record = (items: NewDelivery[], now?: number) =>
+  store.recordMessage(randomUUID(), 'test', items, now);
 
 const item = (n: number): NewDelivery => ({
   customerId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
@@ -39,13 +44,16 @@ describe('leases', () => {
 });
 
 describe('recording', () => {
-  it('records each customer once whichever source reports it', async () => {
-    expect((await store.record([item(1), item(2)])).map((i) => i.customerId)).toEqual([
+  it('records each customer once whichever message reports it, and each message once', async () => {
+    expect((await record([item(1), item(2)]))!.map((i) => i.customerId)).toEqual([
       item(1).customerId,
       item(2).customerId,
     ]);
-    expect(await store.record([item(2), item(3)])).toEqual([item(3)]);
-    expect((await store.countByState()).pending).toBe(3);
+    expect(await record([item(2), item(3)])).toEqual([item(3)]);
+    const id = randomUUID();
+    expect(await store.recordMessage(id, 'test', [item(4)])).toEqual([item(4)]);
+    expect(await store.recordMessage(id, 'test', [item(5)])).toBeUndefined();
+    expect((await store.countByState()).pending).toBe(4);
   });
 
   it('refuses a feed read recorded without the lease or from a stale cursor, writing nothing', async () => {
@@ -63,7 +71,7 @@ describe('recording', () => {
 
 describe('claims', () => {
   it('gives each due delivery to one holder, and hands expired claims over', async () => {
-    await store.record([1, 2, 3].map(item), 0);
+    await record([1, 2, 3].map(item), 0);
     const a = await store.claimDue('a', 2, 1_000, 10);
     const b = await store.claimDue('b', 5, 1_000, 10);
     expect(a).toHaveLength(2);
@@ -78,7 +86,7 @@ describe('claims', () => {
   });
 
   it('does not claim a delivery before it is due, nor a delivered or dead one', async () => {
-    await store.record([1, 2].map(item), 0);
+    await record([1, 2].map(item), 0);
     const [first, second] = await store.claimDue('a', 2, 1_000, 0);
     await store.markFailed(first!, 'a', { state: 'retrying', error: 'x', nextAttemptAt: 5_000 }, 0);
     await store.markFailed(
@@ -94,7 +102,7 @@ describe('claims', () => {
   });
 
   it('replays a dead letter once with a fresh attempt budget; a second replay does nothing', async () => {
-    await store.record([item(1)], 0);
+    await record([item(1)], 0);
     const [row] = await store.claimDue('a', 1, 1_000, 0);
     await store.markFailed(
       row!,
@@ -110,7 +118,7 @@ describe('claims', () => {
   });
 
   it('releases an untried claim without counting an attempt', async () => {
-    await store.record([item(1)], 0);
+    await record([item(1)], 0);
     const [row] = await store.claimDue('a', 1, 1_000, 0);
     expect(await store.releaseClaim(row!, 'a', 2_000, 0)).toBe(true);
     expect(await store.get(row!.customer_id)).toMatchObject({
