@@ -62,6 +62,16 @@ const post = (path: string, body: unknown) =>
     payload: JSON.stringify(body),
   });
 
+const endpointStatus = async (id: string) =>
+  (await t!.app.inject({ method: 'GET', url: `/webhook-endpoints/${id}` })).json().status as string;
+
+const waitForDisabled = (id: string) =>
+  waitUntil(
+    async () => (await endpointStatus(id)) === 'disabled',
+    5_000,
+    'the endpoint to be disabled',
+  );
+
 const createCustomer = async (email = 'jane.doe@example.com') =>
   (await post('/customers', { name: 'Jane Doe', email })).json() as { id: string };
 
@@ -221,13 +231,7 @@ describe('webhook delivery', () => {
     await start();
     const { id } = (await post('/webhook-endpoints', { url: receiver.url })).json();
     await createCustomer();
-    await waitUntil(
-      async () =>
-        (await t!.app.inject({ method: 'GET', url: `/webhook-endpoints/${id}` })).json().status ===
-        'disabled',
-      5_000,
-      'the endpoint to be disabled',
-    );
+    await waitForDisabled(id);
     await createCustomer('second@example.com');
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect(receiver.calls).toHaveLength(1);
@@ -241,13 +245,7 @@ describe('webhook delivery', () => {
     await start({ WEBHOOK_DISABLE_AFTER_MS: '300' });
     const { id } = (await post('/webhook-endpoints', { url: receiver.url })).json();
     await createCustomer();
-    await waitUntil(
-      async () =>
-        (await t!.app.inject({ method: 'GET', url: `/webhook-endpoints/${id}` })).json().status ===
-        'disabled',
-      5_000,
-      'the endpoint to be disabled',
-    );
+    await waitForDisabled(id);
     const endpoint = (
       await t!.app.inject({ method: 'GET', url: `/webhook-endpoints/${id}` })
     ).json();

@@ -1,11 +1,11 @@
 import http from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { connect } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AmqpConnection, AmqpPublisher, prefixedTopology } from '../../src/core/amqp.js';
 import { createLogger } from '../../src/core/logging.js';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
+import { AMQP_URL, deleteTopology } from '../support/amqp.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { seededRandom } from '../support/fault-proxy.js';
 import {
@@ -18,7 +18,6 @@ import {
 } from '../support/platform.js';
 import { freePort, startServiceProcess, type ServiceProcess } from '../support/processes.js';
 
-const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 let upstreams: Upstreams | undefined;
@@ -43,16 +42,6 @@ async function start(script: string, env: Record<string, string>): Promise<Servi
 async function kill(service: ServiceProcess): Promise<void> {
   await service.stop('SIGKILL');
   processes.delete(service);
-}
-
-async function deleteTopology(prefix: string): Promise<void> {
-  const connection = await connect(AMQP_URL);
-  const channel = await connection.createChannel();
-  const names = prefixedTopology(prefix);
-  for (const queue of [names.queue!, names.deadLetterQueue!]) await channel.deleteQueue(queue);
-  for (const exchange of [names.exchange!, names.deadLetterExchange!])
-    await channel.deleteExchange(exchange);
-  await connection.close();
 }
 
 /**

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
-import { connect } from 'amqplib';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AmqpConnection, AmqpPublisher, prefixedTopology } from '../../src/core/amqp.js';
 import { createLogger } from '../../src/core/logging.js';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
+import { AMQP_URL, deleteTopology } from '../support/amqp.js';
 import type { TestApp } from '../support/apps.js';
 import { expectProblem } from '../support/apps.js';
 import {
@@ -15,20 +15,6 @@ import {
   waitUntil,
   type Upstreams,
 } from '../support/platform.js';
-
-const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
-
-/** Removes a test's prefixed exchanges and queues from the broker. */
-async function deleteTopology(prefix: string): Promise<void> {
-  const connection = await connect(AMQP_URL);
-  const channel = await connection.createChannel();
-  const names = prefixedTopology(prefix);
-  await channel.deleteQueue(names.queue!);
-  await channel.deleteQueue(names.deadLetterQueue!);
-  await channel.deleteExchange(names.exchange!);
-  await channel.deleteExchange(names.deadLetterExchange!);
-  await connection.close();
-}
 
 let upstreams: Upstreams | undefined;
 let integration: TestApp<IntegrationTables> | undefined;
