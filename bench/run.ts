@@ -20,6 +20,17 @@ import {
 } from './services.js';
 
 const quick = process.argv.includes('--quick');
+/** `--only=backlog,push_lag`: run just those scenarios (empty_poll and rss come with backlog). */
+const only = process.argv
+  .find((arg) => arg.startsWith('--only='))
+  ?.slice('--only='.length)
+  .split(',');
+const selected = (scenario: 'push_lag' | 'backlog') => !only || only.includes(scenario);
+if (process.argv.includes('--profile')) {
+  const dir = path.join(os.tmpdir(), `mip-bench-profiles-${Date.now()}`);
+  process.env.BENCH_PROFILE_DIR = dir;
+  process.stdout.write(`CPU profiles of every service go to ${dir}\n`);
+}
 const SIZES = quick
   ? {
       push_rate: 200,
@@ -397,7 +408,7 @@ async function main(): Promise<void> {
     ]);
   }
   const lag: LagResult[] = [];
-  for (const [mode, env] of modes) {
+  for (const [mode, env] of selected('push_lag') ? modes : []) {
     const result = await pushLag(mode, env);
     if (result) lag.push(result);
   }
@@ -407,7 +418,7 @@ async function main(): Promise<void> {
     (a, b) => a - b,
   );
   const runs: Record<System, BacklogRun[]> = { platform: [], baseline: [] };
-  for (const size of sizes) {
+  for (const size of selected('backlog') ? sizes : []) {
     for (const system of ['platform', 'baseline'] as const)
       runs[system].push(await backlogRun(system, size));
   }
@@ -501,9 +512,14 @@ async function main(): Promise<void> {
     platform: at('platform', size)?.backlog_per_s ?? null,
     baseline: at('baseline', size)?.backlog_per_s ?? null,
   }));
+  results.duration_s = round((performance.now() - benchStarted) / 1000, 1);
+  if (only) {
+    // A partial run must not overwrite the figures the README quotes.
+    say(`\nPartial run (--only=${only.join(',')}) in ${results.duration_s} s; nothing written.`);
+    return;
+  }
   const subtitle = `${quick ? 'quick mode' : 'full mode'}, ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}, SQLite`;
   writeFileSync(path.join(BENCH_DIR, 'results.svg'), renderChart(lagSeries, bars, subtitle));
-  results.duration_s = round((performance.now() - benchStarted) / 1000, 1);
   writeFileSync(path.join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   say(`\nWrote bench/results.json and bench/results.svg in ${results.duration_s} s.`);
 }

@@ -65,7 +65,10 @@ export async function startService(
   env: Record<string, string>,
 ): Promise<Service> {
   const port = await freePort();
-  const child = spawn(process.execPath, [path.join(DIST, script)], {
+  // `npm run bench -- --profile`: each service writes a V8 CPU profile when it exits.
+  const profileDir = process.env.BENCH_PROFILE_DIR;
+  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child = spawn(process.execPath, [...nodeArgs, path.join(DIST, script)], {
     env: {
       ...process.env,
       LOG_LEVEL: 'warn',

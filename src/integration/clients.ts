@@ -82,15 +82,22 @@ async function callJson(
   return { status: response.status, headers: response.headers, body };
 }
 
-function describe(response: JsonResponse): string {
+function describe(response: { status: number; body: unknown }): string {
   const body = response.body as { detail?: string } | undefined;
   const detail = typeof body === 'object' && body?.detail ? `: ${body.detail}` : '';
   return `HTTP ${response.status}${detail}`;
 }
 
+function retryAfterOf(response: JsonResponse): number | undefined {
+  return parseRetryAfter(response.headers.get('retry-after'), Date.now());
+}
+
 /** Sorts an answer that is not a success into a retryable or a permanent failure. */
-function failureOf(response: JsonResponse, what: string): Error {
-  const retryAfterMs = parseRetryAfter(response.headers.get('retry-after'), Date.now());
+function failureOf(
+  response: JsonResponse | { status: number; body: unknown; retryAfterMs: number | undefined },
+  what: string,
+): Error {
+  const retryAfterMs = 'headers' in response ? retryAfterOf(response) : response.retryAfterMs;
   if (response.status === 429 || response.status >= 500) {
     return new TransientError(
       `${what} answered ${describe(response)}`,
@@ -107,41 +114,111 @@ export interface PackageRequestReceipt {
   created: boolean;
 }
 
+/** A welcome package to ask for, with the trace context of the customer's creation. */
+export interface WelcomePackage {
+  customerId: string;
+  traceparent?: string | undefined;
+}
+
+/** Most items one call to Inventory's batch endpoint takes. */
+export const MAX_BATCH_ITEMS = 500;
+
+const welcomePackageRequest = (customerId: string) => ({
+  idempotency_key: `welcome-package:${customerId}`,
+  body: { customer_id: customerId, kind: 'welcome_package' },
+});
+
+/**
+ * Reads Inventory's answer for one item (from the single endpoint or one result of the batch
+ * endpoint): a receipt, or the error to record.
+ */
+function receiptOf(
+  customerId: string,
+  status: number,
+  body: unknown,
+  retryAfterMs: number | undefined,
+): PackageRequestReceipt | Error {
+  const answer = body as { id?: string; code?: string; existing_request?: { id: string } };
+  if (status === 201 && answer?.id) return { packageRequestId: answer.id, created: true };
+  if (status === 409 && answer?.code === 'package_request_exists' && answer.existing_request) {
+    return { packageRequestId: answer.existing_request.id, created: false };
+  }
+  if (status === 409 && answer?.code === 'idempotency_key_in_flight') {
+    // Our own earlier call is still running there: ask again later.
+    return new TransientError(
+      `Inventory is still processing an earlier call for customer ${customerId}`,
+      409,
+      retryAfterMs,
+    );
+  }
+  return failureOf({ status, body, retryAfterMs }, 'Inventory');
+}
+
 /** Calls Inventory: one welcome package per customer, made safe to retry by its Idempotency-Key. */
 export class InventoryClient {
   constructor(private readonly options: HttpClientOptions) {}
 
+  /** Asks for one welcome package; throws the failure, whatever it is. */
   async createWelcomePackage(
     customerId: string,
     headers: Record<string, string> = {},
   ): Promise<PackageRequestReceipt> {
+    const receipt = await this.postOne(customerId, headers);
+    if (receipt instanceof Error) throw receipt;
+    return receipt;
+  }
+
+  private async postOne(
+    customerId: string,
+    headers: Record<string, string>,
+  ): Promise<PackageRequestReceipt | Error> {
+    const request = welcomePackageRequest(customerId);
     const response = await callJson(this.options, '/package-requests', {
       method: 'POST',
-      headers: { 'idempotency-key': `welcome-package:${customerId}`, ...headers },
-      body: { customer_id: customerId, kind: 'welcome_package' },
+      headers: { 'idempotency-key': request.idempotency_key, ...headers },
+      body: request.body,
     });
-    const body = response.body as {
-      id?: string;
-      code?: string;
-      existing_request?: { id: string };
-    };
-    if (response.status === 201 && body?.id) return { packageRequestId: body.id, created: true };
-    if (
-      response.status === 409 &&
-      body?.code === 'package_request_exists' &&
-      body.existing_request
-    ) {
-      return { packageRequestId: body.existing_request.id, created: false };
+    return receiptOf(customerId, response.status, response.body, retryAfterOf(response));
+  }
+
+  /**
+   * Asks for many welcome packages in one call (`POST /package-requests/batch`, at most
+   * MAX_BATCH_ITEMS), each item under its own idempotency key. Throws when the call as a whole
+   * failed; otherwise answers, per customer in order, a receipt or that item's error.
+   */
+  async createWelcomePackages(
+    customerIds: string[],
+    headers: Record<string, string> = {},
+  ): Promise<(PackageRequestReceipt | Error)[]> {
+    if (customerIds.length === 1) {
+      // One item (the usual case when events are pushed): the plain endpoint, the smallest call.
+      const answer = await this.postOne(customerIds[0]!, headers);
+      if (answer instanceof TransientError && answer.status !== 409) throw answer;
+      return [answer];
     }
-    if (response.status === 409 && body?.code === 'idempotency_key_in_flight') {
-      // Our own earlier call is still running there: ask again later.
+    const response = await callJson(this.options, '/package-requests/batch', {
+      method: 'POST',
+      headers,
+      body: {
+        items: customerIds.map((customerId) => {
+          const request = welcomePackageRequest(customerId);
+          return { ...request.body, idempotency_key: request.idempotency_key };
+        }),
+      },
+    });
+    const results = (response.body as { results?: { status: number; body: unknown }[] })?.results;
+    if (response.status !== 200 || !Array.isArray(results)) {
+      throw failureOf(response, 'Inventory');
+    }
+    if (results.length !== customerIds.length) {
       throw new TransientError(
-        `Inventory is still processing an earlier call for customer ${customerId}`,
-        409,
-        parseRetryAfter(response.headers.get('retry-after'), Date.now()),
+        `Inventory answered ${results.length} results for ${customerIds.length} items`,
       );
     }
-    throw failureOf(response, 'Inventory');
+    const retryAfterMs = retryAfterOf(response);
+    return customerIds.map((customerId, index) =>
+      receiptOf(customerId, results[index]!.status, results[index]!.body, retryAfterMs),
+    );
   }
 }
 

@@ -1,4 +1,5 @@
 import os from 'node:os';
+import { MAX_BATCH_ITEMS } from './clients.js';
 import {
   ConfigError,
   readChoice,
@@ -37,8 +38,13 @@ export interface IntegrationConfig {
   pollIntervalMs: number;
   /** Events read from the feed per request. Default 500. */
   pollBatchSize: number;
-  /** Deliveries to Inventory in flight at once, per instance. Default 8. */
+  /** Calls to Inventory in flight at once, per instance. Default 8. */
   deliveryConcurrency: number;
+  /**
+   * Most deliveries sent in one call (Inventory's batch endpoint; a single delivery uses the plain
+   * endpoint). 1 sends every delivery on its own. Default 100.
+   */
+  deliveryBatchSize: number;
   /** Calls to Inventory per delivery before a transient failure may be dead-lettered. Default 20. */
   maxAttempts: number;
   /** A transient failure is never dead-lettered before it has lasted this long, in ms. Default 3600000. */
@@ -73,6 +79,10 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     pollIntervalMs: ms('POLL_INTERVAL_MS', 10_000, 50, 3_600_000),
     pollBatchSize: readInteger(env, 'POLL_BATCH_SIZE', 500, { min: 1, max: 1000 }),
     deliveryConcurrency: readInteger(env, 'DELIVERY_CONCURRENCY', 8, { min: 1, max: 256 }),
+    deliveryBatchSize: readInteger(env, 'DELIVERY_BATCH_SIZE', 100, {
+      min: 1,
+      max: MAX_BATCH_ITEMS,
+    }),
     maxAttempts: readInteger(env, 'MAX_ATTEMPTS', 20, { min: 1, max: 1000 }),
     deadLetterAfterMs: ms('DEAD_LETTER_AFTER_MS', 3_600_000, 0, 30 * 86_400_000),
     retryBaseMs: ms('RETRY_BASE_MS', 500, 1, 3_600_000),

@@ -1,20 +1,29 @@
 import type { Logger } from '../core/logging.js';
 import { retryDelayMs, shouldGiveUp, type RetryPolicy } from '../core/backoff.js';
+import { SpanKind, startSpan, traceIdOf, traceparentOf, type Span } from '../core/tracing.js';
+import { WorkLoop } from '../core/work-loop.js';
 import { isCircuitOpenError, type CircuitState } from './circuit.js';
 import { NonRetryableError, TransientError, type PackageRequestReceipt } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
-import type { DeliveryRow, SyncStore } from './store.js';
-import { SpanKind, startSpan, traceIdOf, traceparentOf } from '../core/tracing.js';
-import { WorkLoop } from '../core/work-loop.js';
+import type { DeliveryRow, FailedOutcome, Settlement, SyncStore } from './store.js';
 
 export interface DeliveryWorkerOptions {
   store: SyncStore;
-  /** Creates the package request (through the circuit breaker). */
-  send: (customerId: string, headers: Record<string, string>) => Promise<PackageRequestReceipt>;
+  /**
+   * Asks Inventory for the customers' welcome packages in one call (through the circuit
+   * breaker). Throws when the call failed as a whole; otherwise answers, per customer in order, a
+   * receipt or that item's error.
+   */
+  send: (
+    customerIds: string[],
+    headers: Record<string, string>,
+  ) => Promise<(PackageRequestReceipt | Error)[]>;
   circuitState: () => CircuitState;
   policy: RetryPolicy;
-  /** Deliveries in flight at once. */
+  /** Calls to Inventory in flight at once. */
   concurrency: number;
+  /** Most deliveries sent in one call. */
+  batchSize: number;
   /** How long a claim lasts; longer than one call's timeout. */
   claimMs: number;
   /** Wait before retrying calls a closed circuit refused, in ms. */
@@ -26,22 +35,31 @@ export interface DeliveryWorkerOptions {
   idleMs?: number;
 }
 
+/** Splits `items` into runs of at most `size`. */
+function chunk<T>(items: T[], size: number): T[][] {
+  const chunks: T[][] = [];
+  for (let start = 0; start < items.length; start += size)
+    chunks.push(items.slice(start, start + size));
+  return chunks;
+}
+
 /**
- * Claims due deliveries and calls Inventory for each, up to `concurrency` at once. Every outcome is
- * written back under the claim: delivered, retrying (with backoff), or dead-lettered. A claim that
- * expired (this process stalled) makes the write-back fail: that late completion is counted, and
- * the instance that took the delivery over owns it.
+ * Claims due deliveries and calls Inventory for them, a batch per call and up to `concurrency`
+ * calls at once. Every outcome is written back under the claim: delivered, retrying (with
+ * backoff), or dead-lettered. A claim that expired (this process stalled) makes the write-back
+ * fail: that late completion is counted, and the instance that took the delivery over owns it.
  */
 export class DeliveryWorker {
-  private readonly loop: WorkLoop<DeliveryRow>;
+  private readonly loop: WorkLoop<DeliveryRow[]>;
 
   constructor(private readonly options: DeliveryWorkerOptions) {
-    const { store, concurrency, claimMs, instanceId, logger } = options;
+    const { store, concurrency, batchSize, claimMs, instanceId, logger } = options;
     this.loop = new WorkLoop({
       name: 'deliveries',
       concurrency,
-      claim: (limit) => store.claimDue(instanceId, limit, claimMs),
-      handle: (row) => this.deliver(row),
+      claim: async (calls) =>
+        chunk(await store.claimDue(instanceId, calls * batchSize, claimMs), batchSize),
+      handle: (rows) => this.deliver(rows),
       logger,
       idleMs: options.idleMs,
     });
@@ -56,134 +74,157 @@ export class DeliveryWorker {
     this.loop.wake();
   }
 
-  /** Stops claiming and waits for the deliveries in flight to finish (each is bounded by its timeout). */
+  /** Stops claiming and waits for the calls in flight to finish (each is bounded by its timeout). */
   async stop(): Promise<void> {
     await this.loop.stop();
   }
 
-  private async deliver(row: DeliveryRow): Promise<void> {
-    const { logger } = this.options;
-    // The delivery continues the trace of the CRM request that created the customer.
-    const span = startSpan('create welcome package', SpanKind.CLIENT, row.traceparent);
-    const log = logger.child({ customer_id: row.customer_id, trace_id: traceIdOf(span) });
+  private async deliver(rows: DeliveryRow[]): Promise<void> {
+    // Each delivery continues the trace of the CRM request that created its customer. A batch is
+    // one HTTP call, so the call carries the first delivery's context.
+    const spans = rows.map((row) =>
+      startSpan('create welcome package', SpanKind.CLIENT, row.traceparent),
+    );
     try {
-      await this.attempt(row, log, traceparentOf(span));
+      await this.attempt(rows, spans);
     } finally {
-      span.end();
+      for (const span of spans) span.end();
     }
   }
 
-  private async attempt(row: DeliveryRow, log: Logger, traceparent: string): Promise<void> {
-    const { store, instanceId, metrics } = this.options;
+  private async attempt(rows: DeliveryRow[], spans: Span[]): Promise<void> {
+    const { store, instanceId, metrics, logger } = this.options;
     if (this.options.circuitState() === 'open') {
-      await this.release(row, log);
+      await this.release(rows);
       return;
     }
-    log.info(`Creating package request for customer ID: ${row.customer_id}`);
-    let receipt: PackageRequestReceipt;
+    const logs = rows.map((row, index) =>
+      logger.child({ customer_id: row.customer_id, trace_id: traceIdOf(spans[index]!) }),
+    );
+    rows.forEach((row, index) =>
+      logs[index]!.info(`Creating package request for customer ID: ${row.customer_id}`),
+    );
+    let results: (PackageRequestReceipt | Error)[];
     try {
-      receipt = await this.options.send(row.customer_id, { traceparent });
+      results = await this.options.send(
+        rows.map((row) => row.customer_id),
+        { traceparent: traceparentOf(spans[0]!) },
+      );
     } catch (error) {
-      if (isCircuitOpenError(error)) {
-        // Refused without a call (the circuit opened meanwhile): not an attempt.
-        await this.release(row, log);
-        return;
-      }
-      metrics.attempts.inc();
-      await this.fail(row, error, log);
-      return;
+      // Refused without a call (the circuit opened meanwhile): not an attempt.
+      if (isCircuitOpenError(error)) return this.release(rows);
+      results = rows.map(() => error as Error);
     }
-    metrics.attempts.inc();
+    metrics.attempts.inc(rows.length);
     const now = Date.now();
+    const settlements: Settlement[] = rows.map((row, index) => {
+      const result = results[index]!;
+      return {
+        row,
+        outcome:
+          result instanceof Error
+            ? this.failure(row, result, now)
+            : { state: 'delivered', packageRequestId: result.packageRequestId },
+      };
+    });
+    let written: boolean[];
     try {
-      if (!(await store.markDelivered(row, instanceId, receipt.packageRequestId, now))) {
-        metrics.deliveries.inc({ outcome: 'late_completion' });
-        log.warn(
-          `Package request for customer ID: ${row.customer_id} was made, but this instance's claim had expired; the instance that took it over records it`,
-        );
-        return;
-      }
+      written = await store.settleClaims(instanceId, settlements, now);
     } catch (error) {
-      log.error(
-        { err: error },
-        'Could not record the delivery; its claim will expire and it will be retried',
+      logger.error(
+        { err: error, deliveries: rows.length },
+        'Could not record the outcome of a call to Inventory; the claims will expire and the deliveries will be retried',
       );
       return;
     }
-    metrics.deliveries.inc({ outcome: receipt.created ? 'delivered' : 'duplicate' });
-    metrics.lag.observe(Math.max(0, now - row.customer_created_at) / 1000);
-    log.info(
-      { package_request_id: receipt.packageRequestId },
-      receipt.created
-        ? `Successfully created package request for customer ID: ${row.customer_id}`
-        : `Package request for customer ID: ${row.customer_id} already existed (${receipt.packageRequestId}); nothing to do`,
+    rows.forEach((row, index) =>
+      this.report(
+        row,
+        settlements[index]!.outcome,
+        results[index]!,
+        written[index]!,
+        logs[index]!,
+        now,
+      ),
     );
   }
 
-  private async fail(row: DeliveryRow, error: unknown, log: Logger): Promise<void> {
-    const { store, instanceId, metrics, policy } = this.options;
-    const now = Date.now();
+  /** What to record for a failed attempt: retry after a backoff, or give up (dead letter). */
+  private failure(row: DeliveryRow, error: Error, now: number): FailedOutcome {
+    const { policy } = this.options;
     const attempts = row.attempts + 1;
-    const message = (error as Error).message ?? String(error);
-    const status =
-      error instanceof NonRetryableError || error instanceof TransientError
-        ? error.status
-        : undefined;
     const permanent = error instanceof NonRetryableError;
     const giveUp = permanent || shouldGiveUp(attempts, row.failing_since ?? now, now, policy);
-    const delay = giveUp
-      ? 0
-      : retryDelayMs(
-          attempts,
-          policy,
-          error instanceof TransientError ? error.retryAfterMs : undefined,
-        );
-    try {
-      const written = await store.markFailed(
-        row,
-        instanceId,
-        { state: giveUp ? 'dead' : 'retrying', error: message, status, nextAttemptAt: now + delay },
-        now,
-      );
-      if (!written) {
-        metrics.deliveries.inc({ outcome: 'late_completion' });
-        return;
-      }
-    } catch (dbError) {
-      log.error(
-        { err: dbError },
-        'Could not record the failed attempt; its claim will expire and it will be retried',
+    const retryAfterMs = error instanceof TransientError ? error.retryAfterMs : undefined;
+    return {
+      state: giveUp ? 'dead' : 'retrying',
+      error: error.message,
+      status:
+        error instanceof NonRetryableError || error instanceof TransientError
+          ? error.status
+          : undefined,
+      nextAttemptAt: now + (giveUp ? 0 : retryDelayMs(attempts, policy, retryAfterMs)),
+    };
+  }
+
+  /** Counts and logs one delivery's outcome once it is written (or found taken over). */
+  private report(
+    row: DeliveryRow,
+    outcome: Settlement['outcome'],
+    result: PackageRequestReceipt | Error,
+    written: boolean,
+    log: Logger,
+    now: number,
+  ): void {
+    const { metrics } = this.options;
+    if (!written) {
+      metrics.deliveries.inc({ outcome: 'late_completion' });
+      log.warn(
+        `The call for customer ID: ${row.customer_id} was made, but this instance's claim had expired; the instance that took it over records it`,
       );
       return;
     }
-    if (giveUp) {
+    const attempts = row.attempts + 1;
+    if (outcome.state === 'delivered') {
+      const receipt = result as PackageRequestReceipt;
+      metrics.deliveries.inc({ outcome: receipt.created ? 'delivered' : 'duplicate' });
+      metrics.lag.observe(Math.max(0, now - row.customer_created_at) / 1000);
+      log.info(
+        { package_request_id: receipt.packageRequestId },
+        receipt.created
+          ? `Successfully created package request for customer ID: ${row.customer_id}`
+          : `Package request for customer ID: ${row.customer_id} already existed (${receipt.packageRequestId}); nothing to do`,
+      );
+    } else if (outcome.state === 'dead') {
       metrics.deliveries.inc({ outcome: 'dead_letter' });
       metrics.deadLettered.inc();
       log.error(
-        { attempts, status },
-        `Moved customer ID: ${row.customer_id} to the dead letters after ${attempts} attempt(s): ${message}. Fix the cause, then replay it (mip dlq replay ${row.customer_id}).`,
+        { attempts, status: outcome.status },
+        `Moved customer ID: ${row.customer_id} to the dead letters after ${attempts} attempt(s): ${outcome.error}. Fix the cause, then replay it (mip dlq replay ${row.customer_id}).`,
       );
-    } else {
+    } else if (outcome.state === 'retrying') {
+      const delay = outcome.nextAttemptAt - now;
       metrics.deliveries.inc({ outcome: 'retry' });
       metrics.retries.inc();
       log.warn(
-        { attempts, status, retry_in_ms: delay },
-        `Attempt ${attempts} for customer ID: ${row.customer_id} failed: ${message}; retrying in ${(delay / 1000).toFixed(1)} s`,
+        { attempts, status: outcome.status, retry_in_ms: delay },
+        `Attempt ${attempts} for customer ID: ${row.customer_id} failed: ${outcome.error}; retrying in ${(delay / 1000).toFixed(1)} s`,
       );
     }
   }
 
-  /** The circuit is open: give the delivery back untried, due when the circuit probes again. */
-  private async release(row: DeliveryRow, log: Logger): Promise<void> {
-    this.options.metrics.deliveries.inc({ outcome: 'not_attempted' });
+  /** The circuit is open: give the deliveries back untried, due when the circuit probes again. */
+  private async release(rows: DeliveryRow[]): Promise<void> {
+    const { store, instanceId, metrics, logger, circuitResetMs } = this.options;
+    metrics.deliveries.inc({ outcome: 'not_attempted' }, rows.length);
+    const nextAttemptAt = Date.now() + circuitResetMs;
     try {
-      await this.options.store.releaseClaim(
-        row,
-        this.options.instanceId,
-        Date.now() + this.options.circuitResetMs,
+      await store.settleClaims(
+        instanceId,
+        rows.map((row) => ({ row, outcome: { state: 'released', nextAttemptAt } })),
       );
     } catch (error) {
-      log.error({ err: error }, 'Could not release the delivery; its claim will expire');
+      logger.error({ err: error }, 'Could not release the deliveries; their claims will expire');
     }
   }
 }

@@ -35,8 +35,8 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
     const inventory = new InventoryClient({ ...http, baseUrl: config.inventoryUrl });
     const crm = new CrmClient({ ...http, baseUrl: config.crmUrl });
     const circuit = createCircuit(
-      (customerId: string, headers: Record<string, string>) =>
-        inventory.createWelcomePackage(customerId, headers),
+      (customerIds: string[], headers: Record<string, string>) =>
+        inventory.createWelcomePackages(customerIds, headers),
       {
         name: 'inventory',
         resetMs: config.circuitResetMs,
@@ -56,6 +56,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         maxDelayMs: config.retryMaxDelayMs,
       },
       concurrency: config.deliveryConcurrency,
+      batchSize: config.deliveryBatchSize,
       claimMs: Math.max(config.leaseMs, config.requestTimeoutMs * 3),
       circuitResetMs: config.circuitResetMs,
       instanceId: config.instanceId,

@@ -1,4 +1,4 @@
-import { sql, type Kysely, type Selectable } from 'kysely';
+import { sql, type Kysely, type Selectable, type UpdateObject } from 'kysely';
 import type { Database, DialectName } from '../core/db.js';
 import type { DeliveryState, IntegrationTables } from './migrations.js';
 
@@ -63,6 +63,26 @@ export function customerCreatedToDelivery(
     traceparent:
       typeof traceparent === 'string' && traceparent.length <= 128 ? traceparent : undefined,
   };
+}
+
+export interface DeliveredOutcome {
+  state: 'delivered';
+  packageRequestId: string;
+}
+export interface FailedOutcome {
+  state: 'retrying' | 'dead';
+  error: string;
+  status?: number | undefined;
+  nextAttemptAt: number;
+}
+export interface ReleasedOutcome {
+  state: 'released';
+  nextAttemptAt: number;
+}
+/** What became of one claimed delivery. */
+export interface Settlement {
+  row: DeliveryRow;
+  outcome: DeliveredOutcome | FailedOutcome | ReleasedOutcome;
 }
 
 export const DELIVERY_STATES: readonly DeliveryState[] = [
@@ -224,8 +244,9 @@ export class SyncStore {
 
   /**
    * Claims up to `limit` deliveries that are due, or whose claim expired (its instance died), for
-   * `holder` until `now + lockMs`. On PostgreSQL, SKIP LOCKED lets several instances claim at once
-   * without ever claiming the same row.
+   * `holder` until `now + lockMs`: expired claims first, then due retries, then new deliveries,
+   * each oldest first. On PostgreSQL, SKIP LOCKED lets several instances claim at once without
+   * ever claiming the same row.
    */
   async claimDue(
     holder: string,
@@ -233,87 +254,129 @@ export class SyncStore {
     lockMs: number,
     now = Date.now(),
   ): Promise<DeliveryRow[]> {
-    return this.db
-      .updateTable('deliveries')
-      .set({ state: 'delivering', locked_by: holder, locked_until: now + lockMs, updated_at: now })
-      .where('seq', 'in', (eb) => {
-        let due = eb
+    return this.db.transaction().execute(async (trx) => {
+      // One indexed range per state (state, next_attempt_at), read in index order: an OR over the
+      // states would make the database sort every due row on each claim.
+      const ranges = [
+        { state: 'delivering' as const, column: 'locked_until' as const },
+        { state: 'retrying' as const, column: 'next_attempt_at' as const },
+        { state: 'pending' as const, column: 'next_attempt_at' as const },
+      ];
+      const seqs: number[] = [];
+      for (const { state, column } of ranges) {
+        if (seqs.length >= limit) break;
+        let due = trx
           .selectFrom('deliveries')
           .select('seq')
-          .where((w) =>
-            w.or([
-              w.and([w('state', 'in', ['pending', 'retrying']), w('next_attempt_at', '<=', now)]),
-              w.and([w('state', '=', 'delivering'), w('locked_until', '<', now)]),
-            ]),
-          )
-          .orderBy('next_attempt_at')
-          .orderBy('seq')
-          .limit(limit);
+          .where('state', '=', state)
+          .where(column, state === 'delivering' ? '<' : '<=', now)
+          .orderBy(column)
+          .limit(limit - seqs.length);
         if (this.dialect === 'postgres') due = due.forUpdate().skipLocked();
-        return due;
-      })
-      .returningAll()
-      .execute();
+        for (const row of await due.execute()) seqs.push(row.seq);
+      }
+      if (seqs.length === 0) return [];
+      const claimed = await trx
+        .updateTable('deliveries')
+        .set({
+          state: 'delivering',
+          locked_by: holder,
+          locked_until: now + lockMs,
+          updated_at: now,
+        })
+        .where('seq', 'in', seqs)
+        .returningAll()
+        .execute();
+      return claimed.sort((a, b) => seqs.indexOf(a.seq) - seqs.indexOf(b.seq));
+    });
   }
 
-  /** Applies a change to a delivery only while `holder` still has it claimed; false otherwise. */
-  private async updateClaimed(
-    customerId: string,
+  /**
+   * Writes back what happened to claimed deliveries, in one transaction, each only while `holder`
+   * still has it claimed. Answers, per settlement, whether it was written: false means the claim
+   * had expired and another instance took the delivery over (a late completion).
+   */
+  async settleClaims(
     holder: string,
-    changes: Partial<Omit<DeliveryRow, 'seq' | 'attempts'>> & { attempts?: number },
-  ): Promise<boolean> {
-    const result = await this.db
-      .updateTable('deliveries')
-      .set({ ...changes, locked_by: null, locked_until: null })
-      .where('customer_id', '=', customerId)
-      .where('state', '=', 'delivering')
-      .where('locked_by', '=', holder)
-      .executeTakeFirst();
-    return Number(result.numUpdatedRows) === 1;
+    settlements: Settlement[],
+    now = Date.now(),
+  ): Promise<boolean[]> {
+    if (settlements.length === 0) return [];
+    return this.db.transaction().execute(async (trx) => {
+      const written = new Set<string>();
+      const update = (
+        customerIds: string[],
+        changes: UpdateObject<IntegrationTables, 'deliveries'>,
+      ) =>
+        trx
+          .updateTable('deliveries')
+          .set({ ...changes, locked_by: null, locked_until: null, updated_at: now })
+          .where('customer_id', 'in', customerIds)
+          .where('state', '=', 'delivering')
+          .where('locked_by', '=', holder)
+          .returning('customer_id')
+          .execute()
+          .then((rows) => rows.forEach((row) => written.add(row.customer_id)));
+
+      // Deliveries are the common case: one statement for all of them.
+      const delivered = settlements.flatMap(({ row, outcome }) =>
+        outcome.state === 'delivered' ? [{ id: row.customer_id, outcome }] : [],
+      );
+      if (delivered.length > 0) {
+        const packageRequestIds = sql.join(
+          delivered.map(({ id, outcome }) => sql`when ${id} then ${outcome.packageRequestId}`),
+          sql` `,
+        );
+        await update(
+          delivered.map(({ id }) => id),
+          {
+            state: 'delivered',
+            attempts: sql`attempts + 1`,
+            package_request_id: sql<string>`case customer_id ${packageRequestIds} end`,
+            delivered_at: now,
+            last_error: null,
+            last_status: null,
+            failing_since: null,
+          },
+        );
+      }
+      for (const { row, outcome } of settlements) {
+        if (outcome.state === 'released') {
+          // Given back untried (circuit open, shutting down): no attempt is counted.
+          await update([row.customer_id], {
+            state: row.attempts > 0 ? 'retrying' : 'pending',
+            next_attempt_at: outcome.nextAttemptAt,
+          });
+        } else if (outcome.state !== 'delivered') {
+          await update([row.customer_id], {
+            state: outcome.state,
+            attempts: sql`attempts + 1`,
+            last_error: outcome.error,
+            last_status: outcome.status ?? null,
+            next_attempt_at: outcome.nextAttemptAt,
+            failing_since: row.failing_since ?? now,
+          });
+        }
+      }
+      return settlements.map((s) => written.has(s.row.customer_id));
+    });
   }
 
   markDelivered(row: DeliveryRow, holder: string, packageRequestId: string, now = Date.now()) {
-    return this.updateClaimed(row.customer_id, holder, {
-      state: 'delivered',
-      attempts: row.attempts + 1,
-      package_request_id: packageRequestId,
-      delivered_at: now,
-      updated_at: now,
-      last_error: null,
-      last_status: null,
-      failing_since: null,
-    });
+    return this.settleOne(holder, { row, outcome: { state: 'delivered', packageRequestId } }, now);
   }
 
-  markFailed(
-    row: DeliveryRow,
-    holder: string,
-    failure: {
-      state: 'retrying' | 'dead';
-      error: string;
-      status?: number | undefined;
-      nextAttemptAt: number;
-    },
-    now = Date.now(),
-  ) {
-    return this.updateClaimed(row.customer_id, holder, {
-      state: failure.state,
-      attempts: row.attempts + 1,
-      last_error: failure.error,
-      last_status: failure.status ?? null,
-      next_attempt_at: failure.nextAttemptAt,
-      failing_since: row.failing_since ?? now,
-      updated_at: now,
-    });
+  markFailed(row: DeliveryRow, holder: string, failure: FailedOutcome, now = Date.now()) {
+    return this.settleOne(holder, { row, outcome: failure }, now);
   }
 
-  /** Gives a claimed delivery back untried (circuit open, shutting down): no attempt is counted. */
   releaseClaim(row: DeliveryRow, holder: string, nextAttemptAt: number, now = Date.now()) {
-    return this.updateClaimed(row.customer_id, holder, {
-      state: row.attempts > 0 ? 'retrying' : 'pending',
-      next_attempt_at: nextAttemptAt,
-      updated_at: now,
-    });
+    return this.settleOne(holder, { row, outcome: { state: 'released', nextAttemptAt } }, now);
+  }
+
+  private async settleOne(holder: string, settlement: Settlement, now: number) {
+    const [written] = await this.settleClaims(holder, [settlement], now);
+    return written === true;
   }
 
   async countByState(): Promise<Record<DeliveryState, number>> {

@@ -1,13 +1,18 @@
-import type { FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyBaseLogger, FastifyPluginAsync, FastifyReply } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Kysely } from 'kysely';
 import { Counter } from 'prom-client';
 import { Type } from 'typebox';
-import { HttpProblem, notFound } from '../core/errors.js';
+import { HttpProblem, notFound, ProblemSchema, type Problem } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { sendPage } from '../core/pagination.js';
 import { PageQuery, Uuid, paginationHeaders } from '../core/schemas.js';
-import { fingerprintRequest, IdempotencyKeys, type StoredResponse } from './idempotency.js';
+import {
+  fingerprintRequest,
+  IdempotencyKeys,
+  type BatchAnswer,
+  type StoredResponse,
+} from './idempotency.js';
 import type { InventoryTables } from './migrations.js';
 import {
   DEFAULT_KIND,
@@ -15,6 +20,7 @@ import {
   PackageRequestSchema,
   packageRequests,
   type CreateOutcome,
+  type PackageRequest,
 } from './package-requests.js';
 
 export interface PackageRequestRoutesOptions {
@@ -23,6 +29,63 @@ export interface PackageRequestRoutesOptions {
 }
 
 const PATH = '/package-requests';
+
+/** Largest number of items in one `POST /package-requests/batch`. */
+export const BATCH_MAX_ITEMS = 500;
+
+/**
+ * Largest batch body accepted, in bytes: 500 items with the longest kind and key, JSON-escaped
+ * and pretty-printed, fit; the 64 KiB limit of other routes would not even take 500 plain items.
+ */
+export const BATCH_BODY_LIMIT_BYTES = 512 * 1024;
+
+const IdempotencyKeySchema = Type.String({
+  minLength: 1,
+  maxLength: 255,
+  pattern: '^[\\x21-\\x7e]+$',
+  description: 'A unique key per intended request, e.g. `welcome-package:<customer id>`.',
+});
+
+const BatchRequestSchema = Type.Object(
+  {
+    items: Type.Array(
+      Type.Object(
+        {
+          ...NewPackageRequestSchema.properties,
+          idempotency_key: Type.Optional(IdempotencyKeySchema),
+        },
+        { additionalProperties: false },
+      ),
+      {
+        minItems: 1,
+        maxItems: BATCH_MAX_ITEMS,
+        description: `1–${BATCH_MAX_ITEMS} package requests, each with its own optional \`idempotency_key\`.`,
+      },
+    ),
+  },
+  { additionalProperties: false },
+);
+
+const BatchResponseSchema = Type.Object(
+  {
+    results: Type.Array(
+      Type.Object({
+        status: Type.Union([Type.Literal(201), Type.Literal(409), Type.Literal(422)], {
+          description: 'What `POST /package-requests` would have answered for this item.',
+        }),
+        replayed: Type.Boolean({
+          description:
+            'True when `body` is the answer stored for the item’s key (`idempotent-replayed: true` on the single route).',
+        }),
+        body: Type.Union([PackageRequestSchema, ProblemSchema], {
+          description: 'The package request (201), or the problem+json object (409, 422).',
+        }),
+      }),
+      { description: 'One result per item, in the order of `items`.' },
+    ),
+  },
+  { description: 'The batch ran; each item has its own answer.' },
+);
 
 function toResponse(outcome: CreateOutcome): StoredResponse {
   if (outcome.created) return { status: 201, body: outcome.request };
@@ -36,6 +99,28 @@ function toResponse(outcome: CreateOutcome): StoredResponse {
       { existing_request: existing },
     ).toProblem(PATH),
   };
+}
+
+function outcomeOf(answer: BatchAnswer): 'created' | 'duplicate' | 'replayed' | 'refused' {
+  if (answer.kind !== 'ran') return answer.kind;
+  return answer.response.status === 201 ? 'created' : 'duplicate';
+}
+
+function toResult(answer: BatchAnswer) {
+  const response =
+    answer.kind === 'refused'
+      ? { status: answer.problem.status, body: answer.problem.toProblem(PATH) }
+      : answer.response;
+  return {
+    status: response.status as 201 | 409 | 422,
+    replayed: answer.kind === 'replayed',
+    body: response.body as PackageRequest | Problem,
+  };
+}
+
+/** The one line per created request that operators follow (the seed's story). */
+function logCreated(log: FastifyBaseLogger, customerId: string): void {
+  log.info({ customer_id: customerId }, `Created package request for customer: ${customerId}`);
 }
 
 function send(reply: FastifyReply, response: StoredResponse) {
@@ -59,7 +144,7 @@ export const packageRequestRoutes: FastifyPluginAsync<PackageRequestRoutesOption
   });
   const answered = new Counter({
     name: 'inventory_create_responses_total',
-    help: 'Answers to POST /package-requests by outcome: created, duplicate, replayed.',
+    help: 'Answers to POST /package-requests, and to each item of a batch, by outcome: created, duplicate, replayed.',
     labelNames: ['outcome'],
     registers: [app.metrics],
   });
@@ -72,17 +157,7 @@ export const packageRequestRoutes: FastifyPluginAsync<PackageRequestRoutesOption
         summary: 'Request a package for a customer (idempotent with Idempotency-Key)',
         description:
           'One request per customer and kind. With an `Idempotency-Key` header, a retry with the same body gets the first response again (with `idempotent-replayed: true`); the same key with another body gets 422; a retry while the first is still running gets 409 with `Retry-After`.',
-        headers: Type.Object({
-          'idempotency-key': Type.Optional(
-            Type.String({
-              minLength: 1,
-              maxLength: 255,
-              pattern: '^[\\x21-\\x7e]+$',
-              description:
-                'A unique key per intended request, e.g. `welcome-package:<customer id>`.',
-            }),
-          ),
-        }),
+        headers: Type.Object({ 'idempotency-key': Type.Optional(IdempotencyKeySchema) }),
         body: NewPackageRequestSchema,
         response: {
           201: PackageRequestSchema,
@@ -98,10 +173,7 @@ export const packageRequestRoutes: FastifyPluginAsync<PackageRequestRoutesOption
       const record = (response: StoredResponse) => {
         if (response.status === 201) {
           created.inc();
-          request.log.info(
-            { customer_id: input.customer_id },
-            `Created package request for customer: ${input.customer_id}`,
-          );
+          logCreated(request.log, input.customer_id);
         }
         answered.inc({ outcome: response.status === 201 ? 'created' : 'duplicate' });
         return response;
@@ -142,6 +214,71 @@ export const packageRequestRoutes: FastifyPluginAsync<PackageRequestRoutesOption
         }
         throw error;
       }
+    },
+  );
+
+  api.post(
+    `${PATH}/batch`,
+    {
+      bodyLimit: BATCH_BODY_LIMIT_BYTES,
+      // The shared handler's 413 names the 64 KiB limit of other routes; say this route's instead.
+      errorHandler: (error) => {
+        if (error.code !== 'FST_ERR_CTP_BODY_TOO_LARGE') throw error;
+        throw new HttpProblem(
+          413,
+          'body_too_large',
+          `The request body is larger than ${BATCH_BODY_LIMIT_BYTES} bytes; split the batch.`,
+        );
+      },
+      schema: {
+        tags: ['package requests'],
+        summary: 'Request packages for many customers in one call (idempotent per item)',
+        description: `Up to ${BATCH_MAX_ITEMS} items, each answered in \`results\` (same order) exactly as \`POST /package-requests\` would answer it with the item's \`idempotency_key\` as its \`Idempotency-Key\` header, and sharing its keys: \`201\` with the created request, or \`409 package_request_exists\` naming the existing one (both stored under the key); \`replayed: true\` with the stored answer when the key was already used for the same item (on either route, or earlier in the batch); \`422 idempotency_key_reused\` when it was used for a different one; \`409 idempotency_key_in_flight\` while a request holding the key is still running (retry that item). Items without a key are created or answered 409. The batch commits as a whole; when concurrent requests keep claiming its keys the whole call answers 409 with \`Retry-After\`.`,
+        body: BatchRequestSchema,
+        response: {
+          200: BatchResponseSchema,
+          ...problemResponses(409),
+          413: {
+            description: `The body is larger than ${BATCH_BODY_LIMIT_BYTES / 1024} KiB.`,
+            content: { 'application/problem+json': { schema: ProblemSchema } },
+          },
+        },
+      },
+    },
+    async (request) => {
+      const items = request.body.items.map((item) => ({
+        key: item.idempotency_key,
+        input: { customer_id: item.customer_id, kind: item.kind ?? DEFAULT_KIND },
+      }));
+      const answers = await idempotencyKeys.answerMany(
+        items.map(({ key, input }) => ({
+          key,
+          fingerprint: fingerprintRequest('POST', PATH, input),
+        })),
+        async (trx, indexes) =>
+          (
+            await packageRequests.createMany(
+              trx,
+              indexes.map((index) => items[index]!.input),
+            )
+          ).map(toResponse),
+      );
+
+      const counts = { created: 0, duplicate: 0, replayed: 0, refused: 0 };
+      answers.forEach((answer, index) => {
+        const outcome = outcomeOf(answer);
+        counts[outcome] += 1;
+        if (outcome === 'created') logCreated(request.log, items[index]!.input.customer_id);
+      });
+      created.inc(counts.created);
+      for (const outcome of ['created', 'duplicate', 'replayed'] as const) {
+        if (counts[outcome] > 0) answered.inc({ outcome }, counts[outcome]);
+      }
+      request.log.info(
+        { items: answers.length, ...counts },
+        `Answered a batch of ${answers.length} package requests: ${counts.created} created, ${counts.duplicate} duplicate, ${counts.replayed} replayed, ${counts.refused} refused`,
+      );
+      return { results: answers.map(toResult) };
     },
   );
 

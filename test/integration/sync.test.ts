@@ -41,9 +41,10 @@ describe('the integration service in poll mode', () => {
     const requests = await packageRequestsByCustomer(upstreams.inventory);
     expect([...requests.keys()].sort()).toEqual([...ids].sort());
     expect([...requests.values()].every((n) => n === 1)).toBe(true);
-    const calls = upstreams.proxy.calls.filter((c) => c.method === 'POST');
-    expect(calls).toHaveLength(40);
-    expect(calls.every((c) => c.idempotencyKey === `welcome-package:${c.customerId}`)).toBe(true);
+    // Each customer was sent once (alone or in a batch), under its own idempotency key.
+    const sent = upstreams.proxy.calls.filter((c) => c.method === 'POST').flatMap((c) => c.items);
+    expect(sent).toHaveLength(40);
+    expect(sent.every((i) => i.idempotencyKey === `welcome-package:${i.customerId}`)).toBe(true);
     const s = await status();
     expect(s.cursor).toBeGreaterThanOrEqual(40);
     expect(s.poll.leader).toBe(true);
@@ -137,7 +138,8 @@ describe('the integration service in poll mode', () => {
       'one delivery and one dead letter',
     );
     expect((await packageRequestsByCustomer(upstreams.inventory)).get(healthy!)).toBe(1);
-    expect(upstreams.proxy.calls.filter((c) => c.customerId === poison)).toHaveLength(1);
+    const poisonItems = upstreams.proxy.calls.flatMap((c) => c.items);
+    expect(poisonItems.filter((i) => i.customerId === poison)).toHaveLength(1);
     const list = await integration.app.inject({ method: 'GET', url: '/api/dead-letters' });
     const letters = list.json() as {
       customer_id: string;

@@ -22,7 +22,13 @@ export interface FaultPlan {
 export interface ProxiedCall {
   method: string;
   path: string;
+  /** The customer of a single create; undefined for a batch. */
   customerId: string | undefined;
+  /**
+   * Every create the call carried (one, or a batch's items), and whether `answer` answered it
+   * instead of the target.
+   */
+  items: { customerId: string; idempotencyKey: string | undefined; answered: boolean }[];
   idempotencyKey: string | undefined;
   at: number;
   /** `pass` or the fault applied; `answer` when `answer()` replied instead. */
@@ -92,13 +98,15 @@ export class FaultProxy {
   deliveredCallsByCustomer(method = 'POST'): Map<string, number> {
     const counts = new Map<string, number>();
     for (const call of this.calls) {
-      if (call.method !== method || !call.customerId) continue;
+      if (call.method !== method) continue;
       if (
         call.outcome === 'pass' ||
         call.outcome === 'commit_then_drop' ||
         call.outcome === 'delay'
       ) {
-        counts.set(call.customerId, (counts.get(call.customerId) ?? 0) + 1);
+        for (const { customerId, answered } of call.items) {
+          if (!answered) counts.set(customerId, (counts.get(customerId) ?? 0) + 1);
+        }
       }
     }
     return counts;
@@ -110,32 +118,79 @@ export class FaultProxy {
   ): Promise<void> {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks);
-    let customerId: string | undefined;
+    let body: Buffer = Buffer.concat(chunks);
+    let parsed:
+      | { customer_id?: string; items?: { customer_id: string; idempotency_key?: string }[] }
+      | undefined;
     try {
-      customerId = (JSON.parse(body.toString()) as { customer_id?: string }).customer_id;
+      parsed = JSON.parse(body.toString()) as typeof parsed;
     } catch {
-      customerId = undefined;
+      parsed = undefined;
     }
+    const items = Array.isArray(parsed?.items) ? parsed.items : undefined;
+    const customerId = items ? undefined : parsed?.customer_id;
+    const idempotencyKey = request.headers['idempotency-key'] as string | undefined;
     const call: ProxiedCall = {
       method: request.method ?? 'GET',
       path: request.url ?? '/',
       customerId,
-      idempotencyKey: request.headers['idempotency-key'] as string | undefined,
+      items: items
+        ? items.map((item) => ({
+            customerId: item.customer_id,
+            idempotencyKey: item.idempotency_key,
+            answered: false,
+          }))
+        : customerId
+          ? [{ customerId, idempotencyKey, answered: false }]
+          : [],
+      idempotencyKey,
       at: Date.now(),
       outcome: 'pass',
     };
     this.calls.push(call);
 
-    const answered = this.answer?.(call);
+    // A batch is answered item by item: `answer` sees each item as a call of its own. A 429 or
+    // 5xx answer for any item answers the whole call; other answers replace that item's result,
+    // and the rest of the batch goes on to the target.
+    const itemAnswers = items?.map((item) =>
+      this.answer?.({ ...call, customerId: item.customer_id }),
+    );
+    const answered = items
+      ? itemAnswers!.find((answer) => answer && (answer.status === 429 || answer.status >= 500))
+      : this.answer?.(call);
     if (answered) {
       call.outcome = 'answer';
       call.status = answered.status;
+      for (const item of call.items) item.answered = true;
       response.writeHead(answered.status, {
         'content-type': 'application/problem+json',
         ...answered.headers,
       });
       response.end(JSON.stringify(answered.body));
+      return;
+    }
+    const rest = items?.filter((_, index) => !itemAnswers![index]);
+    if (items && rest!.length < items.length) {
+      itemAnswers!.forEach((answer, index) => (call.items[index]!.answered = Boolean(answer)));
+      body = Buffer.from(JSON.stringify({ ...parsed, items: rest }));
+    }
+    /** The target's results for `rest`, with the answered items put back in their places. */
+    const mergeResults = (upstreamBody: Buffer): Buffer => {
+      if (!items || rest!.length === items.length) return upstreamBody;
+      const forwarded = rest!.length
+        ? (JSON.parse(upstreamBody.toString()) as { results: unknown[] }).results
+        : [];
+      let next = 0;
+      const results = itemAnswers!.map((answer) =>
+        answer ? { status: answer.status, replayed: false, body: answer.body } : forwarded[next++],
+      );
+      return Buffer.from(JSON.stringify({ results }));
+    };
+    if (rest?.length === 0) {
+      call.outcome = 'answer';
+      call.status = 200;
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end(mergeResults(Buffer.alloc(0)));
       return;
     }
     const { rate, kinds } = this.plan;
@@ -188,7 +243,8 @@ export class FaultProxy {
       request.socket.destroy();
       return;
     }
-    const upstreamBody = Buffer.from(await upstream.arrayBuffer());
+    let upstreamBody: Buffer = Buffer.from(await upstream.arrayBuffer());
+    if (upstream.status === 200) upstreamBody = mergeResults(upstreamBody);
     call.status = upstream.status;
     if (fault === 'commit_then_drop') {
       // The target did the work; the client never hears about it.
