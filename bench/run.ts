@@ -46,6 +46,10 @@ const SIZES = quick
       empty_poll_small: 1_000,
       empty_poll_large: 1_000_000,
     };
+/** `--backlog=N`: the backlog scenario's size instead of the mode's (e.g. to profile one size). */
+const backlogArg = process.argv.find((arg) => arg.startsWith('--backlog='));
+if (backlogArg) SIZES.backlog = Number(backlogArg.slice('--backlog='.length));
+
 /** Longest wait for one run's deliveries; a run that takes longer is reported as not finished. */
 const DELIVERY_TIMEOUT_MS = quick ? 60_000 : 60 * 60_000;
 const EMPTY_POLL_CALLS = 200;

@@ -71,6 +71,7 @@ export async function startService(
   const child = spawn(process.execPath, [...nodeArgs, path.join(DIST, script)], {
     env: {
       ...process.env,
+      NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS ?? '',
       LOG_LEVEL: 'warn',
       LOG_FORMAT: 'json',
       [portVariable]: String(port),

@@ -1,6 +1,7 @@
 import type { Kysely, Selectable } from 'kysely';
 import { Counter, type Registry } from 'prom-client';
 import { Webhook } from 'standardwebhooks';
+import { Agent, request } from 'undici';
 import { retryDelayMs } from '../core/backoff.js';
 import type { DialectName } from '../core/db.js';
 import type { Logger } from '../core/logging.js';
@@ -9,6 +10,9 @@ import type { CrmConfig } from './config.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 import { checkWebhookTarget } from './webhook-targets.js';
+
+/** Keep-alive connections to the endpoints, shared by every send (undici's request, no streams). */
+const webhookConnections = new Agent({ keepAliveTimeout: 10_000, connections: 64 });
 
 type MessageRow = Selectable<CrmTables['webhook_messages']>;
 type Db = Kysely<CrmTables>;
@@ -124,8 +128,10 @@ export class WebhookSender {
     let error: string | null = null;
     try {
       await checkWebhookTarget(endpoint.url, { allowPrivate: config.allowPrivateWebhookTargets });
-      const response = await fetch(endpoint.url, {
+      // No redirect is followed (undici's default): it could lead to a refused address.
+      const response = await request(endpoint.url, {
         method: 'POST',
+        dispatcher: webhookConnections,
         headers: {
           'content-type': 'application/json',
           'user-agent': 'mini-integration-platform-crm',
@@ -135,18 +141,17 @@ export class WebhookSender {
           ...(event.traceparent ? { traceparent: event.traceparent } : {}),
         },
         body,
-        redirect: 'manual', // a redirect is a failure: following it could reach a refused address
         signal: AbortSignal.timeout(config.webhookTimeoutMs),
       });
-      status = response.status;
-      await response.body?.cancel();
+      status = response.statusCode;
+      await response.body.dump();
       if (status < 200 || status >= 300) error = `HTTP ${status}`;
     } catch (caught) {
-      const cause = (caught as { cause?: { code?: string } }).cause;
+      const failure = caught as { name?: string; code?: string; cause?: { code?: string } };
       error =
-        (caught as Error).name === 'TimeoutError'
+        failure.name === 'TimeoutError'
           ? `no answer within ${config.webhookTimeoutMs} ms`
-          : (cause?.code ?? (caught as Error).message);
+          : (failure.code ?? failure.cause?.code ?? (caught as Error).message);
     }
     const durationMs = Math.round(performance.now() - started);
     await db

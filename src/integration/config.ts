@@ -42,7 +42,7 @@ export interface IntegrationConfig {
   deliveryConcurrency: number;
   /**
    * Most deliveries sent in one call (Inventory's batch endpoint; a single delivery uses the plain
-   * endpoint). 1 sends every delivery on its own. Default 100.
+   * endpoint). 1 sends every delivery on its own. Default 250.
    */
   deliveryBatchSize: number;
   /** Calls to Inventory per delivery before a transient failure may be dead-lettered. Default 20. */
@@ -79,7 +79,7 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     pollIntervalMs: ms('POLL_INTERVAL_MS', 10_000, 50, 3_600_000),
     pollBatchSize: readInteger(env, 'POLL_BATCH_SIZE', 500, { min: 1, max: 1000 }),
     deliveryConcurrency: readInteger(env, 'DELIVERY_CONCURRENCY', 8, { min: 1, max: 256 }),
-    deliveryBatchSize: readInteger(env, 'DELIVERY_BATCH_SIZE', 100, {
+    deliveryBatchSize: readInteger(env, 'DELIVERY_BATCH_SIZE', 250, {
       min: 1,
       max: MAX_BATCH_ITEMS,
     }),

@@ -1,6 +1,12 @@
 import type { Logger } from '../core/logging.js';
 import { retryDelayMs, shouldGiveUp, type RetryPolicy } from '../core/backoff.js';
-import { SpanKind, startSpan, traceIdOf, traceparentOf, type Span } from '../core/tracing.js';
+import {
+  SpanKind,
+  startSpan,
+  traceIdFromTraceparent,
+  traceIdOf,
+  traceparentOf,
+} from '../core/tracing.js';
 import { WorkLoop } from '../core/work-loop.js';
 import { isCircuitOpenError, type CircuitState } from './circuit.js';
 import { NonRetryableError, TransientError, type PackageRequestReceipt } from './clients.js';
@@ -33,6 +39,12 @@ export interface DeliveryWorkerOptions {
   metrics: IntegrationMetrics;
   /** Idle wait between looks for due work, in ms. Default 500. */
   idleMs?: number;
+}
+
+/** What every log line about one delivery carries. */
+interface LogFields {
+  customer_id: string;
+  trace_id: string | undefined;
 }
 
 /** Splits `items` into runs of at most `size`. */
@@ -81,34 +93,38 @@ export class DeliveryWorker {
 
   private async deliver(rows: DeliveryRow[]): Promise<void> {
     // Each delivery continues the trace of the CRM request that created its customer. A batch is
-    // one HTTP call, so the call carries the first delivery's context.
-    const spans = rows.map((row) =>
-      startSpan('create welcome package', SpanKind.CLIENT, row.traceparent),
-    );
+    // one HTTP call, so its span continues the first delivery's trace; every log line carries its
+    // own delivery's trace id.
+    const span = startSpan('create welcome packages', SpanKind.CLIENT, rows[0]!.traceparent);
     try {
-      await this.attempt(rows, spans);
+      const logs = rows.map((row, index) => ({
+        customer_id: row.customer_id,
+        trace_id: index === 0 ? traceIdOf(span) : traceIdFromTraceparent(row.traceparent),
+      }));
+      await this.attempt(rows, traceparentOf(span), logs);
     } finally {
-      for (const span of spans) span.end();
+      span.end();
     }
   }
 
-  private async attempt(rows: DeliveryRow[], spans: Span[]): Promise<void> {
+  private async attempt(
+    rows: DeliveryRow[],
+    traceparent: string,
+    logs: LogFields[],
+  ): Promise<void> {
     const { store, instanceId, metrics, logger } = this.options;
     if (this.options.circuitState() === 'open') {
       await this.release(rows);
       return;
     }
-    const logs = rows.map((row, index) =>
-      logger.child({ customer_id: row.customer_id, trace_id: traceIdOf(spans[index]!) }),
-    );
     rows.forEach((row, index) =>
-      logs[index]!.info(`Creating package request for customer ID: ${row.customer_id}`),
+      logger.info(logs[index], `Creating package request for customer ID: ${row.customer_id}`),
     );
     let results: (PackageRequestReceipt | Error)[];
     try {
       results = await this.options.send(
         rows.map((row) => row.customer_id),
-        { traceparent: traceparentOf(spans[0]!) },
+        { traceparent },
       );
     } catch (error) {
       // Refused without a call (the circuit opened meanwhile): not an attempt.
@@ -173,13 +189,14 @@ export class DeliveryWorker {
     outcome: Settlement['outcome'],
     result: PackageRequestReceipt | Error,
     written: boolean,
-    log: Logger,
+    fields: LogFields,
     now: number,
   ): void {
-    const { metrics } = this.options;
+    const { metrics, logger } = this.options;
     if (!written) {
       metrics.deliveries.inc({ outcome: 'late_completion' });
-      log.warn(
+      logger.warn(
+        fields,
         `The call for customer ID: ${row.customer_id} was made, but this instance's claim had expired; the instance that took it over records it`,
       );
       return;
@@ -189,8 +206,8 @@ export class DeliveryWorker {
       const receipt = result as PackageRequestReceipt;
       metrics.deliveries.inc({ outcome: receipt.created ? 'delivered' : 'duplicate' });
       metrics.lag.observe(Math.max(0, now - row.customer_created_at) / 1000);
-      log.info(
-        { package_request_id: receipt.packageRequestId },
+      logger.info(
+        { ...fields, package_request_id: receipt.packageRequestId },
         receipt.created
           ? `Successfully created package request for customer ID: ${row.customer_id}`
           : `Package request for customer ID: ${row.customer_id} already existed (${receipt.packageRequestId}); nothing to do`,
@@ -198,16 +215,16 @@ export class DeliveryWorker {
     } else if (outcome.state === 'dead') {
       metrics.deliveries.inc({ outcome: 'dead_letter' });
       metrics.deadLettered.inc();
-      log.error(
-        { attempts, status: outcome.status },
+      logger.error(
+        { ...fields, attempts, status: outcome.status },
         `Moved customer ID: ${row.customer_id} to the dead letters after ${attempts} attempt(s): ${outcome.error}. Fix the cause, then replay it (mip dlq replay ${row.customer_id}).`,
       );
     } else if (outcome.state === 'retrying') {
       const delay = outcome.nextAttemptAt - now;
       metrics.deliveries.inc({ outcome: 'retry' });
       metrics.retries.inc();
-      log.warn(
-        { attempts, status: outcome.status, retry_in_ms: delay },
+      logger.warn(
+        { ...fields, attempts, status: outcome.status, retry_in_ms: delay },
         `Attempt ${attempts} for customer ID: ${row.customer_id} failed: ${outcome.error}; retrying in ${(delay / 1000).toFixed(1)} s`,
       );
     }
