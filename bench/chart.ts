@@ -1,8 +1,13 @@
 /**
- * The results chart as a self-contained SVG, drawn by hand: the project's lock file has no charting
- * library, and adding one is out of the bench's scope for now. Left: cumulative distribution of push
- * lag per sync mode. Right: backlog throughput (customers/s) per size, platform vs baseline.
+ * The results chart as a self-contained SVG, rendered from a library: a Vega-Lite spec compiled to
+ * Vega and rendered headless by Vega in Node (`view.toSVG()`, no browser, no canvas). Without the
+ * optional `canvas` package Vega estimates text widths, so label length limits are switched off.
+ * Left: cumulative distribution of push lag per sync mode (log x axis). Right: backlog throughput
+ * (customers/s) per size, platform vs baseline. `renderChart` is async because `toSVG()` is.
  */
+
+import { parse, View } from 'vega';
+import { compile, type TopLevelSpec } from 'vega-lite';
 
 export interface LagSeries {
   label: string;
@@ -16,144 +21,182 @@ export interface ThroughputBar {
   baseline: number | null;
 }
 
-const COLORS = ['#1f77b4', '#2ca02c', '#9467bd', '#d62728'];
-const PLATFORM_COLOR = '#1f77b4';
-const BASELINE_COLOR = '#ff7f0e';
+const PANEL_WIDTH = 380;
+const PANEL_HEIGHT = 280;
+/** Points per cumulative-distribution curve: enough for a smooth line, small enough for the file. */
+const CURVE_POINTS = 200;
+/** A log axis cannot show 0 ms: lags below this floor are drawn at the floor. */
+const LAG_FLOOR_MS = 0.1;
 
-const escape = (text: string) => text.replace(/&/g, '&amp;').replace(/</g, '&lt;');
-const text = (x: number, y: number, content: string, extra = '') =>
-  `<text x="${x.toFixed(1)}" y="${y.toFixed(1)}" ${extra}>${escape(content)}</text>`;
+const LAG_COLORS = ['#1f77b4', '#2ca02c', '#9467bd', '#d62728', '#8c564b', '#e377c2'];
+const PLATFORM = 'platform (SYNC_MODE=poll)';
+const BASELINE = 'baseline (seed-style poller)';
 
-/** Round axis maximum: 1, 2 or 5 times a power of ten, at least `value`. */
-function niceMax(value: number): number {
-  if (value <= 0) return 1;
-  const power = 10 ** Math.floor(Math.log10(value));
-  return [1, 2, 5, 10].map((step) => step * power).find((candidate) => candidate >= value)!;
+/** One panel of the side-by-side (hconcat) chart. */
+type Panel = Extract<TopLevelSpec, { hconcat: unknown }>['hconcat'][number];
+
+/** A blank panel of the usual size that only says why it is empty. */
+function placeholder(title: string, message: string): Panel {
+  return {
+    title,
+    width: PANEL_WIDTH,
+    height: PANEL_HEIGHT,
+    data: { values: [{ message }] },
+    mark: { type: 'text', fontSize: 14, color: '#666' },
+    encoding: {
+      text: { field: 'message', type: 'nominal' },
+      x: { value: PANEL_WIDTH / 2 },
+      y: { value: PANEL_HEIGHT / 2 },
+    },
+  };
 }
 
-function lagPanel(series: LagSeries[], left: number, top: number, width: number, height: number) {
-  const parts: string[] = [
-    text(left, top - 12, 'Push lag: share of customers within x ms', 'font-weight="bold"'),
-  ];
-  // The x axis stops at the largest p99 (times 1.5) so the tail does not squash the body.
-  const p99s = series.map((s) => s.sorted[Math.floor(0.99 * (s.sorted.length - 1))] ?? 0);
-  const xMax = niceMax(Math.max(1, ...p99s) * 1.5);
-  const x = (ms: number) => left + (Math.min(ms, xMax) / xMax) * width;
-  const y = (share: number) => top + height - share * height;
-  parts.push(
-    `<rect x="${left}" y="${top}" width="${width}" height="${height}" fill="none" stroke="#999"/>`,
-  );
-  for (let i = 0; i <= 5; i++) {
-    const ms = (xMax / 5) * i;
-    parts.push(text(x(ms), top + height + 16, `${ms}`, 'text-anchor="middle"'));
-    const share = i / 5;
-    parts.push(text(left - 6, y(share) + 4, `${Math.round(share * 100)}%`, 'text-anchor="end"'));
+/** About CURVE_POINTS evenly spaced quantiles of one sorted series, always with its min and max. */
+function cdfPoints(series: LagSeries) {
+  const sorted = series.sorted.filter((value) => Number.isFinite(value));
+  const count = Math.min(CURVE_POINTS, sorted.length);
+  const lag = (value: number) => Math.max(LAG_FLOOR_MS, value);
+  // Each curve starts at 0 % at its smallest lag, so even a single-value series draws a step.
+  const points = count === 0 ? [] : [{ series: series.label, lag: lag(sorted[0]!), share: 0 }];
+  for (let k = 0; k < count; k++) {
+    const index = count === 1 ? 0 : Math.round((k * (sorted.length - 1)) / (count - 1));
+    points.push({
+      series: series.label,
+      lag: lag(sorted[index]!),
+      share: (index + 1) / sorted.length,
+    });
   }
-  parts.push(
-    text(
-      left + width / 2,
-      top + height + 34,
-      'lag (ms, CRM created_at → package request created_at)',
-      'text-anchor="middle"',
-    ),
-  );
-  series.forEach((s, index) => {
-    const color = COLORS[index % COLORS.length]!;
-    // At most ~200 points per curve keeps the file small.
-    const step = Math.max(1, Math.floor(s.sorted.length / 200));
-    const points: string[] = [];
-    for (let i = 0; i < s.sorted.length; i += step)
-      points.push(`${x(s.sorted[i]!).toFixed(1)},${y((i + 1) / s.sorted.length).toFixed(1)}`);
-    if (s.sorted.length > 0)
-      points.push(`${x(s.sorted[s.sorted.length - 1]!).toFixed(1)},${y(1).toFixed(1)}`);
-    parts.push(
-      `<polyline points="${points.join(' ')}" fill="none" stroke="${color}" stroke-width="2"/>`,
-    );
-    parts.push(
-      `<rect x="${left + width - 150}" y="${top + height - 20 - index * 18 - 10}" width="12" height="12" fill="${color}"/>`,
-    );
-    parts.push(text(left + width - 132, top + height - 20 - index * 18, s.label));
-  });
-  if (series.length === 0) parts.push(text(left + 20, top + height / 2, 'push_lag did not run'));
-  // The seed-style baseline has no push path: its lag is bounded by its 10 s poll interval instead.
-  parts.push(text(left + 10, top + 18, 'baseline not measured (polls every 10 s)', 'fill="#666"'));
-  return parts.join('\n');
+  return points;
 }
 
-function throughputPanel(
+function lagPanel(lagSeries: LagSeries[]): Panel {
+  const title = {
+    text: 'Push lag: share of customers within x ms',
+    // The seed-style baseline has no push path: its lag is bounded by its 10 s poll interval.
+    subtitle: 'baseline not measured (polls every 10 s)',
+  };
+  const nonEmpty = lagSeries.filter((series) => series.sorted.some(Number.isFinite));
+  if (nonEmpty.length === 0) return placeholder(title.text, 'push_lag did not run');
+  const labels = [...new Set(nonEmpty.map((series) => series.label))];
+  return {
+    title,
+    width: PANEL_WIDTH,
+    height: PANEL_HEIGHT,
+    data: { values: nonEmpty.flatMap(cdfPoints) },
+    mark: { type: 'line', strokeWidth: 2, interpolate: 'step-after' },
+    encoding: {
+      x: {
+        field: 'lag',
+        type: 'quantitative',
+        scale: { type: 'log' },
+        axis: { title: 'lag (ms, CRM created_at → package request created_at)', format: ',~g' },
+      },
+      y: {
+        field: 'share',
+        type: 'quantitative',
+        scale: { domain: [0, 1] },
+        axis: { title: 'share of customers', format: '.0%' },
+      },
+      color: {
+        field: 'series',
+        type: 'nominal',
+        scale: { domain: labels, range: LAG_COLORS },
+        legend: { title: null, orient: 'top', direction: 'vertical' },
+      },
+      order: { field: 'share', type: 'quantitative' },
+    },
+  };
+}
+
+function throughputPanel(bars: ThroughputBar[]): Panel {
+  const title = 'Backlog throughput (customers/s)';
+  const sizeLabel = (size: number) => `${size.toLocaleString('en')} customers`;
+  const values = bars.flatMap((bar) =>
+    [
+      { series: PLATFORM, throughput: bar.platform },
+      { series: BASELINE, throughput: bar.baseline },
+    ]
+      .filter((v): v is { series: string; throughput: number } => Number.isFinite(v.throughput))
+      .map((v) => ({ size: sizeLabel(bar.size), ...v })),
+  );
+  if (values.length === 0) return placeholder(title, 'backlog throughput did not run');
+  const sizes = [...new Set([...bars].sort((a, b) => a.size - b.size).map((b) => b.size))];
+  const series = { field: 'series', type: 'nominal' } as const;
+  return {
+    title,
+    width: PANEL_WIDTH,
+    height: PANEL_HEIGHT,
+    data: { values },
+    encoding: {
+      x: {
+        field: 'size',
+        type: 'nominal',
+        sort: sizes.map(sizeLabel),
+        axis: { title: 'backlog size', labelAngle: 0 },
+      },
+      xOffset: { ...series, scale: { domain: [PLATFORM, BASELINE] } },
+      y: {
+        field: 'throughput',
+        type: 'quantitative',
+        // Headroom above the tallest bar for its label.
+        scale: { domainMax: Math.max(...values.map((v) => v.throughput)) * 1.12 },
+        axis: { title: 'customers/s', format: '~s' },
+      },
+    },
+    layer: [
+      {
+        mark: { type: 'bar' },
+        encoding: {
+          color: {
+            ...series,
+            scale: { domain: [PLATFORM, BASELINE], range: ['#1f77b4', '#ff7f0e'] },
+            legend: { title: null, orient: 'top', direction: 'vertical' },
+          },
+        },
+      },
+      {
+        mark: { type: 'text', baseline: 'bottom', dy: -3, fontSize: 12 },
+        encoding: { text: { field: 'throughput', type: 'quantitative', format: ',.0f' } },
+      },
+    ],
+  };
+}
+
+export async function renderChart(
+  lagSeries: LagSeries[],
   bars: ThroughputBar[],
-  left: number,
-  top: number,
-  width: number,
-  height: number,
-) {
-  const parts: string[] = [
-    text(left, top - 12, 'Backlog throughput (customers/s)', 'font-weight="bold"'),
-  ];
-  const yMax = niceMax(Math.max(1, ...bars.flatMap((b) => [b.platform ?? 0, b.baseline ?? 0])));
-  const y = (value: number) => top + height - (value / yMax) * height;
-  parts.push(
-    `<rect x="${left}" y="${top}" width="${width}" height="${height}" fill="none" stroke="#999"/>`,
-  );
-  for (let i = 0; i <= 5; i++) {
-    const value = (yMax / 5) * i;
-    parts.push(text(left - 6, y(value) + 4, `${value}`, 'text-anchor="end"'));
-  }
-  const group = width / Math.max(1, bars.length);
-  bars.forEach((bar, index) => {
-    const groupLeft = left + index * group;
-    const barWidth = group / 3;
-    const draw = (value: number | null, offset: number, color: string) => {
-      if (value === null) return;
-      const barLeft = groupLeft + group / 6 + offset;
-      parts.push(
-        `<rect x="${barLeft.toFixed(1)}" y="${y(value).toFixed(1)}" width="${barWidth.toFixed(1)}" height="${(top + height - y(value)).toFixed(1)}" fill="${color}"/>`,
-      );
-      parts.push(
-        text(
-          barLeft + barWidth / 2,
-          y(value) - 4,
-          `${Math.round(value)}`,
-          'text-anchor="middle" font-size="11"',
-        ),
-      );
-    };
-    draw(bar.platform, 0, PLATFORM_COLOR);
-    draw(bar.baseline, barWidth, BASELINE_COLOR);
-    parts.push(
-      text(
-        groupLeft + group / 2,
-        top + height + 16,
-        `${bar.size.toLocaleString('en')} customers`,
-        'text-anchor="middle"',
-      ),
-    );
-  });
-  parts.push(
-    `<rect x="${left + 10}" y="${top + 10}" width="12" height="12" fill="${PLATFORM_COLOR}"/>`,
-  );
-  parts.push(text(left + 28, top + 20, 'platform (SYNC_MODE=poll)'));
-  parts.push(
-    `<rect x="${left + 10}" y="${top + 28}" width="12" height="12" fill="${BASELINE_COLOR}"/>`,
-  );
-  parts.push(text(left + 28, top + 38, 'baseline (seed-style poller)'));
-  return parts.join('\n');
-}
-
-export function renderChart(
-  lag: LagSeries[],
-  throughput: ThroughputBar[],
   subtitle: string,
-): string {
-  const width = 1000;
-  const height = 420;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="sans-serif" font-size="12">`,
-    `<rect width="${width}" height="${height}" fill="white"/>`,
-    text(20, 24, `Mini Integration Platform bench — ${subtitle}`, 'font-size="14"'),
-    lagPanel(lag, 70, 70, 380, 280),
-    throughputPanel(throughput, 580, 70, 380, 280),
-    '</svg>',
-    '',
-  ].join('\n');
+): Promise<string> {
+  const spec = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v6.json',
+    title: {
+      text: 'Mini Integration Platform benchmark',
+      subtitle,
+      anchor: 'start',
+      fontSize: 18,
+      subtitleFontSize: 13,
+      offset: 16,
+    },
+    background: 'white',
+    padding: 16,
+    // Lay the panels out by their plot areas: Vega's estimated text widths would spread them apart.
+    bounds: 'flush',
+    spacing: 100,
+    hconcat: [lagPanel(lagSeries), throughputPanel(bars)],
+    // The two panels encode different things by colour: keep their scales and legends apart.
+    resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
+    config: {
+      font: 'sans-serif',
+      title: { fontSize: 14, subtitleFontSize: 12, subtitleColor: '#666', anchor: 'start' },
+      axis: { labelFontSize: 12, titleFontSize: 12, labelLimit: 0, titleLimit: 0 },
+      legend: { labelFontSize: 12, titleFontSize: 12, labelLimit: 0, titleLimit: 0 },
+      view: { stroke: '#999' },
+    },
+  } satisfies TopLevelSpec;
+  const view = new View(parse(compile(spec).spec), { renderer: 'none' });
+  try {
+    return `${await view.toSVG()}\n`;
+  } finally {
+    view.finalize();
+  }
 }

@@ -463,6 +463,8 @@ async function main(): Promise<void> {
     notes: [
       'push lag = package request created_at (Inventory) - customer created_at (CRM), both server clocks on this machine, ms resolution',
       'push_lag_p50_ms/p99_ms are the hybrid (default) mode; every mode is under push_lag',
+      'push lag is measured after a warm-up at the same rate (sizes.push_warmup_seconds) on freshly started services; the warm-up figures are under push_lag[].warmup',
+      'services run with their defaults (DELIVERY_BATCH_SIZE 250, DELIVERY_CONCURRENCY 8, SQLite); the load generator and the baseline share the same 2 CPUs',
       'backlog and empty_poll customers are inserted into the CRM SQLite file directly, not through the API',
       'empty_poll platform = GET /events?after=<last>&limit=500&wait=0; baseline = one full list of all customers finding nothing new',
       quick
@@ -548,7 +550,7 @@ async function main(): Promise<void> {
     return;
   }
   const subtitle = `${quick ? 'quick mode' : 'full mode'}, ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}, SQLite`;
-  writeFileSync(path.join(BENCH_DIR, 'results.svg'), renderChart(lagSeries, bars, subtitle));
+  writeFileSync(path.join(BENCH_DIR, 'results.svg'), await renderChart(lagSeries, bars, subtitle));
   writeFileSync(path.join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
   say(`\nWrote bench/results.json and bench/results.svg in ${results.duration_s} s.`);
 }
