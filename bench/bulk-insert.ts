@@ -1,4 +1,5 @@
-import { randomUUID } from 'node:crypto';
+// UUIDv7, as the CRM makes them (src/core/ids.ts), so the indexes grow the same way.
+import { v7 as newId } from 'uuid';
 import Database from 'better-sqlite3';
 
 /**
@@ -21,7 +22,7 @@ export function bulkInsertCustomers(crmSqlitePath: string, count: number, label:
     const insertAll = db.transaction(() => {
       for (let n = 1; n <= count; n++) {
         const customer = {
-          id: randomUUID(),
+          id: newId(),
           name: `Bench Customer ${n}`,
           email: `bench-${label}-${n}@example.com`,
           created_at: new Date().toISOString(),
@@ -34,7 +35,7 @@ export function bulkInsertCustomers(crmSqlitePath: string, count: number, label:
           customer.created_at,
         );
         insertEvent.run(
-          randomUUID(),
+          newId(),
           'customer.created',
           customer.id,
           JSON.stringify(customer),

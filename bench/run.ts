@@ -27,6 +27,8 @@ const only = process.argv
   ?.slice('--only='.length)
   .split(',');
 const selected = (scenario: 'push_lag' | 'backlog') => !only || only.includes(scenario);
+/** `--platform-only`: skip the baseline (when profiling or tuning the platform). */
+const platformOnly = process.argv.includes('--platform-only');
 if (process.argv.includes('--profile')) {
   const dir = path.join(os.tmpdir(), `mip-bench-profiles-${Date.now()}`);
   process.env.BENCH_PROFILE_DIR = dir;
@@ -52,6 +54,12 @@ const SIZES = quick
 /** `--backlog=N`: the backlog scenario's size instead of the mode's (e.g. to profile one size). */
 const backlogArg = process.argv.find((arg) => arg.startsWith('--backlog='));
 if (backlogArg) SIZES.backlog = Number(backlogArg.slice('--backlog='.length));
+/** `--sizes=1000,100000`: run backlog/empty_poll/rss at just these sizes (a partial run). */
+const sizesArg = process.argv
+  .find((arg) => arg.startsWith('--sizes='))
+  ?.slice('--sizes='.length)
+  .split(',')
+  .map(Number);
 
 /** Longest wait for one run's deliveries; a run that takes longer is reported as not finished. */
 const DELIVERY_TIMEOUT_MS = quick ? 60_000 : 60 * 60_000;
@@ -443,12 +451,14 @@ async function main(): Promise<void> {
   }
 
   // backlog, empty_poll and rss at each size, platform then baseline, against identical stacks.
-  const sizes = [...new Set([SIZES.empty_poll_small, SIZES.backlog, SIZES.empty_poll_large])].sort(
-    (a, b) => a - b,
-  );
+  const sizes = (
+    sizesArg ?? [...new Set([SIZES.empty_poll_small, SIZES.backlog, SIZES.empty_poll_large])]
+  ).sort((a, b) => a - b);
   const runs: Record<System, BacklogRun[]> = { platform: [], baseline: [] };
   for (const size of selected('backlog') ? sizes : []) {
-    for (const system of ['platform', 'baseline'] as const)
+    for (const system of platformOnly
+      ? (['platform'] as const)
+      : (['platform', 'baseline'] as const))
       runs[system].push(await backlogRun(system, size));
   }
   const at = (system: System, size: number) => runs[system].find((run) => run.size === size);
@@ -544,9 +554,9 @@ async function main(): Promise<void> {
     baseline: at('baseline', size)?.backlog_per_s ?? null,
   }));
   results.duration_s = round((performance.now() - benchStarted) / 1000, 1);
-  if (only) {
+  if (only || platformOnly || sizesArg) {
     // A partial run must not overwrite the figures the README quotes.
-    say(`\nPartial run (--only=${only.join(',')}) in ${results.duration_s} s; nothing written.`);
+    say(`\nPartial run in ${results.duration_s} s; nothing written.`);
     return;
   }
   const subtitle = `${quick ? 'quick mode' : 'full mode'}, ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}, SQLite`;

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
 import { Type, type Static } from 'typebox';
 import { isUniqueViolation, toIsoString } from '../core/db.js';
@@ -48,7 +48,7 @@ export class CustomerStore {
   /** Creates the customer and its event; `traceparent` is kept with the event for its consumers. */
   async create(input: NewCustomer, traceparent?: string): Promise<Customer> {
     const customer: Customer = {
-      id: randomUUID(),
+      id: newId(),
       name: input.name,
       email: input.email,
       created_at: new Date().toISOString(),

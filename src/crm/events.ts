@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../core/ids.js';
 import { EventEmitter, once } from 'node:events';
 import { sql, type Kysely } from 'kysely';
 import { Type, type Static } from 'typebox';
@@ -81,7 +81,7 @@ export class EventLog {
     traceparent?: string,
   ): Promise<void> {
     await serialiseAppends(trx, this.dialect);
-    const eventId = randomUUID();
+    const eventId = newId();
     const { position } = await trx
       .insertInto('events')
       .values({

@@ -1,4 +1,5 @@
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
+import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
 import { Type, type Static } from 'typebox';
 import { isUniqueViolation } from '../core/db.js';
@@ -77,7 +78,7 @@ export class WebhookEndpoints {
 
   async create(url: string): Promise<WebhookEndpoint & { secret: string }> {
     const row: Omit<EndpointRow, 'seq'> = {
-      id: randomUUID(),
+      id: newId(),
       url,
       secret: generateSecret(),
       previous_secret: null,

@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
 import { Type, type Static } from 'typebox';
 import { toIsoString } from '../core/db.js';
@@ -76,7 +76,7 @@ export const packageRequests = {
    */
   async create(db: Db, input: { customer_id: string; kind: string }): Promise<CreateOutcome> {
     const request: PackageRequest = {
-      id: randomUUID(),
+      id: newId(),
       customer_id: input.customer_id,
       kind: input.kind,
       status: 'pending',
@@ -114,7 +114,7 @@ export const packageRequests = {
       const pair = pairOf(input);
       if (candidates.has(pair)) continue;
       candidates.set(pair, {
-        id: randomUUID(),
+        id: newId(),
         customer_id: input.customer_id,
         kind: input.kind,
         status: 'pending',
