@@ -54,6 +54,11 @@ const SIZES = quick
 /** `--backlog=N`: the backlog scenario's size instead of the mode's (e.g. to profile one size). */
 const backlogArg = process.argv.find((arg) => arg.startsWith('--backlog='));
 if (backlogArg) SIZES.backlog = Number(backlogArg.slice('--backlog='.length));
+/** `--modes=webhook,amqp`: run push_lag in just these modes (a partial run). */
+const modesArg = process.argv
+  .find((arg) => arg.startsWith('--modes='))
+  ?.slice('--modes='.length)
+  .split(',');
 /** `--sizes=1000,100000`: run backlog/empty_poll/rss at just these sizes (a partial run). */
 const sizesArg = process.argv
   .find((arg) => arg.startsWith('--sizes='))
@@ -260,6 +265,7 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
     // Read Inventory's created_at of each package request only now, so reading adds no load during the run.
     const lags: number[] = [];
     const warmupLags: number[] = [];
+    const timeline: [number, number][] = [];
     let url: string | undefined = `${stack.inventory.url}/package-requests?limit=1000`;
     while (url) {
       const answer = await fetch(url);
@@ -270,10 +276,25 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
         const customerCreated = createdAt.get(request.customer_id);
         if (customerCreated === undefined) continue;
         const lag = Date.parse(request.created_at) - customerCreated;
+        if (process.env.BENCH_LAG_TIMELINE) timeline.push([customerCreated, lag]);
         (warmupIds.has(request.customer_id) ? warmupLags : lags).push(lag);
       }
       const next = /<([^>]+)>;\s*rel="next"/.exec(answer.headers.get('link') ?? '')?.[1];
       url = next ? new URL(next, stack.inventory.url).toString() : undefined;
+    }
+    if (process.env.BENCH_LAG_TIMELINE) {
+      const first = Math.min(...timeline.map(([at]) => at));
+      const buckets = new Map<number, number>();
+      for (const [at, lag] of timeline) {
+        const second = Math.floor((at - first) / 1000);
+        buckets.set(second, Math.max(buckets.get(second) ?? 0, lag));
+      }
+      say(
+        [...buckets]
+          .sort((a, b) => a[0] - b[0])
+          .map(([s, max]) => `${s}:${max}`)
+          .join(' '),
+      );
     }
     lags.sort((a, b) => a - b);
     warmupLags.sort((a, b) => a - b);
@@ -445,7 +466,9 @@ async function main(): Promise<void> {
     ]);
   }
   const lag: LagResult[] = [];
-  for (const [mode, env] of selected('push_lag') ? modes : []) {
+  for (const [mode, env] of selected('push_lag')
+    ? modes.filter(([mode]) => !modesArg || modesArg.includes(mode))
+    : []) {
     const result = await pushLag(mode, env);
     if (result) lag.push(result);
   }
@@ -554,7 +577,7 @@ async function main(): Promise<void> {
     baseline: at('baseline', size)?.backlog_per_s ?? null,
   }));
   results.duration_s = round((performance.now() - benchStarted) / 1000, 1);
-  if (only || platformOnly || sizesArg) {
+  if (only || platformOnly || sizesArg || modesArg) {
     // A partial run must not overwrite the figures the README quotes.
     say(`\nPartial run in ${results.duration_s} s; nothing written.`);
     return;

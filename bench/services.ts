@@ -67,7 +67,10 @@ export async function startService(
   const port = await freePort();
   // `npm run bench -- --profile`: each service writes a V8 CPU profile when it exits.
   const profileDir = process.env.BENCH_PROFILE_DIR;
-  const nodeArgs = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const nodeArgs = [
+    ...(process.env.BENCH_SERVICE_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
+    ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
+  ];
   const child = spawn(process.execPath, [...nodeArgs, path.join(DIST, script)], {
     env: {
       ...process.env,

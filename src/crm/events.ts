@@ -122,14 +122,15 @@ export class EventLog {
       .execute();
   }
 
-  /** The event with this id, as the feed shows it. */
-  async get(eventId: string): Promise<CustomerCreatedEvent | undefined> {
-    const row = await this.db
+  /** The events with these ids, by id (ids with no event are left out). */
+  async getMany(eventIds: readonly string[]): Promise<Map<string, CustomerCreatedEvent>> {
+    if (eventIds.length === 0) return new Map();
+    const rows = await this.db
       .selectFrom('events')
       .select(['position', 'id', 'type', 'payload', 'occurred_at', 'traceparent'])
-      .where('id', '=', eventId)
-      .executeTakeFirst();
-    return row && toEvent(row);
+      .where('id', 'in', eventIds)
+      .execute();
+    return new Map(rows.map((row) => [row.id, toEvent(row)]));
   }
 
   /** Tells waiting readers and relays in this process that something was committed. */

@@ -1,3 +1,4 @@
+import { chunk } from '../core/batches.js';
 import type { Logger } from '../core/logging.js';
 import { retryDelayMs, shouldGiveUp, type RetryPolicy } from '../core/backoff.js';
 import {
@@ -45,14 +46,6 @@ export interface DeliveryWorkerOptions {
 interface LogFields {
   customer_id: string;
   trace_id: string | undefined;
-}
-
-/** Splits `items` into runs of at most `size`. */
-function chunk<T>(items: T[], size: number): T[][] {
-  const chunks: T[][] = [];
-  for (let start = 0; start < items.length; start += size)
-    chunks.push(items.slice(start, start + size));
-  return chunks;
 }
 
 /**
