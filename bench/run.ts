@@ -68,6 +68,8 @@ const sizesArg = process.argv
 
 /** Longest wait for one run's deliveries; a run that takes longer is reported as not finished. */
 const DELIVERY_TIMEOUT_MS = quick ? 60_000 : 60 * 60_000;
+/** Longest wait, after the last create, for push_lag's deliveries to arrive. */
+const PUSH_DRAIN_TIMEOUT_MS = 60_000;
 const EMPTY_POLL_CALLS = 200;
 /** Baseline polls list every customer, so at 1,000,000 they are slow: fewer calls, bounded time. */
 const BASELINE_EMPTY_POLL_BUDGET_MS = quick ? 2_000 : 60_000;
@@ -170,7 +172,13 @@ async function inventoryCount(inventory: Service): Promise<number> {
 }
 
 /** Waits until Inventory holds `target` package requests; answers the ms it took, or null on timeout. */
-async function waitForDeliveries(inventory: Service, target: number, label: string, since: number) {
+async function waitForDeliveries(
+  inventory: Service,
+  target: number,
+  label: string,
+  since: number,
+  timeoutMs = DELIVERY_TIMEOUT_MS,
+) {
   for (;;) {
     const count = await inventoryCount(inventory);
     const seconds = (performance.now() - since) / 1000;
@@ -178,7 +186,7 @@ async function waitForDeliveries(inventory: Service, target: number, label: stri
       `${label}: ${count.toLocaleString('en')}/${target.toLocaleString('en')} package requests, ${Math.round(count / seconds)}/s`,
     );
     if (count >= target) return performance.now() - since;
-    if (performance.now() - since > DELIVERY_TIMEOUT_MS) return null;
+    if (performance.now() - since > timeoutMs) return null;
     await sleep(100);
   }
 }
@@ -260,6 +268,7 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
       createdAt.size,
       label,
       performance.now(),
+      PUSH_DRAIN_TIMEOUT_MS,
     );
     if (delivered === null) say(`${label}: not every package request arrived within the timeout`);
     // Read Inventory's created_at of each package request only now, so reading adds no load during the run.

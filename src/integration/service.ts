@@ -140,6 +140,12 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         circuit.shutdown();
       },
       checkReady: async () => {
+        // Webhook mode has no other source: until subscribed, new customers would be missed.
+        if (syncMode === 'webhook' && registration && !registration.status.registered) {
+          throw new Error(
+            `not yet subscribed to the CRM's webhooks${registration.status.lastError ? ` (${registration.status.lastError})` : ''}`,
+          );
+        }
         const stalledMs = poller?.stalledForMs();
         if (stalledMs !== undefined) {
           throw new Error(
