@@ -137,16 +137,29 @@ export async function startBaseline(env: Record<string, string>): Promise<Servic
   };
 }
 
-/** Resident set size of a process in MB, from /proc (Linux); null elsewhere. */
-export function rssMb(pid: number | undefined): number | null {
+/** One line of /proc/<pid>/status in MB (e.g. `VmRSS`), on Linux; null elsewhere. */
+function statusMb(pid: number | undefined, field: string): number | null {
   if (pid === undefined) return null;
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const match = /VmRSS:\s+(\d+) kB/.exec(status);
+    const match = new RegExp(`${field}:\\s+(\\d+) kB`).exec(status);
     return match ? Math.round((Number(match[1]) / 1024) * 10) / 10 : null;
   } catch {
     return null;
   }
+}
+
+/** Resident set size of a process in MB. */
+export function rssMb(pid: number | undefined): number | null {
+  return statusMb(pid, 'VmRSS');
+}
+
+/**
+ * The file-backed part of a process's resident set in MB: mostly the node binary's pages, which
+ * every Node process maps and the kernel keeps once however many processes share them.
+ */
+export function rssFileMb(pid: number | undefined): number | null {
+  return statusMb(pid, 'RssFile');
 }
 
 /** A fresh temporary DATA_DIR, removed by `cleanup()`. */
