@@ -7,13 +7,16 @@ import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { request } from 'undici';
 import { bulkInsertCustomers } from './bulk-insert.js';
 import { renderChart, type LagSeries, type ThroughputBar } from './chart.js';
+import { printProfileSummaries } from './profile-summary.js';
 import {
+  DIST,
   rssFileMb,
   rssMb,
+  serviceNames,
   sleep,
   startBaseline,
   startService,
@@ -30,10 +33,13 @@ const only = process.argv
 const selected = (scenario: 'push_lag' | 'backlog') => !only || only.includes(scenario);
 /** `--platform-only`: skip the baseline (when profiling or tuning the platform). */
 const platformOnly = process.argv.includes('--platform-only');
-if (process.argv.includes('--profile')) {
-  const dir = path.join(os.tmpdir(), `mip-bench-profiles-${Date.now()}`);
-  process.env.BENCH_PROFILE_DIR = dir;
-  process.stdout.write(`CPU profiles of every service go to ${dir}\n`);
+/** `--profile`: every service writes a V8 CPU profile here, summarised at the end. */
+const profileDir = process.argv.includes('--profile')
+  ? path.join(os.tmpdir(), `mip-bench-profiles-${Date.now()}`)
+  : undefined;
+if (profileDir) {
+  process.env.BENCH_PROFILE_DIR = profileDir;
+  process.stdout.write(`CPU profiles of every service go to ${profileDir}\n`);
 }
 const SIZES = quick
   ? {
@@ -503,11 +509,22 @@ async function main(): Promise<void> {
     ]);
   }
   const lag: LagResult[] = [];
+  const deleteAmqpTopology = async (env: Record<string, string>) => {
+    if (!env.AMQP_URL || !env.AMQP_NAME_PREFIX) return;
+    const amqp = (await import(pathToFileURL(path.join(DIST, 'core/amqp.js')).href)) as {
+      deleteTopology: (url: string, prefix: string) => Promise<void>;
+    };
+    await amqp.deleteTopology(env.AMQP_URL, env.AMQP_NAME_PREFIX);
+  };
   for (const [mode, env] of selected('push_lag')
     ? modes.filter(([mode]) => !modesArg || modesArg.includes(mode))
     : []) {
-    const result = await pushLag(mode, env);
-    if (result) lag.push(result);
+    try {
+      const result = await pushLag(mode, env);
+      if (result) lag.push(result);
+    } finally {
+      await deleteAmqpTopology(env);
+    }
   }
 
   // backlog, empty_poll and rss at each size, platform then baseline, against identical stacks.
@@ -624,6 +641,7 @@ async function main(): Promise<void> {
     baseline: at('baseline', size)?.backlog_per_s ?? null,
   }));
   results.duration_s = round((performance.now() - benchStarted) / 1000, 1);
+  if (profileDir) printProfileSummaries(profileDir, serviceNames);
   if (only || platformOnly || sizesArg || modesArg) {
     // A partial run must not overwrite the figures the README quotes.
     say(`\nPartial run in ${results.duration_s} s; nothing written.`);

@@ -24,6 +24,9 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** The name of every service process the bench started, by pid (for its CPU profile). */
+export const serviceNames = new Map<number, string>();
+
 /** Every child and temporary folder still alive, so Ctrl-C stops and removes them too. */
 const running = new Set<ChildProcess>();
 const folders = new Set<string>();
@@ -71,9 +74,14 @@ export async function startService(
     ...(process.env.BENCH_SERVICE_NODE_FLAGS?.split(' ').filter(Boolean) ?? []),
     ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : []),
   ];
+  // The broker is for the runs that ask for it (amqp mode): a CRM that inherited AMQP_URL would
+  // also relay every backlog customer to RabbitMQ, and skew every other scenario.
+  const inherited = { ...process.env };
+  delete inherited.AMQP_URL;
+  delete inherited.AMQP_NAME_PREFIX;
   const child = spawn(process.execPath, [...nodeArgs, path.join(DIST, script)], {
     env: {
-      ...process.env,
+      ...inherited,
       NODE_OPTIONS: process.env.BENCH_SERVICE_NODE_OPTIONS ?? '',
       LOG_LEVEL: 'warn',
       LOG_FORMAT: 'json',
@@ -83,6 +91,7 @@ export async function startService(
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   track(child);
+  if (child.pid !== undefined) serviceNames.set(child.pid, name);
   let output = '';
   const keep = (chunk: Buffer) => (output = (output + chunk.toString()).slice(-4000));
   child.stdout!.on('data', keep);

@@ -47,6 +47,21 @@ export const DEFAULT_TOPOLOGY: Readonly<Topology> = Object.freeze({
   deliveryLimit: DEFAULT_DELIVERY_LIMIT,
 });
 
+/** Deletes the exchanges and queues of the topology with `prefix` (tests and benchmarks). */
+export async function deleteTopology(url: string, prefix: string): Promise<void> {
+  const connection = await connect(url);
+  try {
+    const channel = await connection.createChannel();
+    const names = prefixedTopology(prefix);
+    for (const queue of [names.queue!, names.deadLetterQueue!]) await channel.deleteQueue(queue);
+    for (const exchange of [names.exchange!, names.deadLetterExchange!]) {
+      await channel.deleteExchange(exchange);
+    }
+  } finally {
+    await connection.close();
+  }
+}
+
 /**
  * The default topology with every exchange and queue name prefixed, so that several environments
  * (or test runs) can share one broker: `AMQP_NAME_PREFIX=staging.` gives `staging.crm.events`…
