@@ -66,6 +66,9 @@ const modesArg = process.argv
   .find((arg) => arg.startsWith('--modes='))
   ?.slice('--modes='.length)
   .split(',');
+/** `--rate=N`: push_lag's customers per second instead of the mode's (a partial run). */
+const rateArg = process.argv.find((arg) => arg.startsWith('--rate='));
+if (rateArg) SIZES.push_rate = Number(rateArg.slice('--rate='.length));
 /** `--sizes=1000,100000`: run backlog/empty_poll/rss at just these sizes (a partial run). */
 const sizesArg = process.argv
   .find((arg) => arg.startsWith('--sizes='))
@@ -642,7 +645,7 @@ async function main(): Promise<void> {
   }));
   results.duration_s = round((performance.now() - benchStarted) / 1000, 1);
   if (profileDir) printProfileSummaries(profileDir, serviceNames);
-  if (only || platformOnly || sizesArg || modesArg) {
+  if (only || platformOnly || sizesArg || modesArg || rateArg) {
     // A partial run must not overwrite the figures the README quotes.
     say(`\nPartial run in ${results.duration_s} s; nothing written.`);
     return;

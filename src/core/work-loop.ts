@@ -34,10 +34,35 @@ export class WorkLoop<Item> {
     this.task.wake();
   }
 
+  /** Items that could start now without going over `concurrency`. */
+  get freeSlots(): number {
+    return this.options.concurrency - this.inFlight.size;
+  }
+
+  /**
+   * Handles an item claimed elsewhere (e.g. as it was recorded) at once, beside the claimed ones;
+   * callers check `freeSlots` first, so `concurrency` is passed at most briefly.
+   */
+  handleNow(item: Item): void {
+    this.startHandling(item);
+  }
+
   /** Stops claiming and waits for the items in flight. */
   async stop(): Promise<void> {
     await this.task.stop();
     await Promise.allSettled([...this.inFlight]);
+  }
+
+  private startHandling(item: Item): void {
+    const { logger, name } = this.options;
+    const handling: Promise<void> = this.options
+      .handle(item)
+      .catch((error: unknown) => logger.error({ err: error }, `Unexpected error handling ${name}`))
+      .finally(() => {
+        this.inFlight.delete(handling);
+        this.task.wake();
+      });
+    this.inFlight.add(handling);
   }
 
   private async step(): Promise<NextStep> {
@@ -51,18 +76,7 @@ export class WorkLoop<Item> {
         logger.error({ err: error }, `Could not claim due ${name} from the database; retrying`);
       }
     }
-    for (const item of claimed) {
-      const handling: Promise<void> = this.options
-        .handle(item)
-        .catch((error: unknown) =>
-          logger.error({ err: error }, `Unexpected error handling ${name}`),
-        )
-        .finally(() => {
-          this.inFlight.delete(handling);
-          this.task.wake();
-        });
-      this.inFlight.add(handling);
-    }
+    for (const item of claimed) this.startHandling(item);
     // A full batch means more may be due: look again at once, unless every slot is busy.
     const idle = claimed.length === 0 || claimed.length < free || this.inFlight.size >= concurrency;
     return idle ? (this.options.idleMs ?? 500) : 0;

@@ -13,7 +13,7 @@ export interface CrmConfig {
   allowPrivateWebhookTargets: boolean;
   /** Timeout of one webhook call, in ms; only a 2xx within it counts. Default 10000. */
   webhookTimeoutMs: number;
-  /** Webhook calls in flight at once. Default 16. */
+  /** Webhook calls in flight at once, in two batches. Default 64. */
   webhookConcurrency: number;
   /** Attempts per message before it is marked failed. Default 20. */
   webhookMaxAttempts: number;
@@ -40,7 +40,7 @@ export function readCrmConfig(env: Env): CrmConfig {
         'false',
       ]) === 'true',
     webhookTimeoutMs: ms('WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
-    webhookConcurrency: readInteger(env, 'WEBHOOK_CONCURRENCY', 16, { min: 1, max: 256 }),
+    webhookConcurrency: readInteger(env, 'WEBHOOK_CONCURRENCY', 64, { min: 1, max: 256 }),
     webhookMaxAttempts: readInteger(env, 'WEBHOOK_MAX_ATTEMPTS', 20, { min: 1, max: 100 }),
     webhookRetryBaseMs: ms('WEBHOOK_RETRY_BASE_MS', 1_000, 1, 3_600_000),
     webhookRetryMaxDelayMs: ms('WEBHOOK_RETRY_MAX_DELAY_MS', 3_600_000, 1, 86_400_000),

@@ -12,18 +12,17 @@ import type { IntegrationMetrics } from './metrics.js';
 import {
   customerCreatedToDelivery,
   readCustomerCreated,
-  type NewDelivery,
-  type SyncStore,
+  type RecordPushed,
 } from './store.js';
 
 export interface AmqpSourceOptions {
   url: string;
   namePrefix: string;
   prefetch: number;
-  store: SyncStore;
+  /** Records the message's customers and sees them delivered (the delivery worker's). */
+  record: RecordPushed;
   metrics: IntegrationMetrics;
   logger: Logger;
-  onRecorded: (items: NewDelivery[]) => void;
 }
 
 /**
@@ -67,7 +66,7 @@ export class AmqpSource {
   }
 
   private async handle(message: ReceivedMessage): Promise<void> {
-    const { store, metrics, logger } = this.options;
+    const { record, metrics, logger } = this.options;
     const event = readCustomerCreated(message.body);
     const messageId = message.messageId ?? (message.body as { id?: unknown } | null)?.id;
     if (!event || typeof messageId !== 'string') {
@@ -81,7 +80,7 @@ export class AmqpSource {
       'amqp',
       message.headers.traceparent,
     );
-    const fresh = await store.recordMessage(messageId, 'amqp', [item]);
+    const fresh = await record(messageId, 'amqp', [item]);
     if (fresh === undefined) {
       metrics.pushDuplicates.inc({ source: 'amqp' });
       return;
@@ -92,7 +91,6 @@ export class AmqpSource {
         { customer_id: item.customerId, trace_id: traceIdFromTraceparent(item.traceparent) },
         `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
       );
-      this.options.onRecorded(fresh);
     }
   }
 }

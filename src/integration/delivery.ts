@@ -12,7 +12,7 @@ import { WorkLoop } from '../core/work-loop.js';
 import { isCircuitOpenError, type CircuitState } from './circuit.js';
 import { NonRetryableError, TransientError, type PackageRequestReceipt } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
-import type { DeliveryRow, FailedOutcome, Settlement, SyncStore } from './store.js';
+import type { DeliveryRow, FailedOutcome, NewDelivery, Settlement, SyncStore } from './store.js';
 
 export interface DeliveryWorkerOptions {
   store: SyncStore;
@@ -77,6 +77,33 @@ export class DeliveryWorker {
   /** Looks for work now rather than at the next idle tick (new items, a replay). */
   wake(): void {
     this.loop.wake();
+  }
+
+  /**
+   * Records a pushed message's customers (webhook, RabbitMQ) and starts delivering the new ones.
+   * With a call slot free, they are written already claimed by this instance and sent at once,
+   * without a claim query; otherwise they are written pending and the loop claims them when a
+   * slot frees up. Answers the new customers, or undefined for a redelivered message id.
+   */
+  async recordPushed(
+    messageId: string,
+    source: string,
+    items: NewDelivery[],
+  ): Promise<NewDelivery[] | undefined> {
+    const { store, instanceId, claimMs, batchSize } = this.options;
+    if (this.loop.freeSlots <= 0) {
+      const fresh = await store.recordMessage(messageId, source, items);
+      if (fresh && fresh.length > 0) this.wake();
+      return fresh;
+    }
+    const rows = await store.recordMessageClaimed(messageId, source, items, {
+      holder: instanceId,
+      lockMs: claimMs,
+    });
+    if (!rows) return undefined;
+    for (const batch of chunk(rows, batchSize)) this.loop.handleNow(batch);
+    const fresh = new Set(rows.map((row) => row.customer_id));
+    return items.filter((item) => fresh.has(item.customerId));
   }
 
   /** Stops claiming and waits for the calls in flight to finish (each is bounded by its timeout). */

@@ -87,10 +87,9 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
             url: config.amqpUrl,
             namePrefix: config.amqpNamePrefix,
             prefetch: config.amqpPrefetch,
-            store,
+            record: (messageId, source, items) => worker.recordPushed(messageId, source, items),
             metrics,
             logger,
-            onRecorded: () => worker.wake(),
           })
         : undefined;
 
@@ -117,10 +116,9 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         if (registration) {
           await app.register(webhookReceiver, {
             registration,
-            store,
+            record: (messageId, source, items) => worker.recordPushed(messageId, source, items),
             metrics,
             logger,
-            onRecorded: () => worker.wake(),
           });
         }
       },

@@ -85,6 +85,22 @@ export interface Settlement {
   outcome: DeliveredOutcome | FailedOutcome | ReleasedOutcome;
 }
 
+/**
+ * Records a pushed message's customers (and its id, for deduplication) and sees them delivered;
+ * answers the new customers, or undefined when the message id was seen before.
+ */
+export type RecordPushed = (
+  messageId: string,
+  source: string,
+  items: NewDelivery[],
+) => Promise<NewDelivery[] | undefined>;
+
+/** Who holds a claim on deliveries, and for how long from now (ms). */
+export interface DeliveryClaim {
+  holder: string;
+  lockMs: number;
+}
+
 export const DELIVERY_STATES: readonly DeliveryState[] = [
   'pending',
   'delivering',
@@ -115,8 +131,20 @@ export class SyncStore {
   }
 
   private async insertNew(trx: Db, items: NewDelivery[], now: number): Promise<NewDelivery[]> {
+    const inserted = await this.insertRows(trx, items, now);
+    const fresh = new Set(inserted.map((row) => row.customer_id));
+    return items.filter((item) => fresh.has(item.customerId));
+  }
+
+  /** Inserts the customers not recorded yet, pending or already claimed; answers their rows. */
+  private async insertRows(
+    trx: Db,
+    items: NewDelivery[],
+    now: number,
+    claim?: DeliveryClaim,
+  ): Promise<DeliveryRow[]> {
     if (items.length === 0) return [];
-    const inserted = await trx
+    return trx
       .insertInto('deliveries')
       .values(
         items.map((item) => ({
@@ -125,18 +153,22 @@ export class SyncStore {
           customer_created_at: item.customerCreatedAt,
           event_id: item.eventId,
           source: item.source,
-          state: 'pending' as const,
           next_attempt_at: now,
           recorded_at: now,
           updated_at: now,
           traceparent: item.traceparent ?? null,
+          ...(claim
+            ? {
+                state: 'delivering' as const,
+                locked_by: claim.holder,
+                locked_until: now + claim.lockMs,
+              }
+            : { state: 'pending' as const }),
         })),
       )
       .onConflict((conflict) => conflict.column('customer_id').doNothing())
-      .returning('customer_id')
+      .returningAll()
       .execute();
-    const fresh = new Set(inserted.map((row) => row.customer_id));
-    return items.filter((item) => fresh.has(item.customerId));
   }
 
   /**
@@ -150,15 +182,44 @@ export class SyncStore {
     now = Date.now(),
   ): Promise<NewDelivery[] | undefined> {
     return this.db.transaction().execute(async (trx) => {
-      const first = await trx
-        .insertInto('received_messages')
-        .values({ message_id: messageId, source, received_at: now })
-        .onConflict((conflict) => conflict.column('message_id').doNothing())
-        .returning('message_id')
-        .executeTakeFirst();
-      if (!first) return undefined;
+      if (!(await this.rememberMessage(trx, messageId, source, now))) return undefined;
       return this.insertNew(trx, items, now);
     });
+  }
+
+  /**
+   * `recordMessage` for an instance that will deliver the new customers at once: their deliveries
+   * are written already claimed by `claim.holder` (as `claimDue` would leave them), which saves a
+   * claim query per pushed message. If the holder dies first, the claim expires and any instance
+   * takes them over. Answers the new deliveries' rows, or undefined for a redelivered id.
+   */
+  async recordMessageClaimed(
+    messageId: string,
+    source: string,
+    items: NewDelivery[],
+    claim: DeliveryClaim,
+    now = Date.now(),
+  ): Promise<DeliveryRow[] | undefined> {
+    return this.db.transaction().execute(async (trx) => {
+      if (!(await this.rememberMessage(trx, messageId, source, now))) return undefined;
+      return this.insertRows(trx, items, now, claim);
+    });
+  }
+
+  /** Notes a pushed message's id; false when it was seen before (a redelivery). */
+  private async rememberMessage(
+    trx: Db,
+    messageId: string,
+    source: string,
+    now: number,
+  ): Promise<boolean> {
+    const first = await trx
+      .insertInto('received_messages')
+      .values({ message_id: messageId, source, received_at: now })
+      .onConflict((conflict) => conflict.column('message_id').doNothing())
+      .returning('message_id')
+      .executeTakeFirst();
+    return first !== undefined;
   }
 
   /**

@@ -11,8 +11,7 @@ import type { IntegrationMetrics } from './metrics.js';
 import {
   customerCreatedToDelivery,
   readCustomerCreated,
-  type NewDelivery,
-  type SyncStore,
+  type RecordPushed,
 } from './store.js';
 
 export const WEBHOOK_PATH = '/webhooks/crm';
@@ -115,7 +114,7 @@ export function verifyWebhook(
   for (const [key, value] of Object.entries(headers)) {
     if (typeof value === 'string') flat[key] = value;
   }
-  let lastError: Error = new WebhookVerificationError('no signing secret yet');
+  let lastError: Error | undefined;
   for (const secret of secrets) {
     try {
       return new Webhook(secret).verify(body, flat);
@@ -123,15 +122,16 @@ export function verifyWebhook(
       lastError = error as Error;
     }
   }
-  throw lastError;
+  // Made only on failure: the library's errors capture a stack trace, costly on every call.
+  throw lastError ?? new WebhookVerificationError('no signing secret yet');
 }
 
 export interface WebhookReceiverOptions {
   registration: WebhookRegistration;
-  store: SyncStore;
+  /** Records the message's customers and sees them delivered (the delivery worker's). */
+  record: RecordPushed;
   metrics: IntegrationMetrics;
   logger: Logger;
-  onRecorded: (items: NewDelivery[]) => void;
 }
 
 /**
@@ -165,7 +165,7 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
     },
     async (request, reply) => {
       const body = request.body as Buffer;
-      const { registration, store, metrics } = options;
+      const { registration, record, metrics } = options;
       let payload: unknown;
       try {
         payload = verifyWebhook(await registration.verifyingSecrets(false), body, request.headers);
@@ -200,7 +200,7 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
         'webhook',
         request.headers.traceparent,
       );
-      const fresh = await store.recordMessage(messageId, 'webhook', [item]);
+      const fresh = await record(messageId, 'webhook', [item]);
       if (fresh === undefined) {
         metrics.pushDuplicates.inc({ source: 'webhook' });
       } else if (fresh.length > 0) {
@@ -209,7 +209,6 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
           { customer_id: item.customerId },
           `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
         );
-        options.onRecorded(fresh);
       }
       return reply.code(204).send(null);
     },

@@ -56,6 +56,29 @@ describe('recording', () => {
     expect((await store.countByState()).pending).toBe(4);
   });
 
+  it('records pushed customers already claimed for the instance that delivers them', async () => {
+    const id = randomUUID();
+    const claim = { holder: 'a', lockMs: 1_000 };
+    const rows = await store.recordMessageClaimed(id, 'webhook', [item(1), item(2)], claim, 100);
+    expect(
+      rows!.map((row) => [row.customer_id, row.state, row.locked_by, row.locked_until]),
+    ).toEqual([
+      [item(1).customerId, 'delivering', 'a', 1_100],
+      [item(2).customerId, 'delivering', 'a', 1_100],
+    ]);
+    // A redelivered message id, or a customer already recorded, adds nothing.
+    expect(await store.recordMessageClaimed(id, 'webhook', [item(3)], claim, 200)).toBeUndefined();
+    expect(
+      await store.recordMessageClaimed(randomUUID(), 'webhook', [item(2)], claim, 200),
+    ).toEqual([]);
+    // Nobody else can claim them while the claim lasts; once it expires (a died), anyone can.
+    expect(await store.claimDue('b', 10, 1_000, 1_000)).toEqual([]);
+    const takenOver = await store.claimDue('b', 10, 1_000, 1_200);
+    expect(takenOver.map((row) => row.locked_by)).toEqual(['b', 'b']);
+    // a's late result is refused: b owns them now.
+    expect(await store.markDelivered(rows![0]!, 'a', 'pr-1', 1_300)).toBe(false);
+  });
+
   it('refuses a feed read recorded without the lease or from a stale cursor, writing nothing', async () => {
     const now = Date.now();
     const lease = { name: 'poll', holder: 'a' };
