@@ -9,11 +9,7 @@ import type { Logger } from '../core/logging.js';
 import { traceIdFromTraceparent } from '../core/tracing.js';
 import { NonRetryableError } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
-import {
-  customerCreatedToDelivery,
-  readCustomerCreated,
-  type RecordPushed,
-} from './store.js';
+import { customerCreatedToDelivery, readCustomerCreated, type RecordPushed } from './store.js';
 
 export interface AmqpSourceOptions {
   url: string;

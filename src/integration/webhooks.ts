@@ -8,11 +8,7 @@ import type { Logger } from '../core/logging.js';
 import { RepeatingTask } from '../core/repeating-task.js';
 import type { CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
-import {
-  customerCreatedToDelivery,
-  readCustomerCreated,
-  type RecordPushed,
-} from './store.js';
+import { customerCreatedToDelivery, readCustomerCreated, type RecordPushed } from './store.js';
 
 export const WEBHOOK_PATH = '/webhooks/crm';
 
