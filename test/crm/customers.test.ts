@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { crmService } from '../../src/crm/service.js';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
+import { countRows } from '../support/databases.js';
 
 let t: TestApp<CrmTables>;
 beforeEach(async () => {
@@ -19,15 +20,7 @@ const create = (payload: unknown, headers: Record<string, string> = {}) =>
     payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
   });
 
-const countCustomers = async () =>
-  Number(
-    (
-      await t.database.db
-        .selectFrom('customers')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirstOrThrow()
-    ).n,
-  );
+const countCustomers = () => countRows(t.database.db, 'customers');
 
 describe('POST /customers', () => {
   it("creates the seed's Jane Doe with 201, a Location header and the stored fields", async () => {

@@ -4,7 +4,7 @@ import { fingerprintRequest, IdempotencyKeys } from '../../src/inventory/idempot
 import type { InventoryTables } from '../../src/inventory/migrations.js';
 import { inventoryService } from '../../src/inventory/service.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
-import { postgresUrlFor } from '../support/databases.js';
+import { countRows, postgresUrlFor } from '../support/databases.js';
 
 let t: TestApp<InventoryTables>;
 beforeEach(async () => {
@@ -51,25 +51,9 @@ const create = (payload: unknown, headers: Record<string, string> = {}) =>
     payload: JSON.stringify(payload),
   });
 
-const countRequests = async () =>
-  Number(
-    (
-      await t.database.db
-        .selectFrom('package_requests')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirstOrThrow()
-    ).n,
-  );
+const countRequests = () => countRows(t.database.db, 'package_requests');
 
-const countKeys = async () =>
-  Number(
-    (
-      await t.database.db
-        .selectFrom('idempotency_keys')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirstOrThrow()
-    ).n,
-  );
+const countKeys = () => countRows(t.database.db, 'idempotency_keys');
 
 const fingerprintOf = (customerId: string, kind = 'welcome_package') =>
   fingerprintRequest('POST', '/package-requests', { customer_id: customerId, kind });

@@ -4,6 +4,7 @@ import { fingerprintRequest, IdempotencyKeys } from '../../src/inventory/idempot
 import type { InventoryTables } from '../../src/inventory/migrations.js';
 import { inventoryService } from '../../src/inventory/service.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
+import { countRows } from '../support/databases.js';
 
 let t: TestApp<InventoryTables>;
 beforeEach(async () => {
@@ -21,15 +22,7 @@ const create = (payload: unknown, headers: Record<string, string> = {}) =>
     payload: typeof payload === 'string' ? payload : JSON.stringify(payload),
   });
 
-const countRequests = async () =>
-  Number(
-    (
-      await t.database.db
-        .selectFrom('package_requests')
-        .select((eb) => eb.fn.countAll().as('n'))
-        .executeTakeFirstOrThrow()
-    ).n,
-  );
+const countRequests = () => countRows(t.database.db, 'package_requests');
 
 describe('POST /package-requests', () => {
   it('creates a pending welcome package by default, with a Location header', async () => {

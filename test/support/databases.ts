@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { sql, type Kysely } from 'kysely';
 import pg from 'pg';
 import { openDatabase, type Database } from '../../src/core/db.js';
 
@@ -64,4 +65,12 @@ export async function createTestDatabase<Tables>(
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** How many rows `table` holds (tests count what was stored, not what was answered). */
+export async function countRows<Tables>(db: Kysely<Tables>, table: keyof Tables & string) {
+  const { rows } = await sql<{
+    n: number | string;
+  }>`select count(*) as n from ${sql.table(table)}`.execute(db);
+  return Number(rows[0]!.n);
 }
