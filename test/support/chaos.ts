@@ -1,0 +1,402 @@
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { CrmTables } from '../../src/crm/migrations.js';
+import type { IntegrationTables } from '../../src/integration/migrations.js';
+import type { InventoryTables } from '../../src/inventory/migrations.js';
+import { AMQP_URL, deleteTopology } from './amqp.js';
+import { createTestDatabase, type TestDatabase } from './databases.js';
+import { FaultProxy } from './fault-proxy.js';
+import { DIST, exitOf, freePort } from './processes.js';
+import { spawn, type ChildProcess } from 'node:child_process';
+
+export type SyncMode = 'poll' | 'webhook' | 'amqp' | 'hybrid';
+export const SYNC_MODES: readonly SyncMode[] = ['poll', 'webhook', 'amqp', 'hybrid'];
+
+/** `CHAOS_SCALE=full` (npm run chaos) runs issue 8's sizes; the default is CI's reduced battery. */
+export const FULL_SCALE = process.env.CHAOS_SCALE === 'full';
+
+/** Picks the reduced or the full figure. */
+export const scaled = <T>(reduced: T, full: T): T => (FULL_SCALE ? full : reduced);
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/**
+ * A service run as its own process on a fixed port, so it can be killed, paused (SIGSTOP) and
+ * restarted where its clients expect it.
+ */
+export class ManagedProcess {
+  private child: ChildProcess | undefined;
+  private log = '';
+  readonly url: string;
+
+  private readonly env: Record<string, string>;
+
+  constructor(
+    readonly script: string,
+    portVariable: string,
+    readonly port: number,
+    env: Record<string, string>,
+  ) {
+    this.url = `http://127.0.0.1:${port}`;
+    this.env = { ...env, [portVariable]: String(port) };
+  }
+
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
+  /** Everything the process (and its earlier runs) wrote. */
+  output(): string {
+    return this.log;
+  }
+
+  /** Starts the process and waits until `/health` answers. */
+  async start(timeoutMs = 20_000): Promise<void> {
+    const child = spawn(process.execPath, [DIST + this.script], {
+      env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'warn', ...this.env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.child = child;
+    const keep = (chunk: Buffer) => {
+      this.log += chunk.toString();
+      if (this.log.length > 2_000_000) this.log = this.log.slice(-1_000_000);
+    };
+    child.stdout!.on('data', keep);
+    child.stderr!.on('data', keep);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      if (child.exitCode !== null) {
+        throw new Error(`${this.script} exited with ${child.exitCode}:\n${this.log.slice(-3000)}`);
+      }
+      try {
+        const answer = await fetch(`${this.url}/health`);
+        await answer.arrayBuffer();
+        if (answer.ok) return;
+      } catch {
+        // Not listening yet.
+      }
+      if (Date.now() > deadline) {
+        throw new Error(`${this.script} not up within ${timeoutMs} ms:\n${this.log.slice(-3000)}`);
+      }
+      await sleep(25);
+    }
+  }
+
+  /** Sends `signal` and waits for the exit; answers the exit code (null when killed by a signal). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null)
+      return child?.exitCode ?? null;
+    const exited = exitOf(child);
+    if (child.signalCode === null && signal !== 'SIGCONT') child.kill('SIGCONT');
+    child.kill(signal);
+    return exited;
+  }
+
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
+  async restart(signal: NodeJS.Signals = 'SIGKILL'): Promise<void> {
+    await this.stop(signal);
+    await this.start();
+  }
+}
+
+export interface ChaosPlatformOptions {
+  mode: SyncMode;
+  /** Seeds the fault proxy. */
+  seed: number;
+  /** Integration instances sharing one database. Default 1. */
+  instances?: number;
+  /** Extra environment for the integration instances. */
+  integrationEnv?: Record<string, string>;
+}
+
+/**
+ * The three services as separate processes on their own test databases, a fault proxy in front of
+ * Inventory, and (amqp mode) a private set of RabbitMQ exchanges and queues. Outcomes are counted
+ * from the databases, never from logs.
+ */
+export class ChaosPlatform {
+  readonly proxy: FaultProxy;
+  readonly instances: ManagedProcess[] = [];
+
+  private constructor(
+    readonly mode: SyncMode,
+    readonly crm: ManagedProcess,
+    readonly inventory: ManagedProcess,
+    private readonly databases: {
+      crm: TestDatabase<CrmTables>;
+      inventory: TestDatabase<InventoryTables>;
+      integration: TestDatabase<IntegrationTables>;
+    },
+    proxy: FaultProxy,
+    private readonly amqpPrefix: string | undefined,
+    private readonly integrationEnvironment: Record<string, string>,
+  ) {
+    this.proxy = proxy;
+  }
+
+  static async start(options: ChaosPlatformOptions): Promise<ChaosPlatform> {
+    const databases = {
+      crm: await createTestDatabase<CrmTables>('crm'),
+      inventory: await createTestDatabase<InventoryTables>('inventory'),
+      integration: await createTestDatabase<IntegrationTables>('integration'),
+    };
+    const amqpPrefix = options.mode === 'amqp' ? `chaos-${randomUUID().slice(0, 8)}.` : undefined;
+    const amqp: Record<string, string> = amqpPrefix
+      ? { AMQP_URL, AMQP_NAME_PREFIX: amqpPrefix }
+      : {};
+    const crm = new ManagedProcess('crm/main.js', 'CRM_PORT', await freePort(), {
+      ...databases.crm.env,
+      ...amqp,
+      // A compressed webhook retry schedule, so outages are ridden out within the test.
+      WEBHOOK_RETRY_BASE_MS: '50',
+      WEBHOOK_RETRY_MAX_DELAY_MS: '1000',
+      WEBHOOK_MAX_ATTEMPTS: '100',
+      WEBHOOK_TIMEOUT_MS: '2000',
+    });
+    const inventory = new ManagedProcess(
+      'inventory/main.js',
+      'INVENTORY_PORT',
+      await freePort(),
+      databases.inventory.env,
+    );
+    await Promise.all([crm.start(), inventory.start()]);
+    const proxy = new FaultProxy(inventory.url, options.seed);
+    const proxyUrl = await proxy.start();
+    const platform = new ChaosPlatform(options.mode, crm, inventory, databases, proxy, amqpPrefix, {
+      ...databases.integration.env,
+      ...amqp,
+      SYNC_MODE: options.mode,
+      CRM_URL: crm.url,
+      INVENTORY_URL: proxyUrl,
+      POLL_INTERVAL_MS: '1000',
+      RETRY_BASE_MS: '50',
+      RETRY_MAX_DELAY_MS: '1000',
+      CIRCUIT_RESET_MS: '500',
+      REQUEST_TIMEOUT_MS: '1000',
+      LEASE_MS: '2000',
+      ...options.integrationEnv,
+    });
+    for (let i = 0; i < (options.instances ?? 1); i += 1) await platform.addInstance();
+    if (options.mode === 'webhook' || options.mode === 'hybrid') {
+      // Webhooks carry only events after the subscription: wait for it before creating customers.
+      await platform.waitUntil(async () => {
+        const endpoints = (await (await fetch(`${crm.url}/webhook-endpoints`)).json()) as {
+          status: string;
+        }[];
+        return endpoints.some((endpoint) => endpoint.status === 'active');
+      }, 'the webhook subscription');
+    }
+    return platform;
+  }
+
+  async waitUntil(check: () => Promise<boolean>, what: string, timeoutMs = 20_000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      await sleep(50);
+    }
+  }
+
+  /** Starts one more integration instance on the shared database. */
+  async addInstance(env: Record<string, string> = {}): Promise<ManagedProcess> {
+    const instance = new ManagedProcess(
+      'integration/main.js',
+      'INTEGRATION_PORT',
+      await freePort(),
+      {
+        ...this.integrationEnvironment,
+        ...env,
+      },
+    );
+    await instance.start();
+    this.instances.push(instance);
+    return instance;
+  }
+
+  /** Creates `count` customers at about `perSecond`, `concurrency` requests at a time. */
+  async createCustomers(
+    count: number,
+    perSecond: number,
+    options: { prefix?: string; retry?: boolean } = {},
+  ): Promise<{ ids: string[]; failed: number; cut: number }> {
+    const prefix = options.prefix ?? `chaos-${randomUUID().slice(0, 8)}`;
+    const ids: string[] = [];
+    let failed = 0;
+    // Creates the CRM carried out whose answer never reached the client: found out when the
+    // retry of a failed call answers 409 (the email is taken, by that very call). A call that
+    // failed before the CRM read it (a refused connection, an idle keep-alive connection closed
+    // under it) is simply retried and is not counted.
+    let cut = 0;
+    const started = performance.now();
+    const inFlight = new Set<Promise<void>>();
+    for (let i = 0; i < count; i += 1) {
+      const dueAt = (i / perSecond) * 1000;
+      const wait = dueAt - (performance.now() - started);
+      if (wait > 0) await sleep(wait);
+      const create = (async () => {
+        for (let attempt = 0; ; attempt += 1) {
+          try {
+            const response = await fetch(`${this.crm.url}/customers`, {
+              method: 'POST',
+              headers: { 'content-type': 'application/json' },
+              body: JSON.stringify({ name: `Chaos ${i}`, email: `${prefix}-${i}@example.com` }),
+            });
+            const body = (await response.json()) as { id?: string };
+            if (response.status === 201 && body.id) {
+              ids.push(body.id);
+              return;
+            }
+            // 409: an earlier attempt's answer was lost after the CRM created the customer.
+            if (response.status === 409 && attempt > 0) {
+              cut += 1;
+              return;
+            }
+          } catch {
+            // Down, or the connection dropped: retried below when asked to.
+          }
+          if (!options.retry || attempt > 200) {
+            failed += 1;
+            return;
+          }
+          await sleep(200);
+        }
+      })();
+      inFlight.add(create);
+      void create.finally(() => inFlight.delete(create));
+    }
+    await Promise.all(inFlight);
+    return { ids, failed, cut };
+  }
+
+  /** Package requests per customer, read from Inventory's own database. */
+  async packageRequestsByCustomer(): Promise<Map<string, number>> {
+    const rows = await this.databases.inventory.db
+      .selectFrom('package_requests')
+      .select('customer_id')
+      .execute();
+    const counts = new Map<string, number>();
+    for (const row of rows) counts.set(row.customer_id, (counts.get(row.customer_id) ?? 0) + 1);
+    return counts;
+  }
+
+  /** Every customer the CRM holds, from its own database. */
+  async customerIds(): Promise<string[]> {
+    const rows = await this.databases.crm.db.selectFrom('customers').select('id').execute();
+    return rows.map((row) => row.id);
+  }
+
+  async deliveryStates(): Promise<Record<string, number>> {
+    const rows = await this.databases.integration.db
+      .selectFrom('deliveries')
+      .select('state')
+      .execute();
+    const counts: Record<string, number> = {};
+    for (const row of rows) counts[row.state] = (counts[row.state] ?? 0) + 1;
+    return counts;
+  }
+
+  /** Deliveries `instanceId` has claimed and not yet settled. */
+  async claimedBy(instanceId: string): Promise<number> {
+    const rows = await this.databases.integration.db
+      .selectFrom('deliveries')
+      .select('customer_id')
+      .where('state', '=', 'delivering')
+      .where('locked_by', '=', instanceId)
+      .execute();
+    return rows.length;
+  }
+
+  /** Waits until every CRM customer has a package request; answers the ms it took, or null. */
+  async waitForAll(timeoutMs: number): Promise<number | null> {
+    const started = performance.now();
+    for (;;) {
+      const expected = (await this.customerIds()).length;
+      const have = (await this.packageRequestsByCustomer()).size;
+      const states = await this.deliveryStates();
+      if (have >= expected && (states.delivered ?? 0) + (states.dead ?? 0) >= expected) {
+        return performance.now() - started;
+      }
+      if (performance.now() - started > timeoutMs) return null;
+      await sleep(200);
+    }
+  }
+
+  /** The outcome counts, from the three databases. */
+  async outcome(): Promise<Counts> {
+    const ids = await this.customerIds();
+    const requests = await this.packageRequestsByCustomer();
+    const states = await this.deliveryStates();
+    let duplicates = 0;
+    let missing = 0;
+    for (const id of ids) {
+      const n = requests.get(id) ?? 0;
+      if (n === 0) missing += 1;
+      if (n > 1) duplicates += n - 1;
+    }
+    const known = new Set(ids);
+    const strays = [...requests.keys()].filter((id) => !known.has(id)).length;
+    return {
+      created: ids.length,
+      delivered: ids.length - missing,
+      duplicates,
+      missing,
+      strays,
+      dead_letters: states.dead ?? 0,
+    };
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.instances.map((instance) => instance.stop('SIGKILL')));
+    await Promise.all([this.crm.stop('SIGKILL'), this.inventory.stop('SIGKILL')]);
+    await this.proxy.stop();
+    for (const database of Object.values(this.databases)) await database.drop();
+    if (this.amqpPrefix) await deleteTopology(this.amqpPrefix);
+  }
+}
+
+export interface Counts {
+  created: number;
+  delivered: number;
+  duplicates: number;
+  missing: number;
+  /** Package requests for customers the CRM does not have. */
+  strays: number;
+  dead_letters: number;
+}
+
+export interface ScenarioReport extends Counts {
+  scenario: string;
+  mode: SyncMode;
+  database: 'sqlite' | 'postgres';
+  seed: number;
+  seconds: number;
+  /** Scenario-specific figures (kills, drain time, calls before Retry-After, …). */
+  details: Record<string, number | string | boolean>;
+}
+
+const REPORT_FILE = path.join(DIST, '..', 'test-artifacts', 'chaos.jsonl');
+
+/** Prints the scenario's one line and appends it to test-artifacts/chaos.jsonl for the summary. */
+export function reportScenario(report: ScenarioReport): void {
+  const details = Object.entries(report.details)
+    .map(([key, value]) => `${key}=${value}`)
+    .join(' ');
+  const line =
+    `chaos ${report.scenario} [${report.mode}, ${report.database}] ` +
+    `created=${report.created} delivered=${report.delivered} duplicates=${report.duplicates} ` +
+    `missing=${report.missing} dead_letters=${report.dead_letters} ${details} (${report.seconds.toFixed(1)} s)`;
+  process.stdout.write(`${line}\n`);
+  fs.mkdirSync(path.dirname(REPORT_FILE), { recursive: true });
+  fs.appendFileSync(REPORT_FILE, `${JSON.stringify({ ...report, line })}\n`);
+}
+
+export { REPORT_FILE };
