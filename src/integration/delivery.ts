@@ -56,6 +56,7 @@ interface LogFields {
  */
 export class DeliveryWorker {
   private readonly loop: WorkLoop<DeliveryRow[]>;
+  private stopping = false;
 
   constructor(private readonly options: DeliveryWorkerOptions) {
     const { store, concurrency, batchSize, claimMs, instanceId, logger } = options;
@@ -91,7 +92,8 @@ export class DeliveryWorker {
     items: NewDelivery[],
   ): Promise<NewDelivery[] | undefined> {
     const { store, instanceId, claimMs, batchSize } = this.options;
-    if (this.loop.freeSlots <= 0) {
+    // While stopping, nothing new starts here: pending, the next instance takes it at once.
+    if (this.stopping || this.loop.freeSlots <= 0) {
       const fresh = await store.recordMessage(messageId, source, items);
       if (fresh && fresh.length > 0) this.wake();
       return fresh;
@@ -108,6 +110,7 @@ export class DeliveryWorker {
 
   /** Stops claiming and waits for the calls in flight to finish (each is bounded by its timeout). */
   async stop(): Promise<void> {
+    this.stopping = true;
     await this.loop.stop();
   }
 

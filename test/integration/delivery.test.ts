@@ -1,0 +1,92 @@
+import { randomUUID } from 'node:crypto';
+import { Registry } from 'prom-client';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createLogger } from '../../src/core/logging.js';
+import { migrate } from '../../src/core/migrations.js';
+import { DeliveryWorker } from '../../src/integration/delivery.js';
+import { createIntegrationMetrics } from '../../src/integration/metrics.js';
+import { integrationMigrations, type IntegrationTables } from '../../src/integration/migrations.js';
+import { SyncStore, type NewDelivery } from '../../src/integration/store.js';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { waitUntil } from '../support/platform.js';
+
+let database: TestDatabase<IntegrationTables>;
+let store: SyncStore;
+let worker: DeliveryWorker | undefined;
+/** Customer ids of every call the worker made to "Inventory", one array per call. */
+let calls: string[][];
+
+beforeEach(async () => {
+  database = await createTestDatabase<IntegrationTables>('integration');
+  await migrate(database, integrationMigrations);
+  store = new SyncStore(database);
+  calls = [];
+  worker = new DeliveryWorker({
+    store,
+    send: async (customerIds) => {
+      calls.push(customerIds);
+      return customerIds.map(() => ({ packageRequestId: randomUUID(), created: true }));
+    },
+    circuitState: () => 'closed',
+    policy: { maxAttempts: 3, deadLetterAfterMs: 0, baseMs: 10, maxDelayMs: 100 },
+    concurrency: 2,
+    batchSize: 10,
+    claimMs: 30_000,
+    circuitResetMs: 1_000,
+    instanceId: 'instance-a',
+    logger: createLogger({ service: 'integration', level: 'silent' }),
+    metrics: createIntegrationMetrics(new Registry(), store),
+    // Long, so only a hand-off (not the loop's own look for due work) can send within the test.
+    idleMs: 60_000,
+  });
+});
+afterEach(async () => {
+  await worker?.stop();
+  await database.drop();
+});
+
+const pushed = (n: number): NewDelivery => ({
+  customerId: randomUUID(),
+  customerName: `Pushed ${n}`,
+  customerCreatedAt: Date.now(),
+  eventId: randomUUID(),
+  source: 'webhook',
+});
+
+const stateOf = async (customerId: string) =>
+  (
+    await database.db
+      .selectFrom('deliveries')
+      .select(['state', 'locked_by'])
+      .where('customer_id', '=', customerId)
+      .executeTakeFirstOrThrow()
+  ).state;
+
+describe('pushed customers', () => {
+  it('are sent at once by the instance that recorded them, and delivered once', async () => {
+    worker!.start();
+    // Let the loop's first look (nothing due yet) pass, so the next send can only be a hand-off.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const item = pushed(1);
+    expect(await worker!.recordPushed(randomUUID(), 'webhook', [item])).toEqual([item]);
+    await waitUntil(
+      async () => (await stateOf(item.customerId)) === 'delivered',
+      5_000,
+      'delivered',
+    );
+    expect(calls).toEqual([[item.customerId]]);
+    // The same customer pushed again (another message id) is not sent again.
+    expect(await worker!.recordPushed(randomUUID(), 'webhook', [item])).toEqual([]);
+    expect(calls).toHaveLength(1);
+  });
+
+  it('are left pending for the next instance once this one is stopping', async () => {
+    worker!.start();
+    await worker!.stop();
+    const item = pushed(2);
+    expect(await worker!.recordPushed(randomUUID(), 'webhook', [item])).toEqual([item]);
+    expect(await stateOf(item.customerId)).toBe('pending');
+    expect(calls).toEqual([]);
+    worker = undefined;
+  });
+});
