@@ -57,13 +57,18 @@ it("runs the seed's walkthrough against all services started together, and stops
       waitFor(`${inventory}/ready`, 20_000),
       waitFor(`${integration}/ready`, 20_000),
     ]);
-    // The default mode is hybrid: the integration service subscribes itself to CRM webhooks.
+    // The default mode is hybrid: the integration service subscribes itself to CRM webhooks, and
+    // reconciles by reading the feed every POLL_INTERVAL_MS (10 s). Wait for both the subscription
+    // and a first successful reconciliation read, so the next one is seconds away and the
+    // customer below can only arrive by webhook (a read still retrying after the CRM came up
+    // could otherwise find it first).
     const deadline = Date.now() + 10_000;
     while (Date.now() < deadline) {
       const status = (await (await fetch(`${integration}/api/status`)).json()) as {
         webhook: { registered: boolean } | null;
+        poll: { last_success_at: string | null } | null;
       };
-      if (status.webhook?.registered) break;
+      if (status.webhook?.registered && status.poll?.last_success_at) break;
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
 
