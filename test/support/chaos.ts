@@ -7,6 +7,7 @@ import type { InventoryTables } from '../../src/inventory/migrations.js';
 import { AMQP_URL, deleteTopology } from './amqp.js';
 import { createTestDatabase, type TestDatabase } from './databases.js';
 import { FaultProxy } from './fault-proxy.js';
+import { packageRequestsByCustomer } from './platform.js';
 import { DIST, exitOf, freePort } from './processes.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 
@@ -278,14 +279,8 @@ export class ChaosPlatform {
   }
 
   /** Package requests per customer, read from Inventory's own database. */
-  async packageRequestsByCustomer(): Promise<Map<string, number>> {
-    const rows = await this.databases.inventory.db
-      .selectFrom('package_requests')
-      .select('customer_id')
-      .execute();
-    const counts = new Map<string, number>();
-    for (const row of rows) counts.set(row.customer_id, (counts.get(row.customer_id) ?? 0) + 1);
-    return counts;
+  packageRequestsByCustomer(): Promise<Map<string, number>> {
+    return packageRequestsByCustomer({ database: this.databases.inventory });
   }
 
   /** Every customer the CRM holds, from its own database. */

@@ -124,9 +124,9 @@ export async function createCustomers(
 }
 
 /** Package requests in Inventory's database, by customer. */
-export async function packageRequestsByCustomer(
-  inventory: TestApp<InventoryTables>,
-): Promise<Map<string, number>> {
+export async function packageRequestsByCustomer(inventory: {
+  database: Pick<TestApp<InventoryTables>['database'], 'db'>;
+}): Promise<Map<string, number>> {
   const rows = await inventory.database.db
     .selectFrom('package_requests')
     .select('customer_id')
