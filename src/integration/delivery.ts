@@ -259,10 +259,13 @@ export class DeliveryWorker {
     metrics.deliveries.inc({ outcome: 'not_attempted' }, rows.length);
     const nextAttemptAt = Date.now() + circuitResetMs;
     try {
-      await store.settleClaims(
+      const written = await store.settleClaims(
         instanceId,
         rows.map((row) => ({ row, outcome: { state: 'released', nextAttemptAt } })),
       );
+      // A claim that expired meanwhile (this process stalled) is another instance's now.
+      const late = written.filter((ok) => !ok).length;
+      if (late > 0) metrics.deliveries.inc({ outcome: 'late_completion' }, late);
     } catch (error) {
       logger.error({ err: error }, 'Could not release the deliveries; their claims will expire');
     }
