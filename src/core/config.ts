@@ -100,6 +100,23 @@ export interface CommonConfig {
   logFormat: LogFormat;
   /** Bearer token required on every non-health route; required when `host` is not loopback. */
   apiToken: string | undefined;
+  /** Requests each client address may make per window. Default 1000 per 1000 ms. */
+  rateLimit: RateLimit;
+}
+
+/** A fixed-window request limit per client address; `max` 0 turns limiting off. */
+export interface RateLimit {
+  /** Requests allowed per window (`RATE_LIMIT_MAX`). Default 1000; 0 means no limit. */
+  max: number;
+  /** The window's length in ms (`RATE_LIMIT_WINDOW_MS`). Default 1000. */
+  windowMs: number;
+}
+
+export function readRateLimit(env: Env): RateLimit {
+  return {
+    max: readInteger(env, 'RATE_LIMIT_MAX', 1000, { min: 0, max: 1_000_000_000 }),
+    windowMs: readInteger(env, 'RATE_LIMIT_WINDOW_MS', 1000, { min: 100, max: 3_600_000 }),
+  };
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -130,6 +147,7 @@ export function readCommonConfig(env: Env): CommonConfig {
       'json',
     ]),
     apiToken,
+    rateLimit: readRateLimit(env),
   };
 }
 

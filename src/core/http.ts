@@ -12,6 +12,7 @@ import Fastify, {
   type FastifyReply,
   type FastifyRequest,
 } from 'fastify';
+import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -19,6 +20,7 @@ import { Ajv, type ErrorObject } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Registry, Counter, Histogram, collectDefaultMetrics } from 'prom-client';
 import { Type, type TSchema } from 'typebox';
+import type { RateLimit } from './config.js';
 import { HttpProblem, ProblemSchema, type Problem } from './errors.js';
 import type { Logger } from './logging.js';
 import { setUpTracing, SpanKind, startSpan, traceIdOf, type Span } from './tracing.js';
@@ -38,6 +40,11 @@ export interface HttpServerOptions {
   checkReady: () => Promise<void>;
   /** When set, every route except `/health` and `/ready` requires `Authorization: Bearer <token>`. */
   apiToken?: string | undefined;
+  /**
+   * Requests per client address and window on every route but `/health`, `/ready`, `/metrics` and
+   * routes configured with `rateLimit: false`; beyond it, `429` with `Retry-After`. Default none.
+   */
+  rateLimit?: RateLimit | undefined;
 }
 
 export type HttpServer = FastifyInstance<
@@ -97,6 +104,8 @@ function describeStatus(status: number): string {
       return 'The body must be `application/json`.';
     case 422:
       return 'Understood but cannot be processed.';
+    case 429:
+      return 'Too many requests from this address; retry after `Retry-After` seconds.';
     default:
       return STATUS_CODES[status] ?? 'Error';
   }
@@ -136,7 +145,7 @@ function closeConnectionsOnShutdown(app: FastifyInstance): void {
 }
 
 /** Problem answers every JSON route can give, merged into each route's own. */
-const COMMON_PROBLEMS = [400, 401, 413, 415];
+const COMMON_PROBLEMS = [400, 401, 413, 415, 429];
 
 function fieldOf(error: ErrorObject): string {
   const missing = (error.params as { missingProperty?: string }).missingProperty;
@@ -235,6 +244,36 @@ function hasValidToken(request: FastifyRequest, expected: Buffer): boolean {
 }
 
 const PUBLIC_PATHS = new Set(['/health', '/ready']);
+/** Probes and scrapes are never rate limited: a limit must not make a busy service look dead. */
+const UNLIMITED_PATHS = new Set([...PUBLIC_PATHS, '/metrics']);
+
+/**
+ * Limits each client address to `max` requests per window with @fastify/rate-limit's in-memory
+ * store (per process). It runs before authentication, so guessing tokens counts too.
+ */
+async function limitRequestRate(app: HttpServer, { max, windowMs }: RateLimit): Promise<void> {
+  // Not global: its per-route hooks would run after the authentication hook.
+  await app.register(rateLimit, { global: false });
+  const checkRate = app.rateLimit({
+    max,
+    timeWindow: windowMs,
+    errorResponseBuilder: (_request, context) => {
+      const seconds = String(Math.max(1, Math.ceil(context.ttl / 1000)));
+      return new HttpProblem(
+        429,
+        'rate_limited',
+        `More than ${max} requests in ${windowMs} ms came from your address; wait ${seconds} s (Retry-After) and send this request again.`,
+        {},
+        { 'retry-after': seconds },
+      );
+    },
+  });
+  app.addHook('onRequest', async (request, reply) => {
+    if (UNLIMITED_PATHS.has(instanceOf(request))) return;
+    if (request.routeOptions.config?.rateLimit === false) return;
+    await checkRate.call(app, request, reply);
+  });
+}
 
 /**
  * A Fastify server with what every service shares: strict validation, one error handler answering
@@ -251,6 +290,30 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     return503OnClosing: true,
     // closeConnectionsOnShutdown below does this, including connections that never sent a request.
     forceCloseConnections: false,
+    // The router refuses malformed percent-encoding and over-long path segments before any hook
+    // or error handler runs; without this they are answered as Fastify's own JSON, not a problem.
+    frameworkErrors: (error, request, reply) => {
+      const problem =
+        error.code === 'FST_ERR_BAD_URL'
+          ? new HttpProblem(
+              400,
+              'invalid_url',
+              'The URL is not valid; percent-encode it as UTF-8 (RFC 3986).',
+            )
+          : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? new HttpProblem(
+                414,
+                'path_segment_too_long',
+                'A path segment is too long; ids are 36-character UUIDs.',
+              )
+            : new HttpProblem(
+                500,
+                'internal_error',
+                `The server failed to route the request; report request id ${request.id}.`,
+              );
+      if (problem.status >= 500) request.log.error({ err: error }, problem.detail);
+      return sendProblem(request, reply, problem.toProblem(instanceOf(request)));
+    },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as HttpServer;
 
   // Only JSON bodies: Fastify's built-in text/plain parser would turn a typo'd header into a
@@ -308,6 +371,10 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
       `${request.method} ${request.url} → ${reply.statusCode}`,
     );
   });
+
+  if (options.rateLimit && options.rateLimit.max > 0) {
+    await limitRequestRate(app, options.rateLimit);
+  }
 
   if (options.apiToken) {
     const expected = digest(options.apiToken);

@@ -9,6 +9,7 @@ import {
   readPort,
   type CommonConfig,
   type Env,
+  type RateLimit,
 } from './config.js';
 import { openDatabase, type Database } from './db.js';
 import { createHttpServer, type HttpServer } from './http.js';
@@ -61,6 +62,8 @@ export interface ServiceAppOptions<Tables> {
   logger: Logger;
   /** Bearer token required on non-health routes; none by default. */
   apiToken?: string | undefined;
+  /** Requests allowed per client address and window (`RATE_LIMIT_*`); no limit by default. */
+  rateLimit?: RateLimit | undefined;
   /** Where the service reads its own settings. Default `process.env`. */
   env?: Env;
 }
@@ -89,6 +92,7 @@ export async function createServiceApp<Tables>(
     version: packageJson.version,
     logger: options.logger,
     apiToken: options.apiToken,
+    rateLimit: options.rateLimit,
     checkReady: async () => {
       await options.database.ping();
       await runtime.checkReady?.();
@@ -137,7 +141,12 @@ export async function startService<Tables>(
   logger.info(`Using ${database.dialect} database at ${database.location}`);
   let service: ServiceApp;
   try {
-    service = await createServiceApp(definition, { database, logger, apiToken: config.apiToken });
+    service = await createServiceApp(definition, {
+      database,
+      logger,
+      apiToken: config.apiToken,
+      rateLimit: config.rateLimit,
+    });
   } catch (error) {
     await database.close();
     throw error;

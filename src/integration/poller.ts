@@ -1,5 +1,5 @@
 import type { Logger } from '../core/logging.js';
-import type { CrmClient } from './clients.js';
+import { TransientError, type CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import { customerCreatedToDelivery, type NewDelivery, type SyncStore } from './store.js';
 import { traceIdFromTraceparent } from '../core/tracing.js';
@@ -120,6 +120,10 @@ export class FeedPoller {
       this.status.lastErrorAt = Date.now();
       this.options.metrics.polls.inc({ result: 'error' });
       pause = Math.min(this.options.intervalMs, 250 * 2 ** Math.min(this.failures, 6));
+      // A CRM that says when to come back (429 or 503 with Retry-After) is not asked sooner.
+      if (error instanceof TransientError && error.retryAfterMs !== undefined) {
+        pause = Math.max(pause, error.retryAfterMs);
+      }
       this.options.logger.warn(
         `Reading the CRM feed failed: ${message}; trying again in ${pause} ms`,
       );

@@ -364,6 +364,22 @@ export class SyncStore {
   ): Promise<boolean[]> {
     if (settlements.length === 0) return [];
     return this.db.transaction().execute(async (trx) => {
+      if (this.dialect === 'postgres' && settlements.length > 1) {
+        // Lock the rows in one order (by customer id) before changing any. One instance can hold
+        // a row in two settlements at once (its claim ran out during a slow call and it claimed
+        // the row again); writing deliveries, then failures, they would lock rows crosswise.
+        await trx
+          .selectFrom('deliveries')
+          .select('customer_id')
+          .where(
+            'customer_id',
+            'in',
+            settlements.map(({ row }) => row.customer_id),
+          )
+          .orderBy('customer_id')
+          .forUpdate()
+          .execute();
+      }
       const written = new Set<string>();
       const update = (
         customerIds: string[],

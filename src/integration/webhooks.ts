@@ -145,7 +145,9 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
   app.post(
     WEBHOOK_PATH,
     {
-      config: { authenticatesItself: true },
+      // The CRM is its one caller; it retries on its own schedule, and a limit would only slow a
+      // catch-up after an outage. Unsigned calls are refused before any work.
+      config: { authenticatesItself: true, rateLimit: false },
       schema: {
         tags: ['webhooks'],
         summary: 'Receive CRM customer.created webhooks (Standard Webhooks signatures)',

@@ -63,6 +63,16 @@ async function metric(url: string, name: string, labels = ''): Promise<number> {
 const duplicateCreates = (p: ChaosPlatform) =>
   metric(p.inventory.url, 'inventory_create_responses_total', 'outcome="duplicate"');
 
+/** `reason×count` pairs, e.g. `500 internal_error×3 ECONNRESET×1`, or `none`. */
+const describeFailures = (failures: Record<string, number>): string =>
+  Object.entries(failures)
+    .map(([reason, count]) => `${reason.replaceAll(' ', '_')}×${count}`)
+    .join(' ') || 'none';
+
+/** The drain time for the report: ms, or `over bound` when it never drained. */
+const drainFigure = (drainMs: number | null): number | string =>
+  drainMs === null ? 'over bound' : Math.round(drainMs);
+
 const exactlyOnce = (created: number): Partial<Counts> => ({
   created,
   delivered: created,
@@ -94,18 +104,19 @@ describe.each(SYNC_MODES)('crash storm in %s mode', (mode) => {
       await instance!.restart('SIGKILL');
       kills += 1;
     }
-    const { failed } = await creation;
+    const { failed, failures } = await creation;
     platform.proxy.plan = { rate: 0, kinds: [] };
     const drainMs = await platform.waitForAll(DRAIN_BOUND_MS);
     const counts = await platform.outcome();
     const duplicate_creates = await duplicateCreates(platform);
     report('crash_storm', mode, counts, startedAt, {
       kills,
-      drain_ms: drainMs === null ? 'over bound' : Math.round(drainMs),
+      drain_ms: drainFigure(drainMs),
       duplicate_creates,
       faults: platform.proxy.calls.filter((c) => c.outcome !== 'pass').length,
+      client_failures: describeFailures(failures),
     });
-    expect(failed).toBe(0);
+    expect(failed, describeFailures(failures)).toBe(0);
     expect(counts).toMatchObject({ ...exactlyOnce(count), dead_letters: 0 });
     expect(duplicate_creates).toBe(0);
     expect(drainMs).not.toBeNull();
@@ -132,16 +143,17 @@ describe.each(SYNC_MODES)('outages in %s mode', (mode) => {
     await p.inventory.stop('SIGKILL');
     await sleep(inventoryDownMs);
     await p.inventory.start();
-    const { ids, failed } = await creation;
+    const { ids, failed, failures } = await creation;
     const drainMs = await p.waitForAll(DRAIN_BOUND_MS);
     const counts = await p.outcome();
     report('outages', mode, counts, startedAt, {
       crm_down_s: crmDownMs / 1000,
       inventory_down_s: inventoryDownMs / 1000,
-      drain_ms: drainMs === null ? 'over bound' : Math.round(drainMs),
+      drain_ms: drainFigure(drainMs),
       client_gave_up: failed,
+      client_retried: describeFailures(failures),
     });
-    expect(failed).toBe(0);
+    expect(failed, describeFailures(failures)).toBe(0);
     expect(counts.created).toBeGreaterThanOrEqual(ids.length);
     expect(counts).toMatchObject({ ...exactlyOnce(counts.created), dead_letters: 0 });
     expect(drainMs).not.toBeNull();
@@ -193,7 +205,7 @@ describe('a stalled instance', () => {
       stopped_s: 5,
       late_completions: late,
       duplicate_creates,
-      drain_ms: drainMs === null ? 'over bound' : Math.round(drainMs),
+      drain_ms: drainFigure(drainMs),
     });
     expect(counts).toMatchObject({ ...exactlyOnce(count), dead_letters: 0 });
     expect(duplicate_creates).toBe(0);
@@ -260,7 +272,7 @@ describe('a retry storm', () => {
       calls_before_retry_after: early,
       circuit_opened: circuitStates.has('open'),
       calls_in_first_second_after: firstSecond,
-      drain_ms: drainMs === null ? 'over bound' : Math.round(drainMs),
+      drain_ms: drainFigure(drainMs),
     });
     expect(early).toBe(0);
     expect(circuitStates.has('open')).toBe(true);
@@ -307,7 +319,7 @@ describe('poison items', () => {
       attempts_before_dead_letter: attemptsOfPoison / poisoned.size,
       replays: 2,
       duplicate_creates,
-      drain_ms: drainMs === null ? 'over bound' : Math.round(drainMs),
+      drain_ms: drainFigure(drainMs),
     });
     expect(counts).toMatchObject({ ...exactlyOnce(count), dead_letters: 0 });
     expect(duplicate_creates).toBe(0);
@@ -362,7 +374,7 @@ describe('graceful shutdown under load', () => {
       integration_exit_ms: Math.round(integrationExitMs),
       integration_next_up_ms: Math.round(integrationUpMs),
       integration_delivering_after_up_ms: Math.round(deliveringAfterMs),
-      drain_ms: drainMs === null ? 'over bound' : Math.round(drainMs),
+      drain_ms: drainFigure(drainMs),
       client_gave_up: failed,
     });
     expect(crmExit).toBe(0);

@@ -24,6 +24,7 @@ describe('configuration from the environment', () => {
     expect(config.dataDir).toMatch(/[/\\]data$/);
     expect(config.logLevel).toBe('info');
     expect(config.apiToken).toBeUndefined();
+    expect(config.rateLimit).toEqual({ max: 1000, windowMs: 1000 });
     expect(readPort({}, 'CRM_PORT', 8000)).toBe(8000);
     expect(readDatabaseUrl({}, 'CRM_DATABASE_URL')).toBeUndefined();
   });
@@ -45,6 +46,13 @@ describe('configuration from the environment', () => {
     expect(level).toContain('LOG_LEVEL');
     expect(level).toContain('debug');
     expect(messageOf(() => readChoice({ X: 'c' }, 'X', 'a', ['a', 'b']))).toContain('a, b');
+    expect(messageOf(() => readCommonConfig({ RATE_LIMIT_MAX: 'lots' }))).toContain(
+      'RATE_LIMIT_MAX="lots"',
+    );
+    expect(messageOf(() => readCommonConfig({ RATE_LIMIT_WINDOW_MS: '5' }))).toContain(
+      'from 100 to 3600000',
+    );
+    expect(readCommonConfig({ RATE_LIMIT_MAX: '0' }).rateLimit.max).toBe(0);
   });
 
   it('refuses to listen beyond loopback without API_TOKEN, and never echoes the token', () => {

@@ -177,3 +177,96 @@ describe('shutdown', () => {
     silent.destroy();
   });
 });
+
+describe.each(services)('$definition.title with RATE_LIMIT_MAX', ({ definition, postPath }) => {
+  const limited = { RATE_LIMIT_MAX: '3', RATE_LIMIT_WINDOW_MS: '60000' };
+
+  it('answers 429 problem+json with Retry-After past the limit, per client address; probes are never limited', async () => {
+    t = (await createTestApp(definition as never, { env: limited })) as TestApp<unknown>;
+    const app = t.app;
+    const remaining: string[] = [];
+    for (let i = 0; i < 3; i += 1) {
+      const response = await app.inject({ method: 'GET', url: postPath });
+      expect(response.statusCode).toBe(200);
+      expect(response.headers['x-ratelimit-limit']).toBe('3');
+      remaining.push(String(response.headers['x-ratelimit-remaining']));
+    }
+    expect(remaining).toEqual(['2', '1', '0']);
+    const refused = await app.inject({ method: 'GET', url: postPath });
+    expect(expectProblem(refused, 429).code).toBe('rate_limited');
+    const retryAfter = Number(refused.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(String(expectProblem(refused, 429).detail)).toContain('Retry-After');
+    // Unknown routes count too: scanning is not a way around the limit.
+    expectProblem(await app.inject({ method: 'GET', url: '/nope' }), 429);
+    // Another client address has its own allowance.
+    const other = await app.inject({ method: 'GET', url: postPath, remoteAddress: '10.0.0.7' });
+    expect(other.statusCode).toBe(200);
+    for (const url of ['/health', '/ready', '/metrics']) {
+      expect((await app.inject({ method: 'GET', url })).statusCode, url).toBe(200);
+    }
+  });
+
+  it('counts refused tokens, so a client cannot guess API_TOKEN at full speed', async () => {
+    const token = 'rate-limit-token-0123456789';
+    t = (await createTestApp(definition as never, {
+      apiToken: token,
+      env: limited,
+    })) as TestApp<unknown>;
+    for (let i = 0; i < 3; i += 1) {
+      const guess = await t.app.inject({
+        method: 'GET',
+        url: postPath,
+        headers: { authorization: `Bearer guess-${i}` },
+      });
+      expectProblem(guess, 401);
+    }
+    const right = await t.app.inject({
+      method: 'GET',
+      url: postPath,
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expectProblem(right, 429);
+  });
+});
+
+it('a rate-limited create stores nothing and succeeds once retried after the window', async () => {
+  t = (await createTestApp(crmService as never, {
+    env: { RATE_LIMIT_MAX: '1', RATE_LIMIT_WINDOW_MS: '300' },
+  })) as TestApp<unknown>;
+  const create = (email: string) =>
+    t!.app.inject({
+      method: 'POST',
+      url: '/customers',
+      headers: { 'content-type': 'application/json' },
+      payload: { name: 'Ada Lovelace', email },
+    });
+  expect((await create('first@example.com')).statusCode).toBe(201);
+  expectProblem(await create('second@example.com'), 429);
+  const stored = () =>
+    (t!.database.db as any).selectFrom('customers').select('email').execute() as Promise<
+      { email: string }[]
+    >;
+  expect((await stored()).map((row) => row.email)).toEqual(['first@example.com']);
+  await new Promise((resolve) => setTimeout(resolve, 350));
+  expect((await create('second@example.com')).statusCode).toBe(201);
+  expect(await stored()).toHaveLength(2);
+});
+
+it('never limits the signed webhook receiver: the CRM paces its own retries', async () => {
+  t = (await createTestApp(integrationService as never, {
+    env: { SYNC_MODE: 'hybrid', RATE_LIMIT_MAX: '1', RATE_LIMIT_WINDOW_MS: '60000' },
+  })) as TestApp<unknown>;
+  for (let i = 0; i < 3; i += 1) {
+    const unsigned = await t.app.inject({
+      method: 'POST',
+      url: '/webhooks/crm',
+      headers: { 'content-type': 'application/json' },
+      payload: '{}',
+    });
+    expect(unsigned.statusCode).toBe(400);
+  }
+  expect((await t.app.inject({ method: 'GET', url: '/api/status' })).statusCode).toBe(200);
+  expectProblem(await t.app.inject({ method: 'GET', url: '/api/status' }), 429);
+});

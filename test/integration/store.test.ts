@@ -140,6 +140,39 @@ describe('claims', () => {
     expect(await store.replayAll()).toBe(0);
   });
 
+  it('settles the same claimed rows twice at once, in opposite orders, without a deadlock', async () => {
+    // One instance can hold a row in two settlements at once: its claim ran out during a slow
+    // call and its next claim took the row again. Each settlement writes its deliveries first,
+    // then its failures: without one lock order the two would lock the rows crosswise.
+    for (let round = 0; round < 40; round += 1) {
+      const ids = [1, 2, 3, 4].map((n) => item(round * 10 + n));
+      await record(ids, 0);
+      const rows = await store.claimDue('a', 4, 1_000, 0);
+      const failed = { state: 'retrying' as const, error: 'x', nextAttemptAt: 5_000 };
+      const [first, second] = await Promise.all([
+        store.settleClaims('a', [
+          { row: rows[0]!, outcome: { state: 'delivered', packageRequestId: 'p' } },
+          { row: rows[1]!, outcome: { state: 'delivered', packageRequestId: 'p' } },
+          { row: rows[2]!, outcome: failed },
+          { row: rows[3]!, outcome: failed },
+        ]),
+        store.settleClaims('a', [
+          { row: rows[2]!, outcome: { state: 'delivered', packageRequestId: 'p' } },
+          { row: rows[3]!, outcome: { state: 'delivered', packageRequestId: 'p' } },
+          { row: rows[1]!, outcome: failed },
+          { row: rows[0]!, outcome: failed },
+        ]),
+      ]);
+      // Each row was settled exactly once, by one of the two.
+      expect(first.map((written, i) => written !== second[[3, 2, 0, 1][i]!])).toEqual([
+        true,
+        true,
+        true,
+        true,
+      ]);
+    }
+  });
+
   it('releases an untried claim without counting an attempt', async () => {
     await record([item(1)], 0);
     const [row] = await store.claimDue('a', 1, 1_000, 0);

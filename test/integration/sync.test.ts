@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import type { TestApp } from '../support/apps.js';
 import { expectProblem } from '../support/apps.js';
+import { FaultProxy } from '../support/fault-proxy.js';
 import {
   createCustomers,
   packageRequestsByCustomer,
@@ -99,6 +100,31 @@ describe('the integration service in poll mode', () => {
     const calls = upstreams.proxy.calls.filter((c) => c.customerId === id);
     expect(calls).toHaveLength(2);
     expect(calls[1]!.at - calls[0]!.at).toBeGreaterThanOrEqual(2_000);
+  });
+
+  it('reads the CRM feed again only after a Retry-After the CRM sent (its rate limit)', async () => {
+    const crmProxy = new FaultProxy(upstreams.crmUrl);
+    const crmProxyUrl = await crmProxy.start();
+    try {
+      let refused = false;
+      crmProxy.answer = (call) => {
+        if (refused || !call.path.startsWith('/events')) return undefined;
+        refused = true;
+        return {
+          status: 429,
+          body: { title: 'Too Many Requests', status: 429, code: 'rate_limited' },
+          headers: { 'retry-after': '2' },
+        };
+      };
+      integration = await startIntegration(upstreams, { CRM_URL: crmProxyUrl });
+      await createCustomers(upstreams.crmUrl, 3);
+      await waitUntil(async () => (await delivered()) === 3, 15_000, '3 deliveries');
+      const reads = crmProxy.calls.filter((c) => c.path.startsWith('/events'));
+      expect(reads[0]!.status).toBe(429);
+      expect(reads[1]!.at - reads[0]!.at).toBeGreaterThanOrEqual(2_000);
+    } finally {
+      await crmProxy.stop();
+    }
   });
 
   it('opens the circuit while Inventory fails, stops calling it, and recovers', async () => {

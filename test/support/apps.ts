@@ -1,3 +1,4 @@
+import { readRateLimit } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logging.js';
 import {
   createServiceApp,
@@ -14,12 +15,21 @@ export interface TestApp<Tables> {
   close(): Promise<void>;
 }
 
-/** The service's app on a fresh test database, for `app.inject`. */
+/**
+ * The service's app on a fresh test database, for `app.inject`; or on `database`, which its
+ * `close()` then leaves in place for the caller (e.g. to restart the service on the same data).
+ */
 export async function createTestApp<Tables>(
   definition: ServiceDefinition<Tables>,
-  options: { apiToken?: string; env?: Record<string, string | undefined> } = {},
+  options: {
+    apiToken?: string;
+    env?: Record<string, string | undefined>;
+    database?: TestDatabase<Tables>;
+  } = {},
 ): Promise<TestApp<Tables>> {
-  const database = await createTestDatabase<Tables>(definition.name as ServiceName);
+  const ownsDatabase = options.database === undefined;
+  const database =
+    options.database ?? (await createTestDatabase<Tables>(definition.name as ServiceName));
   const logger = createLogger({
     service: definition.name,
     level: process.env.TEST_LOG_LEVEL ?? 'silent',
@@ -28,6 +38,9 @@ export async function createTestApp<Tables>(
     database,
     logger,
     apiToken: options.apiToken,
+    // In-process tests send thousands of requests a second from one address: no limit unless the
+    // test sets RATE_LIMIT_MAX (the services' default is 1000 per second).
+    rateLimit: readRateLimit({ RATE_LIMIT_MAX: '0', ...options.env }),
     env: options.env ?? {},
   });
   return {
@@ -37,7 +50,7 @@ export async function createTestApp<Tables>(
     close: async () => {
       await runtime.stop?.();
       await app.close();
-      await database.drop();
+      if (ownsDatabase) await database.drop();
     },
   };
 }

@@ -228,10 +228,13 @@ export class ChaosPlatform {
     count: number,
     perSecond: number,
     options: { prefix?: string; retry?: boolean } = {},
-  ): Promise<{ ids: string[]; failed: number; cut: number }> {
+  ): Promise<{ ids: string[]; failed: number; cut: number; failures: Record<string, number> }> {
     const prefix = options.prefix ?? `chaos-${randomUUID().slice(0, 8)}`;
     const ids: string[] = [];
     let failed = 0;
+    // Why creates failed (an answer's status and code, or the network error), for the report.
+    const failures: Record<string, number> = {};
+    const noteFailure = (reason: string) => (failures[reason] = (failures[reason] ?? 0) + 1);
     // Creates the CRM carried out whose answer never reached the client: found out when the
     // retry of a failed call answers 409 (the email is taken, by that very call). A call that
     // failed before the CRM read it (a refused connection, an idle keep-alive connection closed
@@ -251,7 +254,7 @@ export class ChaosPlatform {
               headers: { 'content-type': 'application/json' },
               body: JSON.stringify({ name: `Chaos ${i}`, email: `${prefix}-${i}@example.com` }),
             });
-            const body = (await response.json()) as { id?: string };
+            const body = (await response.json()) as { id?: string; code?: string };
             if (response.status === 201 && body.id) {
               ids.push(body.id);
               return;
@@ -261,8 +264,11 @@ export class ChaosPlatform {
               cut += 1;
               return;
             }
-          } catch {
+            noteFailure(`${response.status} ${body.code ?? ''}`.trim());
+          } catch (error) {
             // Down, or the connection dropped: retried below when asked to.
+            const cause = (error as { cause?: { code?: string } }).cause;
+            noteFailure(cause?.code ?? (error as Error).message);
           }
           if (!options.retry || attempt > 200) {
             failed += 1;
@@ -275,7 +281,7 @@ export class ChaosPlatform {
       void create.finally(() => inFlight.delete(create));
     }
     await Promise.all(inFlight);
-    return { ids, failed, cut };
+    return { ids, failed, cut, failures };
   }
 
   /** Package requests per customer, read from Inventory's own database. */
