@@ -62,6 +62,25 @@ export function readChoice<T extends string>(
   return raw as T;
 }
 
+/**
+ * The URL with its password shown as `***`, in the user-info part and in any query parameter named
+ * like one (pg takes `?password=`), for logs and error messages. Text that does not parse as a URL
+ * has anything between `//` and `@` masked.
+ */
+export function redactUrl(url: string): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return url.replace(/\/\/[^/?#]*@/, '//***@');
+  }
+  if (parsed.password) parsed.password = '***';
+  for (const name of [...parsed.searchParams.keys()]) {
+    if (/password/i.test(name)) parsed.searchParams.set(name, '***');
+  }
+  return parsed.toString();
+}
+
 export function readUrl(
   env: Env,
   name: string,
@@ -77,9 +96,10 @@ export function readUrl(
     url = undefined;
   }
   if (!url || !protocols.includes(url.protocol)) {
+    // The value may hold a password: it is shown masked, like every URL the services print.
     throw new ConfigError(
       name,
-      raw,
+      redactUrl(raw),
       `use a URL starting with ${protocols.map((p) => `${p}//`).join(' or ')}`,
     );
   }

@@ -10,10 +10,7 @@ import { WorkLoop } from '../core/work-loop.js';
 import type { CrmConfig } from './config.js';
 import type { CustomerCreatedEvent, EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
-import { checkWebhookTarget } from './webhook-targets.js';
-
-/** Keep-alive connections to the endpoints, shared by every send (undici's request, no streams). */
-const webhookConnections = new Agent({ keepAliveTimeout: 10_000, connections: 64 });
+import { checkWebhookTarget, lookupPublicOnly } from './webhook-targets.js';
 
 /**
  * Batches in flight at once. Each batch's calls run side by side and its outcomes are written in
@@ -68,9 +65,19 @@ type MessageChanges = Partial<
  */
 export class WebhookSender {
   private readonly loop: WorkLoop<MessageRow[]>;
+  /** Keep-alive connections to the endpoints, shared by every send (undici's request, no streams). */
+  private readonly connections: Agent;
   private readonly attempts: Counter;
 
   constructor(private readonly options: WebhookSenderOptions) {
+    this.connections = new Agent({
+      keepAliveTimeout: 10_000,
+      connections: 64,
+      // The addresses connected to are checked too, not only those the URL resolved to earlier.
+      ...(options.config.allowPrivateWebhookTargets
+        ? {}
+        : { connect: { lookup: lookupPublicOnly } }),
+    });
     this.attempts = new Counter({
       name: 'crm_webhook_attempts_total',
       help: 'Webhook calls by outcome: success, failure, gone (410 Gone: endpoint disabled).',
@@ -95,8 +102,9 @@ export class WebhookSender {
     this.loop.wake();
   }
 
-  stop(): Promise<void> {
-    return this.loop.stop();
+  async stop(): Promise<void> {
+    await this.loop.stop();
+    await this.connections.close();
   }
 
   private async claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {
@@ -199,7 +207,7 @@ export class WebhookSender {
       // No redirect is followed (undici's default): it could lead to a refused address.
       const response = await request(endpoint.url, {
         method: 'POST',
-        dispatcher: webhookConnections,
+        dispatcher: this.connections,
         headers: {
           'content-type': 'application/json',
           'user-agent': 'mini-integration-platform-crm',

@@ -1,4 +1,6 @@
+import dns from 'node:dns';
 import { lookup } from 'node:dns/promises';
+import type { LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
 
 /** Why a webhook target URL was refused; the message says what is allowed. */
@@ -6,11 +8,25 @@ export class WebhookTargetError extends Error {
   override name = 'WebhookTargetError';
 }
 
+/**
+ * The only IPv6 block allocated for global unicast (RFC 4291). ipaddr.js calls everything it has no
+ * special range for "unicast", including IPv4-compatible addresses (::7f00:1 is ::127.0.0.1) and
+ * unallocated space, so IPv6 must also fall inside this block.
+ */
+const GLOBAL_UNICAST_IPV6 = ipaddr.IPv6.parseCIDR('2000::/3');
+
+/** Resolves a host name to all its addresses (a seam for tests, which have no DNS). */
+export type ResolveHost = (host: string) => Promise<string[]>;
+
+const resolveWithDns: ResolveHost = async (host) =>
+  (await lookup(host, { all: true, verbatim: true })).map((entry) => entry.address);
+
 /** True for addresses on the public internet; false for loopback, private, link-local, metadata… */
 export function isPublicAddress(address: string): boolean {
   if (!ipaddr.isValid(address)) return false;
   // IPv4-mapped IPv6 (::ffff:10.0.0.1) is judged as the IPv4 address it carries.
   const parsed = ipaddr.process(address);
+  if (parsed.kind() === 'ipv6' && !parsed.match(GLOBAL_UNICAST_IPV6)) return false;
   return parsed.range() === 'unicast';
 }
 
@@ -22,7 +38,7 @@ export function isPublicAddress(address: string): boolean {
  */
 export async function checkWebhookTarget(
   target: string,
-  options: { allowPrivate: boolean },
+  options: { allowPrivate: boolean; resolve?: ResolveHost },
 ): Promise<URL> {
   let url: URL;
   try {
@@ -49,8 +65,11 @@ export async function checkWebhookTarget(
     addresses = [host];
   } else {
     try {
-      addresses = (await lookup(host, { all: true, verbatim: true })).map((entry) => entry.address);
+      addresses = await (options.resolve ?? resolveWithDns)(host);
     } catch {
+      addresses = [];
+    }
+    if (addresses.length === 0) {
       throw new WebhookTargetError(`The host "${host}" of the webhook URL does not resolve.`);
     }
   }
@@ -62,3 +81,28 @@ export async function checkWebhookTarget(
   }
   return url;
 }
+
+/**
+ * A socket `lookup` that refuses names resolving to anything but public addresses. The address a
+ * connection uses is the one checked here, so a name that answers a public address to
+ * `checkWebhookTarget` and a private one a moment later (DNS rebinding) still gets nowhere.
+ */
+export const lookupPublicOnly: LookupFunction = (hostname, options, callback) => {
+  dns.lookup(hostname, { ...options, all: true }, (error, addresses) => {
+    if (error) return callback(error, '', 0);
+    const blocked = addresses.find((entry) => !isPublicAddress(entry.address));
+    if (blocked || addresses.length === 0) {
+      const refusal = Object.assign(
+        new WebhookTargetError(
+          `The webhook URL's host "${hostname}" resolves to ${blocked?.address ?? 'nothing'}, a private, loopback or reserved address; only public addresses are allowed.`,
+        ),
+        { code: 'EWEBHOOKTARGET' },
+      );
+      return callback(refusal, '', 0);
+    }
+    // net asks for every address when it tries them in turn (autoSelectFamily), else for one.
+    if (options.all)
+      return (callback as (e: null, a: dns.LookupAddress[]) => void)(null, addresses);
+    callback(null, addresses[0]!.address, addresses[0]!.family);
+  });
+};

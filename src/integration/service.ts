@@ -4,6 +4,7 @@ import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
 import { CrmClient, InventoryClient } from './clients.js';
 import { readIntegrationConfig } from './config.js';
+import { redactUrl } from '../core/config.js';
 import { DeliveryWorker } from './delivery.js';
 import { createIntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
@@ -124,7 +125,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       },
       start: async ({ url }) => {
         logger.info(
-          `Syncing in ${syncMode} mode from ${config.crmUrl} to ${config.inventoryUrl} as ${config.instanceId}`,
+          `Syncing in ${syncMode} mode from ${redactUrl(config.crmUrl)} to ${redactUrl(config.inventoryUrl)} as ${config.instanceId}`,
         );
         worker.start();
         poller?.start();

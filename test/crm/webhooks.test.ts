@@ -1,5 +1,3 @@
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CrmTables } from '../../src/crm/migrations.js';
@@ -7,36 +5,7 @@ import { crmService } from '../../src/crm/service.js';
 import { checkWebhookTarget, isPublicAddress } from '../../src/crm/webhook-targets.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 import { waitUntil } from '../support/platform.js';
-
-interface Received {
-  headers: http.IncomingHttpHeaders;
-  body: string;
-}
-
-/** A webhook receiver that records calls and answers with `respond` (200 by default). */
-async function startReceiver(
-  respond: (call: number) => { status: number; headers?: Record<string, string> } = () => ({
-    status: 200,
-  }),
-) {
-  const calls: Received[] = [];
-  const server = http.createServer((request, response) => {
-    let body = '';
-    request.on('data', (chunk) => (body += chunk));
-    request.on('end', () => {
-      calls.push({ headers: request.headers, body });
-      const answer = respond(calls.length);
-      response.writeHead(answer.status, answer.headers ?? {});
-      response.end();
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`,
-    calls,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
+import { startReceiver } from '../support/webhook-receiver.js';
 
 let t: TestApp<CrmTables> | undefined;
 const closers: (() => Promise<void>)[] = [];
