@@ -35,7 +35,8 @@ export class AmqpRelay {
     this.connection = new AmqpConnection({
       url: options.url,
       logger: options.logger,
-      connectionName: 'crm-relay',
+      // Named like its exchanges, so apps sharing a broker can tell their connections apart.
+      connectionName: `${options.namePrefix}crm-relay`,
     });
     this.publisher = new AmqpPublisher(this.connection, {
       topology: prefixedTopology(options.namePrefix),

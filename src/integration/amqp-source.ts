@@ -35,7 +35,7 @@ export class AmqpSource {
     this.connection = new AmqpConnection({
       url: options.url,
       logger: options.logger,
-      connectionName: 'integration-consumer',
+      connectionName: `${options.namePrefix}integration-consumer`,
     });
     this.consumer = new AmqpConsumer(this.connection, {
       topology: prefixedTopology(options.namePrefix),

@@ -97,12 +97,18 @@ describe.each(SYNC_MODES)('crash storm in %s mode', (mode) => {
     let creating = true;
     const creation = platform.createCustomers(count, rate).finally(() => (creating = false));
     let kills = 0;
+    let brokerConnectionKills = 0;
     const [instance] = platform.instances;
     // At least two kills, however quickly the customers went in.
     while (creating || kills < 2) {
       await sleep(1_000 + Math.floor(random() * 2_000));
       await instance!.restart('SIGKILL');
       kills += 1;
+      // In amqp mode the broker also drops both services' connections between kills.
+      if (mode === 'amqp' && kills % 2 === 1) {
+        await sleep(500);
+        brokerConnectionKills += await platform.killBrokerConnections();
+      }
     }
     const { failed, failures } = await creation;
     platform.proxy.plan = { rate: 0, kinds: [] };
@@ -111,6 +117,7 @@ describe.each(SYNC_MODES)('crash storm in %s mode', (mode) => {
     const duplicate_creates = await duplicateCreates(platform);
     report('crash_storm', mode, counts, startedAt, {
       kills,
+      ...(mode === 'amqp' ? { broker_connection_kills: brokerConnectionKills } : {}),
       drain_ms: drainFigure(drainMs),
       duplicate_creates,
       faults: platform.proxy.calls.filter((c) => c.outcome !== 'pass').length,
@@ -121,6 +128,7 @@ describe.each(SYNC_MODES)('crash storm in %s mode', (mode) => {
     expect(duplicate_creates).toBe(0);
     expect(drainMs).not.toBeNull();
     expect(kills).toBeGreaterThanOrEqual(2);
+    if (mode === 'amqp') expect(brokerConnectionKills).toBeGreaterThanOrEqual(2);
   }, 600_000);
 });
 

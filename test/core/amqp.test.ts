@@ -1,6 +1,4 @@
-import { execFile } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { promisify } from 'node:util';
 import { connect, type Channel, type ChannelModel, type GetMessage } from 'amqplib';
 import { pino, type Logger } from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -18,6 +16,7 @@ import {
   type ReceivedMessage,
   type Topology,
 } from '../../src/core/amqp.js';
+import { closeBrokerConnections, rabbitmqctl } from '../support/amqp.js';
 
 // Runs against the real broker at AMQP_URL (default the local one). Every test declares its own
 // uniquely named exchanges and queues and deletes them afterwards.
@@ -135,11 +134,6 @@ async function countReady(queue: string): Promise<number> {
   return (await adminChannel.checkQueue(queue)).messageCount;
 }
 
-// Asynchronous on purpose: a blocked event loop would hold back acks still to be written.
-async function rabbitmqctl(...args: string[]): Promise<string> {
-  return (await promisify(execFile)('rabbitmqctl', ['-q', ...args], { encoding: 'utf8' })).stdout;
-}
-
 async function listQueues(): Promise<QueueInfo[]> {
   return JSON.parse(
     await rabbitmqctl(
@@ -159,25 +153,6 @@ interface QueueInfo {
   type: string;
   arguments: [string, string, unknown][];
   messages_unacknowledged: number;
-}
-
-/**
- * Makes the broker drop our named connections, the way `rabbitmqctl close_all_connections` does,
- * without touching anybody else's.
- */
-async function closeBrokerConnections(namePart: string): Promise<number> {
-  const listing = await rabbitmqctl(
-    'list_connections',
-    '--no-table-headers',
-    'pid',
-    'client_properties',
-  );
-  const pids = listing
-    .split('\n')
-    .filter((line) => line.includes(namePart))
-    .map((line) => line.split('\t')[0]!.trim());
-  for (const pid of pids) await rabbitmqctl('close_connection', pid, 'test');
-  return pids.length;
 }
 
 const customer = (id: string) => ({ customerId: id, name: 'Jane Doe', email: 'jane@example.com' });

@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { deleteTopology as deleteBrokerTopology } from '../../src/core/amqp.js';
 
 /** The local broker the RabbitMQ tests use. */
@@ -6,4 +8,28 @@ export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:56
 /** Removes a test's prefixed exchanges and queues from the broker. */
 export function deleteTopology(prefix: string): Promise<void> {
   return deleteBrokerTopology(AMQP_URL, prefix);
+}
+
+// Asynchronous on purpose: a blocked event loop would hold back acks still to be written.
+export async function rabbitmqctl(...args: string[]): Promise<string> {
+  return (await promisify(execFile)('rabbitmqctl', ['-q', ...args], { encoding: 'utf8' })).stdout;
+}
+
+/**
+ * Makes the broker drop our named connections, the way `rabbitmqctl close_all_connections` does,
+ * without touching anybody else's.
+ */
+export async function closeBrokerConnections(namePart: string): Promise<number> {
+  const listing = await rabbitmqctl(
+    'list_connections',
+    '--no-table-headers',
+    'pid',
+    'client_properties',
+  );
+  const pids = listing
+    .split('\n')
+    .filter((line) => line.includes(namePart))
+    .map((line) => line.split('\t')[0]!.trim());
+  for (const pid of pids) await rabbitmqctl('close_connection', pid, 'test');
+  return pids.length;
 }

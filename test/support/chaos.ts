@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import type { InventoryTables } from '../../src/inventory/migrations.js';
-import { AMQP_URL, deleteTopology } from './amqp.js';
+import { AMQP_URL, closeBrokerConnections, deleteTopology } from './amqp.js';
 import { createTestDatabase, type TestDatabase } from './databases.js';
 import { FaultProxy } from './fault-proxy.js';
 import { packageRequestsByCustomer } from './platform.js';
@@ -282,6 +282,14 @@ export class ChaosPlatform {
     }
     await Promise.all(inFlight);
     return { ids, failed, cut, failures };
+  }
+
+  /**
+   * Makes RabbitMQ drop this platform's connections (the CRM's relay, the integration's consumer),
+   * as a broker restart or a network cut would; answers how many it closed (0 outside amqp mode).
+   */
+  killBrokerConnections(): Promise<number> {
+    return this.amqpPrefix ? closeBrokerConnections(this.amqpPrefix) : Promise.resolve(0);
   }
 
   /** Package requests per customer, read from Inventory's own database. */
