@@ -225,6 +225,15 @@ function instanceOf(request: FastifyRequest): string {
   return request.url.split('?')[0] ?? request.url;
 }
 
+function isEmptyObject(value: unknown): boolean {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    !Array.isArray(value) &&
+    Object.keys(value).length === 0
+  );
+}
+
 function digest(value: string): Buffer {
   return createHash('sha256').update(value).digest();
 }
@@ -417,6 +426,19 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     }
     reply.headers(problem.headers);
     return sendProblem(request, reply, problem.toProblem(instanceOf(request)));
+  });
+
+  // A route without a body schema takes no body: fields sent to it would be ignored without a word
+  // (`{"customer_id": …}` to replay-all would replay them all). Raw bodies are their route's own.
+  app.addHook('preValidation', async (request) => {
+    const body = request.body;
+    if (request.routeOptions.schema?.body !== undefined || body === undefined) return;
+    if (Buffer.isBuffer(body) || isEmptyObject(body)) return;
+    throw new HttpProblem(
+      400,
+      'unexpected_body',
+      `${request.method} ${instanceOf(request)} takes no body; send none (or {}).`,
+    );
   });
 
   app.setNotFoundHandler((request, reply) => {

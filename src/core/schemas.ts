@@ -1,11 +1,15 @@
 import { Type } from 'typebox';
 
-/** Text a person typed: not blank, no control characters or lone surrogates (PostgreSQL rejects NUL). */
+/**
+ * Text a person typed: at least one letter, digit, punctuation mark or symbol (spaces, zero-width
+ * and other invisible characters alone are blank), no control characters or lone surrogates
+ * (PostgreSQL rejects NUL).
+ */
 export const PlainText = (options: { maxLength: number; description: string }) =>
   Type.String({
     minLength: 1,
     maxLength: options.maxLength,
-    pattern: '^(?=.*\\S)[^\\p{Cc}\\p{Cs}]+$',
+    pattern: '^(?=.*[\\p{L}\\p{N}\\p{P}\\p{S}])[^\\p{Cc}\\p{Cs}]+$',
     description: options.description,
   });
 

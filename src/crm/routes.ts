@@ -92,6 +92,8 @@ export const eventRoutes: FastifyPluginAsync<EventRoutesOptions> = async (app, o
           {
             after: Type.Integer({
               minimum: 0,
+              // Positions are JavaScript numbers; a larger one is not exact and overflows bigint.
+              maximum: Number.MAX_SAFE_INTEGER,
               default: 0,
               description: 'Return events after this position (0 = from the start).',
             }),

@@ -67,6 +67,7 @@ export class WebhookSender {
   private readonly loop: WorkLoop<MessageRow[]>;
   /** Keep-alive connections to the endpoints, shared by every send (undici's request, no streams). */
   private readonly connections: Agent;
+  private closingConnections: Promise<void> | undefined;
   private readonly attempts: Counter;
 
   constructor(private readonly options: WebhookSenderOptions) {
@@ -102,9 +103,11 @@ export class WebhookSender {
     this.loop.wake();
   }
 
+  /** Stops sending and closes the connections; safe to call more than once. */
   async stop(): Promise<void> {
     await this.loop.stop();
-    await this.connections.close();
+    this.closingConnections ??= this.connections.close();
+    await this.closingConnections;
   }
 
   private async claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {

@@ -270,3 +270,26 @@ it('never limits the signed webhook receiver: the CRM paces its own retries', as
   expect((await t.app.inject({ method: 'GET', url: '/api/status' })).statusCode).toBe(200);
   expectProblem(await t.app.inject({ method: 'GET', url: '/api/status' }), 429);
 });
+
+it('refuses a body on a route that takes none, instead of ignoring its fields', async () => {
+  t = (await createTestApp(integrationService as never, {
+    env: { SYNC_MODE: 'poll' },
+  })) as TestApp<unknown>;
+  const replayAll = (payload?: unknown) =>
+    t!.app.inject({
+      method: 'POST',
+      url: '/api/dead-letters/replay',
+      ...(payload === undefined
+        ? {}
+        : { headers: { 'content-type': 'application/json' }, payload: JSON.stringify(payload) }),
+    });
+  const refused = expectProblem(
+    await replayAll({ customer_id: '00000000-0000-4000-8000-000000000001' }),
+    400,
+  );
+  expect(refused.code).toBe('unexpected_body');
+  expect(refused.detail).toContain('takes no body');
+  for (const payload of [[], 'all', 1, null]) expectProblem(await replayAll(payload), 400);
+  expect((await replayAll()).statusCode).toBe(200);
+  expect((await replayAll({})).statusCode).toBe(200);
+});

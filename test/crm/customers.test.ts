@@ -70,6 +70,7 @@ describe('POST /customers', () => {
     ['a number as email', { name: 'A', email: 42 }],
     ['an object as name', { name: { first: 'A' }, email: 'a@example.com' }],
     ['a blank name', { name: '   ', email: 'a@example.com' }],
+    ['a name of invisible characters', { name: '\u200b\u200d\u2060', email: 'a@example.com' }],
     ['an empty name', { name: '', email: 'a@example.com' }],
     ['a NUL byte in the name', { name: 'A\u0000B', email: 'a@example.com' }],
     ['a newline in the name', { name: 'A\nB', email: 'a@example.com' }],
