@@ -65,6 +65,9 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       metrics,
     });
     const { syncMode } = config;
+    /** What both push sources (webhooks, RabbitMQ) do with a message's customers. */
+    const recordPushed: typeof worker.recordPushed = (messageId, source, items) =>
+      worker.recordPushed(messageId, source, items);
     const poller = ['poll', 'hybrid'].includes(syncMode)
       ? new FeedPoller({
           store,
@@ -88,7 +91,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
             url: config.amqpUrl,
             namePrefix: config.amqpNamePrefix,
             prefetch: config.amqpPrefetch,
-            record: (messageId, source, items) => worker.recordPushed(messageId, source, items),
+            record: recordPushed,
             metrics,
             logger,
           })
@@ -117,7 +120,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         if (registration) {
           await app.register(webhookReceiver, {
             registration,
-            record: (messageId, source, items) => worker.recordPushed(messageId, source, items),
+            record: recordPushed,
             metrics,
             logger,
           });

@@ -130,20 +130,27 @@ export class SyncStore {
     return row?.position ?? 0;
   }
 
+  /** Inserts the customers not recorded yet, as pending deliveries; answers those it inserted. */
   private async insertNew(trx: Db, items: NewDelivery[], now: number): Promise<NewDelivery[]> {
-    const inserted = await this.insertRows(trx, items, now);
+    if (items.length === 0) return [];
+    const inserted = await this.insertQuery(trx, items, now).returning('customer_id').execute();
     const fresh = new Set(inserted.map((row) => row.customer_id));
     return items.filter((item) => fresh.has(item.customerId));
   }
 
-  /** Inserts the customers not recorded yet, pending or already claimed; answers their rows. */
-  private async insertRows(
+  /** Inserts the customers not recorded yet, already claimed by `claim.holder`; answers their rows. */
+  private async insertClaimed(
     trx: Db,
     items: NewDelivery[],
     now: number,
-    claim?: DeliveryClaim,
+    claim: DeliveryClaim,
   ): Promise<DeliveryRow[]> {
     if (items.length === 0) return [];
+    return this.insertQuery(trx, items, now, claim).returningAll().execute();
+  }
+
+  /** The insert of new deliveries, pending or claimed; a customer already recorded is skipped. */
+  private insertQuery(trx: Db, items: NewDelivery[], now: number, claim?: DeliveryClaim) {
     return trx
       .insertInto('deliveries')
       .values(
@@ -166,9 +173,7 @@ export class SyncStore {
             : { state: 'pending' as const }),
         })),
       )
-      .onConflict((conflict) => conflict.column('customer_id').doNothing())
-      .returningAll()
-      .execute();
+      .onConflict((conflict) => conflict.column('customer_id').doNothing());
   }
 
   /**
@@ -202,7 +207,7 @@ export class SyncStore {
   ): Promise<DeliveryRow[] | undefined> {
     return this.db.transaction().execute(async (trx) => {
       if (!(await this.rememberMessage(trx, messageId, source, now))) return undefined;
-      return this.insertRows(trx, items, now, claim);
+      return this.insertClaimed(trx, items, now, claim);
     });
   }
 

@@ -208,10 +208,17 @@ describe('a stalled instance', () => {
       );
     }
     const duplicate_creates = await duplicateCreates(p);
+    // Calls for a customer that reached Inventory again (the stalled instance's call was already
+    // on the wire): each was answered from its idempotency key, never a second create.
+    const repeatedCalls = [...p.proxy.deliveredCallsByCustomer().values()].reduce(
+      (sum, calls) => sum + Math.max(0, calls - 1),
+      0,
+    );
     report('stalled_instance', 'hybrid', counts, startedAt, {
       instances: 3,
       stopped_s: 5,
       late_completions: late,
+      repeated_calls: repeatedCalls,
       duplicate_creates,
       drain_ms: drainFigure(drainMs),
     });
