@@ -407,9 +407,10 @@ describe('graceful shutdown under load', () => {
     expect(crmExitMs).toBeLessThan(25_000);
     expect(integrationExitMs).toBeLessThan(25_000);
     // Booting a process (loading its modules) takes about 2 s on the 2-core machines this runs
-    // on; what must take under a second is resuming work once it listens (checked below).
-    expect(crmUpMs).toBeLessThan(5_000);
-    expect(integrationUpMs).toBeLessThan(5_000);
+    // on, 5 s when they are busy; what must take under a second is resuming work once it listens
+    // (checked below).
+    expect(crmUpMs).toBeLessThan(10_000);
+    expect(integrationUpMs).toBeLessThan(10_000);
     expect(deliveringAfterMs).toBeLessThan(1_000);
     expect(failed).toBe(0);
     expect(cut).toBe(0);

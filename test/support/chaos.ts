@@ -55,7 +55,12 @@ export class ManagedProcess {
   /** Starts the process and waits until `/health` answers. */
   async start(timeoutMs = 20_000): Promise<void> {
     const child = spawn(process.execPath, [DIST + this.script], {
-      env: { ...process.env, LOG_FORMAT: 'json', LOG_LEVEL: 'warn', ...this.env },
+      env: {
+        ...process.env,
+        LOG_FORMAT: 'json',
+        LOG_LEVEL: process.env.CHAOS_LOG_LEVEL ?? 'warn',
+        ...this.env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
