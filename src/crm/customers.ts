@@ -56,13 +56,15 @@ export class CustomerStore {
     try {
       // The customer and its event commit together (transactional outbox): no event without a
       // customer, no customer without an event.
-      await this.db.transaction().execute(async (trx) => {
-        await this.events.appendCustomerCreated(trx, customer, traceparent);
-        await trx
-          .insertInto('customers')
-          .values({ ...customer, email_normalized: normalizeEmail(input.email) })
-          .execute();
-      });
+      await this.events.withAppendSlot(() =>
+        this.db.transaction().execute(async (trx) => {
+          await this.events.appendCustomerCreated(trx, customer, traceparent);
+          await trx
+            .insertInto('customers')
+            .values({ ...customer, email_normalized: normalizeEmail(input.email) })
+            .execute();
+        }),
+      );
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
       const existing = await this.findByEmail(input.email);

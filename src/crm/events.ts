@@ -1,6 +1,7 @@
 import { newId } from '../core/ids.js';
 import { EventEmitter, once } from 'node:events';
 import { sql, type Kysely } from 'kysely';
+import pLimit from 'p-limit';
 import { Type, type Static } from 'typebox';
 import { toIsoString, type DialectName } from '../core/db.js';
 import { Timestamp, Uuid } from '../core/schemas.js';
@@ -62,10 +63,18 @@ function toEvent(row: {
   };
 }
 
+/**
+ * Transactions that append an event and may be open at once. Appends commit one at a time (see
+ * serialiseAppends), so a second one waiting keeps the next commit ready; more would only hold
+ * pooled connections while they wait, leaving none for reads, readiness or the webhook sender.
+ */
+const APPENDS_IN_FLIGHT = 2;
+
 /** The CRM's outbox of events: appended in the same transaction as the change it describes. */
 export class EventLog {
   private readonly appended = new EventEmitter();
   private closed = false;
+  private readonly appendSlots = pLimit(APPENDS_IN_FLIGHT);
 
   constructor(
     private readonly db: Kysely<CrmTables>,
@@ -74,7 +83,15 @@ export class EventLog {
     this.appended.setMaxListeners(0);
   }
 
-  /** Call inside the transaction that creates the customer, before its other writes. */
+  /** Runs a transaction that appends an event, once one of the few append slots is free. */
+  withAppendSlot<T>(transaction: () => Promise<T>): Promise<T> {
+    return this.appendSlots(transaction);
+  }
+
+  /**
+   * Call inside the transaction that creates the customer, before its other writes; run that
+   * transaction through `withAppendSlot`.
+   */
   async appendCustomerCreated(
     trx: Kysely<CrmTables>,
     customer: Customer,

@@ -1,10 +1,10 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/core/migrations.js';
 import { crmMigrations, type CrmTables } from '../../src/crm/migrations.js';
 import { crmService } from '../../src/crm/service.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
-import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { createTestDatabase, postgresUrlFor, type TestDatabase } from '../support/databases.js';
 
 interface FeedEvent {
   position: number;
@@ -186,4 +186,53 @@ describe('migration 2', () => {
       created_at: '2025-01-01T00:00:00.000Z',
     });
   });
+});
+
+describe('creates queued behind the feed lock (PostgreSQL)', () => {
+  it.runIf(postgresUrlFor('crm'))(
+    'leave database connections for everything else: reads, readiness and the webhook sender still answer',
+    async () => {
+      const db = t.database.db as Kysely<CrmTables>;
+      // Another session holds the lock that orders appends to the feed, so creates queue on it.
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let locked!: () => void;
+      const lockTaken = new Promise<void>((resolve) => (locked = resolve));
+      const holder = db.connection().execute(async (connection) => {
+        await sql`select pg_advisory_lock(hashtext(current_schema() || '.events'))`.execute(
+          connection,
+        );
+        locked();
+        await released;
+        await sql`select pg_advisory_unlock(hashtext(current_schema() || '.events'))`.execute(
+          connection,
+        );
+      });
+      await lockTaken;
+      const creates = Array.from({ length: 30 }, (_, i) => createCustomer(i));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      // More creates wait than the pool has connections; other queries must not wait with them.
+      const notBlocked = <T>(what: string, answer: Promise<T>) =>
+        Promise.race([
+          answer,
+          new Promise<never>((_, reject) =>
+            setTimeout(() => reject(new Error(`${what} waited for the queued creates`)), 5_000),
+          ),
+        ]);
+      try {
+        const ready = await notBlocked('/ready', t.app.inject({ method: 'GET', url: '/ready' }));
+        expect(ready.statusCode).toBe(200);
+        const list = await notBlocked('a list', t.app.inject({ method: 'GET', url: '/customers' }));
+        expect(list.json()).toEqual([]);
+      } finally {
+        release();
+        await holder;
+      }
+      const created = await Promise.all(creates);
+      expect(new Set(created.map((c) => c.id)).size).toBe(30);
+      const { events } = await readFeed('after=0&limit=100');
+      expect(events.map((e) => e.data.id).sort()).toEqual(created.map((c) => c.id).sort());
+    },
+    30_000,
+  );
 });
