@@ -52,8 +52,8 @@ export class ManagedProcess {
     return this.log;
   }
 
-  /** Starts the process and waits until `/health` answers. */
-  async start(timeoutMs = 20_000): Promise<void> {
+  /** Starts the process and waits until `/health` answers (a busy machine can take 20 s). */
+  async start(timeoutMs = 60_000): Promise<void> {
     const child = spawn(process.execPath, [DIST + this.script], {
       env: {
         ...process.env,
