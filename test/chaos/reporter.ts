@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import * as prettier from 'prettier';
 import type { Reporter, TestModule, TestRunEndReason } from 'vitest/node';
 import { REPORT_FILE, type ReportedScenario } from '../support/chaos.js';
 
@@ -50,11 +51,11 @@ export default class ChaosSummaryReporter implements Reporter {
     this.commit ??= describeCommit(process.cwd());
   }
 
-  onTestRunEnd(
+  async onTestRunEnd(
     testModules: ReadonlyArray<TestModule>,
     unhandledErrors: ReadonlyArray<unknown> = [],
     reason: TestRunEndReason = 'passed',
-  ): void {
+  ): Promise<void> {
     const reports = this.readReports();
     const rows: ScenarioRow[] = [];
     let skipped = 0;
@@ -94,8 +95,11 @@ export default class ChaosSummaryReporter implements Reporter {
       skipped,
       verdict,
     });
-    fs.mkdirSync(path.dirname(this.options.figuresFile), { recursive: true });
-    fs.writeFileSync(this.options.figuresFile, page);
+    const file = this.options.figuresFile;
+    // Formatted as `npm run lint` expects, so a fresh page can be committed as it is.
+    const style = (await prettier.resolveConfig(file)) ?? {};
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, await prettier.format(page, { ...style, filepath: file }));
     out.write(`figures written to ${this.options.figuresFile}\n`);
   }
 
@@ -162,7 +166,7 @@ export function renderFiguresPage(run: {
       '.',
     '',
     `**Verdict: ${run.verdict}**` +
-      (run.skipped ? ` — a partial run: ${run.skipped} scenarios were skipped.` : ''),
+      (run.skipped ? ` — a partial run, skipped: ${run.skipped}.` : ''),
     '',
     'How to read it: [testing.md](../testing.md#the-reliability-battery).',
     '',
