@@ -1,6 +1,7 @@
 /**
  * A promise in the docs is a claim a test must prove: every test docs/guarantees.md cites exists,
- * and every environment variable the code reads is documented in docs/operations.md.
+ * and every environment variable the code reads and every metric it exports is documented in
+ * docs/operations.md.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -64,5 +65,18 @@ describe('docs/operations.md', () => {
     const documented = read('docs/operations.md');
     const undocumented = [...variables].filter((name) => !documented.includes(`\`${name}\``));
     expect(undocumented).toEqual([]);
+  });
+
+  it('lists every metric the services export', () => {
+    const metrics = new Set(
+      sourcesUnder('src').flatMap((file) =>
+        [...read(file).matchAll(/name: '((?:http|crm|inventory|integration)_[a-z_]+)'/g)].map(
+          (match) => match[1]!,
+        ),
+      ),
+    );
+    expect(metrics.size).toBeGreaterThan(15);
+    const documented = read('docs/operations.md');
+    expect([...metrics].filter((name) => !documented.includes(`\`${name}\``))).toEqual([]);
   });
 });
