@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
 /**
@@ -15,7 +16,10 @@ export default defineConfig({
   test: {
     reporters: [
       'default',
-      ['./test/chaos/reporter.ts', { figuresFile: 'docs/figures/battery.md' }],
+      [
+        './test/chaos/reporter.ts',
+        { figuresFile: fileURLToPath(new URL('docs/figures/battery.md', import.meta.url)) },
+      ],
     ],
     fileParallelism: false,
     maxWorkers: 1,
