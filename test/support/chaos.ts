@@ -10,6 +10,7 @@ import { FaultProxy } from './fault-proxy.js';
 import { packageRequestsByCustomer } from './platform.js';
 import { DIST, exitOf, freePort } from './processes.js';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { expect } from 'vitest';
 
 export type SyncMode = 'poll' | 'webhook' | 'amqp' | 'hybrid';
 export const SYNC_MODES: readonly SyncMode[] = ['poll', 'webhook', 'amqp', 'hybrid'];
@@ -397,6 +398,13 @@ export interface ScenarioReport extends Counts {
   details: Record<string, number | string | boolean>;
 }
 
+/** A scenario's report as the summary reads it: the test that wrote it, and its printed line. */
+export interface ReportedScenario extends ScenarioReport {
+  /** The test's name, `describe > it`, as the reporter's TestCase.fullName spells it. */
+  test: string;
+  line: string;
+}
+
 const REPORT_FILE = path.join(DIST, '..', 'test-artifacts', 'chaos.jsonl');
 
 /** Prints the scenario's one line and appends it to test-artifacts/chaos.jsonl for the summary. */
@@ -410,7 +418,12 @@ export function reportScenario(report: ScenarioReport): void {
     `missing=${report.missing} dead_letters=${report.dead_letters} ${details} (${report.seconds.toFixed(1)} s)`;
   process.stdout.write(`${line}\n`);
   fs.mkdirSync(path.dirname(REPORT_FILE), { recursive: true });
-  fs.appendFileSync(REPORT_FILE, `${JSON.stringify({ ...report, line })}\n`);
+  const reported: ReportedScenario = {
+    ...report,
+    test: expect.getState().currentTestName ?? '',
+    line,
+  };
+  fs.appendFileSync(REPORT_FILE, `${JSON.stringify(reported)}\n`);
 }
 
 export { REPORT_FILE };
