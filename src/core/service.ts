@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import closeWithGrace from 'close-with-grace';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import {
@@ -166,9 +167,33 @@ export async function startService<Tables>(
   };
 }
 
+/** How long a service may take to stop on SIGINT or SIGTERM before it exits 1 anyway. */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+/**
+ * What close-with-grace would otherwise handle too: only the signals a supervisor or a person stops
+ * a service with (SIGTERM from Docker, Kubernetes or systemd; SIGINT from Ctrl-C) stop it
+ * gracefully, and other signals and crashes keep Node's own handling.
+ */
+const NOT_GRACEFUL: closeWithGrace.AllEvents[] = [
+  'SIGHUP',
+  'SIGQUIT',
+  'SIGILL',
+  'SIGTRAP',
+  'SIGABRT',
+  'SIGBUS',
+  'SIGFPE',
+  'SIGSEGV',
+  'SIGUSR2',
+  'uncaughtException',
+  'unhandledRejection',
+  'beforeExit',
+];
+
 /**
  * Entry point of a service process: reads the environment, starts, and on SIGINT or SIGTERM stops
- * taking requests, finishes those in flight and exits 0. A bad setting exits 1 with one line.
+ * taking requests, finishes those in flight and exits 0 (1 past the deadline, or on a second
+ * SIGTERM). A bad setting exits 1 with one line.
  */
 export async function runService<Tables>(definition: ServiceDefinition<Tables>): Promise<void> {
   let config: ServiceConfig;
@@ -199,27 +224,34 @@ export async function runService<Tables>(definition: ServiceDefinition<Tables>):
     return;
   }
   let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info(`${signal} received; finishing requests in flight, then exiting`);
-    const deadline = setTimeout(() => {
-      logger.error('Shutdown took longer than 10 s; exiting anyway');
-      process.exit(1);
-    }, 10_000);
-    deadline.unref();
-    running.stop().then(
-      () => {
-        logger.info('Stopped');
+  const grace = closeWithGrace(
+    {
+      delay: SHUTDOWN_DEADLINE_MS,
+      skip: [...NOT_GRACEFUL, 'SIGINT'],
+      logger: false,
+      onTimeout: () => {
+        logger.error(`Shutdown took longer than ${SHUTDOWN_DEADLINE_MS / 1000} s; exiting anyway`);
         logger.flush();
-        process.exitCode = 0;
       },
-      (error: unknown) => {
+      onSecondSignal: (signal) => logger.error(`Second ${signal} received; exiting at once`),
+    },
+    async ({ signal = 'SIGINT' }) => {
+      stopping = true;
+      logger.info(`${signal} received; finishing requests in flight, then exiting`);
+      try {
+        await running.stop();
+      } catch (error) {
         logger.error({ err: error }, 'Error while stopping');
-        process.exitCode = 1;
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+        throw error;
+      }
+      logger.info('Stopped');
+      logger.flush();
+    },
+  );
+  // Ctrl-C under `npm start` reaches each service twice, from the terminal and again from
+  // concurrently a moment later: a repeated SIGINT must not cut the first one's work short, so
+  // SIGINT is handled here rather than by close-with-grace.
+  process.on('SIGINT', () => {
+    if (!stopping) grace.close();
+  });
 }
