@@ -71,21 +71,24 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     frameworkErrors: answerRoutingError,
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as HttpServer;
 
-  // The order below is the order that matters: hooks of one kind run in the order they are added,
-  // a route keeps the error handler it was declared under, and a plugin with routes of its own
-  // (Swagger UI, the service's) copies the hooks added before it.
+  // Registered in the order that matters: hooks of one kind run in the order they are added, a
+  // route keeps the error handler it was declared under, and a plugin with routes of its own
+  // (Swagger UI, the service's routes) copies the hooks added before it.
+  // Watches the server's sockets, not routes: its place does not matter.
   await app.register(closeConnectionsOnShutdown);
   // Before any route compiles its schemas.
   await app.register(validateRequests);
   // Before any route, so every route and the 404 answer problem+json.
   await app.register(answerWithProblems);
+  // Before any route's plugin, which copies the body parsers it finds (text/plain removed).
   await app.register(refuseUnexpectedBodies);
   // The first onRequest hook: log lines of every later hook, 401 and 429 included, carry the trace.
   await app.register(traceRequests, { service: options.service });
+  // An onResponse hook, after the span has its status: one line per answered request.
   await app.register(logRequests);
   // Before authentication, so refused tokens count against the limit.
   await app.register(limitRequestRate, { rateLimit: options.rateLimit });
-  // Before any route, the documentation's included.
+  // Before any route with its own plugin, the documentation's included, which copies its hooks.
   await app.register(requireApiToken, { apiToken: options.apiToken });
   // Before the routes it documents: it learns each route as it is added.
   await app.register(serveOpenApi, {
@@ -94,6 +97,7 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     version: options.version,
     apiToken: options.apiToken,
   });
+  // Documented routes, so after the OpenAPI plugin.
   await app.register(serveProbes, { checkReady: options.checkReady });
   await app.register(serveMetrics, { service: options.service });
   return app;
