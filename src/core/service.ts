@@ -170,12 +170,15 @@ export async function startService<Tables>(
 /** How long a service may take to stop on SIGINT or SIGTERM before it exits 1 anyway. */
 const SHUTDOWN_DEADLINE_MS = 10_000;
 
+/** SIGTERM from Docker, Kubernetes or systemd; SIGINT from Ctrl-C. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
 /**
- * What close-with-grace would otherwise handle too: only the signals a supervisor or a person stops
- * a service with (SIGTERM from Docker, Kubernetes or systemd; SIGINT from Ctrl-C) stop it
- * gracefully, and other signals and crashes keep Node's own handling.
+ * Every event close-with-grace would act on by itself: the stop signals are handled in
+ * `runService`, and other signals and crashes keep Node's own handling.
  */
-const NOT_GRACEFUL: closeWithGrace.AllEvents[] = [
+const NOT_FOR_CLOSE_WITH_GRACE: closeWithGrace.AllEvents[] = [
+  ...STOP_SIGNALS,
   'SIGHUP',
   'SIGQUIT',
   'SIGILL',
@@ -192,8 +195,8 @@ const NOT_GRACEFUL: closeWithGrace.AllEvents[] = [
 
 /**
  * Entry point of a service process: reads the environment, starts, and on SIGINT or SIGTERM stops
- * taking requests, finishes those in flight and exits 0 (1 past the deadline, or on a second
- * SIGTERM). A bad setting exits 1 with one line.
+ * taking requests, finishes those in flight and exits 0 (1 past the deadline or on an error while
+ * stopping). A bad setting exits 1 with one line.
  */
 export async function runService<Tables>(definition: ServiceDefinition<Tables>): Promise<void> {
   let config: ServiceConfig;
@@ -223,21 +226,17 @@ export async function runService<Tables>(definition: ServiceDefinition<Tables>):
     process.exitCode = 1;
     return;
   }
-  let stopping = false;
   const grace = closeWithGrace(
     {
       delay: SHUTDOWN_DEADLINE_MS,
-      skip: [...NOT_GRACEFUL, 'SIGINT'],
+      skip: NOT_FOR_CLOSE_WITH_GRACE,
       logger: false,
       onTimeout: () => {
         logger.error(`Shutdown took longer than ${SHUTDOWN_DEADLINE_MS / 1000} s; exiting anyway`);
         logger.flush();
       },
-      onSecondSignal: (signal) => logger.error(`Second ${signal} received; exiting at once`),
     },
-    async ({ signal = 'SIGINT' }) => {
-      stopping = true;
-      logger.info(`${signal} received; finishing requests in flight, then exiting`);
+    async () => {
       try {
         await running.stop();
       } catch (error) {
@@ -248,10 +247,17 @@ export async function runService<Tables>(definition: ServiceDefinition<Tables>):
       logger.flush();
     },
   );
-  // Ctrl-C under `npm start` reaches each service twice, from the terminal and again from
-  // concurrently a moment later: a repeated SIGINT must not cut the first one's work short, so
-  // SIGINT is handled here rather than by close-with-grace.
-  process.on('SIGINT', () => {
-    if (!stopping) grace.close();
-  });
+  // Not close-with-grace's own signal handling: it exits 1 on a repeated signal, and a stop signal
+  // can arrive twice (Ctrl-C under `npm start` reaches each service from the terminal and again
+  // from concurrently; systemd signals the whole group). A repeat is ignored; the deadline is the
+  // only forced exit.
+  let stopping = false;
+  for (const signal of STOP_SIGNALS) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      logger.info(`${signal} received; finishing requests in flight, then exiting`);
+      grace.close();
+    });
+  }
 }
