@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import closeWithGrace from 'close-with-grace';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import {
@@ -166,9 +167,36 @@ export async function startService<Tables>(
   };
 }
 
+/** How long a service may take to stop on SIGINT or SIGTERM before it exits 1 anyway. */
+const SHUTDOWN_DEADLINE_MS = 10_000;
+
+/** SIGTERM from Docker, Kubernetes or systemd; SIGINT from Ctrl-C. */
+const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
+
+/**
+ * Every event close-with-grace would act on by itself: the stop signals are handled in
+ * `runService`, and other signals and crashes keep Node's own handling.
+ */
+const NOT_FOR_CLOSE_WITH_GRACE: closeWithGrace.AllEvents[] = [
+  ...STOP_SIGNALS,
+  'SIGHUP',
+  'SIGQUIT',
+  'SIGILL',
+  'SIGTRAP',
+  'SIGABRT',
+  'SIGBUS',
+  'SIGFPE',
+  'SIGSEGV',
+  'SIGUSR2',
+  'uncaughtException',
+  'unhandledRejection',
+  'beforeExit',
+];
+
 /**
  * Entry point of a service process: reads the environment, starts, and on SIGINT or SIGTERM stops
- * taking requests, finishes those in flight and exits 0. A bad setting exits 1 with one line.
+ * taking requests, finishes those in flight and exits 0 (1 past the deadline or on an error while
+ * stopping). A bad setting exits 1 with one line.
  */
 export async function runService<Tables>(definition: ServiceDefinition<Tables>): Promise<void> {
   let config: ServiceConfig;
@@ -198,28 +226,38 @@ export async function runService<Tables>(definition: ServiceDefinition<Tables>):
     process.exitCode = 1;
     return;
   }
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    logger.info(`${signal} received; finishing requests in flight, then exiting`);
-    const deadline = setTimeout(() => {
-      logger.error('Shutdown took longer than 10 s; exiting anyway');
-      process.exit(1);
-    }, 10_000);
-    deadline.unref();
-    running.stop().then(
-      () => {
-        logger.info('Stopped');
+  const grace = closeWithGrace(
+    {
+      delay: SHUTDOWN_DEADLINE_MS,
+      skip: NOT_FOR_CLOSE_WITH_GRACE,
+      logger: false,
+      onTimeout: () => {
+        logger.error(`Shutdown took longer than ${SHUTDOWN_DEADLINE_MS / 1000} s; exiting anyway`);
         logger.flush();
-        process.exitCode = 0;
       },
-      (error: unknown) => {
+    },
+    async () => {
+      try {
+        await running.stop();
+      } catch (error) {
         logger.error({ err: error }, 'Error while stopping');
-        process.exitCode = 1;
-      },
-    );
-  };
-  process.on('SIGINT', () => shutdown('SIGINT'));
-  process.on('SIGTERM', () => shutdown('SIGTERM'));
+        throw error;
+      }
+      logger.info('Stopped');
+      logger.flush();
+    },
+  );
+  // Not close-with-grace's own signal handling: it exits 1 on a repeated signal, and a stop signal
+  // can arrive twice (Ctrl-C under `npm start` reaches each service from the terminal and again
+  // from concurrently; systemd signals the whole group). A repeat is ignored; the deadline is the
+  // only forced exit.
+  let stopping = false;
+  for (const signal of STOP_SIGNALS) {
+    process.on(signal, () => {
+      if (stopping) return;
+      stopping = true;
+      logger.info(`${signal} received; finishing requests in flight, then exiting`);
+      grace.close();
+    });
+  }
 }

@@ -90,7 +90,7 @@ interface Route {
   validateHeaders: ValidateFunction | undefined;
 }
 
-// The same validator settings as the services (src/core/http.ts), so "invalid" here means what
+// The same validator settings as the services (src/core/http/validation.ts), so "invalid" here means what
 // the documented schema refuses; defaults are not filled in, so what is validated is what is sent.
 const makeAjv = (coerceTypes: boolean) => {
   const ajv = new Ajv({ allErrors: true, coerceTypes, strict: false, useDefaults: false });

@@ -2,6 +2,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { crmService } from '../../src/crm/service.js';
 import { inventoryService } from '../../src/inventory/service.js';
 import { integrationService } from '../../src/integration/service.js';
+import { createHttpServer } from '../../src/core/http.js';
+import { createLogger } from '../../src/core/logging.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 
 const services = [
@@ -157,6 +159,31 @@ describe.each(services)('$definition.title', ({ definition, routes, postPath }) 
     expect((await app.inject({ method: 'GET', url: '/health' })).statusCode).toBe(200);
     expect((await app.inject({ method: 'GET', url: '/ready' })).statusCode).toBe(200);
   });
+});
+
+it('asks routes for the API token unless their config says they authenticate callers themselves', async () => {
+  const app = await createHttpServer({
+    service: 'test',
+    title: 'Test',
+    description: 'Routes with and without their own authentication',
+    version: '0.0.0',
+    logger: createLogger({ service: 'test', level: 'silent' }),
+    checkReady: async () => {},
+    apiToken: 'route-config-token-0123456789',
+  });
+  try {
+    await app.register(async (routes) => {
+      routes.post('/signed', { config: { authenticatesItself: true } }, async (_request, reply) =>
+        reply.code(204).send(),
+      );
+      routes.post('/plain', async (_request, reply) => reply.code(204).send());
+    });
+    expect((await app.inject({ method: 'POST', url: '/signed' })).statusCode).toBe(204);
+    const refused = expectProblem(await app.inject({ method: 'POST', url: '/plain' }), 401);
+    expect(refused.code).toBe('unauthorized');
+  } finally {
+    await app.close();
+  }
 });
 
 describe('shutdown', () => {
