@@ -190,7 +190,8 @@ export class AmqpConnection {
     // Emitted when a setup fails, or the channel cannot be created or written to.
     wrapper.on('error', (error: unknown) => {
       attempted();
-      if (!state.open || this.closing) return;
+      // A setup cut off by a dropped connection is run again on the next one anyway.
+      if (!state.open || this.closing || !this.manager.isConnected()) return;
       this.logger.error({ err: error }, 'AMQP setup failed; reconnecting to retry it');
       this.replace(`${options.name} setup failed`, current);
     });
