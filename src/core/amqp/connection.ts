@@ -206,6 +206,7 @@ export class AmqpConnection {
         state.open = false;
         state.ready = false;
         this.channels.delete(state);
+        this.markIfConnected();
         await wrapper.close().catch(() => undefined);
       },
     };

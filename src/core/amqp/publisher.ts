@@ -96,6 +96,7 @@ export class AmqpPublisher {
           }
         },
         (error: unknown) => {
+          this.returned.delete(event.id);
           const reason = error instanceof Error ? error.message : String(error);
           // amqp-connection-manager rejects with 'timeout' when no confirm came in time.
           throw new AmqpPublishError(
