@@ -1,7 +1,10 @@
 import type { Kysely } from 'kysely';
 import { Counter, type Registry } from 'prom-client';
-import { AmqpConnection, AmqpPublisher, describeAmqpUrl, prefixedTopology } from '../core/amqp.js';
+import { AmqpConnection } from '../core/amqp/connection.js';
+import { AmqpPublisher } from '../core/amqp/publisher.js';
+import { prefixedTopology } from '../core/amqp/topology.js';
 import { retryDelayMs } from '../core/backoff.js';
+import { redactUrl } from '../core/config.js';
 import type { Logger } from '../core/logging.js';
 import { RepeatingTask, type NextStep } from '../core/repeating-task.js';
 import type { EventLog } from './events.js';
@@ -49,9 +52,7 @@ export class AmqpRelay {
   }
 
   start(): void {
-    this.options.logger.info(
-      `Publishing events to RabbitMQ at ${describeAmqpUrl(this.options.url)}`,
-    );
+    this.options.logger.info(`Publishing events to RabbitMQ at ${redactUrl(this.options.url)}`);
     this.connection.start();
     this.publisher.start();
     this.task.start();

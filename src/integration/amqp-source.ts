@@ -1,10 +1,10 @@
 import {
   AmqpConnection,
   AmqpConsumer,
-  describeAmqpUrl,
   prefixedTopology,
   type ReceivedMessage,
 } from '../core/amqp.js';
+import { redactUrl } from '../core/config.js';
 import type { Logger } from '../core/logging.js';
 import { traceIdFromTraceparent } from '../core/tracing.js';
 import { NonRetryableError } from './clients.js';
@@ -50,7 +50,7 @@ export class AmqpSource {
 
   start(): void {
     this.options.logger.info(
-      `Consuming CRM events from RabbitMQ at ${describeAmqpUrl(this.options.url)}`,
+      `Consuming CRM events from RabbitMQ at ${redactUrl(this.options.url)}`,
     );
     this.connection.start();
     this.consumer.start();

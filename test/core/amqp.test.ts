@@ -242,6 +242,27 @@ describe('AmqpPublisher', () => {
     );
     expect(await countReady(topology.queue)).toBe(0);
   });
+
+  it('refuses at once while the broker is down, rather than holding messages in memory', async () => {
+    const connection = new AmqpConnection({
+      url: 'amqp://guest:guest@127.0.0.1:1',
+      logger: pino({ level: 'silent' }),
+      reconnectBackoff: { baseMs: 20, maxDelayMs: 50 },
+    });
+    cleanups.push(() => connection.close());
+    connection.start();
+    const publisher = new AmqpPublisher(connection, { confirmTimeoutMs: 5_000 });
+    cleanups.push(() => publisher.close());
+    await publisher.start();
+
+    const started = Date.now();
+    await expect(publisher.publish({ id: 'evt-down', body: {} })).rejects.toThrow(
+      AmqpUnavailableError,
+    );
+    // Well within the confirm timeout: the caller's outbox keeps the event, not our memory.
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(publisher.isReady).toBe(false);
+  });
 });
 
 describe('AmqpConsumer', () => {
