@@ -16,12 +16,13 @@ import rateLimit from '@fastify/rate-limit';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { Ajv, type ErrorObject } from 'ajv';
+import { Ajv } from 'ajv';
 import addFormats from 'ajv-formats';
 import { Registry, Counter, Histogram, collectDefaultMetrics } from 'prom-client';
 import { Type, type TSchema } from 'typebox';
 import type { RateLimit } from './config.js';
 import { HttpProblem, ProblemSchema, type Problem } from './errors.js';
+import { describeValidationErrors } from './validation-messages.js';
 import type { Logger } from './logging.js';
 import { setUpTracing, SpanKind, startSpan, traceIdOf, type Span } from './tracing.js';
 
@@ -147,32 +148,12 @@ function closeConnectionsOnShutdown(app: FastifyInstance): void {
 /** Problem answers every JSON route can give, merged into each route's own. */
 const COMMON_PROBLEMS = [400, 401, 413, 415, 429];
 
-function fieldOf(error: ErrorObject): string {
-  const missing = (error.params as { missingProperty?: string }).missingProperty;
-  const extra = (error.params as { additionalProperty?: string }).additionalProperty;
-  const base = error.instancePath.replace(/^\//, '').replaceAll('/', '.');
-  const leaf = missing ?? extra;
-  if (leaf) return base ? `${base}.${leaf}` : leaf;
-  return base || '(root)';
-}
-
-function messageOf(error: ErrorObject): string {
-  if (error.keyword === 'additionalProperties') {
-    return 'is not a known field; remove it';
-  }
-  if (error.keyword === 'required') return 'is required';
-  if (error.keyword === 'format') {
-    return `must be a valid ${(error.params as { format: string }).format}`;
-  }
-  return error.message ?? 'is invalid';
-}
-
 function validationProblem(error: FastifyError): HttpProblem {
   const location = error.validationContext ?? 'body';
-  const errors = (error.validation ?? []).map((item) => ({
+  const errors = describeValidationErrors(error.validation ?? []).map(({ field, message }) => ({
     location,
-    field: fieldOf(item as ErrorObject),
-    message: messageOf(item as ErrorObject),
+    field,
+    message,
   }));
   const detail =
     errors.length > 0

@@ -8,7 +8,8 @@ import type { Logger } from '../core/logging.js';
 import { RepeatingTask } from '../core/repeating-task.js';
 import type { CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
-import { customerCreatedToDelivery, readCustomerCreated, type RecordPushed } from './store.js';
+import { customerCreatedToDelivery, type RecordPushed } from './store.js';
+import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../contracts/customer-events.js';
 
 export const WEBHOOK_PATH = '/webhooks/crm';
 
@@ -179,16 +180,17 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
           );
         }
       }
-      const event = readCustomerCreated(payload);
-      if (!event) {
+      const parsed = parsePushedCustomerEvent(payload);
+      if (!parsed.ok) {
         throw new HttpProblem(
           400,
           'invalid_payload',
-          'The webhook payload is not a customer.created event with data.id, data.name and data.created_at.',
+          `The webhook payload is not a customer.created event: ${parsed.problems.join('; ')}.`,
         );
       }
+      const event = parsed.value;
       const messageId = request.headers['webhook-id'] as string;
-      if (event.type !== 'customer.created') {
+      if (event.type !== CUSTOMER_CREATED) {
         request.log.debug(`Ignoring webhook of type ${event.type}`);
         return reply.code(204).send(null);
       }
