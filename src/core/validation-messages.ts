@@ -38,6 +38,11 @@ export function MatchingString(
   return Type.String({ ...options, pattern });
 }
 
+/** True when values failing `pattern` are told in words what it expects. */
+export function explainsPattern(pattern: string): boolean {
+  return patternMessages.has(pattern);
+}
+
 /** Examples shown with a format's message, so the reader sees what is expected. */
 const FORMAT_EXAMPLES: Record<string, string> = {
   'date-time': '2026-01-31T09:30:00Z',

@@ -6,6 +6,7 @@ import { HttpProblem } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import type { Logger } from '../core/logging.js';
 import { RepeatingTask } from '../core/repeating-task.js';
+import { MatchingString } from '../core/validation-messages.js';
 import type { CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
 import { customerCreatedToDelivery, type RecordPushed } from './store.js';
@@ -154,7 +155,7 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
         summary: 'Receive CRM customer.created webhooks (Standard Webhooks signatures)',
         headers: Type.Object({
           'webhook-id': Type.String({ minLength: 1, maxLength: 255 }),
-          'webhook-timestamp': Type.String({ pattern: '^[0-9]{1,12}$' }),
+          'webhook-timestamp': MatchingString('^[0-9]{1,12}$', 'must be a Unix time in seconds'),
           'webhook-signature': Type.String({ minLength: 1, maxLength: 4096 }),
         }),
         description:
