@@ -4,6 +4,7 @@
  * Lambda build their calls from the same types.
  */
 import { Type, type Static } from 'typebox';
+import { Compile } from 'typebox/compile';
 import { ProblemSchema } from '../core/errors.js';
 import { Timestamp, Uuid } from '../core/schemas.js';
 import { MatchingString } from '../core/validation-messages.js';
@@ -96,3 +97,30 @@ export const BatchResponseSchema = Type.Object(
   { description: 'The batch ran; each item has its own answer.' },
 );
 export type BatchResponse = Static<typeof BatchResponseSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// What callers read of the answers: only what decides the outcome, so a field Inventory adds
+// breaks no caller.
+
+/** A 201: the created request's id. */
+export const isCreatedAnswer = Compile(Type.Object({ id: Type.String({ minLength: 1 }) }));
+
+/** A 409 naming the request the customer already has: done all the same. */
+export const isExistingRequestAnswer = Compile(
+  Type.Object({
+    code: Type.Literal('package_request_exists'),
+    existing_request: Type.Object({ id: Type.String({ minLength: 1 }) }),
+  }),
+);
+
+/** A 409 while an earlier call with the same Idempotency-Key still runs: ask again later. */
+export const isInFlightAnswer = Compile(
+  Type.Object({ code: Type.Literal('idempotency_key_in_flight') }),
+);
+
+/** A 200 from the batch route: per item, in order, what the single route would have answered. */
+export const isBatchAnswer = Compile(
+  Type.Object({
+    results: Type.Array(Type.Object({ status: Type.Integer(), body: Type.Unknown() })),
+  }),
+);

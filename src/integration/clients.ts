@@ -2,7 +2,20 @@ import { Agent, request } from 'undici';
 import { parseRetryAfter } from '../core/backoff.js';
 import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
 import { parseFeedPage, type FeedEvent } from '../contracts/customer-events.js';
-import type { BatchRequest, NewPackageRequest } from '../contracts/package-requests.js';
+import type {
+  NewWebhookEndpointAnswer,
+  WebhookEndpoint,
+  WebhookSecrets,
+} from '../contracts/webhook-endpoints.js';
+import {
+  DEFAULT_KIND,
+  isBatchAnswer,
+  isCreatedAnswer,
+  isExistingRequestAnswer,
+  isInFlightAnswer,
+  type BatchRequest,
+  type NewPackageRequest,
+} from '../contracts/package-requests.js';
 
 export interface HttpClientOptions {
   baseUrl: string;
@@ -116,7 +129,7 @@ export interface WelcomePackage {
 }
 
 const welcomePackageRequest = (customerId: string) => {
-  const body: NewPackageRequest = { customer_id: customerId, kind: 'welcome_package' };
+  const body: NewPackageRequest = { customer_id: customerId, kind: DEFAULT_KIND };
   return { idempotency_key: `welcome-package:${customerId}`, body };
 };
 
@@ -130,12 +143,13 @@ function receiptOf(
   body: unknown,
   retryAfterMs: number | undefined,
 ): PackageRequestReceipt | Error {
-  const answer = body as { id?: string; code?: string; existing_request?: { id: string } };
-  if (status === 201 && answer?.id) return { packageRequestId: answer.id, created: true };
-  if (status === 409 && answer?.code === 'package_request_exists' && answer.existing_request) {
-    return { packageRequestId: answer.existing_request.id, created: false };
+  if (status === 201 && isCreatedAnswer.Check(body)) {
+    return { packageRequestId: body.id, created: true };
   }
-  if (status === 409 && answer?.code === 'idempotency_key_in_flight') {
+  if (status === 409 && isExistingRequestAnswer.Check(body)) {
+    return { packageRequestId: body.existing_request.id, created: false };
+  }
+  if (status === 409 && isInFlightAnswer.Check(body)) {
     // Our own earlier call is still running there: ask again later.
     return new TransientError(
       `Inventory is still processing an earlier call for customer ${customerId}`,
@@ -199,10 +213,10 @@ export class InventoryClient {
       headers,
       body,
     });
-    const results = (response.body as { results?: { status: number; body: unknown }[] })?.results;
-    if (response.status !== 200 || !Array.isArray(results)) {
+    if (response.status !== 200 || !isBatchAnswer.Check(response.body)) {
       throw failureOf(response, 'Inventory');
     }
+    const { results } = response.body;
     if (results.length !== customerIds.length) {
       throw new TransientError(
         `Inventory answered ${results.length} results for ${customerIds.length} items`,
@@ -213,17 +227,6 @@ export class InventoryClient {
       receiptOf(customerId, results[index]!.status, results[index]!.body, retryAfterMs),
     );
   }
-}
-
-export interface WebhookEndpoint {
-  id: string;
-  url: string;
-  status: 'active' | 'disabled';
-}
-
-export interface WebhookSecrets {
-  secret: string;
-  previous_secret: string | null;
 }
 
 /** Reads the CRM's change feed and manages this service's webhook subscription. */
@@ -247,13 +250,13 @@ export class CrmClient {
     return this.expect(200, '/webhook-endpoints');
   }
 
-  async createWebhookEndpoint(url: string): Promise<WebhookEndpoint & WebhookSecrets> {
+  async createWebhookEndpoint(url: string): Promise<NewWebhookEndpointAnswer> {
     const response = await callJson(this.options, '/webhook-endpoints', {
       method: 'POST',
       body: { url },
     });
     if (response.status !== 201) throw failureOf(response, 'CRM');
-    return response.body as WebhookEndpoint & WebhookSecrets;
+    return response.body as NewWebhookEndpointAnswer;
   }
 
   webhookSecrets(id: string): Promise<WebhookSecrets> {
