@@ -11,7 +11,7 @@ afterEach(async () => {
   test = undefined;
 });
 
-/** The 400 problem `url` answers `payload` with, on a fresh app of the service. */
+/** The 400 problem the service answers to each request, on a fresh app of it. */
 async function refusal(
   definition: typeof crmService | typeof inventoryService,
   requests: { url: string; payload: object; headers?: Record<string, string> }[],
