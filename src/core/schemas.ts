@@ -1,4 +1,5 @@
 import { Type } from 'typebox';
+import { MatchingString } from './validation-messages.js';
 
 /**
  * Text a person typed: at least one letter, digit, punctuation mark or symbol (spaces, zero-width
@@ -6,12 +7,11 @@ import { Type } from 'typebox';
  * (PostgreSQL rejects NUL).
  */
 export const PlainText = (options: { maxLength: number; description: string }) =>
-  Type.String({
-    minLength: 1,
-    maxLength: options.maxLength,
-    pattern: '^(?=.*[\\p{L}\\p{N}\\p{P}\\p{S}])[^\\p{Cc}\\p{Cs}]+$',
-    description: options.description,
-  });
+  MatchingString(
+    '^(?=.*[\\p{L}\\p{N}\\p{P}\\p{S}])[^\\p{Cc}\\p{Cs}]+$',
+    'must contain at least one letter, digit, punctuation mark or symbol, and no control characters',
+    { minLength: 1, maxLength: options.maxLength, description: options.description },
+  );
 
 export const Uuid = (description: string) => Type.String({ format: 'uuid', description });
 

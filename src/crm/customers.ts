@@ -1,36 +1,11 @@
 import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
-import { Type, type Static } from 'typebox';
 import { isUniqueViolation, toIsoString } from '../core/db.js';
 import { HttpProblem } from '../core/errors.js';
 import { readPage, type Page, type PageRequest } from '../core/pagination.js';
-import { PlainText, Timestamp, Uuid } from '../core/schemas.js';
+import type { Customer, NewCustomer } from '../contracts/customers.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
-
-export const NewCustomerSchema = Type.Object(
-  {
-    name: PlainText({ maxLength: 200, description: 'Full name, e.g. "Jane Doe".' }),
-    email: Type.String({
-      format: 'email',
-      maxLength: 254,
-      description: 'Unique among customers, compared case-insensitively.',
-    }),
-  },
-  { additionalProperties: false },
-);
-export type NewCustomer = Static<typeof NewCustomerSchema>;
-
-export const CustomerSchema = Type.Object(
-  {
-    id: Uuid('Assigned by the CRM.'),
-    name: Type.String(),
-    email: Type.String(),
-    created_at: Timestamp('When the customer was created (ISO 8601, UTC).'),
-  },
-  { additionalProperties: false },
-);
-export type Customer = Static<typeof CustomerSchema>;
 
 type CustomerRow = Selectable<CrmTables['customers']>;
 

@@ -2,37 +2,10 @@ import { newId } from '../core/ids.js';
 import { EventEmitter, once } from 'node:events';
 import { sql, type Kysely } from 'kysely';
 import pLimit from 'p-limit';
-import { Type, type Static } from 'typebox';
 import { toIsoString, type DialectName } from '../core/db.js';
-import { Timestamp, Uuid } from '../core/schemas.js';
-import type { Customer } from './customers.js';
+import type { Customer } from '../contracts/customers.js';
+import { CUSTOMER_CREATED, type CustomerCreatedEvent } from '../contracts/customer-events.js';
 import type { CrmTables } from './migrations.js';
-
-export const CUSTOMER_CREATED = 'customer.created';
-
-export const CustomerCreatedEventSchema = Type.Object(
-  {
-    position: Type.Integer({
-      minimum: 1,
-      description: 'Place in the feed; strictly increasing in commit order. Resume after it.',
-    }),
-    id: Uuid('Unique event id; a consumer deduplicates on it.'),
-    type: Type.Literal(CUSTOMER_CREATED),
-    occurred_at: Timestamp('When the event was recorded.'),
-    data: Type.Object({
-      id: Uuid('The customer id.'),
-      name: Type.String(),
-      email: Type.String(),
-      created_at: Timestamp('When the customer was created.'),
-    }),
-    traceparent: Type.Union([Type.String(), Type.Null()], {
-      description:
-        'W3C trace context of the request that created the customer, to continue its trace.',
-    }),
-  },
-  { additionalProperties: false },
-);
-export type CustomerCreatedEvent = Static<typeof CustomerCreatedEventSchema>;
 
 /**
  * On PostgreSQL, sequence values are handed out at insert time but become visible at commit time,

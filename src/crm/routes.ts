@@ -6,8 +6,10 @@ import { problemResponses } from '../core/http.js';
 import { sendPage } from '../core/pagination.js';
 import { traceparentOf } from '../core/tracing.js';
 import { PageQuery, paginationHeaders, Uuid } from '../core/schemas.js';
-import { CustomerSchema, NewCustomerSchema, type CustomerStore } from './customers.js';
-import { CustomerCreatedEventSchema, type EventLog } from './events.js';
+import { CustomerSchema, NewCustomerSchema } from '../contracts/customers.js';
+import { CustomerCreatedEventSchema } from '../contracts/customer-events.js';
+import type { CustomerStore } from './customers.js';
+import type { EventLog } from './events.js';
 
 export interface CustomerRoutesOptions {
   customers: CustomerStore;

@@ -1,58 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
-import { Type, type Static } from 'typebox';
 import { isUniqueViolation } from '../core/db.js';
 import { HttpProblem } from '../core/errors.js';
-import { Uuid } from '../core/schemas.js';
+import type { WebhookEndpoint, WebhookSecrets } from '../contracts/webhook-endpoints.js';
 import type { CrmTables } from './migrations.js';
 
 /** How long the previous secret still signs after a rotation, in ms. */
 export const SECRET_ROTATION_GRACE_MS = 24 * 3_600_000;
-
-export const NewWebhookEndpointSchema = Type.Object(
-  {
-    url: Type.String({
-      minLength: 1,
-      maxLength: 2048,
-      description:
-        'Where to POST events: http(s), no credentials; private addresses only if allowed.',
-    }),
-  },
-  { additionalProperties: false },
-);
-
-const Time = (description: string) => Type.String({ format: 'date-time', description });
-const NullableTime = (description: string) => Type.Union([Time(description), Type.Null()]);
-
-export const WebhookEndpointSchema = Type.Object({
-  id: Uuid('Endpoint id.'),
-  url: Type.String(),
-  status: Type.Union([Type.Literal('active'), Type.Literal('disabled')]),
-  disabled_reason: Type.Union([Type.String(), Type.Null()]),
-  failing_since: NullableTime('Start of the current run of failed calls, if any.'),
-  created_at: Time('When the endpoint was created.'),
-});
-export type WebhookEndpoint = Static<typeof WebhookEndpointSchema>;
-
-export const WebhookSecretSchema = Type.Object({
-  secret: Type.String({ description: '`whsec_` + base64 key for Standard Webhooks signatures.' }),
-  previous_secret: Type.Union([Type.String(), Type.Null()], {
-    description:
-      'The secret before the last rotation, still signing until `previous_secret_expires_at`.',
-  }),
-  previous_secret_expires_at: NullableTime('When the previous secret stops signing.'),
-});
-
-export const WebhookAttemptSchema = Type.Object({
-  event_id: Uuid('The event (also the `webhook-id` header).'),
-  attempted_at: Time('When the call was made.'),
-  status: Type.Union([Type.Integer(), Type.Null()], {
-    description: 'HTTP status, null if none came back.',
-  }),
-  error: Type.Union([Type.String(), Type.Null()]),
-  duration_ms: Type.Integer(),
-});
 
 type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -116,7 +71,7 @@ export class WebhookEndpoints {
     return toEndpoint(await this.row(id));
   }
 
-  async secrets(id: string, now = Date.now()): Promise<Static<typeof WebhookSecretSchema>> {
+  async secrets(id: string, now = Date.now()): Promise<WebhookSecrets> {
     const row = await this.row(id);
     const previousValid =
       row.previous_secret !== null && (row.previous_secret_expires_at ?? 0) > now;
@@ -128,7 +83,7 @@ export class WebhookEndpoints {
   }
 
   /** A new secret; the old one keeps signing (as a second signature) for the grace period. */
-  async rotateSecret(id: string, now = Date.now()): Promise<Static<typeof WebhookSecretSchema>> {
+  async rotateSecret(id: string, now = Date.now()): Promise<WebhookSecrets> {
     const row = await this.row(id);
     await this.db
       .updateTable('webhook_endpoints')

@@ -5,12 +5,13 @@ import { HttpProblem } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import {
+  NewWebhookEndpointAnswerSchema,
   NewWebhookEndpointSchema,
   WebhookAttemptSchema,
   WebhookEndpointSchema,
   WebhookSecretSchema,
-  type WebhookEndpoints,
-} from './webhook-endpoints.js';
+} from '../contracts/webhook-endpoints.js';
+import type { WebhookEndpoints } from './webhook-endpoints.js';
 import { checkWebhookTarget, WebhookTargetError } from './webhook-targets.js';
 
 export interface WebhookRoutesOptions {
@@ -36,7 +37,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookRoutesOptions> = async (ap
           'Each event is POSTed with `webhook-id`, `webhook-timestamp` and `webhook-signature: v1,<base64 HMAC-SHA256 of id.timestamp.body>` made with the returned secret; only a 2xx answer within the timeout counts. Failed calls are retried with exponential backoff and jitter.',
         body: NewWebhookEndpointSchema,
         response: {
-          201: Type.Object({ ...WebhookEndpointSchema.properties, secret: Type.String() }),
+          201: NewWebhookEndpointAnswerSchema,
           ...problemResponses(409, 422),
         },
       },

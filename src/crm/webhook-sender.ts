@@ -8,7 +8,8 @@ import type { DialectName } from '../core/db.js';
 import type { Logger } from '../core/logging.js';
 import { WorkLoop } from '../core/work-loop.js';
 import type { CrmConfig } from './config.js';
-import type { CustomerCreatedEvent, EventLog } from './events.js';
+import type { CustomerCreatedEvent, CustomerCreatedWebhook } from '../contracts/customer-events.js';
+import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 import { checkWebhookTarget, lookupPublicOnly } from './webhook-targets.js';
 
@@ -33,8 +34,13 @@ export interface WebhookSenderOptions {
 }
 
 /** The Standard Webhooks body: the event's type, when it happened, and its data. */
-export function webhookBody(event: { type: string; occurred_at: string; data: unknown }): string {
-  return JSON.stringify({ type: event.type, timestamp: event.occurred_at, data: event.data });
+export function webhookBody(event: CustomerCreatedEvent): string {
+  const payload: CustomerCreatedWebhook = {
+    type: event.type,
+    timestamp: event.occurred_at,
+    data: event.data,
+  };
+  return JSON.stringify(payload);
 }
 
 /** `webhook-signature`: one `v1,<base64>` per valid secret, space-separated (key rotation). */

@@ -7,9 +7,10 @@ import {
 import { redactUrl } from '../core/config.js';
 import type { Logger } from '../core/logging.js';
 import { traceIdFromTraceparent } from '../core/tracing.js';
-import { NonRetryableError } from './clients.js';
+import { NonRetryableError } from '../core/retryable-errors.js';
 import type { IntegrationMetrics } from './metrics.js';
-import { customerCreatedToDelivery, readCustomerCreated, type RecordPushed } from './store.js';
+import { customerCreatedToDelivery, type RecordPushed } from './store.js';
+import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../contracts/customer-events.js';
 
 export interface AmqpSourceOptions {
   url: string;
@@ -63,13 +64,18 @@ export class AmqpSource {
 
   private async handle(message: ReceivedMessage): Promise<void> {
     const { record, metrics, logger } = this.options;
-    const event = readCustomerCreated(message.body);
+    const parsed = parsePushedCustomerEvent(message.body);
     const messageId = message.messageId ?? (message.body as { id?: unknown } | null)?.id;
-    if (!event || typeof messageId !== 'string') {
+    if (!parsed.ok || typeof messageId !== 'string') {
       metrics.pushRejected.inc({ source: 'amqp' });
-      throw new NonRetryableError('not a customer.created event with a message id', 400);
+      const problems = parsed.ok ? ['the message has no id'] : parsed.problems;
+      throw new NonRetryableError(
+        `not a customer.created event with a message id: ${problems.join('; ')}`,
+        400,
+      );
     }
-    if (event.type !== 'customer.created') return;
+    const event = parsed.value;
+    if (event.type !== CUSTOMER_CREATED) return;
     const item = customerCreatedToDelivery(
       event.data,
       messageId,

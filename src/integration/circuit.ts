@@ -1,6 +1,6 @@
 import CircuitBreaker from 'opossum';
 import type { Logger } from '../core/logging.js';
-import { NonRetryableError } from './clients.js';
+import { NonRetryableError } from '../core/retryable-errors.js';
 
 export type CircuitState = 'closed' | 'half_open' | 'open';
 

@@ -1,28 +1,21 @@
 import { Agent, request } from 'undici';
 import { parseRetryAfter } from '../core/backoff.js';
-
-/** A failure worth retrying: network error, timeout, 5xx, 429, or an answer still in progress. */
-export class TransientError extends Error {
-  constructor(
-    message: string,
-    readonly status?: number,
-    readonly retryAfterMs?: number,
-  ) {
-    super(message);
-    this.name = 'TransientError';
-  }
-}
-
-/** A failure retrying cannot fix (a 4xx other than 429): the item goes to the dead letters. */
-export class NonRetryableError extends Error {
-  constructor(
-    message: string,
-    readonly status: number,
-  ) {
-    super(message);
-    this.name = 'NonRetryableError';
-  }
-}
+import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
+import { parseFeedPage, type FeedEvent } from '../contracts/customer-events.js';
+import type {
+  NewWebhookEndpointAnswer,
+  WebhookEndpoint,
+  WebhookSecrets,
+} from '../contracts/webhook-endpoints.js';
+import {
+  DEFAULT_KIND,
+  isBatchAnswer,
+  isCreatedAnswer,
+  isExistingRequestAnswer,
+  isInFlightAnswer,
+  type BatchRequest,
+  type NewPackageRequest,
+} from '../contracts/package-requests.js';
 
 export interface HttpClientOptions {
   baseUrl: string;
@@ -135,13 +128,10 @@ export interface WelcomePackage {
   traceparent?: string | undefined;
 }
 
-/** Most items one call to Inventory's batch endpoint takes. */
-export const MAX_BATCH_ITEMS = 500;
-
-const welcomePackageRequest = (customerId: string) => ({
-  idempotency_key: `welcome-package:${customerId}`,
-  body: { customer_id: customerId, kind: 'welcome_package' },
-});
+const welcomePackageRequest = (customerId: string) => {
+  const body: NewPackageRequest = { customer_id: customerId, kind: DEFAULT_KIND };
+  return { idempotency_key: `welcome-package:${customerId}`, body };
+};
 
 /**
  * Reads Inventory's answer for one item (from the single endpoint or one result of the batch
@@ -153,12 +143,13 @@ function receiptOf(
   body: unknown,
   retryAfterMs: number | undefined,
 ): PackageRequestReceipt | Error {
-  const answer = body as { id?: string; code?: string; existing_request?: { id: string } };
-  if (status === 201 && answer?.id) return { packageRequestId: answer.id, created: true };
-  if (status === 409 && answer?.code === 'package_request_exists' && answer.existing_request) {
-    return { packageRequestId: answer.existing_request.id, created: false };
+  if (status === 201 && isCreatedAnswer.Check(body)) {
+    return { packageRequestId: body.id, created: true };
   }
-  if (status === 409 && answer?.code === 'idempotency_key_in_flight') {
+  if (status === 409 && isExistingRequestAnswer.Check(body)) {
+    return { packageRequestId: body.existing_request.id, created: false };
+  }
+  if (status === 409 && isInFlightAnswer.Check(body)) {
     // Our own earlier call is still running there: ask again later.
     return new TransientError(
       `Inventory is still processing an earlier call for customer ${customerId}`,
@@ -198,7 +189,7 @@ export class InventoryClient {
 
   /**
    * Asks for many welcome packages in one call (`POST /package-requests/batch`, at most
-   * MAX_BATCH_ITEMS), each item under its own idempotency key. Throws when the call as a whole
+   * BATCH_MAX_ITEMS), each item under its own idempotency key. Throws when the call as a whole
    * failed; otherwise answers, per customer in order, a receipt or that item's error.
    */
   async createWelcomePackages(
@@ -211,20 +202,21 @@ export class InventoryClient {
       if (answer instanceof TransientError && answer.status !== 409) throw answer;
       return [answer];
     }
+    const body: BatchRequest = {
+      items: customerIds.map((customerId) => {
+        const request = welcomePackageRequest(customerId);
+        return { ...request.body, idempotency_key: request.idempotency_key };
+      }),
+    };
     const response = await callJson(this.options, '/package-requests/batch', {
       method: 'POST',
       headers,
-      body: {
-        items: customerIds.map((customerId) => {
-          const request = welcomePackageRequest(customerId);
-          return { ...request.body, idempotency_key: request.idempotency_key };
-        }),
-      },
+      body,
     });
-    const results = (response.body as { results?: { status: number; body: unknown }[] })?.results;
-    if (response.status !== 200 || !Array.isArray(results)) {
+    if (response.status !== 200 || !isBatchAnswer.Check(response.body)) {
       throw failureOf(response, 'Inventory');
     }
+    const { results } = response.body;
     if (results.length !== customerIds.length) {
       throw new TransientError(
         `Inventory answered ${results.length} results for ${customerIds.length} items`,
@@ -235,26 +227,6 @@ export class InventoryClient {
       receiptOf(customerId, results[index]!.status, results[index]!.body, retryAfterMs),
     );
   }
-}
-
-export interface CustomerCreatedEvent {
-  position: number;
-  id: string;
-  type: 'customer.created';
-  occurred_at: string;
-  data: { id: string; name: string; email: string; created_at: string };
-  traceparent?: string | null;
-}
-
-export interface WebhookEndpoint {
-  id: string;
-  url: string;
-  status: 'active' | 'disabled';
-}
-
-export interface WebhookSecrets {
-  secret: string;
-  previous_secret: string | null;
 }
 
 /** Reads the CRM's change feed and manages this service's webhook subscription. */
@@ -278,13 +250,13 @@ export class CrmClient {
     return this.expect(200, '/webhook-endpoints');
   }
 
-  async createWebhookEndpoint(url: string): Promise<WebhookEndpoint & WebhookSecrets> {
+  async createWebhookEndpoint(url: string): Promise<NewWebhookEndpointAnswer> {
     const response = await callJson(this.options, '/webhook-endpoints', {
       method: 'POST',
       body: { url },
     });
     if (response.status !== 201) throw failureOf(response, 'CRM');
-    return response.body as WebhookEndpoint & WebhookSecrets;
+    return response.body as NewWebhookEndpointAnswer;
   }
 
   webhookSecrets(id: string): Promise<WebhookSecrets> {
@@ -301,7 +273,7 @@ export class CrmClient {
     limit: number,
     waitMs: number,
     signal?: AbortSignal,
-  ): Promise<CustomerCreatedEvent[]> {
+  ): Promise<FeedEvent[]> {
     const response = await callJson(
       this.options,
       `/events?after=${position}&limit=${limit}&wait=${waitMs}`,
@@ -312,6 +284,12 @@ export class CrmClient {
       },
     );
     if (response.status !== 200 || !Array.isArray(response.body)) throw failureOf(response, 'CRM');
-    return response.body as CustomerCreatedEvent[];
+    const page = parseFeedPage(response.body);
+    if (!page.ok) {
+      throw new TransientError(
+        `The CRM's feed answered events this service cannot read: ${page.problems.join('; ')}`,
+      );
+    }
+    return page.value;
   }
 }

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { MAX_BATCH_ITEMS } from './clients.js';
+import { BATCH_MAX_ITEMS } from '../contracts/package-requests.js';
 import {
   ConfigError,
   readChoice,
@@ -81,7 +81,7 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     deliveryConcurrency: readInteger(env, 'DELIVERY_CONCURRENCY', 8, { min: 1, max: 256 }),
     deliveryBatchSize: readInteger(env, 'DELIVERY_BATCH_SIZE', 250, {
       min: 1,
-      max: MAX_BATCH_ITEMS,
+      max: BATCH_MAX_ITEMS,
     }),
     maxAttempts: readInteger(env, 'MAX_ATTEMPTS', 20, { min: 1, max: 1000 }),
     deadLetterAfterMs: ms('DEAD_LETTER_AFTER_MS', 3_600_000, 0, 30 * 86_400_000),

@@ -10,7 +10,8 @@ import {
 } from '../core/tracing.js';
 import { WorkLoop } from '../core/work-loop.js';
 import { isCircuitOpenError, type CircuitState } from './circuit.js';
-import { NonRetryableError, TransientError, type PackageRequestReceipt } from './clients.js';
+import type { PackageRequestReceipt } from './clients.js';
+import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
 import type { IntegrationMetrics } from './metrics.js';
 import type { DeliveryRow, FailedOutcome, NewDelivery, Settlement, SyncStore } from './store.js';
 

@@ -1,5 +1,6 @@
 import type { Logger } from '../core/logging.js';
-import { TransientError, type CrmClient } from './clients.js';
+import type { CrmClient } from './clients.js';
+import { TransientError } from '../core/retryable-errors.js';
 import type { IntegrationMetrics } from './metrics.js';
 import { customerCreatedToDelivery, type NewDelivery, type SyncStore } from './store.js';
 import { traceIdFromTraceparent } from '../core/tracing.js';

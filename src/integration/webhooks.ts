@@ -6,9 +6,11 @@ import { HttpProblem } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import type { Logger } from '../core/logging.js';
 import { RepeatingTask } from '../core/repeating-task.js';
+import { MatchingString } from '../core/validation-messages.js';
 import type { CrmClient } from './clients.js';
 import type { IntegrationMetrics } from './metrics.js';
-import { customerCreatedToDelivery, readCustomerCreated, type RecordPushed } from './store.js';
+import { customerCreatedToDelivery, type RecordPushed } from './store.js';
+import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../contracts/customer-events.js';
 
 export const WEBHOOK_PATH = '/webhooks/crm';
 
@@ -153,7 +155,7 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
         summary: 'Receive CRM customer.created webhooks (Standard Webhooks signatures)',
         headers: Type.Object({
           'webhook-id': Type.String({ minLength: 1, maxLength: 255 }),
-          'webhook-timestamp': Type.String({ pattern: '^[0-9]{1,12}$' }),
+          'webhook-timestamp': MatchingString('^[0-9]{1,12}$', 'must be a Unix time in seconds'),
           'webhook-signature': Type.String({ minLength: 1, maxLength: 4096 }),
         }),
         description:
@@ -179,16 +181,17 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
           );
         }
       }
-      const event = readCustomerCreated(payload);
-      if (!event) {
+      const parsed = parsePushedCustomerEvent(payload);
+      if (!parsed.ok) {
         throw new HttpProblem(
           400,
           'invalid_payload',
-          'The webhook payload is not a customer.created event with data.id, data.name and data.created_at.',
+          `The webhook payload is not a customer.created event: ${parsed.problems.join('; ')}.`,
         );
       }
+      const event = parsed.value;
       const messageId = request.headers['webhook-id'] as string;
-      if (event.type !== 'customer.created') {
+      if (event.type !== CUSTOMER_CREATED) {
         request.log.debug(`Ignoring webhook of type ${event.type}`);
         return reply.code(204).send(null);
       }

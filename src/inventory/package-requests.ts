@@ -1,39 +1,9 @@
 import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
-import { Type, type Static } from 'typebox';
 import { toIsoString } from '../core/db.js';
 import { readPage, type Page, type PageRequest } from '../core/pagination.js';
-import { Timestamp, Uuid } from '../core/schemas.js';
+import type { PackageRequest } from '../contracts/package-requests.js';
 import type { InventoryTables } from './migrations.js';
-
-export const DEFAULT_KIND = 'welcome_package';
-
-const Kind = Type.String({
-  pattern: '^[a-z][a-z0-9_]{0,63}$',
-  description: 'What to send: lowercase letters, digits and underscores.',
-  examples: [DEFAULT_KIND],
-});
-
-export const NewPackageRequestSchema = Type.Object(
-  {
-    customer_id: Uuid('The CRM id of the customer to send the package to.'),
-    kind: Type.Optional({ ...Kind, default: DEFAULT_KIND }),
-  },
-  { additionalProperties: false },
-);
-export type NewPackageRequest = Static<typeof NewPackageRequestSchema>;
-
-export const PackageRequestSchema = Type.Object(
-  {
-    id: Uuid('Assigned by Inventory.'),
-    customer_id: Uuid('The CRM id of the customer.'),
-    kind: Kind,
-    status: Type.Literal('pending', { description: 'Every request starts pending.' }),
-    created_at: Timestamp('When the request was created (ISO 8601, UTC).'),
-  },
-  { additionalProperties: false },
-);
-export type PackageRequest = Static<typeof PackageRequestSchema>;
 
 type Row = Selectable<InventoryTables['package_requests']>;
 type Db = Kysely<InventoryTables>;

@@ -14,14 +14,17 @@ import {
   type StoredResponse,
 } from './idempotency.js';
 import type { InventoryTables } from './migrations.js';
+import { packageRequests, type CreateOutcome } from './package-requests.js';
 import {
+  BATCH_MAX_ITEMS,
+  BatchRequestSchema,
+  BatchResponseSchema,
   DEFAULT_KIND,
+  IdempotencyKeySchema,
   NewPackageRequestSchema,
   PackageRequestSchema,
-  packageRequests,
-  type CreateOutcome,
   type PackageRequest,
-} from './package-requests.js';
+} from '../contracts/package-requests.js';
 
 export interface PackageRequestRoutesOptions {
   db: Kysely<InventoryTables>;
@@ -30,62 +33,11 @@ export interface PackageRequestRoutesOptions {
 
 const PATH = '/package-requests';
 
-/** Largest number of items in one `POST /package-requests/batch`. */
-export const BATCH_MAX_ITEMS = 500;
-
 /**
  * Largest batch body accepted, in bytes: 500 items with the longest kind and key, JSON-escaped
  * and pretty-printed, fit; the 64 KiB limit of other routes would not even take 500 plain items.
  */
 export const BATCH_BODY_LIMIT_BYTES = 512 * 1024;
-
-const IdempotencyKeySchema = Type.String({
-  minLength: 1,
-  maxLength: 255,
-  pattern: '^[\\x21-\\x7e]+$',
-  description: 'A unique key per intended request, e.g. `welcome-package:<customer id>`.',
-});
-
-const BatchRequestSchema = Type.Object(
-  {
-    items: Type.Array(
-      Type.Object(
-        {
-          ...NewPackageRequestSchema.properties,
-          idempotency_key: Type.Optional(IdempotencyKeySchema),
-        },
-        { additionalProperties: false },
-      ),
-      {
-        minItems: 1,
-        maxItems: BATCH_MAX_ITEMS,
-        description: `1–${BATCH_MAX_ITEMS} package requests, each with its own optional \`idempotency_key\`.`,
-      },
-    ),
-  },
-  { additionalProperties: false },
-);
-
-const BatchResponseSchema = Type.Object(
-  {
-    results: Type.Array(
-      Type.Object({
-        status: Type.Union([Type.Literal(201), Type.Literal(409), Type.Literal(422)], {
-          description: 'What `POST /package-requests` would have answered for this item.',
-        }),
-        replayed: Type.Boolean({
-          description:
-            'True when `body` is the answer stored for the item’s key (`idempotent-replayed: true` on the single route).',
-        }),
-        body: Type.Union([PackageRequestSchema, ProblemSchema], {
-          description: 'The package request (201), or the problem+json object (409, 422).',
-        }),
-      }),
-      { description: 'One result per item, in the order of `items`.' },
-    ),
-  },
-  { description: 'The batch ran; each item has its own answer.' },
-);
 
 function toResponse(outcome: CreateOutcome): StoredResponse {
   if (outcome.created) return { status: 201, body: outcome.request };

@@ -21,8 +21,11 @@ import type {
   SQSEvent,
   SQSRecord,
 } from 'aws-lambda';
+import { Type } from 'typebox';
+import { Compile } from 'typebox/compile';
 import {
   ConfigError,
+  LOG_LEVELS,
   readChoice,
   readInteger,
   readOptionalString,
@@ -30,17 +33,15 @@ import {
   type Env,
 } from '../core/config.js';
 import { createLogger, type Logger } from '../core/logging.js';
-import { InventoryClient, NonRetryableError, TransientError } from '../integration/clients.js';
+import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
+import { parseCustomerCreatedIds } from '../contracts/customer-events.js';
+import { InventoryClient } from '../integration/clients.js';
 
 /** Records processed at once within one invocation. */
 export const RECORD_CONCURRENCY = 10;
 
 /** A record is not started when less time than one call's timeout plus this margin is left, in ms. */
 const DEADLINE_MARGIN_MS = 1_000;
-
-const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export interface LambdaConfig {
   /** Base URL of the Inventory API, without a trailing slash (`INVENTORY_URL`, required). */
@@ -88,9 +89,10 @@ class MalformedRecordError extends Error {
   }
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
+/** AWS's SNS notification, as SNS delivers it to SQS without raw message delivery. */
+const isSnsNotification = Compile(
+  Type.Object({ Type: Type.Literal('Notification'), Message: Type.Unknown() }),
+);
 
 function parseJson(text: string, what: string): unknown {
   try {
@@ -106,26 +108,16 @@ function parseJson(text: string, what: string): unknown {
  */
 export function parseRecordBody(body: string): CustomerCreated {
   let event = parseJson(body, 'The message body');
-  if (isObject(event) && event.Type === 'Notification' && 'Message' in event) {
+  if (isSnsNotification.Check(event)) {
     if (typeof event.Message !== 'string') {
       throw new MalformedRecordError('The SNS notification has no Message string');
     }
     event = parseJson(event.Message, 'The SNS notification Message');
   }
-  if (!isObject(event)) throw new MalformedRecordError('The event is not a JSON object');
-  if (event.type !== 'customer.created') {
-    throw new MalformedRecordError(
-      `Expected an event of type "customer.created", got ${JSON.stringify(event.type ?? null)}`,
-    );
-  }
-  const data = event.data;
-  if (!isObject(data)) throw new MalformedRecordError('The event has no "data" object');
-  if (typeof data.id !== 'string' || !UUID.test(data.id)) {
-    throw new MalformedRecordError(
-      `The event's data.id must be the customer's UUID, got ${JSON.stringify(data.id ?? null)}`,
-    );
-  }
-  return { eventId: typeof event.id === 'string' ? event.id : undefined, customerId: data.id };
+  const parsed = parseCustomerCreatedIds(event);
+  if (!parsed.ok) throw new MalformedRecordError(parsed.problems.join('; '));
+  const { id, data } = parsed.value;
+  return { eventId: typeof id === 'string' ? id : undefined, customerId: data.id };
 }
 
 /** Runs `work` on every item, at most `limit` at once. */

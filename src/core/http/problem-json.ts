@@ -1,40 +1,17 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import type { ErrorObject } from 'ajv';
 import fp from 'fastify-plugin';
 import { HttpProblem } from '../errors.js';
+import { describeValidationErrors } from '../validation-messages.js';
 import { BODY_LIMIT_BYTES } from './body-rules.js';
 import { pathOf, sendProblem } from './send-problem.js';
 
-function fieldOf(error: ErrorObject): string {
-  const missing = (error.params as { missingProperty?: string }).missingProperty;
-  const extra = (error.params as { additionalProperty?: string }).additionalProperty;
-  const base = error.instancePath.replace(/^\//, '').replaceAll('/', '.');
-  const leaf = missing ?? extra;
-  if (leaf) return base ? `${base}.${leaf}` : leaf;
-  return base || '(root)';
-}
-
-function messageOf(error: ErrorObject): string {
-  if (error.keyword === 'additionalProperties') {
-    return 'is not a known field; remove it';
-  }
-  if (error.keyword === 'required') return 'is required';
-  if (error.keyword === 'format') {
-    return `must be a valid ${(error.params as { format: string }).format}`;
-  }
-  return error.message ?? 'is invalid';
-}
-
-/** One entry per field at fault in a failed validation, in words a person can act on. */
-export function describeValidationErrors(errors: ErrorObject[], location: string) {
-  return errors.map((error) => ({ location, field: fieldOf(error), message: messageOf(error) }));
-}
-
 function validationProblem(error: FastifyError): HttpProblem {
-  const errors = describeValidationErrors(
-    (error.validation ?? []) as ErrorObject[],
-    error.validationContext ?? 'body',
-  );
+  const location = error.validationContext ?? 'body';
+  const errors = describeValidationErrors(error.validation ?? []).map(({ field, message }) => ({
+    location,
+    field,
+    message,
+  }));
   const detail =
     errors.length > 0
       ? errors.map((e) => `${e.location} ${e.field} ${e.message}`).join('; ')

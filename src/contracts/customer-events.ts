@@ -1,0 +1,94 @@
+/**
+ * The `customer.created` event: what the CRM emits (its feed, webhooks and AMQP messages) and
+ * what each consumer reads of it. The CRM serves and documents the full event; each reader checks
+ * only the fields it relies on, so a field added to the event breaks no consumer.
+ */
+import { Type, type Static } from 'typebox';
+import { Timestamp, Uuid } from '../core/schemas.js';
+import { compileParser } from './checker.js';
+import { CustomerSchema } from './customers.js';
+
+export const CUSTOMER_CREATED = 'customer.created';
+
+/** The event as the CRM records and serves it (`GET /events`, AMQP message bodies). */
+export const CustomerCreatedEventSchema = Type.Object(
+  {
+    position: Type.Integer({
+      minimum: 1,
+      description: 'Place in the feed; strictly increasing in commit order. Resume after it.',
+    }),
+    id: Uuid('Unique event id; a consumer deduplicates on it.'),
+    type: Type.Literal(CUSTOMER_CREATED),
+    occurred_at: Timestamp('When the event was recorded.'),
+    data: CustomerSchema,
+    traceparent: Type.Union([Type.String(), Type.Null()], {
+      description:
+        'W3C trace context of the request that created the customer, to continue its trace.',
+    }),
+  },
+  { additionalProperties: false },
+);
+export type CustomerCreatedEvent = Static<typeof CustomerCreatedEventSchema>;
+
+/**
+ * The body of a webhook call (Standard Webhooks): the event's type, time and data; its id travels
+ * in the `webhook-id` header.
+ */
+export const CustomerCreatedWebhookSchema = Type.Object({
+  type: Type.Literal(CUSTOMER_CREATED),
+  timestamp: Timestamp('When the event was recorded.'),
+  data: CustomerSchema,
+});
+export type CustomerCreatedWebhook = Static<typeof CustomerCreatedWebhookSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// What consumers read. Lenient by design: only the fields a consumer relies on are checked.
+
+/** A time `Date.parse` reads: consumers turn `created_at` into ms for end-to-end lag figures. */
+const ParsableTime = Type.Refine(
+  Type.String(),
+  (value) => !Number.isNaN(Date.parse(value)),
+  () => 'must be a date and time, e.g. 2026-01-31T09:30:00Z',
+);
+
+/** What a delivery needs of the customer in an event. */
+const DeliverableCustomer = Type.Object({
+  id: Uuid('The customer id.'),
+  name: Type.String(),
+  created_at: ParsableTime,
+});
+
+/**
+ * A customer event pushed to the integration service (webhook body or AMQP message body). Any
+ * `type` is read: the receiver acknowledges and ignores the types it does not handle.
+ */
+export const PushedCustomerEventSchema = Type.Object({
+  type: Type.String(),
+  data: DeliverableCustomer,
+});
+export type PushedCustomerEvent = Static<typeof PushedCustomerEventSchema>;
+export const parsePushedCustomerEvent = compileParser(PushedCustomerEventSchema);
+
+/** One event of a CRM feed page, as the integration service's feed client reads it. */
+export const FeedEventSchema = Type.Object({
+  position: CustomerCreatedEventSchema.properties.position,
+  id: Type.String(),
+  type: Type.String(),
+  occurred_at: Type.String(),
+  data: Type.Object({ ...DeliverableCustomer.properties, email: Type.String() }),
+  traceparent: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+});
+export type FeedEvent = Static<typeof FeedEventSchema>;
+/** A page of `GET /events`: the events after the cursor, in feed order. */
+export const parseFeedPage = compileParser(Type.Array(FeedEventSchema));
+
+/**
+ * What a queue consumer (the Lambda) needs of a customer.created event: the customer's id, and
+ * the event's id for its logs when it has one.
+ */
+export const CustomerCreatedIdsSchema = Type.Object({
+  type: Type.Literal(CUSTOMER_CREATED),
+  id: Type.Optional(Type.Unknown()),
+  data: Type.Object({ id: Uuid('The customer id.') }),
+});
+export const parseCustomerCreatedIds = compileParser(CustomerCreatedIdsSchema);
