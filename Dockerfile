@@ -2,7 +2,7 @@
 #   docker run … mini-integration-platform dist/crm/main.js
 
 # --- build: compile TypeScript (and better-sqlite3, when no prebuilt binary fits) ---
-FROM node:20-bookworm-slim AS build
+FROM node:24-bookworm-slim AS build
 WORKDIR /app
 RUN apt-get update \
  && apt-get install -y --no-install-recommends python3 make g++ \
@@ -14,7 +14,7 @@ COPY src ./src
 RUN npm run build && npm prune --omit=dev
 
 # --- run: production dependencies only, as the unprivileged `node` user ---
-FROM node:20-bookworm-slim
+FROM node:24-bookworm-slim
 ENV NODE_ENV=production \
     HOST=0.0.0.0 \
     DATA_DIR=/data \

@@ -1,17 +1,23 @@
 /**
  * `npm run bench [-- --quick]`: runs the real services (embedded SQLite, one temporary DATA_DIR per
  * run, free ports) through the scenarios of issue 7 and writes bench/results.json and
- * bench/results.svg. See "## Benchmarks" in README.md for what each scenario measures.
+ * bench/results.svg; a full run also writes docs/figures/bench.md. See "## Benchmarks" in
+ * README.md for what each scenario measures.
  */
+import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { request } from 'undici';
 import { bulkInsertCustomers } from './bulk-insert.js';
 import { renderChart, type LagSeries, type ThroughputBar } from './chart.js';
+import { cpuPerCustomer, describeCpu, readCpu, type CpuReading } from './cpu.js';
+import { formatTable, writeFiguresMarkdown } from './figures.js';
+import { median, percentile, round } from './numbers.js';
 import { printProfileSummaries } from './profile-summary.js';
+import type { BacklogRun, BenchResults, LagFigures, System } from './results.js';
 import {
   DIST,
   rssFileMb,
@@ -85,6 +91,8 @@ const EMPTY_POLL_CALLS = 200;
 const BASELINE_EMPTY_POLL_BUDGET_MS = quick ? 2_000 : 60_000;
 
 const BENCH_DIR = fileURLToPath(new URL('../../bench/', import.meta.url));
+/** The figures the docs show: written by full runs only, so quick runs (CI) leave it as it is. */
+const FIGURES_FILE = fileURLToPath(new URL('../../docs/figures/bench.md', import.meta.url));
 const tty = process.stdout.isTTY === true;
 
 // ---------- output ----------
@@ -102,17 +110,6 @@ function progress(line: string): void {
 function say(line: string): void {
   if (tty) process.stdout.write('\r\x1b[K');
   process.stdout.write(`${line}\n`);
-}
-
-const round = (value: number, digits = 2) => Math.round(value * 10 ** digits) / 10 ** digits;
-function percentile(sorted: number[], share: number): number {
-  return sorted[Math.min(sorted.length - 1, Math.floor(share * sorted.length))] ?? NaN;
-}
-function median(values: number[]): number {
-  return percentile(
-    [...values].sort((a, b) => a - b),
-    0.5,
-  );
 }
 
 // ---------- the services ----------
@@ -203,18 +200,7 @@ async function waitForDeliveries(
 
 // ---------- push_lag ----------
 
-interface LagResult {
-  mode: string;
-  /** Customers created in the measured window (after the warm-up). */
-  customers: number;
-  failed: number;
-  p50_ms: number;
-  p99_ms: number;
-  max_ms: number;
-  /** The same figures for the warm-up, when the services had just started. */
-  warmup: { customers: number; p50_ms: number; p99_ms: number; max_ms: number };
-  sorted: number[];
-}
+type LagResult = LagFigures & { sorted: number[] };
 
 async function pushLag(mode: string, env: Record<string, string>): Promise<LagResult | null> {
   const label = `push_lag ${mode}`;
@@ -225,6 +211,7 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
       await integration.stop();
       await stopAll();
     })(stack.stopAll);
+    const services = { crm: stack.crm, inventory: stack.inventory, integration };
     // A warm-up first, ramping the rate from a tenth of it to all of it, as load tests ramp up:
     // cold processes (interpreted code before the JIT, empty connection pools and SQLite caches)
     // hit at once with the full rate build a backlog that the measured window would then drain.
@@ -267,9 +254,14 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
         failed++;
       }
     };
+    // CPU is measured over the steady rate: from the end of the warm-up until every customer is in.
+    let cpuWindow: { cpu: CpuReading; delivered: number } | undefined;
     // Open loop: every 10 ms, send what is due, whatever the answers' speed.
     const started = performance.now();
     while (sent < total) {
+      if (!cpuWindow && sent >= warmupCount) {
+        cpuWindow = { cpu: readCpu(services), delivered: await inventoryCount(stack.inventory) };
+      }
       const due = Math.min(total, Math.floor(dueAt((performance.now() - started) / 1000)));
       while (sent < due) {
         const request = create(++sent);
@@ -288,6 +280,9 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
       PUSH_DRAIN_TIMEOUT_MS,
     );
     if (delivered === null) say(`${label}: not every package request arrived within the timeout`);
+    const cpuAfter = readCpu(services);
+    const cpuCustomers = (await inventoryCount(stack.inventory)) - (cpuWindow?.delivered ?? 0);
+    const cpu = cpuWindow ? cpuPerCustomer(cpuWindow.cpu, cpuAfter, cpuCustomers) : null;
     // Read Inventory's created_at of each package request only now, so reading adds no load during the run.
     const lags: number[] = [];
     const warmupLags: number[] = [];
@@ -337,12 +332,15 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
         p99_ms: percentile(warmupLags, 0.99),
         max_ms: warmupLags[warmupLags.length - 1] ?? NaN,
       },
+      cpu_ms_per_customer: cpu,
+      cpu_customers: cpuCustomers,
       sorted: lags,
     };
     say(
       `push_lag   ${mode.padEnd(8)} ${result.customers} customers at ${SIZES.push_rate}/s: ` +
         `p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, max ${result.max_ms} ms ` +
-        `(warm-up: p50 ${result.warmup.p50_ms} ms, p99 ${result.warmup.p99_ms} ms)` +
+        `(warm-up: p50 ${result.warmup.p50_ms} ms, p99 ${result.warmup.p99_ms} ms), ` +
+        `CPU ${describeCpu(cpu)}` +
         (failed > 0 ? ` (${failed} creates failed)` : '') +
         (lags.length < result.customers
           ? ` (${result.customers - lags.length} never delivered)`
@@ -355,21 +353,6 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
 }
 
 // ---------- backlog, empty_poll and rss, for the platform and the baseline ----------
-
-type System = 'platform' | 'baseline';
-
-interface BacklogRun {
-  size: number;
-  backlog_per_s: number | null;
-  empty_poll_ms: number | null;
-  empty_poll_calls: number;
-  rss_mb: Record<string, number | null>;
-  rss_mb_total: number | null;
-  /** The file-backed part of each rss_mb (the node binary, shared between the processes). */
-  rss_file_mb: Record<string, number | null>;
-  /** rss_mb_total with the shared file-backed pages counted once (the largest rss_file_mb). */
-  resident_together_mb: number | null;
-}
 
 /** Times one empty read of the CRM's feed after its last position, the way the poller reads it. */
 async function platformEmptyPoll(
@@ -421,7 +404,18 @@ async function backlogRun(system: System, size: number): Promise<BacklogRun> {
       system === 'platform'
         ? await startIntegration(stack, 'poll', {})
         : await startBaseline({ CRM_URL: stack.crm.url, INVENTORY_URL: stack.inventory.url });
+    const services = {
+      crm: stack.crm,
+      inventory: stack.inventory,
+      [system === 'platform' ? 'integration' : 'baseline']: consumer,
+    };
+    // CPU is measured from the consumer's readiness (its start-up is not per customer) to the end.
+    const cpuBefore = readCpu(services);
+    const deliveredBefore = await inventoryCount(stack.inventory);
     const ms = await waitForDeliveries(stack.inventory, size, `backlog ${label}`, started);
+    const cpuAfter = readCpu(services);
+    const cpuCustomers = (await inventoryCount(stack.inventory)) - deliveredBefore;
+    const cpu = cpuPerCustomer(cpuBefore, cpuAfter, cpuCustomers);
     const backlogPerS = ms === null ? null : round(size / (ms / 1000), 0);
     let emptyPoll: { ms: number; calls: number } | null = null;
     if (ms !== null) {
@@ -431,13 +425,10 @@ async function backlogRun(system: System, size: number): Promise<BacklogRun> {
           ? await platformEmptyPoll(stack.crm, size)
           : await baselineEmptyPoll(consumer);
     }
-    const processes = {
-      crm: stack.crm.child.pid,
-      inventory: stack.inventory.child.pid,
-      [system === 'platform' ? 'integration' : 'baseline']: consumer.child.pid,
-    };
     const byProcess = (read: (pid: number | undefined) => number | null) =>
-      Object.fromEntries(Object.entries(processes).map(([name, pid]) => [name, read(pid)]));
+      Object.fromEntries(
+        Object.entries(services).map(([name, service]) => [name, read(service.child.pid)]),
+      );
     const rss = byProcess(rssMb);
     const rssFile = byProcess(rssFileMb);
     const values = Object.values(rss);
@@ -463,7 +454,8 @@ async function backlogRun(system: System, size: number): Promise<BacklogRun> {
         `empty poll ${emptyPoll ? `${round(emptyPoll.ms, 3)} ms (median of ${emptyPoll.calls})` : 'n/a'}, ` +
         `rss ${total ?? 'n/a'} MB (${Object.entries(rss)
           .map(([name, mb]) => `${name} ${mb}`)
-          .join(', ')}; ${together ?? 'n/a'} MB with the node binary counted once)`,
+          .join(', ')}; ${together ?? 'n/a'} MB with the node binary counted once), ` +
+        `CPU ${describeCpu(cpu)}`,
     );
     return {
       size,
@@ -474,6 +466,8 @@ async function backlogRun(system: System, size: number): Promise<BacklogRun> {
       rss_mb_total: total,
       rss_file_mb: rssFile,
       resident_together_mb: together,
+      cpu_ms_per_customer: cpu,
+      cpu_customers: cpuCustomers,
     };
   } finally {
     await consumer?.stop();
@@ -483,8 +477,26 @@ async function backlogRun(system: System, size: number): Promise<BacklogRun> {
 
 // ---------- main ----------
 
+/** `git rev-parse --short HEAD`, with `-dirty` when the tree has changes; null outside git. */
+function currentCommit(): string | null {
+  const git = (...args: string[]) =>
+    execFileSync('git', args, {
+      cwd: BENCH_DIR,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    });
+  try {
+    const commit = git('rev-parse', '--short', 'HEAD').trim();
+    return git('status', '--porcelain').trim() === '' ? commit : `${commit}-dirty`;
+  } catch {
+    return null;
+  }
+}
+
 async function main(): Promise<void> {
   const benchStarted = performance.now();
+  // Read before the run writes its results into the tree.
+  const commit = currentCommit();
   const machine = {
     cpus: os.cpus().length,
     cpu_model: os.cpus()[0]?.model ?? 'unknown',
@@ -545,8 +557,9 @@ async function main(): Promise<void> {
 
   // Push lag in the headline is the default mode's (hybrid); every mode is in push_lag.
   const headlineLag = lag.find((result) => result.mode === 'hybrid') ?? lag[0];
-  const results = {
+  const results: BenchResults = {
     generated_at: new Date().toISOString(),
+    commit,
     quick,
     machine,
     sizes: SIZES,
@@ -557,6 +570,8 @@ async function main(): Promise<void> {
       'services run with their defaults (DELIVERY_BATCH_SIZE 250, DELIVERY_CONCURRENCY 8, SQLite); the load generator and the baseline share the same 2 CPUs',
       'backlog and empty_poll customers are inserted into the CRM SQLite file directly, not through the API',
       'empty_poll platform = GET /events?after=<last>&limit=500&wait=0; baseline = one full list of all customers finding nothing new',
+      "CPU per customer = user + system CPU ms of each service process (all its threads, from /proc/<pid>/stat, 10 ms steps) over a window, divided by the package requests Inventory created in it; push: from the end of the warm-up until every customer is delivered, at sizes.push_rate (the services' idle work included); backlog: from the consumer's readiness until the backlog is delivered, at sizes.backlog",
+      'cpu_ms_per_customer_push is the hybrid (default) mode; every mode is under push_lag',
       quick
         ? 'quick mode: the "_1m" figures are at sizes.empty_poll_large, the "_1k" at sizes.empty_poll_small'
         : 'full mode',
@@ -570,6 +585,8 @@ async function main(): Promise<void> {
       empty_poll_ms_1m: at('platform', SIZES.empty_poll_large)?.empty_poll_ms ?? null,
       rss_mb_total_1m: at('platform', SIZES.empty_poll_large)?.rss_mb_total ?? null,
       resident_together_mb_1m: at('platform', SIZES.empty_poll_large)?.resident_together_mb ?? null,
+      cpu_ms_per_customer_push: headlineLag?.cpu_ms_per_customer ?? null,
+      cpu_ms_per_customer_backlog: at('platform', SIZES.backlog)?.cpu_ms_per_customer ?? null,
     },
     baseline: {
       backlog_per_s: at('baseline', SIZES.backlog)?.backlog_per_s ?? null,
@@ -577,6 +594,7 @@ async function main(): Promise<void> {
       empty_poll_ms_1m: at('baseline', SIZES.empty_poll_large)?.empty_poll_ms ?? null,
       rss_mb_total_1m: at('baseline', SIZES.empty_poll_large)?.rss_mb_total ?? null,
       resident_together_mb_1m: at('baseline', SIZES.empty_poll_large)?.resident_together_mb ?? null,
+      cpu_ms_per_customer_backlog: at('baseline', SIZES.backlog)?.cpu_ms_per_customer ?? null,
     },
     push_lag: lag.map(({ sorted: _sorted, ...rest }) => rest),
     runs,
@@ -584,55 +602,8 @@ async function main(): Promise<void> {
   };
 
   // Final table: platform vs baseline, with the ratio in the direction where > 1 means the platform is better.
-  const rows: [string, number | null, number | null, 'higher' | 'lower'][] = [
-    ...lag.flatMap((result): [string, number, null, 'lower'][] => [
-      [`push lag p50, ${result.mode} (ms)`, result.p50_ms, null, 'lower'],
-      [`push lag p99, ${result.mode} (ms)`, result.p99_ms, null, 'lower'],
-    ]),
-    [
-      `backlog ${SIZES.backlog.toLocaleString('en')} (customers/s)`,
-      results.platform.backlog_per_s,
-      results.baseline.backlog_per_s,
-      'higher',
-    ],
-    [
-      `empty poll ${SIZES.empty_poll_small.toLocaleString('en')} (ms)`,
-      results.platform.empty_poll_ms_1k,
-      results.baseline.empty_poll_ms_1k,
-      'lower',
-    ],
-    [
-      `empty poll ${SIZES.empty_poll_large.toLocaleString('en')} (ms)`,
-      results.platform.empty_poll_ms_1m,
-      results.baseline.empty_poll_ms_1m,
-      'lower',
-    ],
-    [
-      `rss at ${SIZES.empty_poll_large.toLocaleString('en')} (MB, total)`,
-      results.platform.rss_mb_total_1m,
-      results.baseline.rss_mb_total_1m,
-      'lower',
-    ],
-    [
-      `  node binary counted once (MB)`,
-      results.platform.resident_together_mb_1m,
-      results.baseline.resident_together_mb_1m,
-      'lower',
-    ],
-  ];
   say('');
-  say(
-    `${'metric'.padEnd(32)} ${'platform'.padStart(10)} ${'baseline'.padStart(10)} ${'platform better by'.padStart(20)}`,
-  );
-  for (const [name, platform, baseline, better] of rows) {
-    const ratio =
-      platform !== null && baseline !== null && platform > 0 && baseline > 0
-        ? `${round(better === 'higher' ? platform / baseline : baseline / platform, 1)}×`
-        : '—';
-    say(
-      `${name.padEnd(32)} ${String(platform ?? '—').padStart(10)} ${String(baseline ?? '—').padStart(10)} ${ratio.padStart(20)}`,
-    );
-  }
+  for (const line of formatTable(results)) say(line);
 
   const lagSeries: LagSeries[] = lag.map((result) => ({
     label: `platform, ${result.mode}`,
@@ -653,7 +624,29 @@ async function main(): Promise<void> {
   const subtitle = `${quick ? 'quick mode' : 'full mode'}, ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}, SQLite`;
   writeFileSync(path.join(BENCH_DIR, 'results.svg'), await renderChart(lagSeries, bars, subtitle));
   writeFileSync(path.join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
-  say(`\nWrote bench/results.json and bench/results.svg in ${results.duration_s} s.`);
+  if (quick) {
+    say(`\nWrote bench/results.json and bench/results.svg in ${results.duration_s} s.`);
+    return;
+  }
+  await writeFiguresMarkdown(results, FIGURES_FILE);
+  say(
+    `\nWrote bench/results.json, bench/results.svg and docs/figures/bench.md in ${results.duration_s} s.`,
+  );
 }
 
-await main();
+if (process.argv.includes('--figures-only')) {
+  // Renders docs/figures/bench.md again from bench/results.json, running nothing (after a change
+  // to how the figures are shown). Quick results are not the docs' figures.
+  const results = JSON.parse(
+    readFileSync(path.join(BENCH_DIR, 'results.json'), 'utf8'),
+  ) as BenchResults;
+  if (results.quick) {
+    throw new Error(
+      'bench/results.json holds a quick run; run `npm run bench` (full) before rendering the figures',
+    );
+  }
+  await writeFiguresMarkdown(results, FIGURES_FILE);
+  say('Wrote docs/figures/bench.md from bench/results.json.');
+} else {
+  await main();
+}

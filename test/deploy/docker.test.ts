@@ -95,9 +95,9 @@ describe('Dockerfile', () => {
     expect(run(fileURLToDir(root), dockerfile)).toEqual([]);
   });
 
-  it('builds in one stage and runs in a slim Node 20 one, as a non-root user, with a health check and exec-form commands', () => {
+  it('builds in one stage and runs in a slim Node 24 one, as a non-root user, with a health check and exec-form commands', () => {
     const from = [...dockerfile.matchAll(/^FROM\s+(\S+)(?:\s+AS\s+(\S+))?/gim)].map((m) => m[1]);
-    expect(from).toEqual(['node:20-bookworm-slim', 'node:20-bookworm-slim']);
+    expect(from).toEqual(['node:24-bookworm-slim', 'node:24-bookworm-slim']);
     expect(dockerfile).toMatch(/^RUN npm ci\b/m);
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     expect(dockerfile).toMatch(/^USER node$/m);

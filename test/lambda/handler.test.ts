@@ -526,11 +526,11 @@ describe('deploy/lambda/template.yaml', () => {
     });
   });
 
-  it('runs the bundle on nodejs20.x, fed by the queue with partial batch responses', () => {
+  it('runs the bundle on nodejs24.x, fed by the queue with partial batch responses', () => {
     const fn = resources.WelcomePackageFunction;
     expect(fn.Type).toBe('AWS::Serverless::Function');
     const props = fn.Properties;
-    expect(props.Runtime).toBe('nodejs20.x');
+    expect(props.Runtime).toBe('nodejs24.x');
     expect(props.Timeout).toBe(30);
     // Handler index.handler in CodeUri = the file `npm run build:lambda` writes.
     const [file, exported] = props.Handler.split('.');

@@ -1,0 +1,95 @@
+/**
+ * The shape of bench/results.json: what `npm run bench` measured, on which commit and machine. The
+ * table the bench prints and docs/figures/bench.md are both rendered from it (bench/figures.ts).
+ */
+
+/**
+ * User + system CPU milliseconds per customer delivered, by service process (`crm`, `inventory`,
+ * and `integration` or `baseline`), over one scenario's window; `total` is their sum.
+ */
+export type CpuPerCustomer = Record<string, number | null> & { total: number | null };
+
+/** The figures of one push_lag mode. */
+export interface LagFigures {
+  mode: string;
+  /** Customers created in the measured window (after the warm-up). */
+  customers: number;
+  failed: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  /** The same figures for the warm-up, when the services had just started. */
+  warmup: { customers: number; p50_ms: number; p99_ms: number; max_ms: number };
+  /** CPU from the end of the warm-up until every customer was delivered. */
+  cpu_ms_per_customer: CpuPerCustomer | null;
+  /** Customers delivered in that window. */
+  cpu_customers: number;
+}
+
+/** backlog, empty_poll and rss at one size, for the platform or the baseline. */
+export interface BacklogRun {
+  size: number;
+  backlog_per_s: number | null;
+  empty_poll_ms: number | null;
+  empty_poll_calls: number;
+  rss_mb: Record<string, number | null>;
+  rss_mb_total: number | null;
+  /** The file-backed part of each rss_mb (the node binary, shared between the processes). */
+  rss_file_mb: Record<string, number | null>;
+  /** rss_mb_total with the shared file-backed pages counted once (the largest rss_file_mb). */
+  resident_together_mb: number | null;
+  /** CPU from the consumer's readiness until the backlog was delivered. */
+  cpu_ms_per_customer: CpuPerCustomer | null;
+  /** Customers delivered in that window. */
+  cpu_customers: number;
+}
+
+export type System = 'platform' | 'baseline';
+
+export interface BenchResults {
+  generated_at: string;
+  /** `git rev-parse --short HEAD`, with `-dirty` when the tree had changes; null outside git. */
+  commit: string | null;
+  quick: boolean;
+  machine: {
+    cpus: number;
+    cpu_model: string;
+    memory_gb: number;
+    node: string;
+    platform: string;
+  };
+  sizes: {
+    push_rate: number;
+    push_seconds: number;
+    push_warmup_seconds: number;
+    backlog: number;
+    empty_poll_small: number;
+    empty_poll_large: number;
+  };
+  notes: string[];
+  platform: {
+    push_lag_p50_ms: number | null;
+    push_lag_p99_ms: number | null;
+    push_lag_max_ms: number | null;
+    backlog_per_s: number | null;
+    empty_poll_ms_1k: number | null;
+    empty_poll_ms_1m: number | null;
+    rss_mb_total_1m: number | null;
+    resident_together_mb_1m: number | null;
+    /** The default mode's (hybrid). */
+    cpu_ms_per_customer_push: CpuPerCustomer | null;
+    /** At sizes.backlog. */
+    cpu_ms_per_customer_backlog: CpuPerCustomer | null;
+  };
+  baseline: {
+    backlog_per_s: number | null;
+    empty_poll_ms_1k: number | null;
+    empty_poll_ms_1m: number | null;
+    rss_mb_total_1m: number | null;
+    resident_together_mb_1m: number | null;
+    cpu_ms_per_customer_backlog: CpuPerCustomer | null;
+  };
+  push_lag: LagFigures[];
+  runs: Record<System, BacklogRun[]>;
+  duration_s: number;
+}
