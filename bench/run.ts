@@ -1,8 +1,8 @@
 /**
  * `npm run bench [-- --quick]`: runs the real services (embedded SQLite, one temporary DATA_DIR per
  * run, free ports) through the scenarios of issue 7 and writes bench/results.json and
- * bench/results.svg; a full run also writes docs/figures/bench.md. See "## Benchmarks" in
- * README.md for what each scenario measures.
+ * bench/results.svg; a full run also writes docs/figures/bench.md. See docs/benchmarks.md for what
+ * each scenario measures.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -617,7 +617,7 @@ async function main(): Promise<void> {
   results.duration_s = round((performance.now() - benchStarted) / 1000, 1);
   if (profileDir) printProfileSummaries(profileDir, serviceNames);
   if (only || platformOnly || sizesArg || modesArg || rateArg) {
-    // A partial run must not overwrite the figures the README quotes.
+    // A partial run must not overwrite the figures docs/figures/bench.md shows.
     say(`\nPartial run in ${results.duration_s} s; nothing written.`);
     return;
   }
