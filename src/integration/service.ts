@@ -1,23 +1,69 @@
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
+import { redactUrl } from '../core/config.js';
 import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
 import { CrmClient, InventoryClient } from './clients.js';
-import { readIntegrationConfig } from './config.js';
-import { redactUrl } from '../core/config.js';
+import { readIntegrationConfig, type IntegrationConfig, type SyncMode } from './config.js';
 import { DeliveryWorker } from './delivery.js';
-import { createIntegrationMetrics } from './metrics.js';
+import { createIntegrationMetrics, type IntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
-import { FeedPoller } from './poller.js';
-import { AmqpSource } from './amqp-source.js';
 import { adminRoutes } from './routes.js';
-import { SyncStore } from './store.js';
-import { WEBHOOK_PATH, WebhookRegistration, webhookReceiver } from './webhooks.js';
+import { AmqpSource } from './sources/amqp.js';
+import { FEED_CURSOR, FeedSource } from './sources/feed.js';
+import type { Source } from './sources/source.js';
+import { WebhookSource } from './sources/webhook.js';
+import { createSyncStore, type SyncStore } from './store/sync-store.js';
+import type { Logger } from '../core/logging.js';
 
 /** `public/dashboard`, found from both `src/integration` (tests) and `dist/integration`. */
 const DASHBOARD_DIR = fileURLToPath(new URL('../../public/dashboard/', import.meta.url));
 
 const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
+
+/** What a source is built from. */
+interface SourceContext {
+  config: IntegrationConfig;
+  crm: CrmClient;
+  store: SyncStore;
+  metrics: IntegrationMetrics;
+  logger: Logger;
+}
+
+const feed = ({ config, crm, store, metrics, logger }: SourceContext, reconcile: boolean) =>
+  new FeedSource({
+    leases: store.leases,
+    crm,
+    intervalMs: config.pollIntervalMs,
+    batchSize: config.pollBatchSize,
+    leaseMs: config.leaseMs,
+    instanceId: config.instanceId,
+    logger,
+    metrics,
+    reconcile,
+  });
+
+const webhook = ({ config, crm, metrics, logger }: SourceContext, reconciled: boolean) =>
+  new WebhookSource({ crm, url: config.webhookUrl, reconciled, metrics, logger });
+
+const amqp = ({ config, metrics, logger }: SourceContext) =>
+  new AmqpSource({
+    // readIntegrationConfig refuses amqp mode without AMQP_URL.
+    url: config.amqpUrl!,
+    namePrefix: config.amqpNamePrefix,
+    prefetch: config.amqpPrefetch,
+    metrics,
+    logger,
+  });
+
+/** Where customers come from in each `SYNC_MODE`: the one place a source is chosen. */
+const SOURCES: Record<SyncMode, (context: SourceContext) => Source[]> = {
+  poll: (context) => [feed(context, false)],
+  webhook: (context) => [webhook(context, false)],
+  amqp: (context) => [amqp(context)],
+  // Webhooks deliver at once; reading the feed behind them finds what they missed.
+  hybrid: (context) => [webhook(context, true), feed(context, true)],
+};
 
 export const integrationService: ServiceDefinition<IntegrationTables> = {
   name: 'integration',
@@ -30,8 +76,8 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
   migrations: integrationMigrations,
   setup: ({ database, logger, metrics: registry, env }) => {
     const config = readIntegrationConfig(env);
-    const store = new SyncStore(database);
-    const metrics = createIntegrationMetrics(registry, store);
+    const store = createSyncStore(database);
+    const metrics = createIntegrationMetrics(registry, store.readModels);
     const http = { apiToken: config.apiToken, timeoutMs: config.requestTimeoutMs };
     const inventory = new InventoryClient({ ...http, baseUrl: config.inventoryUrl });
     const crm = new CrmClient({ ...http, baseUrl: config.crmUrl });
@@ -64,38 +110,8 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       logger,
       metrics,
     });
-    const { syncMode } = config;
-    /** What both push sources (webhooks, RabbitMQ) do with a message's customers. */
-    const recordPushed: typeof worker.recordPushed = (messageId, source, items) =>
-      worker.recordPushed(messageId, source, items);
-    const poller = ['poll', 'hybrid'].includes(syncMode)
-      ? new FeedPoller({
-          store,
-          crm,
-          intervalMs: config.pollIntervalMs,
-          batchSize: config.pollBatchSize,
-          leaseMs: config.leaseMs,
-          instanceId: config.instanceId,
-          logger,
-          metrics,
-          onRecorded: () => worker.wake(),
-          reconcile: syncMode === 'hybrid',
-        })
-      : undefined;
-    const registration = ['webhook', 'hybrid'].includes(syncMode)
-      ? new WebhookRegistration(crm, logger)
-      : undefined;
-    const amqp =
-      syncMode === 'amqp' && config.amqpUrl
-        ? new AmqpSource({
-            url: config.amqpUrl,
-            namePrefix: config.amqpNamePrefix,
-            prefetch: config.amqpPrefetch,
-            record: recordPushed,
-            metrics,
-            logger,
-          })
-        : undefined;
+    const sources = SOURCES[config.syncMode]({ config, crm, store, metrics, logger });
+    metrics.showSources(sources.map((source) => source.name));
 
     return {
       routes: async (app) => {
@@ -103,11 +119,9 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           store,
           mode: config.syncMode,
           instanceId: config.instanceId,
-          poller: () => poller,
-          webhook: () => registration?.status,
-          amqp: () => amqp?.status,
+          sources,
           circuit: circuit.state,
-          cursor: () => store.readCursor('crm'),
+          cursor: () => store.leases.readCursor(FEED_CURSOR),
           onReplay: () => worker.wake(),
         });
         // The dashboard: static files, no build step; the page reads /api/dashboard.
@@ -117,43 +131,24 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           wildcard: false,
           index: ['index.html'],
         });
-        if (registration) {
-          await app.register(webhookReceiver, {
-            registration,
-            record: recordPushed,
-            metrics,
-            logger,
-          });
-        }
+        for (const source of sources) if (source.routes) await app.register(source.routes);
       },
-      start: async ({ url }) => {
+      start: async (listening) => {
         logger.info(
-          `Syncing in ${syncMode} mode from ${redactUrl(config.crmUrl)} to ${redactUrl(config.inventoryUrl)} as ${config.instanceId}`,
+          `Syncing in ${config.syncMode} mode from ${redactUrl(config.crmUrl)} to ${redactUrl(config.inventoryUrl)} as ${config.instanceId}`,
         );
         worker.start();
-        poller?.start();
-        registration?.start(config.webhookUrl ?? `${url}${WEBHOOK_PATH}`);
-        amqp?.start();
+        for (const source of sources) source.start(worker, listening);
       },
       stop: async () => {
         // Stop taking work first; then let the deliveries in flight finish.
-        await Promise.all([poller?.stop(), registration?.stop(), amqp?.stop()]);
+        await Promise.all(sources.map((source) => source.stop()));
         await worker.stop();
         circuit.shutdown();
       },
       checkReady: async () => {
-        // Webhook mode has no other source: until subscribed, new customers would be missed.
-        if (syncMode === 'webhook' && registration && !registration.status.registered) {
-          throw new Error(
-            `not yet subscribed to the CRM's webhooks${registration.status.lastError ? ` (${registration.status.lastError})` : ''}`,
-          );
-        }
-        const stalledMs = poller?.stalledForMs();
-        if (stalledMs !== undefined) {
-          throw new Error(
-            `the poll loop has not completed a read for ${Math.round(stalledMs / 1000)} s`,
-          );
-        }
+        const reasons = sources.flatMap((source) => source.notReadyReason() ?? []);
+        if (reasons.length > 0) throw new Error(reasons.join('; '));
       },
     };
   },

@@ -4,19 +4,19 @@ import {
   describeAmqpUrl,
   prefixedTopology,
   type ReceivedMessage,
-} from '../core/amqp.js';
-import type { Logger } from '../core/logging.js';
-import { traceIdFromTraceparent } from '../core/tracing.js';
-import { NonRetryableError } from './clients.js';
-import type { IntegrationMetrics } from './metrics.js';
-import { customerCreatedToDelivery, readCustomerCreated, type RecordPushed } from './store.js';
+} from '../../core/amqp.js';
+import type { AmqpStatus } from '../../contracts/admin-api.js';
+import type { Logger } from '../../core/logging.js';
+import { traceIdFromTraceparent } from '../../core/tracing.js';
+import { NonRetryableError } from '../clients.js';
+import type { IntegrationMetrics } from '../metrics.js';
+import { customerCreatedToDelivery, readCustomerCreated } from '../store/new-delivery.js';
+import type { Inbox, Source } from './source.js';
 
 export interface AmqpSourceOptions {
   url: string;
   namePrefix: string;
   prefetch: number;
-  /** Records the message's customers and sees them delivered (the delivery worker's). */
-  record: RecordPushed;
   metrics: IntegrationMetrics;
   logger: Logger;
 }
@@ -27,9 +27,12 @@ export interface AmqpSourceOptions {
  * leaves it with the broker for redelivery, and a redelivery after it changes nothing. A malformed
  * message is dead-lettered at once.
  */
-export class AmqpSource {
+export class AmqpSource implements Source {
+  readonly name = 'amqp';
+  readonly statusField = 'amqp';
   private readonly connection: AmqpConnection;
   private readonly consumer: AmqpConsumer;
+  private inbox: Inbox | undefined;
 
   constructor(private readonly options: AmqpSourceOptions) {
     this.connection = new AmqpConnection({
@@ -44,11 +47,17 @@ export class AmqpSource {
     });
   }
 
-  get status() {
+  async details(): Promise<AmqpStatus> {
     return { connected: this.connection.isConnected, subscribed: this.consumer.isSubscribed };
   }
 
-  start(): void {
+  /** Never: while the broker is away, the CRM's outbox and the queue keep the events for later. */
+  notReadyReason(): undefined {
+    return undefined;
+  }
+
+  start(inbox: Inbox): void {
+    this.inbox = inbox;
     this.options.logger.info(
       `Consuming CRM events from RabbitMQ at ${describeAmqpUrl(this.options.url)}`,
     );
@@ -62,7 +71,7 @@ export class AmqpSource {
   }
 
   private async handle(message: ReceivedMessage): Promise<void> {
-    const { record, metrics, logger } = this.options;
+    const { metrics, logger } = this.options;
     const event = readCustomerCreated(message.body);
     const messageId = message.messageId ?? (message.body as { id?: unknown } | null)?.id;
     if (!event || typeof messageId !== 'string') {
@@ -76,7 +85,8 @@ export class AmqpSource {
       'amqp',
       message.headers.traceparent,
     );
-    const fresh = await record(messageId, 'amqp', [item]);
+    // The consumer starts after the inbox is set: a message here always has one.
+    const fresh = await this.inbox!.recordPushed(messageId, 'amqp', [item]);
     if (fresh === undefined) {
       metrics.pushDuplicates.inc({ source: 'amqp' });
       return;
