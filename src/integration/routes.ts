@@ -2,6 +2,8 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
+  DELIVERY_STATE_LABELS,
+  DELIVERY_STATES,
   DeliveryListSchema,
   DeliveryStateSchema,
   LIST_LIMIT_MAX,
@@ -153,6 +155,9 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
             ),
             recent: DeliveryListSchema,
             dead_letters: DeliveryListSchema,
+            states: Type.Array(Type.Object({ state: DeliveryStateSchema, label: Type.String() }), {
+              description: 'Every delivery state and how people read it, in order.',
+            }),
           }),
         },
       },
@@ -180,6 +185,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
         throughput,
         recent: recent.map(toDelivery),
         dead_letters: dead.map(toDelivery),
+        states: DELIVERY_STATES.map((state) => ({ state, label: DELIVERY_STATE_LABELS[state] })),
       };
     },
   );
