@@ -95,12 +95,17 @@ export const SourceStatusSchema = Type.Object({
   problem: Type.Union([Type.String(), Type.Null()], {
     description: 'What is wrong with the source now, in a sentence; null when nothing is.',
   }),
-  details: Type.Record(
-    Type.String(),
-    Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]),
-    { description: "The source's own state, e.g. the same fields as `poll`, `webhook` or `amqp`." },
+  // additionalProperties rather than Type.Record's patternProperties, which OpenAPI 3.0 lacks.
+  details: Type.Object(
+    {},
+    {
+      additionalProperties: Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]),
+      description: "The source's own state, e.g. the same fields as `poll`, `webhook` or `amqp`.",
+    },
   ),
 });
+/** A source's own state, as plain fields. */
+export type SourceDetails = Record<string, string | number | boolean | null>;
 export type SourceStatus = Static<typeof SourceStatusSchema>;
 
 export const CircuitStateSchema = Type.Union([
@@ -114,9 +119,10 @@ export const StatusSchema = Type.Object({
   mode: Type.String(),
   instance_id: Type.String(),
   cursor: Type.Integer({ description: 'Last CRM feed position recorded.' }),
-  deliveries: Type.Record(Type.String(), Type.Integer(), {
-    description: 'Count of deliveries in each state.',
-  }),
+  deliveries: Type.Object(
+    Object.fromEntries(DELIVERY_STATES.map((state) => [state, Type.Integer()])),
+    { description: 'Count of deliveries in each state.' },
+  ),
   circuit: CircuitStateSchema,
   poll: Type.Union([PollStatusSchema, Type.Null()], {
     description: 'The feed poll (poll and hybrid modes); null otherwise.',

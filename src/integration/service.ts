@@ -1,6 +1,7 @@
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import { redactUrl } from '../core/config.js';
+import type { Logger } from '../core/logging.js';
 import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
 import { CrmClient, InventoryClient } from './clients.js';
@@ -14,7 +15,6 @@ import { FEED_CURSOR, FeedSource } from './sources/feed.js';
 import type { Source } from './sources/source.js';
 import { WebhookSource } from './sources/webhook.js';
 import { createSyncStore, type SyncStore } from './store/sync-store.js';
-import type { Logger } from '../core/logging.js';
 
 /** `public/dashboard`, found from both `src/integration` (tests) and `dist/integration`. */
 const DASHBOARD_DIR = fileURLToPath(new URL('../../public/dashboard/', import.meta.url));

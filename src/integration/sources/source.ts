@@ -1,5 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
-import type { SourceStatus } from '../../contracts/admin-api.js';
+import type { SourceDetails, SourceStatus } from '../../contracts/admin-api.js';
 import type { RecordFromFeed, RecordPushed } from '../store/inbox.js';
 
 /**
@@ -32,7 +32,7 @@ export interface Source {
   /** Stops taking new messages and waits for those in hand to be recorded. */
   stop(): Promise<void>;
   /** The source's own state, as plain fields (shown under its name). */
-  details(): Promise<SourceStatus['details']>;
+  details(): Promise<SourceDetails>;
   /** Why the service cannot do its job because of this source (it is then not ready), if so. */
   notReadyReason(): string | undefined;
 }
