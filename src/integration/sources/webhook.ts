@@ -249,7 +249,9 @@ export class WebhookSource implements Source {
       metrics: options.metrics,
       logger: options.logger,
     };
-    this.routes = async (app) => app.register(webhookReceiver, receiverOptions);
+    this.routes = async (app) => {
+      await app.register(webhookReceiver, receiverOptions);
+    };
   }
 
   start(inbox: Inbox, listening: { url: string }): void {
