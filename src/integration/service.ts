@@ -1,68 +1,35 @@
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
 import { redactUrl } from '../core/config.js';
-import type { Logger } from '../core/logging.js';
 import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
 import { CrmClient, InventoryClient } from './clients.js';
-import { readIntegrationConfig, type IntegrationConfig, type SyncMode } from './config.js';
+import { readIntegrationConfig, type SyncMode } from './config.js';
 import { DeliveryWorker } from './delivery.js';
-import { createIntegrationMetrics, type IntegrationMetrics } from './metrics.js';
+import { createIntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
 import { adminRoutes } from './routes.js';
-import { AmqpSource } from './sources/amqp.js';
-import { FEED_CURSOR, FeedSource } from './sources/feed.js';
-import type { Source } from './sources/source.js';
-import { WebhookSource } from './sources/webhook.js';
-import { createSyncStore, type SyncStore } from './store/sync-store.js';
+import { createAmqpSource } from './sources/amqp.js';
+import { createFeedSource, FEED_CURSOR } from './sources/feed.js';
+import type { Source, SourceContext } from './sources/source.js';
+import { createWebhookSource } from './sources/webhook.js';
+import { createSyncStore } from './store/sync-store.js';
 
 /** `public/dashboard`, found from both `src/integration` (tests) and `dist/integration`. */
 const DASHBOARD_DIR = fileURLToPath(new URL('../../public/dashboard/', import.meta.url));
 
 const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
 
-/** What a source is built from. */
-interface SourceContext {
-  config: IntegrationConfig;
-  crm: CrmClient;
-  store: SyncStore;
-  metrics: IntegrationMetrics;
-  logger: Logger;
-}
-
-const feed = ({ config, crm, store, metrics, logger }: SourceContext, reconcile: boolean) =>
-  new FeedSource({
-    leases: store.leases,
-    crm,
-    intervalMs: config.pollIntervalMs,
-    batchSize: config.pollBatchSize,
-    leaseMs: config.leaseMs,
-    instanceId: config.instanceId,
-    logger,
-    metrics,
-    reconcile,
-  });
-
-const webhook = ({ config, crm, metrics, logger }: SourceContext, reconciled: boolean) =>
-  new WebhookSource({ crm, url: config.webhookUrl, reconciled, metrics, logger });
-
-const amqp = ({ config, metrics, logger }: SourceContext) =>
-  new AmqpSource({
-    // readIntegrationConfig refuses amqp mode without AMQP_URL.
-    url: config.amqpUrl!,
-    namePrefix: config.amqpNamePrefix,
-    prefetch: config.amqpPrefetch,
-    metrics,
-    logger,
-  });
-
 /** Where customers come from in each `SYNC_MODE`: the one place a source is chosen. */
 const SOURCES: Record<SyncMode, (context: SourceContext) => Source[]> = {
-  poll: (context) => [feed(context, false)],
-  webhook: (context) => [webhook(context, false)],
-  amqp: (context) => [amqp(context)],
+  poll: (context) => [createFeedSource(context, { reconcile: false })],
+  webhook: (context) => [createWebhookSource(context, { reconciled: false })],
+  amqp: (context) => [createAmqpSource(context)],
   // Webhooks deliver at once; reading the feed behind them finds what they missed.
-  hybrid: (context) => [webhook(context, true), feed(context, true)],
+  hybrid: (context) => [
+    createWebhookSource(context, { reconciled: true }),
+    createFeedSource(context, { reconcile: true }),
+  ],
 };
 
 export const integrationService: ServiceDefinition<IntegrationTables> = {

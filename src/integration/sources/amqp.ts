@@ -11,7 +11,7 @@ import { traceIdFromTraceparent } from '../../core/tracing.js';
 import { NonRetryableError } from '../clients.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import { customerCreatedToDelivery, readCustomerCreated } from '../store/new-delivery.js';
-import type { Inbox, Source } from './source.js';
+import type { Inbox, Source, SourceContext } from './source.js';
 
 export interface AmqpSourceOptions {
   url: string;
@@ -100,3 +100,14 @@ export class AmqpSource implements Source {
     }
   }
 }
+
+/** The RabbitMQ source with the service's settings. */
+export const createAmqpSource = ({ config, metrics, logger }: SourceContext) =>
+  new AmqpSource({
+    // readIntegrationConfig refuses amqp mode without AMQP_URL.
+    url: config.amqpUrl!,
+    namePrefix: config.amqpNamePrefix,
+    prefetch: config.amqpPrefetch,
+    metrics,
+    logger,
+  });

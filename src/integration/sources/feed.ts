@@ -8,7 +8,7 @@ import { isoOrNull } from '../iso.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import type { LeasesRepository } from '../store/leases.js';
 import { customerCreatedToDelivery } from '../store/new-delivery.js';
-import type { Inbox, Source } from './source.js';
+import type { Inbox, Source, SourceContext } from './source.js';
 
 export const POLL_LEASE = 'poll:crm';
 /** The cursor the feed moves (the CRM's change feed). */
@@ -223,3 +223,20 @@ export class FeedSource implements Source {
     return events.length === batchSize;
   }
 }
+
+/** The feed source with the service's settings; `reconcile` as in `FeedSourceOptions`. */
+export const createFeedSource = (
+  { config, crm, store, metrics, logger }: SourceContext,
+  { reconcile }: { reconcile: boolean },
+) =>
+  new FeedSource({
+    leases: store.leases,
+    crm,
+    intervalMs: config.pollIntervalMs,
+    batchSize: config.pollBatchSize,
+    leaseMs: config.leaseMs,
+    instanceId: config.instanceId,
+    logger,
+    metrics,
+    reconcile,
+  });

@@ -1,6 +1,11 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { SourceDetails, SourceStatus } from '../../contracts/admin-api.js';
+import type { Logger } from '../../core/logging.js';
+import type { CrmClient } from '../clients.js';
+import type { IntegrationConfig } from '../config.js';
+import type { IntegrationMetrics } from '../metrics.js';
 import type { RecordFromFeed, RecordPushed } from '../store/inbox.js';
+import type { SyncStore } from '../store/sync-store.js';
 
 /**
  * Where every source records the customers it finds (the delivery worker's): a pushed message's
@@ -10,6 +15,15 @@ import type { RecordFromFeed, RecordPushed } from '../store/inbox.js';
 export interface Inbox {
   recordPushed: RecordPushed;
   recordFromFeed: RecordFromFeed;
+}
+
+/** What every source is built from (each source file exports a `create…Source(context)`). */
+export interface SourceContext {
+  config: IntegrationConfig;
+  crm: CrmClient;
+  store: SyncStore;
+  metrics: IntegrationMetrics;
+  logger: Logger;
 }
 
 /**

@@ -11,7 +11,7 @@ import type { CrmClient } from '../clients.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import type { RecordPushed } from '../store/inbox.js';
 import { customerCreatedToDelivery, readCustomerCreated } from '../store/new-delivery.js';
-import type { Inbox, Source } from './source.js';
+import type { Inbox, Source, SourceContext } from './source.js';
 
 export const WEBHOOK_PATH = '/webhooks/crm';
 
@@ -279,3 +279,9 @@ export class WebhookSource implements Source {
     return `not yet subscribed to the CRM's webhooks${status.lastError ? ` (${status.lastError})` : ''}`;
   }
 }
+
+/** The webhook source with the service's settings; `reconciled` as in `WebhookSourceOptions`. */
+export const createWebhookSource = (
+  { config, crm, metrics, logger }: SourceContext,
+  { reconciled }: { reconciled: boolean },
+) => new WebhookSource({ crm, url: config.webhookUrl, reconciled, metrics, logger });
