@@ -59,7 +59,7 @@ export class FeedSource implements Source {
   private readonly abort = new AbortController();
   private inbox: Inbox | undefined;
   private failures = 0;
-  readonly state: FeedState = {
+  private readonly state: FeedState = {
     leader: false,
     lastSuccessAt: undefined,
     lastError: undefined,
