@@ -37,11 +37,53 @@ function customerCell(delivery) {
   return wrapper;
 }
 
+/** How each delivery state reads, from the service's one list of states. */
+let stateLabels = {};
+
 function stateBadge(state) {
   const span = document.createElement('span');
   span.className = `state ${state}`;
-  span.textContent = state === 'dead' ? 'dead letter' : state;
+  span.textContent = stateLabels[state] ?? state;
   return span;
+}
+
+function pill(textContent, tone, title) {
+  const span = document.createElement('span');
+  span.className = `pill ${tone}`;
+  span.textContent = textContent;
+  if (title) span.title = title;
+  return span;
+}
+
+/** The feed's pill: time since its last read, warning after an error, bad when stalled. */
+function feedPill(name, poll) {
+  const label = name === 'reconcile' ? 'reconciliation' : 'poll';
+  if (poll.stalled) return pill(`${label} stalled · last ok ${ago(poll.last_success_at)}`, 'bad');
+  const failedSince =
+    poll.last_error_at && Date.parse(poll.last_error_at) > Date.parse(poll.last_success_at ?? 0);
+  return pill(
+    `last ${label} ${ago(poll.last_success_at)}`,
+    failedSince ? 'warn' : 'good',
+    poll.last_error ?? 'Time since the last successful read of the CRM feed',
+  );
+}
+
+/** One pill per source the mode runs, as /api/status lists them. */
+function sourcePill(source) {
+  const { name, details } = source;
+  if (!source.ready) return pill(`${name}: ${source.problem}`, 'bad');
+  if (name === 'poll' || name === 'reconcile') return feedPill(name, details);
+  if (name === 'webhook') {
+    return details.registered
+      ? pill('webhook registered', 'good', details.url)
+      : pill('webhook not registered yet', 'warn', details.last_error);
+  }
+  if (name === 'amqp') {
+    return details.subscribed
+      ? pill('amqp consuming', 'good')
+      : pill(details.connected ? 'amqp not subscribed yet' : 'amqp disconnected', 'warn');
+  }
+  return pill(`${name} ok`, 'good');
 }
 
 function toast(message) {
@@ -126,6 +168,7 @@ function renderRecent(deliveries) {
 
 function render(data) {
   const { status, lag, throughput } = data;
+  stateLabels = Object.fromEntries(data.states.map(({ state, label }) => [state, label]));
   const counts = status.deliveries;
   const seen = Object.values(counts).reduce((a, b) => a + b, 0);
   text('#count-seen', seen);
@@ -141,16 +184,7 @@ function render(data) {
   const circuit = $('#circuit');
   circuit.textContent = `circuit ${status.circuit.replace('_', '-')}`;
   circuit.className = `pill ${status.circuit === 'closed' ? 'good' : status.circuit === 'open' ? 'bad' : 'warn'}`;
-  const poll = $('#poll');
-  if (status.poll) {
-    poll.hidden = false;
-    poll.textContent = status.poll.stalled
-      ? `poll stalled · last ok ${ago(status.poll.last_success_at)}`
-      : `last poll ${ago(status.poll.last_success_at)}`;
-    poll.className = `pill ${status.poll.stalled ? 'bad' : status.poll.last_error_at && Date.parse(status.poll.last_error_at) > Date.parse(status.poll.last_success_at ?? 0) ? 'warn' : 'good'}`;
-  } else {
-    poll.hidden = true;
-  }
+  $('#sources').replaceChildren(...status.sources.map(sourcePill));
   drawChart(throughput);
   renderDeadLetters(data.dead_letters);
   renderRecent(data.recent);

@@ -1,23 +1,34 @@
-import { randomBytes } from 'node:crypto';
 import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Compile } from 'typebox/compile';
+import {
+  DeliveryListSchema,
+  LIST_LIMIT_MAX,
+  ReplayAllSchema,
+  ReplayOneSchema,
+  StatusSchema,
+} from '../contracts/admin-api.js';
 import { readOptionalString, type Env } from '../core/config.js';
+import {
+  ApiClient,
+  CliFailure,
+  CRM,
+  defaultUrl,
+  INTEGRATION,
+  type Service,
+} from './cli/api-client.js';
+import { formatDeadLetters, formatStatus, oneLine } from './cli/render.js';
+import type { ProgressStream } from './cli/progress.js';
+import { seedCustomers, type SeedOptions } from './cli/seed.js';
 
 /** Where the CLI writes and what environment it reads; the real process's by default. */
 export interface CliIo {
   stdout: { write(text: string): unknown };
   /** `isTTY` picks the progress display: a bar redrawn in place, or a plain line now and then. */
-  stderr: { write(text: string): unknown; isTTY?: boolean };
+  stderr: ProgressStream;
   env: Env;
 }
 
-const REQUEST_TIMEOUT_MS = 10_000;
 const USAGE_ERROR = 2;
-
-/** A failure worth one `mip: …` line on stderr and exit code 1. */
-class CliFailure extends Error {}
-
-/** The service could not be reached at all (refused, unknown host, no answer in time). */
-class Unreachable extends CliFailure {}
 
 interface GlobalOptions {
   url?: string;
@@ -26,133 +37,15 @@ interface GlobalOptions {
   json?: boolean;
 }
 
-interface Status {
-  mode: string;
-  instance_id: string;
-  cursor: number;
-  deliveries: Record<string, number>;
-  circuit: string;
-  poll: {
-    leader: boolean;
-    lease_holder: string | null;
-    last_success_at: string | null;
-    last_error: string | null;
-    last_error_at: string | null;
-  } | null;
-  webhook: {
-    registered: boolean;
-    url: string | null;
-    last_error: string | null;
-  } | null;
-}
-
-interface Delivery {
-  customer_id: string;
-  customer_name: string;
-  state: string;
-  attempts: number;
-  replays: number;
-  last_error: string | null;
-  last_status: number | null;
-  failing_since: string | null;
-}
-
-/** A service the CLI talks to: how messages name it and where it is by default. */
-interface Service {
-  /** e.g. "the integration service" */
+interface Customer {
+  id: string;
   name: string;
-  /** The global option that gives its base URL, and the key commander stores it under. */
-  urlOption: string;
-  urlKey: 'url' | 'crmUrl';
-  /** Else this environment variable, else loopback on `$portVariable` or `defaultPort`. */
-  urlVariable: string;
-  portVariable: string;
-  defaultPort: number;
+  email: string;
+  created_at: string;
 }
 
-const INTEGRATION: Service = {
-  name: 'the integration service',
-  urlOption: '--url',
-  urlKey: 'url',
-  urlVariable: 'MIP_URL',
-  portVariable: 'INTEGRATION_PORT',
-  defaultPort: 8002,
-};
-
-const CRM: Service = {
-  name: 'the CRM',
-  urlOption: '--crm-url',
-  urlKey: 'crmUrl',
-  urlVariable: 'MIP_CRM_URL',
-  portVariable: 'CRM_PORT',
-  defaultPort: 8000,
-};
-
-/** Talks JSON to one of the platform's HTTP APIs; every failure becomes a CliFailure. */
-class ApiClient {
-  constructor(
-    readonly baseUrl: string,
-    private readonly token: string | undefined,
-    private readonly service: Service,
-  ) {}
-
-  async request<T>(method: 'GET' | 'POST', path: string, body?: unknown): Promise<T> {
-    const headers: Record<string, string> = { accept: 'application/json' };
-    if (this.token) headers.authorization = `Bearer ${this.token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let response: Response;
-    try {
-      response = await fetch(this.baseUrl + path, {
-        method,
-        headers,
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
-      });
-    } catch (error) {
-      throw this.unreachable(error);
-    }
-    const text = await response.text();
-    const answer = parseJson(text);
-    if (response.ok && answer !== undefined) return answer as T;
-    const detail = (answer as { detail?: unknown } | undefined)?.detail;
-    if (typeof detail === 'string') throw new CliFailure(detail);
-    throw new CliFailure(
-      `${method} ${this.baseUrl}${path} answered ${response.status} ${response.statusText}` +
-        (response.ok
-          ? ` without JSON; is ${this.service.urlOption} pointing at ${this.service.name}?`
-          : ''),
-    );
-  }
-
-  private unreachable(error: unknown): Unreachable {
-    const { name, urlOption, urlVariable } = this.service;
-    if ((error as Error | undefined)?.name === 'TimeoutError') {
-      return new Unreachable(
-        `${name} at ${this.baseUrl} did not answer within ${REQUEST_TIMEOUT_MS / 1000} s.`,
-      );
-    }
-    return new Unreachable(
-      `cannot reach ${name} at ${this.baseUrl} (${networkErrorCode(error)}); is it running? Set ${urlOption} or ${urlVariable}.`,
-    );
-  }
-}
-
-function parseJson(text: string): unknown {
-  try {
-    return JSON.parse(text) as unknown;
-  } catch {
-    return undefined;
-  }
-}
-
-/** fetch hides the socket error (ECONNREFUSED, ENOTFOUND…) in its cause, sometimes one level deeper. */
-function networkErrorCode(error: unknown): string {
-  const cause = (error as { cause?: unknown } | undefined)?.cause as
-    { code?: string; message?: string; errors?: { code?: string }[] } | undefined;
-  return (
-    cause?.code ?? cause?.errors?.[0]?.code ?? cause?.message ?? (error as Error).message ?? 'error'
-  );
-}
+const formatCustomer = (customer: Customer) =>
+  `Created customer ${customer.id}: ${oneLine(customer.name)} <${customer.email}>`;
 
 /** An option parser for a whole number from `min` to `max`. */
 function wholeNumber(min: number, max: number): (value: string) => number {
@@ -170,202 +63,6 @@ function parsePrefix(value: string): string {
     throw new InvalidArgumentError('It must be 1 to 40 letters, digits, "-" or "_".');
   }
   return value;
-}
-
-/** Error texts and names on one line, so a table row stays one row. */
-const oneLine = (text: string) => text.replace(/\s+/g, ' ').trim();
-const truncate = (text: string, max: number) =>
-  text.length <= max ? text : `${text.slice(0, max - 1)}…`;
-
-/** Rows of cells as aligned columns. */
-function columns(rows: string[][]): string {
-  const widths = rows[0]!.map((_, column) => Math.max(...rows.map((row) => row[column]!.length)));
-  return rows
-    .map((row) =>
-      row
-        .map((cell, column) => cell.padEnd(widths[column]!))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
-}
-
-function formatStatus(status: Status): string {
-  const deliveries = Object.entries(status.deliveries)
-    .map(([state, count]) => `${state} ${count}`)
-    .join(', ');
-  const { poll, webhook } = status;
-  const rows: [string, string][] = [
-    ['mode', status.mode],
-    ['instance', status.instance_id],
-    ['cursor', String(status.cursor)],
-    ['deliveries', deliveries || 'none yet'],
-    ['circuit', status.circuit],
-  ];
-  if (webhook) {
-    rows.push(
-      ['webhook', webhook.registered ? `registered at ${webhook.url}` : 'not registered yet'],
-      ['webhook error', webhook.last_error ? oneLine(webhook.last_error) : 'none'],
-    );
-  }
-  if (poll) {
-    const lastError = poll.last_error
-      ? `${oneLine(poll.last_error)} (at ${poll.last_error_at ?? 'unknown time'})`
-      : 'none';
-    rows.push(
-      [
-        'poll leader',
-        poll.leader
-          ? 'yes (this instance polls the CRM)'
-          : `no (${poll.lease_holder ?? 'nobody'} does)`,
-      ],
-      ['last poll', poll.last_success_at ?? 'never succeeded yet'],
-      ['last poll error', lastError],
-    );
-  }
-  return columns(rows);
-}
-
-function formatDeadLetters(deadLetters: Delivery[], limit: number): string {
-  if (deadLetters.length === 0) return 'No dead letters.';
-  const rows = deadLetters.map((letter) => [
-    letter.customer_id,
-    oneLine(letter.customer_name),
-    String(letter.attempts),
-    letter.last_status === null ? '-' : String(letter.last_status),
-    letter.last_error === null ? '-' : truncate(oneLine(letter.last_error), 60),
-    letter.failing_since ?? '-',
-  ]);
-  const header = ['CUSTOMER ID', 'NAME', 'ATTEMPTS', 'LAST STATUS', 'LAST ERROR', 'FAILING SINCE'];
-  const lines = [columns([header, ...rows])];
-  if (deadLetters.length === limit) {
-    lines.push(`(showing ${limit}; there may be more: raise --limit, up to 1000)`);
-  }
-  return lines.join('\n');
-}
-
-function defaultUrl(env: Env, service: Service): string {
-  return (
-    readOptionalString(env, service.urlVariable) ??
-    `http://127.0.0.1:${readOptionalString(env, service.portVariable) ?? service.defaultPort}`
-  );
-}
-
-interface Customer {
-  id: string;
-  name: string;
-  email: string;
-  created_at: string;
-}
-
-const formatCustomer = (customer: Customer) =>
-  `Created customer ${customer.id}: ${oneLine(customer.name)} <${customer.email}>`;
-
-/**
- * Shows how far a long run is on `stream`: on a terminal a bar redrawn in place ten times a second,
- * otherwise a plain line at most once a second. Answers the function that ends the display.
- */
-function showProgress(
-  stream: CliIo['stderr'],
-  total: number,
-  done: () => number,
-  unit: string,
-): () => void {
-  const tty = stream.isTTY === true;
-  const width = 30;
-  // The rate is measured over the last second or so, not since the start.
-  const samples = [{ at: performance.now(), done: 0 }];
-  const render = () => {
-    const now = performance.now();
-    const count = done();
-    samples.push({ at: now, done: count });
-    while (samples.length > 2 && now - samples[1]!.at >= 1000) samples.shift();
-    const first = samples[0]!;
-    const rate = now > first.at ? Math.round(((count - first.done) * 1000) / (now - first.at)) : 0;
-    const percent = Math.floor((count * 100) / total);
-    if (tty) {
-      const filled = Math.round((count * width) / total);
-      const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
-      // \x1b[K clears what a longer previous line left behind.
-      stream.write(`\r[${bar}] ${count}/${total} ${percent}% ${rate} ${unit}/s\x1b[K`);
-    } else {
-      stream.write(`${count}/${total} ${unit} (${percent}%), ${rate} ${unit}/s\n`);
-    }
-  };
-  if (tty) render();
-  const timer = setInterval(render, tty ? 100 : 1000);
-  return () => {
-    clearInterval(timer);
-    if (tty) {
-      render();
-      stream.write('\n');
-    }
-  };
-}
-
-interface SeedOptions {
-  customers: number;
-  concurrency: number;
-  prefix?: string;
-}
-
-interface SeedResult {
-  created: number;
-  failed: number;
-  seconds: number;
-  per_second: number;
-}
-
-/** Errors of individual creates reported at the end of a seed. */
-const SEED_ERRORS_SHOWN = 5;
-
-/**
- * Creates `options.customers` customers through the CRM, `options.concurrency` at a time. A failed
- * create is counted and the run goes on, unless the CRM cannot be reached: then no more are tried.
- */
-async function seedCustomers(
-  crm: ApiClient,
-  options: SeedOptions,
-  stderr: CliIo['stderr'],
-): Promise<SeedResult & { errors: string[]; unreachable?: Unreachable }> {
-  const total = options.customers;
-  const prefix = options.prefix ?? randomBytes(4).toString('hex');
-  const errors: string[] = [];
-  let unreachable: Unreachable | undefined;
-  let next = 1;
-  let created = 0;
-  let failed = 0;
-  const worker = async () => {
-    while (next <= total && !unreachable) {
-      const n = next++;
-      const email = `seed-${prefix}-${n}@example.com`;
-      try {
-        await crm.request<Customer>('POST', '/customers', { name: `Seed Customer ${n}`, email });
-        created++;
-      } catch (error) {
-        if (!(error instanceof CliFailure)) throw error;
-        failed++;
-        if (error instanceof Unreachable) unreachable ??= error;
-        if (errors.length < SEED_ERRORS_SHOWN) errors.push(`customer ${n}: ${error.message}`);
-      }
-    }
-  };
-  const started = performance.now();
-  const stopProgress = showProgress(stderr, total, () => created + failed, 'customers');
-  try {
-    await Promise.all(Array.from({ length: Math.min(options.concurrency, total) }, worker));
-  } finally {
-    stopProgress();
-  }
-  const seconds = (performance.now() - started) / 1000;
-  return {
-    created,
-    failed,
-    seconds: Math.round(seconds * 1000) / 1000,
-    per_second: seconds > 0 ? Math.round((created / seconds) * 10) / 10 : 0,
-    errors,
-    unreachable,
-  };
 }
 
 function buildProgram(io: CliIo): Command {
@@ -417,7 +114,10 @@ function buildProgram(io: CliIo): Command {
     .description('show mode, cursor, deliveries by state, circuit and poll health')
     .action(async (_options, command: Command) => {
       const { client, show } = context(command, INTEGRATION);
-      show(await client.request<Status>('GET', '/api/status'), formatStatus);
+      show(
+        await client.request('GET', '/api/status', { shape: Compile(StatusSchema) }),
+        formatStatus,
+      );
     });
 
   const dlq = program.command('dlq').description('list and replay dead letters');
@@ -425,13 +125,17 @@ function buildProgram(io: CliIo): Command {
   dlq
     .command('list')
     .description('list dead letters, most recently changed first')
-    .option('--limit <n>', 'show at most this many (1-1000)', wholeNumber(1, 1000), 100)
+    .option(
+      '--limit <n>',
+      `show at most this many (1-${LIST_LIMIT_MAX})`,
+      wholeNumber(1, LIST_LIMIT_MAX),
+      100,
+    )
     .action(async (options: { limit: number }, command: Command) => {
       const { client, show } = context(command, INTEGRATION);
-      const deadLetters = await client.request<Delivery[]>(
-        'GET',
-        `/api/dead-letters?limit=${options.limit}`,
-      );
+      const deadLetters = await client.request('GET', `/api/dead-letters?limit=${options.limit}`, {
+        shape: Compile(DeliveryListSchema),
+      });
       show(deadLetters, (answer) => formatDeadLetters(answer, options.limit));
     });
 
@@ -450,10 +154,9 @@ function buildProgram(io: CliIo): Command {
         }
         const { client, show } = context(command, INTEGRATION);
         if (customerId === undefined) {
-          const answer = await client.request<{ replayed: number }>(
-            'POST',
-            '/api/dead-letters/replay',
-          );
+          const answer = await client.request('POST', '/api/dead-letters/replay', {
+            shape: Compile(ReplayAllSchema),
+          });
           show(answer, ({ replayed }) =>
             replayed === 0
               ? 'No dead letters to replay.'
@@ -461,9 +164,10 @@ function buildProgram(io: CliIo): Command {
           );
           return;
         }
-        const answer = await client.request<{ replayed: true; delivery: Delivery }>(
+        const answer = await client.request(
           'POST',
           `/api/dead-letters/${encodeURIComponent(customerId)}/replay`,
+          { shape: Compile(ReplayOneSchema) },
         );
         show(
           answer,
@@ -484,8 +188,7 @@ function buildProgram(io: CliIo): Command {
     .action(async (options: { name: string; email: string }, command: Command) => {
       const { client, show } = context(command, CRM);
       const customer = await client.request<Customer>('POST', '/customers', {
-        name: options.name,
-        email: options.email,
+        body: { name: options.name, email: options.email },
       });
       show(customer, formatCustomer);
     });

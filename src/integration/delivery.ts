@@ -13,7 +13,12 @@ import { isCircuitOpenError, type CircuitState } from './circuit.js';
 import type { PackageRequestReceipt } from './clients.js';
 import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
 import type { IntegrationMetrics } from './metrics.js';
-import type { DeliveryRow, FailedOutcome, NewDelivery, Settlement, SyncStore } from './store.js';
+import type { DeliveryRow } from './migrations.js';
+import type { Inbox } from './sources/source.js';
+import type { FailedOutcome, Settlement } from './store/claims.js';
+import type { RecordFromFeed } from './store/inbox.js';
+import type { NewDelivery } from './store/new-delivery.js';
+import type { SyncStore } from './store/sync-store.js';
 
 export interface DeliveryWorkerOptions {
   store: SyncStore;
@@ -55,7 +60,7 @@ interface LogFields {
  * backoff), or dead-lettered. A claim that expired (this process stalled) makes the write-back
  * fail: that late completion is counted, and the instance that took the delivery over owns it.
  */
-export class DeliveryWorker {
+export class DeliveryWorker implements Inbox {
   private readonly loop: WorkLoop<DeliveryRow[]>;
   private stopping = false;
 
@@ -65,7 +70,7 @@ export class DeliveryWorker {
       name: 'deliveries',
       concurrency,
       claim: async (calls) =>
-        chunk(await store.claimDue(instanceId, calls * batchSize, claimMs), batchSize),
+        chunk(await store.claims.claimDue(instanceId, calls * batchSize, claimMs), batchSize),
       handle: (rows) => this.deliver(rows),
       logger,
       idleMs: options.idleMs,
@@ -95,11 +100,11 @@ export class DeliveryWorker {
     const { store, instanceId, claimMs, batchSize } = this.options;
     // While stopping, nothing new starts here: pending, the next instance takes it at once.
     if (this.stopping || this.loop.freeSlots <= 0) {
-      const fresh = await store.recordMessage(messageId, source, items);
+      const fresh = await store.inbox.recordMessage(messageId, source, items);
       if (fresh && fresh.length > 0) this.wake();
       return fresh;
     }
-    const rows = await store.recordMessageClaimed(messageId, source, items, {
+    const rows = await store.inbox.recordMessageClaimed(messageId, source, items, {
       holder: instanceId,
       lockMs: claimMs,
     });
@@ -108,6 +113,13 @@ export class DeliveryWorker {
     const fresh = new Set(rows.map((row) => row.customer_id));
     return items.filter((item) => fresh.has(item.customerId));
   }
+
+  /** Records a read of the feed with its cursor's move, and looks for the new customers at once. */
+  readonly recordFromFeed: RecordFromFeed = async (...page) => {
+    const fresh = await this.options.store.inbox.recordFromFeed(...page);
+    if (fresh && fresh.length > 0) this.wake();
+    return fresh;
+  };
 
   /** Stops claiming and waits for the calls in flight to finish (each is bounded by its timeout). */
   async stop(): Promise<void> {
@@ -169,7 +181,7 @@ export class DeliveryWorker {
     });
     let written: boolean[];
     try {
-      written = await store.settleClaims(instanceId, settlements, now);
+      written = await store.claims.settleClaims(instanceId, settlements, now);
     } catch (error) {
       logger.error(
         { err: error, deliveries: rows.length },
@@ -260,7 +272,7 @@ export class DeliveryWorker {
     metrics.deliveries.inc({ outcome: 'not_attempted' }, rows.length);
     const nextAttemptAt = Date.now() + circuitResetMs;
     try {
-      const written = await store.settleClaims(
+      const written = await store.claims.settleClaims(
         instanceId,
         rows.map((row) => ({ row, outcome: { state: 'released', nextAttemptAt } })),
       );

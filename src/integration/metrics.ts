@@ -1,16 +1,24 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
-import type { SyncStore } from './store.js';
+import type { ReadModelsRepository } from './store/read-models.js';
 
 /** Every metric the integration service exports; the README lists them. */
-export function createIntegrationMetrics(registry: Registry, store: SyncStore) {
+export function createIntegrationMetrics(
+  registry: Registry,
+  store: Pick<ReadModelsRepository, 'countByState'>,
+) {
   const registers = [registry];
+  const customersSeen = new Counter({
+    name: 'integration_customers_seen_total',
+    help: 'Customers recorded for delivery for the first time, by the source that reported them.',
+    labelNames: ['source'],
+    registers,
+  });
   return {
-    customersSeen: new Counter({
-      name: 'integration_customers_seen_total',
-      help: 'Customers recorded for delivery for the first time, by the source that reported them.',
-      labelNames: ['source'],
-      registers,
-    }),
+    customersSeen,
+    /** Shows each source the mode runs at zero before its first customer, not as a missing series. */
+    showSources(names: readonly string[]): void {
+      for (const source of names) customersSeen.inc({ source }, 0);
+    },
     pushDuplicates: new Counter({
       name: 'integration_push_duplicates_total',
       help: 'Pushed messages (webhook, AMQP) whose id had been received before: ignored.',

@@ -1,4 +1,5 @@
-import type { Generated } from 'kysely';
+import { sql, type Generated, type Selectable } from 'kysely';
+import { DELIVERY_STATES, type DeliveryState } from '../contracts/admin-api.js';
 import type { Migration } from '../core/migrations.js';
 
 /** The integration service's tables, forward only: add a new entry, never edit a released one. */
@@ -80,14 +81,40 @@ export const integrationMigrations: Migration[] = [
       await db.schema.alterTable('deliveries').addColumn('traceparent', 'text').execute();
     },
   },
+  {
+    version: 5,
+    name: 'refuse delivery states outside the list',
+    async up(db, _types, dialect) {
+      const states = sql.join(DELIVERY_STATES.map((state) => sql.lit(state)));
+      if (dialect === 'postgres') {
+        await sql`alter table deliveries add constraint deliveries_state_valid check (state in (${states}))`.execute(
+          db,
+        );
+        return;
+      }
+      // SQLite cannot add a CHECK to an existing table, and rebuilding the table would copy every
+      // row: triggers refuse an invalid state instead, at once however large the table. Rows
+      // written before are checked once here, as PostgreSQL's ALTER does.
+      const invalid = await sql<{ count: number }>`
+        select count(*) as count from deliveries where state not in (${states})`.execute(db);
+      const count = Number(invalid.rows[0]?.count ?? 0);
+      if (count > 0) {
+        throw new Error(
+          `${count} deliveries have a state other than ${DELIVERY_STATES.join(', ')}; correct them before upgrading.`,
+        );
+      }
+      const refusal = sql.lit(`deliveries.state must be one of ${DELIVERY_STATES.join(', ')}`);
+      for (const [name, event] of [
+        ['deliveries_state_valid_on_insert', 'insert'],
+        ['deliveries_state_valid_on_update', 'update of state'],
+      ] as const) {
+        await sql`create trigger ${sql.id(name)} before ${sql.raw(event)} on deliveries
+          when new.state not in (${states})
+          begin select raise(abort, ${refusal}); end`.execute(db);
+      }
+    },
+  },
 ];
-
-/**
- * A delivery's life: `pending` (recorded, never tried) → `delivering` (claimed by one instance) →
- * `delivered`; or → `retrying` (a transient failure, due again at `next_attempt_at`) → …; or →
- * `dead` (a permanent failure, or transient ones past the retry policy) until replayed.
- */
-export type DeliveryState = 'pending' | 'delivering' | 'retrying' | 'delivered' | 'dead';
 
 export interface IntegrationTables {
   sync_cursors: { source: string; position: number; updated_at: number };
@@ -116,3 +143,5 @@ export interface IntegrationTables {
   leases: { name: string; holder: string; expires_at: number };
   received_messages: { message_id: string; source: string; received_at: number };
 }
+
+export type DeliveryRow = Selectable<IntegrationTables['deliveries']>;

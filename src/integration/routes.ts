@@ -1,60 +1,41 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import {
+  DELIVERY_STATE_LABELS,
+  DELIVERY_STATES,
+  DeliveryListSchema,
+  DeliveryStateSchema,
+  LIST_LIMIT_MAX,
+  ReplayAllSchema,
+  ReplayOneSchema,
+  StatusSchema,
+  type Delivery,
+  type Status,
+} from '../contracts/admin-api.js';
 import { HttpProblem, notFound } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import type { CircuitState } from './circuit.js';
 import type { SyncMode } from './config.js';
-import { POLL_LEASE, type FeedPoller } from './poller.js';
-import type { WebhookRegistrationStatus } from './webhooks.js';
-import type { DeliveryRow, SyncStore } from './store.js';
+import { isoOrNull as iso } from './iso.js';
+import type { DeliveryRow } from './migrations.js';
+import { readSourceStatus, type Source } from './sources/source.js';
+import type { SyncStore } from './store/sync-store.js';
 
 export interface AdminRoutesOptions {
   store: SyncStore;
   mode: SyncMode;
   instanceId: string;
-  /** The poll loop; undefined in push-only modes. */
-  poller: () => FeedPoller | undefined;
-  /** The webhook subscription's state; undefined when webhooks are not used. */
-  webhook: () => WebhookRegistrationStatus | undefined;
-  /** The RabbitMQ consumer's state; undefined unless in amqp mode. */
-  amqp: () => { connected: boolean; subscribed: boolean } | undefined;
+  /** The sources the mode runs, each shown in the status. */
+  sources: readonly Source[];
   circuit: () => CircuitState;
   cursor: () => Promise<number>;
   /** Called after a replay so the worker looks for due work at once. */
   onReplay: () => void;
 }
 
-const iso = (ms: number | null | undefined) => (ms == null ? null : new Date(ms).toISOString());
-const DeliveryStateSchema = Type.Union([
-  Type.Literal('pending'),
-  Type.Literal('delivering'),
-  Type.Literal('retrying'),
-  Type.Literal('delivered'),
-  Type.Literal('dead'),
-]);
-const NullableTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
-
-const DeliverySchema = Type.Object({
-  customer_id: Uuid('The CRM customer id; also the id of its dead letter.'),
-  customer_name: Type.String(),
-  state: DeliveryStateSchema,
-  source: Type.String({ description: 'Which source first reported the customer.' }),
-  attempts: Type.Integer({ description: 'Calls made to Inventory since the last replay.' }),
-  replays: Type.Integer(),
-  last_error: Type.Union([Type.String(), Type.Null()]),
-  last_status: Type.Union([Type.Integer(), Type.Null()]),
-  next_attempt_at: NullableTime,
-  package_request_id: Type.Union([Type.String(), Type.Null()]),
-  customer_created_at: Type.String({ format: 'date-time' }),
-  recorded_at: Type.String({ format: 'date-time' }),
-  failing_since: NullableTime,
-  delivered_at: NullableTime,
-  updated_at: Type.String({ format: 'date-time' }),
-});
-
-function toDelivery(row: DeliveryRow) {
+function toDelivery(row: DeliveryRow): Delivery {
   const waiting = row.state === 'pending' || row.state === 'retrying';
   return {
     customer_id: row.customer_id,
@@ -79,61 +60,13 @@ const ListQuery = Type.Object(
   {
     limit: Type.Integer({
       minimum: 1,
-      maximum: 1000,
+      maximum: LIST_LIMIT_MAX,
       default: 100,
       description: 'At most this many (default 100).',
     }),
   },
   { additionalProperties: false },
 );
-
-const StatusSchema = Type.Object({
-  mode: Type.String(),
-  instance_id: Type.String(),
-  cursor: Type.Integer({ description: 'Last CRM feed position recorded.' }),
-  deliveries: Type.Record(Type.String(), Type.Integer(), {
-    description: 'Count of deliveries in each state.',
-  }),
-  circuit: Type.Union([Type.Literal('closed'), Type.Literal('half_open'), Type.Literal('open')]),
-  poll: Type.Union(
-    [
-      Type.Object({
-        leader: Type.Boolean({
-          description: 'Whether this instance holds the poll lease.',
-        }),
-        lease_holder: Type.Union([Type.String(), Type.Null()], {
-          description: 'The instance that holds the poll lease now, if any.',
-        }),
-        last_success_at: NullableTime,
-        last_error: Type.Union([Type.String(), Type.Null()]),
-        last_error_at: NullableTime,
-        stalled: Type.Boolean({
-          description: 'True when the loop has not completed a read for three intervals.',
-        }),
-      }),
-      Type.Null(),
-    ],
-    { description: 'The feed poll (poll and hybrid modes); null otherwise.' },
-  ),
-  webhook: Type.Union(
-    [
-      Type.Object({
-        registered: Type.Boolean(),
-        endpoint_id: Type.Union([Type.String(), Type.Null()]),
-        url: Type.Union([Type.String(), Type.Null()]),
-        last_error: Type.Union([Type.String(), Type.Null()]),
-      }),
-      Type.Null(),
-    ],
-    {
-      description: 'The webhook subscription (webhook and hybrid modes); null otherwise.',
-    },
-  ),
-  amqp: Type.Union(
-    [Type.Object({ connected: Type.Boolean(), subscribed: Type.Boolean() }), Type.Null()],
-    { description: 'The RabbitMQ consumer (amqp mode); null otherwise.' },
-  ),
-});
 
 /** p50, p99 and max of a list of lags in ms; nulls when it is empty. */
 export function summariseLags(lags: number[]) {
@@ -151,37 +84,27 @@ export function summariseLags(lags: number[]) {
 /** The admin API: status, recent deliveries, dead letters and their replay. */
 export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, options) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { store } = options;
+  const store = options.store.readModels;
 
-  const readStatus = async () => {
-    const poller = options.poller();
-    const poll = poller?.status;
-    const webhook = options.webhook();
+  const readStatus = async (): Promise<Status> => {
+    const sources = await Promise.all(options.sources.map(readSourceStatus));
+    // The fields that showed each source before `sources` did, kept for older clients.
+    const byField = Object.fromEntries(
+      options.sources.flatMap((source, index) =>
+        source.statusField ? [[source.statusField, sources[index]!.details]] : [],
+      ),
+    ) as Partial<Pick<Status, 'poll' | 'webhook' | 'amqp'>>;
     return {
       mode: options.mode,
       instance_id: options.instanceId,
       cursor: await options.cursor(),
       deliveries: await store.countByState(),
       circuit: options.circuit(),
-      poll: poll
-        ? {
-            leader: poll.leader,
-            lease_holder: (await store.leaseHolder(POLL_LEASE)) ?? null,
-            last_success_at: iso(poll.lastSuccessAt),
-            last_error: poll.lastError ?? null,
-            last_error_at: iso(poll.lastErrorAt),
-            stalled: poller?.stalledForMs() !== undefined,
-          }
-        : null,
-      webhook: webhook
-        ? {
-            registered: webhook.registered,
-            endpoint_id: webhook.endpointId ?? null,
-            url: webhook.url ?? null,
-            last_error: webhook.lastError ?? null,
-          }
-        : null,
-      amqp: options.amqp() ?? null,
+      poll: null,
+      webhook: null,
+      amqp: null,
+      ...byField,
+      sources,
     };
   };
 
@@ -230,8 +153,11 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
               Type.Object({ at: Type.String({ format: 'date-time' }), delivered: Type.Integer() }),
               { description: 'Deliveries per 10 s over the window, oldest first.' },
             ),
-            recent: Type.Array(DeliverySchema),
-            dead_letters: Type.Array(DeliverySchema),
+            recent: DeliveryListSchema,
+            dead_letters: DeliveryListSchema,
+            states: Type.Array(Type.Object({ state: DeliveryStateSchema, label: Type.String() }), {
+              description: 'Every delivery state and how people read it, in order.',
+            }),
           }),
         },
       },
@@ -259,6 +185,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
         throughput,
         recent: recent.map(toDelivery),
         dead_letters: dead.map(toDelivery),
+        states: DELIVERY_STATES.map((state) => ({ state, label: DELIVERY_STATE_LABELS[state] })),
       };
     },
   );
@@ -276,7 +203,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
           },
           { additionalProperties: false },
         ),
-        response: { 200: Type.Array(DeliverySchema) },
+        response: { 200: DeliveryListSchema },
       },
     },
     async (request) =>
@@ -295,7 +222,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
         tags: ['admin'],
         summary: 'Deliveries given up on, with their last error and attempts',
         querystring: ListQuery,
-        response: { 200: Type.Array(DeliverySchema) },
+        response: { 200: DeliveryListSchema },
       },
     },
     async (request) =>
@@ -310,7 +237,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
         summary: 'Replay one dead letter: deliver it again with a fresh attempt budget',
         params: Type.Object({ customerId: Uuid('The customer id of the dead letter.') }),
         response: {
-          200: Type.Object({ replayed: Type.Literal(true), delivery: DeliverySchema }),
+          200: ReplayOneSchema,
           ...problemResponses(404, 409),
         },
       },
@@ -343,7 +270,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
         tags: ['admin'],
         summary: 'Replay every dead letter',
         response: {
-          200: Type.Object({ replayed: Type.Integer({ description: 'How many were replayed.' }) }),
+          200: ReplayAllSchema,
         },
       },
     },

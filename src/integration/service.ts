@@ -1,23 +1,36 @@
 import { fileURLToPath } from 'node:url';
 import fastifyStatic from '@fastify/static';
+import { redactUrl } from '../core/config.js';
 import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
 import { CrmClient, InventoryClient } from './clients.js';
-import { readIntegrationConfig } from './config.js';
-import { redactUrl } from '../core/config.js';
+import { readIntegrationConfig, type SyncMode } from './config.js';
 import { DeliveryWorker } from './delivery.js';
 import { createIntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
-import { FeedPoller } from './poller.js';
-import { AmqpSource } from './amqp-source.js';
 import { adminRoutes } from './routes.js';
-import { SyncStore } from './store.js';
-import { WEBHOOK_PATH, WebhookRegistration, webhookReceiver } from './webhooks.js';
+import { createAmqpSource } from './sources/amqp.js';
+import { createFeedSource, FEED_CURSOR } from './sources/feed.js';
+import type { Source, SourceContext } from './sources/source.js';
+import { createWebhookSource } from './sources/webhook.js';
+import { createSyncStore } from './store/sync-store.js';
 
 /** `public/dashboard`, found from both `src/integration` (tests) and `dist/integration`. */
 const DASHBOARD_DIR = fileURLToPath(new URL('../../public/dashboard/', import.meta.url));
 
 const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
+
+/** Where customers come from in each `SYNC_MODE`: the one place a source is chosen. */
+const SOURCES: Record<SyncMode, (context: SourceContext) => Source[]> = {
+  poll: (context) => [createFeedSource(context, { reconcile: false })],
+  webhook: (context) => [createWebhookSource(context, { reconciled: false })],
+  amqp: (context) => [createAmqpSource(context)],
+  // Webhooks deliver at once; reading the feed behind them finds what they missed.
+  hybrid: (context) => [
+    createWebhookSource(context, { reconciled: true }),
+    createFeedSource(context, { reconcile: true }),
+  ],
+};
 
 export const integrationService: ServiceDefinition<IntegrationTables> = {
   name: 'integration',
@@ -30,8 +43,8 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
   migrations: integrationMigrations,
   setup: ({ database, logger, metrics: registry, env }) => {
     const config = readIntegrationConfig(env);
-    const store = new SyncStore(database);
-    const metrics = createIntegrationMetrics(registry, store);
+    const store = createSyncStore(database);
+    const metrics = createIntegrationMetrics(registry, store.readModels);
     const http = { apiToken: config.apiToken, timeoutMs: config.requestTimeoutMs };
     const inventory = new InventoryClient({ ...http, baseUrl: config.inventoryUrl });
     const crm = new CrmClient({ ...http, baseUrl: config.crmUrl });
@@ -64,38 +77,8 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       logger,
       metrics,
     });
-    const { syncMode } = config;
-    /** What both push sources (webhooks, RabbitMQ) do with a message's customers. */
-    const recordPushed: typeof worker.recordPushed = (messageId, source, items) =>
-      worker.recordPushed(messageId, source, items);
-    const poller = ['poll', 'hybrid'].includes(syncMode)
-      ? new FeedPoller({
-          store,
-          crm,
-          intervalMs: config.pollIntervalMs,
-          batchSize: config.pollBatchSize,
-          leaseMs: config.leaseMs,
-          instanceId: config.instanceId,
-          logger,
-          metrics,
-          onRecorded: () => worker.wake(),
-          reconcile: syncMode === 'hybrid',
-        })
-      : undefined;
-    const registration = ['webhook', 'hybrid'].includes(syncMode)
-      ? new WebhookRegistration(crm, logger)
-      : undefined;
-    const amqp =
-      syncMode === 'amqp' && config.amqpUrl
-        ? new AmqpSource({
-            url: config.amqpUrl,
-            namePrefix: config.amqpNamePrefix,
-            prefetch: config.amqpPrefetch,
-            record: recordPushed,
-            metrics,
-            logger,
-          })
-        : undefined;
+    const sources = SOURCES[config.syncMode]({ config, crm, store, metrics, logger });
+    metrics.showSources(sources.map((source) => source.name));
 
     return {
       routes: async (app) => {
@@ -103,11 +86,9 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           store,
           mode: config.syncMode,
           instanceId: config.instanceId,
-          poller: () => poller,
-          webhook: () => registration?.status,
-          amqp: () => amqp?.status,
+          sources,
           circuit: circuit.state,
-          cursor: () => store.readCursor('crm'),
+          cursor: () => store.leases.readCursor(FEED_CURSOR),
           onReplay: () => worker.wake(),
         });
         // The dashboard: static files, no build step; the page reads /api/dashboard.
@@ -117,43 +98,24 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           wildcard: false,
           index: ['index.html'],
         });
-        if (registration) {
-          await app.register(webhookReceiver, {
-            registration,
-            record: recordPushed,
-            metrics,
-            logger,
-          });
-        }
+        for (const source of sources) if (source.routes) await app.register(source.routes);
       },
-      start: async ({ url }) => {
+      start: async (listening) => {
         logger.info(
-          `Syncing in ${syncMode} mode from ${redactUrl(config.crmUrl)} to ${redactUrl(config.inventoryUrl)} as ${config.instanceId}`,
+          `Syncing in ${config.syncMode} mode from ${redactUrl(config.crmUrl)} to ${redactUrl(config.inventoryUrl)} as ${config.instanceId}`,
         );
         worker.start();
-        poller?.start();
-        registration?.start(config.webhookUrl ?? `${url}${WEBHOOK_PATH}`);
-        amqp?.start();
+        for (const source of sources) source.start(worker, listening);
       },
       stop: async () => {
         // Stop taking work first; then let the deliveries in flight finish.
-        await Promise.all([poller?.stop(), registration?.stop(), amqp?.stop()]);
+        await Promise.all(sources.map((source) => source.stop()));
         await worker.stop();
         circuit.shutdown();
       },
       checkReady: async () => {
-        // Webhook mode has no other source: until subscribed, new customers would be missed.
-        if (syncMode === 'webhook' && registration && !registration.status.registered) {
-          throw new Error(
-            `not yet subscribed to the CRM's webhooks${registration.status.lastError ? ` (${registration.status.lastError})` : ''}`,
-          );
-        }
-        const stalledMs = poller?.stalledForMs();
-        if (stalledMs !== undefined) {
-          throw new Error(
-            `the poll loop has not completed a read for ${Math.round(stalledMs / 1000)} s`,
-          );
-        }
+        const reasons = sources.flatMap((source) => source.notReadyReason() ?? []);
+        if (reasons.length > 0) throw new Error(reasons.join('; '));
       },
     };
   },

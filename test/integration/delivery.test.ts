@@ -6,7 +6,8 @@ import { migrate } from '../../src/core/migrations.js';
 import { DeliveryWorker } from '../../src/integration/delivery.js';
 import { createIntegrationMetrics } from '../../src/integration/metrics.js';
 import { integrationMigrations, type IntegrationTables } from '../../src/integration/migrations.js';
-import { SyncStore, type NewDelivery } from '../../src/integration/store.js';
+import type { NewDelivery } from '../../src/integration/store/new-delivery.js';
+import { createSyncStore, type SyncStore } from '../../src/integration/store/sync-store.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { waitUntil } from '../support/platform.js';
 
@@ -19,7 +20,7 @@ let calls: string[][];
 beforeEach(async () => {
   database = await createTestDatabase<IntegrationTables>('integration');
   await migrate(database, integrationMigrations);
-  store = new SyncStore(database);
+  store = createSyncStore(database);
   calls = [];
   worker = new DeliveryWorker({
     store,
@@ -35,7 +36,7 @@ beforeEach(async () => {
     circuitResetMs: 1_000,
     instanceId: 'instance-a',
     logger: createLogger({ service: 'integration', level: 'silent' }),
-    metrics: createIntegrationMetrics(new Registry(), store),
+    metrics: createIntegrationMetrics(new Registry(), store.readModels),
     // Long, so only a hand-off (not the loop's own look for due work) can send within the test.
     idleMs: 60_000,
   });

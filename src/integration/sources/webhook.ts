@@ -1,16 +1,19 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { Type } from 'typebox';
-import { retryDelayMs } from '../core/backoff.js';
-import { HttpProblem } from '../core/errors.js';
-import { problemResponses } from '../core/http.js';
-import type { Logger } from '../core/logging.js';
-import { RepeatingTask } from '../core/repeating-task.js';
-import { MatchingString } from '../core/validation-messages.js';
-import type { CrmClient } from './clients.js';
-import type { IntegrationMetrics } from './metrics.js';
-import { customerCreatedToDelivery, type RecordPushed } from './store.js';
-import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../contracts/customer-events.js';
+import type { WebhookStatus } from '../../contracts/admin-api.js';
+import { retryDelayMs } from '../../core/backoff.js';
+import { HttpProblem } from '../../core/errors.js';
+import { problemResponses } from '../../core/http.js';
+import type { Logger } from '../../core/logging.js';
+import { RepeatingTask } from '../../core/repeating-task.js';
+import type { CrmClient } from '../clients.js';
+import type { IntegrationMetrics } from '../metrics.js';
+import type { RecordPushed } from '../store/inbox.js';
+import { customerCreatedToDelivery } from '../store/new-delivery.js';
+import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../../contracts/customer-events.js';
+import { MatchingString } from '../../core/validation-messages.js';
+import type { Inbox, Source, SourceContext } from './source.js';
 
 export const WEBHOOK_PATH = '/webhooks/crm';
 
@@ -215,3 +218,73 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
     },
   );
 };
+
+export interface WebhookSourceOptions {
+  crm: CrmClient;
+  /** URL the CRM should POST webhooks to. Default: this service's own `/webhooks/crm`. */
+  url?: string | undefined;
+  /**
+   * Whether another source (hybrid mode's reconciliation) finds what webhooks miss. Default false:
+   * the service is then not ready until subscribed, as new customers would be missed.
+   */
+  reconciled?: boolean;
+  metrics: IntegrationMetrics;
+  logger: Logger;
+}
+
+/** `SYNC_MODE=webhook` (and hybrid's push half): the CRM's webhooks, subscribed to at start. */
+export class WebhookSource implements Source {
+  readonly name = 'webhook';
+  readonly statusField = 'webhook';
+  readonly routes: FastifyPluginAsync;
+  private readonly registration: WebhookRegistration;
+  private inbox: Inbox | undefined;
+
+  constructor(private readonly options: WebhookSourceOptions) {
+    this.registration = new WebhookRegistration(options.crm, options.logger);
+    const receiverOptions: WebhookReceiverOptions = {
+      registration: this.registration,
+      record: (messageId, source, items) => {
+        // Nothing verifies before start (no signing secret yet), so this is a safeguard only.
+        if (!this.inbox) throw new HttpProblem(503, 'not_started', 'Not started yet; retry.');
+        return this.inbox.recordPushed(messageId, source, items);
+      },
+      metrics: options.metrics,
+      logger: options.logger,
+    };
+    this.routes = async (app) => {
+      await app.register(webhookReceiver, receiverOptions);
+    };
+  }
+
+  start(inbox: Inbox, listening: { url: string }): void {
+    this.inbox = inbox;
+    this.registration.start(this.options.url ?? `${listening.url}${WEBHOOK_PATH}`);
+  }
+
+  async stop(): Promise<void> {
+    await this.registration.stop();
+  }
+
+  async details(): Promise<WebhookStatus> {
+    const { status } = this.registration;
+    return {
+      registered: status.registered,
+      endpoint_id: status.endpointId ?? null,
+      url: status.url ?? null,
+      last_error: status.lastError ?? null,
+    };
+  }
+
+  notReadyReason(): string | undefined {
+    const { status } = this.registration;
+    if (this.options.reconciled || status.registered) return undefined;
+    return `not yet subscribed to the CRM's webhooks${status.lastError ? ` (${status.lastError})` : ''}`;
+  }
+}
+
+/** The webhook source with the service's settings; `reconciled` as in `WebhookSourceOptions`. */
+export const createWebhookSource = (
+  { config, crm, metrics, logger }: SourceContext,
+  { reconciled }: { reconciled: boolean },
+) => new WebhookSource({ crm, url: config.webhookUrl, reconciled, metrics, logger });

@@ -1,17 +1,25 @@
-import type { Logger } from '../core/logging.js';
-import type { CrmClient } from './clients.js';
-import { TransientError } from '../core/retryable-errors.js';
-import type { IntegrationMetrics } from './metrics.js';
-import { customerCreatedToDelivery, type NewDelivery, type SyncStore } from './store.js';
-import { traceIdFromTraceparent } from '../core/tracing.js';
-import { RepeatingTask, type NextStep } from '../core/repeating-task.js';
+import type { PollStatus } from '../../contracts/admin-api.js';
+import { retryDelayMs } from '../../core/backoff.js';
+import type { Logger } from '../../core/logging.js';
+import { RepeatingTask, type NextStep } from '../../core/repeating-task.js';
+import { traceIdFromTraceparent } from '../../core/tracing.js';
+import type { CrmClient } from '../clients.js';
+import { TransientError } from '../../core/retryable-errors.js';
+import { isoOrNull } from '../iso.js';
+import type { IntegrationMetrics } from '../metrics.js';
+import type { LeasesRepository } from '../store/leases.js';
+import { customerCreatedToDelivery } from '../store/new-delivery.js';
+import type { Inbox, Source, SourceContext } from './source.js';
 
 export const POLL_LEASE = 'poll:crm';
-const CURSOR_SOURCE = 'crm';
+/** The cursor the feed moves (the CRM's change feed). */
+export const FEED_CURSOR = 'crm';
 const RECONCILE_PAGE_PAUSE_MS = 100;
+/** Backoff after failed reads: the first pause is at most 500 ms, doubling up to 16 s. */
+const FAILURE_BACKOFF = { baseMs: 500, maxDelayMs: 16_000 };
 
-export interface FeedPollerOptions {
-  store: SyncStore;
+export interface FeedSourceOptions {
+  leases: LeasesRepository;
   crm: CrmClient;
   /** Longest wait between two reads of the feed, in ms; also the long-poll wait. */
   intervalMs: number;
@@ -21,8 +29,6 @@ export interface FeedPollerOptions {
   instanceId: string;
   logger: Logger;
   metrics: IntegrationMetrics;
-  /** Called when new customers were recorded (wakes the delivery worker). */
-  onRecorded: (items: NewDelivery[]) => void;
   /**
    * Reconciliation beside a push source (hybrid mode): read every `intervalMs` without holding
    * the read open, and count what push had not recorded. Default false (follow the feed closely).
@@ -30,7 +36,7 @@ export interface FeedPollerOptions {
   reconcile?: boolean;
 }
 
-export interface PollerStatus {
+interface FeedState {
   /** True while this instance holds the poll lease. */
   leader: boolean;
   lastSuccessAt: number | undefined;
@@ -41,17 +47,20 @@ export interface PollerStatus {
 }
 
 /**
- * Follows the CRM's change feed from a persisted cursor. One instance at a time polls (it holds a
- * lease); each read's events and the cursor's move commit together, so a crash at any point
- * neither skips nor loses an event. Reads long-poll: an empty read waits on the CRM for up to the
- * interval, so a new customer is seen within milliseconds and an idle feed costs one request per
- * interval.
+ * Follows the CRM's change feed from a persisted cursor (`SYNC_MODE=poll`, and reconciliation in
+ * hybrid mode). One instance at a time polls (it holds a lease); each read's events and the
+ * cursor's move commit together, so a crash at any point neither skips nor loses an event. Reads
+ * long-poll: an empty read waits on the CRM for up to the interval, so a new customer is seen
+ * within milliseconds and an idle feed costs one request per interval.
  */
-export class FeedPoller {
+export class FeedSource implements Source {
+  readonly name: 'poll' | 'reconcile';
+  readonly statusField = 'poll';
   private readonly task = new RepeatingTask(() => this.step());
   private readonly abort = new AbortController();
+  private inbox: Inbox | undefined;
   private failures = 0;
-  readonly status: PollerStatus = {
+  private readonly state: FeedState = {
     leader: false,
     lastSuccessAt: undefined,
     lastError: undefined,
@@ -59,7 +68,9 @@ export class FeedPoller {
     lastTickAt: Date.now(),
   };
 
-  constructor(private readonly options: FeedPollerOptions) {}
+  constructor(private readonly options: FeedSourceOptions) {
+    this.name = options.reconcile ? 'reconcile' : 'poll';
+  }
 
   /** Longest a healthy loop goes without finishing an iteration, in ms. */
   get tickBudgetMs(): number {
@@ -68,8 +79,27 @@ export class FeedPoller {
 
   /** How long the loop has gone without finishing a read, when that is over three budgets. */
   stalledForMs(now = Date.now()): number | undefined {
-    const silentMs = now - this.status.lastTickAt;
+    const silentMs = now - this.state.lastTickAt;
     return silentMs > 3 * this.tickBudgetMs ? silentMs : undefined;
+  }
+
+  notReadyReason(): string | undefined {
+    const stalledMs = this.stalledForMs();
+    return stalledMs === undefined
+      ? undefined
+      : `the poll loop has not completed a read for ${Math.round(stalledMs / 1000)} s`;
+  }
+
+  async details(): Promise<PollStatus> {
+    const { state } = this;
+    return {
+      leader: state.leader,
+      lease_holder: (await this.options.leases.leaseHolder(POLL_LEASE)) ?? null,
+      last_success_at: isoOrNull(state.lastSuccessAt),
+      last_error: state.lastError ?? null,
+      last_error_at: isoOrNull(state.lastErrorAt),
+      stalled: this.stalledForMs() !== undefined,
+    };
   }
 
   private waitMs(): number {
@@ -78,12 +108,9 @@ export class FeedPoller {
     return Math.min(this.options.intervalMs, Math.floor(this.options.leaseMs / 3), 25_000);
   }
 
-  private get source(): string {
-    return this.options.reconcile ? 'reconcile' : 'poll';
-  }
-
-  start(): void {
-    this.status.lastTickAt = Date.now();
+  start(inbox: Inbox): void {
+    this.inbox = inbox;
+    this.state.lastTickAt = Date.now();
     this.task.start();
   }
 
@@ -91,9 +118,9 @@ export class FeedPoller {
   async stop(): Promise<void> {
     this.abort.abort();
     await this.task.stop();
-    if (this.status.leader) {
-      await this.options.store.releaseLease(POLL_LEASE, this.options.instanceId).catch(() => {});
-      this.status.leader = false;
+    if (this.state.leader) {
+      await this.options.leases.releaseLease(POLL_LEASE, this.options.instanceId).catch(() => {});
+      this.state.leader = false;
     }
   }
 
@@ -101,12 +128,12 @@ export class FeedPoller {
   private async step(): Promise<NextStep> {
     let pause = 0;
     try {
-      const more = await this.pollOnce();
+      const more = await this.pollOnce(this.inbox!);
       this.failures = 0;
       // Not the leader: look at the lease again after a while. The leader reads on at once: a
       // full page may have more behind it, and an empty read has already waited on the CRM;
       // reconciliation waits for its next round.
-      if (!this.status.leader) {
+      if (!this.state.leader) {
         pause = Math.min(this.options.intervalMs, this.options.leaseMs / 3);
       } else if (this.options.reconcile) {
         // Reconciliation re-reads what push already delivered: spread its pages out so it never
@@ -117,51 +144,58 @@ export class FeedPoller {
       if (this.abort.signal.aborted) return 'done';
       this.failures += 1;
       const message = (error as Error).message;
-      this.status.lastError = message;
-      this.status.lastErrorAt = Date.now();
+      this.state.lastError = message;
+      this.state.lastErrorAt = Date.now();
       this.options.metrics.polls.inc({ result: 'error' });
-      pause = Math.min(this.options.intervalMs, 250 * 2 ** Math.min(this.failures, 6));
       // A CRM that says when to come back (429 or 503 with Retry-After) is not asked sooner.
-      if (error instanceof TransientError && error.retryAfterMs !== undefined) {
-        pause = Math.max(pause, error.retryAfterMs);
-      }
+      pause = retryDelayMs(
+        this.failures,
+        {
+          baseMs: FAILURE_BACKOFF.baseMs,
+          maxDelayMs: Math.min(this.options.intervalMs, FAILURE_BACKOFF.maxDelayMs),
+        },
+        error instanceof TransientError ? error.retryAfterMs : undefined,
+      );
       this.options.logger.warn(
         `Reading the CRM feed failed: ${message}; trying again in ${pause} ms`,
       );
     }
-    this.status.lastTickAt = Date.now();
+    this.state.lastTickAt = Date.now();
     return pause;
   }
 
-  /** One read-and-record; answers true when a full page came back (more may be waiting). */
-  async pollOnce(): Promise<boolean> {
-    const { store, crm, batchSize, leaseMs, instanceId, logger, metrics } = this.options;
-    const leader = await store.acquireLease(POLL_LEASE, instanceId, leaseMs);
-    if (leader !== this.status.leader) {
+  /**
+   * One read, recorded into `inbox`; answers true when a full page came back (more may be
+   * waiting).
+   */
+  async pollOnce(inbox: Pick<Inbox, 'recordFromFeed'>): Promise<boolean> {
+    const { leases, crm, batchSize, leaseMs, instanceId, logger, metrics } = this.options;
+    const leader = await leases.acquireLease(POLL_LEASE, instanceId, leaseMs);
+    if (leader !== this.state.leader) {
       logger.info(
         leader
           ? 'Took the poll lease: this instance reads the CRM feed'
           : 'Another instance holds the poll lease',
       );
-      this.status.leader = leader;
+      this.state.leader = leader;
     }
     if (!leader) return false;
 
-    const from = await store.readCursor(CURSOR_SOURCE);
+    const from = await leases.readCursor(FEED_CURSOR);
     const requestStarted = performance.now();
     const events = await crm.readEvents(from, batchSize, this.waitMs(), this.abort.signal);
     if (events.length === 0) {
       metrics.polls.inc({ result: 'empty' });
-      this.status.lastSuccessAt = Date.now();
+      this.state.lastSuccessAt = Date.now();
       return false;
     }
     const to = events[events.length - 1]!.position;
-    const fresh = await store.recordFromFeed(
-      CURSOR_SOURCE,
+    const fresh = await inbox.recordFromFeed(
+      FEED_CURSOR,
       from,
       to,
       events.map((event) =>
-        customerCreatedToDelivery(event.data, event.id, this.source, event.traceparent),
+        customerCreatedToDelivery(event.data, event.id, this.name, event.traceparent),
       ),
       {
         name: POLL_LEASE,
@@ -172,13 +206,13 @@ export class FeedPoller {
     if (fresh === undefined) {
       // The lease lapsed or another instance moved the cursor meanwhile: nothing was written.
       logger.warn('Lost the poll lease while reading the feed; nothing recorded from that read');
-      this.status.leader = false;
+      this.state.leader = false;
       return false;
     }
     metrics.polls.inc({ result: 'events' });
-    this.status.lastSuccessAt = Date.now();
+    this.state.lastSuccessAt = Date.now();
     for (const item of fresh) {
-      metrics.customersSeen.inc({ source: this.source });
+      metrics.customersSeen.inc({ source: this.name });
       logger.info(
         { customer_id: item.customerId, trace_id: traceIdFromTraceparent(item.traceparent) },
         this.options.reconcile
@@ -187,7 +221,23 @@ export class FeedPoller {
       );
     }
     if (this.options.reconcile) metrics.reconciliationFound.inc(fresh.length);
-    if (fresh.length > 0) this.options.onRecorded(fresh);
     return events.length === batchSize;
   }
 }
+
+/** The feed source with the service's settings; `reconcile` as in `FeedSourceOptions`. */
+export const createFeedSource = (
+  { config, crm, store, metrics, logger }: SourceContext,
+  { reconcile }: { reconcile: boolean },
+) =>
+  new FeedSource({
+    leases: store.leases,
+    crm,
+    intervalMs: config.pollIntervalMs,
+    batchSize: config.pollBatchSize,
+    leaseMs: config.leaseMs,
+    instanceId: config.instanceId,
+    logger,
+    metrics,
+    reconcile,
+  });

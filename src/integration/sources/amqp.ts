@@ -3,21 +3,21 @@ import {
   AmqpConsumer,
   prefixedTopology,
   type ReceivedMessage,
-} from '../core/amqp.js';
-import { redactUrl } from '../core/config.js';
-import type { Logger } from '../core/logging.js';
-import { traceIdFromTraceparent } from '../core/tracing.js';
-import { NonRetryableError } from '../core/retryable-errors.js';
-import type { IntegrationMetrics } from './metrics.js';
-import { customerCreatedToDelivery, type RecordPushed } from './store.js';
-import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../contracts/customer-events.js';
+} from '../../core/amqp.js';
+import type { AmqpStatus } from '../../contracts/admin-api.js';
+import { redactUrl } from '../../core/config.js';
+import type { Logger } from '../../core/logging.js';
+import { traceIdFromTraceparent } from '../../core/tracing.js';
+import { NonRetryableError } from '../../core/retryable-errors.js';
+import type { IntegrationMetrics } from '../metrics.js';
+import { customerCreatedToDelivery } from '../store/new-delivery.js';
+import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../../contracts/customer-events.js';
+import type { Inbox, Source, SourceContext } from './source.js';
 
 export interface AmqpSourceOptions {
   url: string;
   namePrefix: string;
   prefetch: number;
-  /** Records the message's customers and sees them delivered (the delivery worker's). */
-  record: RecordPushed;
   metrics: IntegrationMetrics;
   logger: Logger;
 }
@@ -28,9 +28,12 @@ export interface AmqpSourceOptions {
  * leaves it with the broker for redelivery, and a redelivery after it changes nothing. A malformed
  * message is dead-lettered at once.
  */
-export class AmqpSource {
+export class AmqpSource implements Source {
+  readonly name = 'amqp';
+  readonly statusField = 'amqp';
   private readonly connection: AmqpConnection;
   private readonly consumer: AmqpConsumer;
+  private inbox: Inbox | undefined;
 
   constructor(private readonly options: AmqpSourceOptions) {
     this.connection = new AmqpConnection({
@@ -45,11 +48,17 @@ export class AmqpSource {
     });
   }
 
-  get status() {
+  async details(): Promise<AmqpStatus> {
     return { connected: this.connection.isConnected, subscribed: this.consumer.isSubscribed };
   }
 
-  start(): void {
+  /** Never: while the broker is away, the CRM's outbox and the queue keep the events for later. */
+  notReadyReason(): undefined {
+    return undefined;
+  }
+
+  start(inbox: Inbox): void {
+    this.inbox = inbox;
     this.options.logger.info(
       `Consuming CRM events from RabbitMQ at ${redactUrl(this.options.url)}`,
     );
@@ -63,7 +72,7 @@ export class AmqpSource {
   }
 
   private async handle(message: ReceivedMessage): Promise<void> {
-    const { record, metrics, logger } = this.options;
+    const { metrics, logger } = this.options;
     const parsed = parsePushedCustomerEvent(message.body);
     const messageId = message.messageId ?? (message.body as { id?: unknown } | null)?.id;
     if (!parsed.ok || typeof messageId !== 'string') {
@@ -82,7 +91,8 @@ export class AmqpSource {
       'amqp',
       message.headers.traceparent,
     );
-    const fresh = await record(messageId, 'amqp', [item]);
+    // The consumer starts after the inbox is set: a message here always has one.
+    const fresh = await this.inbox!.recordPushed(messageId, 'amqp', [item]);
     if (fresh === undefined) {
       metrics.pushDuplicates.inc({ source: 'amqp' });
       return;
@@ -96,3 +106,14 @@ export class AmqpSource {
     }
   }
 }
+
+/** The RabbitMQ source with the service's settings. */
+export const createAmqpSource = ({ config, metrics, logger }: SourceContext) =>
+  new AmqpSource({
+    // readIntegrationConfig refuses amqp mode without AMQP_URL.
+    url: config.amqpUrl!,
+    namePrefix: config.amqpNamePrefix,
+    prefetch: config.amqpPrefetch,
+    metrics,
+    logger,
+  });

@@ -1,15 +1,18 @@
 import fc from 'fast-check';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
-import { migrate } from '../../src/core/migrations.js';
-import { createLogger } from '../../src/core/logging.js';
-import type { FeedEvent as CustomerCreatedEvent } from '../../src/contracts/customer-events.js';
-import type { CrmClient } from '../../src/integration/clients.js';
-import { createIntegrationMetrics } from '../../src/integration/metrics.js';
-import { integrationMigrations, type IntegrationTables } from '../../src/integration/migrations.js';
-import { FeedPoller } from '../../src/integration/poller.js';
-import { SyncStore } from '../../src/integration/store.js';
-import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { migrate } from '../../../src/core/migrations.js';
+import { createLogger } from '../../../src/core/logging.js';
+import type { FeedEvent as CustomerCreatedEvent } from '../../../src/contracts/customer-events.js';
+import type { CrmClient } from '../../../src/integration/clients.js';
+import { createIntegrationMetrics } from '../../../src/integration/metrics.js';
+import {
+  integrationMigrations,
+  type IntegrationTables,
+} from '../../../src/integration/migrations.js';
+import { FeedSource } from '../../../src/integration/sources/feed.js';
+import { createSyncStore } from '../../../src/integration/store/sync-store.js';
+import { createTestDatabase, type TestDatabase } from '../../support/databases.js';
 
 let database: TestDatabase<IntegrationTables> | undefined;
 afterEach(async () => {
@@ -87,13 +90,13 @@ describe('the feed cursor (model-based)', () => {
         database = await createTestDatabase<IntegrationTables>('integration');
         try {
           await migrate(database, integrationMigrations);
-          const store = new SyncStore(database);
-          const metrics = createIntegrationMetrics(new Registry(), store);
+          const store = createSyncStore(database);
+          const metrics = createIntegrationMetrics(new Registry(), store.readModels);
           const feed = new FakeFeed();
           const pollers = [0, 1].map(
             (i) =>
-              new FeedPoller({
-                store,
+              new FeedSource({
+                leases: store.leases,
                 crm: feed.client(),
                 intervalMs: 1000,
                 batchSize: 4,
@@ -101,13 +104,12 @@ describe('the feed cursor (model-based)', () => {
                 instanceId: `instance-${i}`,
                 logger,
                 metrics,
-                onRecorded: () => {},
               }),
           );
           const poll = async (who: 0 | 1, batch: number) => {
             const poller = pollers[who]!;
             (poller as unknown as { options: { batchSize: number } }).options.batchSize = batch;
-            await poller.pollOnce().catch(() => undefined); // a crash loses the read, nothing else
+            await poller.pollOnce(store.inbox).catch(() => undefined); // a crash loses the read, nothing else
           };
           for (const op of ops) {
             if (op.kind === 'commit') feed.commit(op.count);
@@ -126,7 +128,7 @@ describe('the feed cursor (model-based)', () => {
               feed.during = undefined; // unused when this poller did not hold the lease
             }
             // The invariants, read from the database.
-            const cursor = await store.readCursor('crm');
+            const cursor = await store.leases.readCursor('crm');
             const recorded = await database.db
               .selectFrom('deliveries')
               .select('customer_id')
@@ -145,7 +147,7 @@ describe('the feed cursor (model-based)', () => {
             await database.db.updateTable('leases').set({ expires_at: 0 }).execute();
             await poll(0, 4);
           }
-          expect(await store.readCursor('crm')).toBe(feed.events.length);
+          expect(await store.leases.readCursor('crm')).toBe(feed.events.length);
         } finally {
           await database.drop();
           database = undefined;

@@ -1,0 +1,153 @@
+import { Type, type Static } from 'typebox';
+import { Uuid } from '../core/schemas.js';
+
+/**
+ * A delivery's life, the one list of its states: `pending` (recorded, never tried) → `delivering`
+ * (claimed by one instance) → `delivered`; or → `retrying` (a transient failure, due again at
+ * `next_attempt_at`) → …; or → `dead` (a permanent failure, or transient ones past the retry
+ * policy) until replayed. The TypeScript union, the database CHECK (integration migration 5), the
+ * admin API's schema and the metric labels all come from it: a new state is added here and in a
+ * new migration that replaces the CHECK.
+ */
+export const DELIVERY_STATES = ['pending', 'delivering', 'retrying', 'delivered', 'dead'] as const;
+export type DeliveryState = (typeof DELIVERY_STATES)[number];
+
+/** How people read each state (the dashboard's badges, `mip`). */
+export const DELIVERY_STATE_LABELS: Record<DeliveryState, string> = {
+  pending: 'pending',
+  delivering: 'delivering',
+  retrying: 'retrying',
+  delivered: 'delivered',
+  dead: 'dead letter',
+};
+
+export const DeliveryStateSchema = Type.Enum(DELIVERY_STATES);
+
+/** The most deliveries or dead letters one list answers. */
+export const LIST_LIMIT_MAX = 1000;
+
+const NullableText = Type.Union([Type.String(), Type.Null()]);
+const NullableTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null()]);
+
+/** One customer's delivery to Inventory, as the admin API shows it (a dead letter is one too). */
+export const DeliverySchema = Type.Object({
+  customer_id: Uuid('The CRM customer id; also the id of its dead letter.'),
+  customer_name: Type.String(),
+  state: DeliveryStateSchema,
+  source: Type.String({ description: 'Which source first reported the customer.' }),
+  attempts: Type.Integer({ description: 'Calls made to Inventory since the last replay.' }),
+  replays: Type.Integer(),
+  last_error: NullableText,
+  last_status: Type.Union([Type.Integer(), Type.Null()]),
+  next_attempt_at: NullableTime,
+  package_request_id: NullableText,
+  customer_created_at: Type.String({ format: 'date-time' }),
+  recorded_at: Type.String({ format: 'date-time' }),
+  failing_since: NullableTime,
+  delivered_at: NullableTime,
+  updated_at: Type.String({ format: 'date-time' }),
+});
+export type Delivery = Static<typeof DeliverySchema>;
+
+export const DeliveryListSchema = Type.Array(DeliverySchema);
+
+/** The feed's read loop (the `poll` field of the status: poll and hybrid modes). */
+export const PollStatusSchema = Type.Object({
+  leader: Type.Boolean({ description: 'Whether this instance holds the poll lease.' }),
+  lease_holder: Type.Union([Type.String(), Type.Null()], {
+    description: 'The instance that holds the poll lease now, if any.',
+  }),
+  last_success_at: NullableTime,
+  last_error: NullableText,
+  last_error_at: NullableTime,
+  stalled: Type.Boolean({
+    description: 'True when the loop has not completed a read for three intervals.',
+  }),
+});
+export type PollStatus = Static<typeof PollStatusSchema>;
+
+/** The webhook subscription (the `webhook` field: webhook and hybrid modes). */
+export const WebhookStatusSchema = Type.Object({
+  registered: Type.Boolean(),
+  endpoint_id: NullableText,
+  url: NullableText,
+  last_error: NullableText,
+});
+export type WebhookStatus = Static<typeof WebhookStatusSchema>;
+
+/** The RabbitMQ consumer (the `amqp` field: amqp mode). */
+export const AmqpStatusSchema = Type.Object({
+  connected: Type.Boolean(),
+  subscribed: Type.Boolean(),
+});
+export type AmqpStatus = Static<typeof AmqpStatusSchema>;
+
+/** One source's state: every source the mode runs has one, in the order they start. */
+export const SourceStatusSchema = Type.Object({
+  name: Type.String({
+    description:
+      'poll, reconcile, webhook or amqp: also the `source` of the deliveries it records first and the `source` label of its metrics.',
+  }),
+  ready: Type.Boolean({
+    description:
+      'False while this source keeps the service from doing its job (/ready answers 503).',
+  }),
+  problem: Type.Union([Type.String(), Type.Null()], {
+    description: 'What is wrong with the source now, in a sentence; null when nothing is.',
+  }),
+  // additionalProperties rather than Type.Record's patternProperties, which OpenAPI 3.0 lacks.
+  details: Type.Object(
+    {},
+    {
+      additionalProperties: Type.Union([Type.String(), Type.Number(), Type.Boolean(), Type.Null()]),
+      description: "The source's own state, e.g. the same fields as `poll`, `webhook` or `amqp`.",
+    },
+  ),
+});
+/** A source's own state, as plain fields. */
+export type SourceDetails = Record<string, string | number | boolean | null>;
+export type SourceStatus = Static<typeof SourceStatusSchema>;
+
+export const CircuitStateSchema = Type.Union([
+  Type.Literal('closed'),
+  Type.Literal('half_open'),
+  Type.Literal('open'),
+]);
+
+/** `GET /api/status`. */
+export const StatusSchema = Type.Object({
+  mode: Type.String(),
+  instance_id: Type.String(),
+  cursor: Type.Integer({ description: 'Last CRM feed position recorded.' }),
+  deliveries: Type.Object(
+    Object.fromEntries(DELIVERY_STATES.map((state) => [state, Type.Integer()])),
+    { description: 'Count of deliveries in each state.' },
+  ),
+  circuit: CircuitStateSchema,
+  poll: Type.Union([PollStatusSchema, Type.Null()], {
+    description: 'The feed poll (poll and hybrid modes); null otherwise.',
+  }),
+  webhook: Type.Union([WebhookStatusSchema, Type.Null()], {
+    description: 'The webhook subscription (webhook and hybrid modes); null otherwise.',
+  }),
+  amqp: Type.Union([AmqpStatusSchema, Type.Null()], {
+    description: 'The RabbitMQ consumer (amqp mode); null otherwise.',
+  }),
+  sources: Type.Array(SourceStatusSchema, {
+    description: 'Every source the mode runs (where customers come from), with its health.',
+  }),
+});
+export type Status = Static<typeof StatusSchema>;
+
+/** `POST /api/dead-letters/{customerId}/replay`. */
+export const ReplayOneSchema = Type.Object({
+  replayed: Type.Literal(true),
+  delivery: DeliverySchema,
+});
+export type ReplayOne = Static<typeof ReplayOneSchema>;
+
+/** `POST /api/dead-letters/replay`. */
+export const ReplayAllSchema = Type.Object({
+  replayed: Type.Integer({ description: 'How many were replayed.' }),
+});
+export type ReplayAll = Static<typeof ReplayAllSchema>;

@@ -1,0 +1,104 @@
+import { sql } from 'kysely';
+import { DELIVERY_STATES, type DeliveryState } from '../../contracts/admin-api.js';
+import type { Database } from '../../core/db.js';
+import type { DeliveryRow, IntegrationTables } from '../migrations.js';
+
+/** What the admin API, the dashboard and the metrics read, and the replay of dead letters. */
+export function createReadModelsRepository(database: Database<IntegrationTables>) {
+  const { db } = database;
+
+  /** Every dead letter, put back in line with a fresh attempt budget (narrow it with `where`). */
+  const requeueDead = (now: number) =>
+    db
+      .updateTable('deliveries')
+      .set((eb) => ({
+        state: 'pending',
+        attempts: 0,
+        replays: eb('replays', '+', 1),
+        next_attempt_at: now,
+        failing_since: null,
+        updated_at: now,
+      }))
+      .where('state', '=', 'dead');
+
+  return {
+    async countByState(): Promise<Record<DeliveryState, number>> {
+      const rows = await db
+        .selectFrom('deliveries')
+        .select(['state', (eb) => eb.fn.countAll<number>().as('count')])
+        .groupBy('state')
+        .execute();
+      const counts = Object.fromEntries(DELIVERY_STATES.map((state) => [state, 0])) as Record<
+        DeliveryState,
+        number
+      >;
+      for (const row of rows) counts[row.state] = Number(row.count);
+      return counts;
+    },
+
+    /** End-to-end lags (ms) of the latest deliveries since `sinceMs`, at most `limit` of them. */
+    async recentLags(sinceMs: number, limit = 5_000): Promise<number[]> {
+      const rows = await db
+        .selectFrom('deliveries')
+        .select(['delivered_at', 'customer_created_at'])
+        .where('delivered_at', '>=', sinceMs)
+        .orderBy('delivered_at', 'desc')
+        .limit(limit)
+        .execute();
+      return rows.map((row) => Math.max(0, (row.delivered_at ?? 0) - row.customer_created_at));
+    },
+
+    /** Deliveries completed per `bucketMs` since `sinceMs`, as [bucket start, count] pairs. */
+    async deliveredPerBucket(sinceMs: number, bucketMs: number): Promise<[number, number][]> {
+      // A literal, not a parameter: PostgreSQL must see the same expression in SELECT and GROUP BY.
+      const bucket = sql<number>`delivered_at / ${sql.lit(Math.floor(bucketMs))}`;
+      const rows = await db
+        .selectFrom('deliveries')
+        .select([bucket.as('bucket'), (eb) => eb.fn.countAll<number>().as('count')])
+        .where('delivered_at', '>=', sinceMs)
+        .groupBy(bucket)
+        .execute();
+      return rows.map((row) => [Math.floor(Number(row.bucket)) * bucketMs, Number(row.count)]);
+    },
+
+    async get(customerId: string): Promise<DeliveryRow | undefined> {
+      return db
+        .selectFrom('deliveries')
+        .selectAll()
+        .where('customer_id', '=', customerId)
+        .executeTakeFirst();
+    },
+
+    /** Deliveries in `state` (all when absent), most recently changed first. */
+    async list(options: {
+      state?: DeliveryState | undefined;
+      limit: number;
+    }): Promise<DeliveryRow[]> {
+      let query = db.selectFrom('deliveries').selectAll();
+      if (options.state) query = query.where('state', '=', options.state);
+      return query
+        .orderBy('updated_at', 'desc')
+        .orderBy('seq', 'desc')
+        .limit(options.limit)
+        .execute();
+    },
+
+    /**
+     * Replays one customer's dead letter. Answers false when the customer has none (never
+     * recorded, or already replayed): replaying twice still delivers once.
+     */
+    async replay(customerId: string, now = Date.now()): Promise<boolean> {
+      const result = await requeueDead(now)
+        .where('customer_id', '=', customerId)
+        .executeTakeFirst();
+      return Number(result.numUpdatedRows) === 1;
+    },
+
+    /** Replays every dead letter; answers how many. */
+    async replayAll(now = Date.now()): Promise<number> {
+      return Number((await requeueDead(now).executeTakeFirst()).numUpdatedRows);
+    },
+  };
+}
+
+export type ReadModelsRepository = ReturnType<typeof createReadModelsRepository>;

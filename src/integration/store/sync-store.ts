@@ -1,0 +1,23 @@
+import type { Database } from '../../core/db.js';
+import type { IntegrationTables } from '../migrations.js';
+import { createClaimsRepository } from './claims.js';
+import { createInboxRepository } from './inbox.js';
+import { createLeasesRepository } from './leases.js';
+import { createReadModelsRepository } from './read-models.js';
+
+/** The integration service's durable state, one repository per concern. */
+export function createSyncStore(database: Database<IntegrationTables>) {
+  const leases = createLeasesRepository(database);
+  return {
+    /** Where sources record customers (deliveries, pushed message ids, the feed's cursor). */
+    inbox: createInboxRepository(database, leases),
+    /** Claims on due deliveries and their settlement. */
+    claims: createClaimsRepository(database),
+    /** Leases and the feed cursors they guard. */
+    leases,
+    /** Queries for the admin API, dashboard and metrics; replays of dead letters. */
+    readModels: createReadModelsRepository(database),
+  };
+}
+
+export type SyncStore = ReturnType<typeof createSyncStore>;

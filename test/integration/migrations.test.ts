@@ -1,0 +1,72 @@
+import { sql, type Kysely } from 'kysely';
+import { afterEach, describe, expect, it } from 'vitest';
+import { DELIVERY_STATES } from '../../src/contracts/admin-api.js';
+import { migrate } from '../../src/core/migrations.js';
+import { integrationMigrations, type IntegrationTables } from '../../src/integration/migrations.js';
+import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+
+let database: TestDatabase<IntegrationTables> | undefined;
+afterEach(async () => {
+  await database?.drop();
+  database = undefined;
+});
+
+const delivery = (customerId: string, state: string) => ({
+  customer_id: customerId,
+  customer_name: 'C',
+  customer_created_at: 0,
+  event_id: `e-${customerId}`,
+  source: 'test',
+  state,
+  next_attempt_at: 0,
+  recorded_at: 0,
+  updated_at: 0,
+});
+
+describe('integration migrations', () => {
+  it('accept every delivery state of the list and refuse any other, on insert and update', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations);
+    // Untyped: the point is what the database itself refuses.
+    const db = database.db as unknown as Kysely<any>;
+    for (const state of DELIVERY_STATES) {
+      await db
+        .insertInto('deliveries')
+        .values(delivery(`c-${state}`, state))
+        .execute();
+    }
+    await expect(
+      db.insertInto('deliveries').values(delivery('c-bad', 'lost')).execute(),
+    ).rejects.toThrow(/deliveries_state_valid|deliveries\.state must be one of/);
+    await expect(
+      db
+        .updateTable('deliveries')
+        .set({ state: 'Delivered' })
+        .where('customer_id', '=', 'c-dead')
+        .execute(),
+    ).rejects.toThrow(/deliveries_state_valid|deliveries\.state must be one of/);
+    const states = await db.selectFrom('deliveries').select('state').orderBy('seq').execute();
+    expect(states.map((row) => row.state)).toEqual([...DELIVERY_STATES]);
+  });
+
+  it('add the state check to a database that already has deliveries', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations.slice(0, 4));
+    const db = database.db as unknown as Kysely<any>;
+    await db.insertInto('deliveries').values(delivery('c-1', 'retrying')).execute();
+    expect(await migrate(database, integrationMigrations)).toMatchObject({ applied: [5] });
+    await expect(sql`update deliveries set state = 'paused'`.execute(db)).rejects.toThrow();
+    expect((await db.selectFrom('deliveries').select('state').execute())[0]!.state).toBe(
+      'retrying',
+    );
+  });
+
+  it('refuse to add the check while a delivery has a state outside the list, changing nothing', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations.slice(0, 4));
+    const db = database.db as unknown as Kysely<any>;
+    await db.insertInto('deliveries').values(delivery('c-1', 'paused')).execute();
+    await expect(migrate(database, integrationMigrations)).rejects.toThrow(/Migration 5/);
+    expect((await db.selectFrom('schema_migrations').select('version').execute()).length).toBe(4);
+  });
+});

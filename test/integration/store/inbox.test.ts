@@ -1,0 +1,66 @@
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { item, record, useSyncStore } from '../../support/sync-store.js';
+
+const store = useSyncStore();
+
+describe('recording', () => {
+  it('records each customer once whichever message reports it, and each message once', async () => {
+    expect((await record([item(1), item(2)]))!.map((i) => i.customerId)).toEqual([
+      item(1).customerId,
+      item(2).customerId,
+    ]);
+    expect(await record([item(2), item(3)])).toEqual([item(3)]);
+    const id = randomUUID();
+    expect(await store.inbox.recordMessage(id, 'test', [item(4)])).toEqual([item(4)]);
+    expect(await store.inbox.recordMessage(id, 'test', [item(5)])).toBeUndefined();
+    expect((await store.readModels.countByState()).pending).toBe(4);
+  });
+
+  it('records pushed customers already claimed for the instance that delivers them', async () => {
+    const id = randomUUID();
+    const claim = { holder: 'a', lockMs: 1_000 };
+    const rows = await store.inbox.recordMessageClaimed(
+      id,
+      'webhook',
+      [item(1), item(2)],
+      claim,
+      100,
+    );
+    expect(
+      rows!.map((row) => [row.customer_id, row.state, row.locked_by, row.locked_until]),
+    ).toEqual([
+      [item(1).customerId, 'delivering', 'a', 1_100],
+      [item(2).customerId, 'delivering', 'a', 1_100],
+    ]);
+    // A redelivered message id, or a customer already recorded, adds nothing.
+    expect(
+      await store.inbox.recordMessageClaimed(id, 'webhook', [item(3)], claim, 200),
+    ).toBeUndefined();
+    expect(
+      await store.inbox.recordMessageClaimed(randomUUID(), 'webhook', [item(2)], claim, 200),
+    ).toEqual([]);
+    // Nobody else can claim them while the claim lasts; once it expires (a died), anyone can.
+    expect(await store.claims.claimDue('b', 10, 1_000, 1_000)).toEqual([]);
+    const takenOver = await store.claims.claimDue('b', 10, 1_000, 1_200);
+    expect(takenOver.map((row) => row.locked_by)).toEqual(['b', 'b']);
+    // a's late result is refused: b owns them now.
+    expect(await store.claims.markDelivered(rows![0]!, 'a', 'pr-1', 1_300)).toBe(false);
+  });
+
+  it('refuses a feed read recorded without the lease or from a stale cursor, writing nothing', async () => {
+    const now = Date.now();
+    const lease = { name: 'poll', holder: 'a' };
+    expect(
+      await store.inbox.recordFromFeed('crm', 0, 2, [item(1), item(2)], lease, now),
+    ).toBeUndefined();
+    await store.leases.acquireLease('poll', 'a', 60_000, now);
+    expect(
+      await store.inbox.recordFromFeed('crm', 0, 2, [item(1), item(2)], lease, now),
+    ).toHaveLength(2);
+    expect(await store.leases.readCursor('crm')).toBe(2);
+    expect(await store.inbox.recordFromFeed('crm', 0, 3, [item(3)], lease, now)).toBeUndefined();
+    expect(await store.leases.readCursor('crm')).toBe(2);
+    expect((await store.readModels.countByState()).pending).toBe(2);
+  });
+});
