@@ -2,6 +2,7 @@ import { sql, type Kysely } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/core/migrations.js';
 import { crmMigrations, type CrmTables } from '../../src/crm/migrations.js';
+import { EventLog } from '../../src/crm/events.js';
 import { crmService } from '../../src/crm/service.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 import { createTestDatabase, postgresUrlFor, type TestDatabase } from '../support/databases.js';
@@ -235,4 +236,73 @@ describe('creates queued behind the feed lock (PostgreSQL)', () => {
     },
     30_000,
   );
+});
+
+describe('appends that commit out of order (PostgreSQL)', () => {
+  it.runIf(postgresUrlFor('crm'))(
+    'commit without waiting for an open one, and the feed holds them back until it commits',
+    async () => {
+      const db = t.database.db as Kysely<CrmTables>;
+      const log = new EventLog(db, t.database.dialect);
+      const held = {
+        id: '00000000-0000-4000-8000-000000000001',
+        name: 'Held',
+        email: 'held@example.com',
+        created_at: new Date().toISOString(),
+      };
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let appended!: () => void;
+      const eventAppended = new Promise<void>((resolve) => (appended = resolve));
+      // Its event is written, with the lowest position; its transaction stays open until released.
+      const first = log.append(
+        { type: 'customer.created', data: held, occurredAt: held.created_at },
+        async (trx) => {
+          appended();
+          await released;
+          await trx
+            .insertInto('customers')
+            .values({ ...held, email_normalized: held.email })
+            .execute();
+        },
+      );
+      await eventAppended;
+      const later = [await createCustomer(1), await createCustomer(2)];
+      try {
+        expect((await readFeed('after=0')).events).toEqual([]);
+        expect((await readFeed('after=0&wait=300')).events).toEqual([]);
+      } finally {
+        release();
+        await first;
+      }
+      const { events } = await readFeed('after=0&wait=5000');
+      expect(events.map((e) => e.data.id)).toEqual([held.id, ...later.map((c) => c.id)]);
+      const positions = events.map((e) => e.position);
+      expect(positions).toEqual([...positions].sort((a, b) => a - b));
+    },
+  );
+
+  it('moves past the position a refused create used', async () => {
+    const first = await createCustomer(1);
+    const refused = await t.app.inject({
+      method: 'POST',
+      url: '/customers',
+      headers: { 'content-type': 'application/json' },
+      payload: JSON.stringify({ name: 'Again', email: 'c1@example.com' }),
+    });
+    expect(refused.statusCode).toBe(409);
+    const second = await createCustomer(2);
+    // A transaction of another test on the same server may hold the gap open for a moment.
+    const seen: string[] = [];
+    const deadline = Date.now() + 5_000;
+    let cursor = 0;
+    while (seen.length < 2 && Date.now() < deadline) {
+      const { events } = await readFeed(`after=${cursor}&wait=1000`);
+      for (const event of events) {
+        seen.push(event.data.id);
+        cursor = event.position;
+      }
+    }
+    expect(seen).toEqual([first.id, second.id]);
+  });
 });
