@@ -102,10 +102,10 @@ function selectFeedPage(after: number, limit: number) {
 /**
  * Transactions that append an event and may be open at once. Appends only queue behind each
  * other for their first statement, but while some other session holds the append lock they all
- * wait on it, each holding a pooled connection (10 by default): keep some for reads, readiness
+ * wait on it, each holding a pooled connection (10 by default): keep two for reads, readiness
  * and the webhook sender.
  */
-const APPENDS_IN_FLIGHT = 6;
+const APPENDS_IN_FLIGHT = 8;
 
 function toEvent(row: EventRow): CustomerCreatedEvent {
   return {
@@ -116,6 +116,19 @@ function toEvent(row: EventRow): CustomerCreatedEvent {
     data: JSON.parse(row.payload) as CustomerCreatedEvent['data'],
     traceparent: row.traceparent,
   };
+}
+
+/**
+ * One webhook message per active endpoint for the statement's `event` (id, position), committed
+ * with the event: none is lost to a crash.
+ */
+function insertWebhookMessages(now: number) {
+  return sql`
+    insert into webhook_messages
+      (endpoint_id, event_id, event_position, state, next_attempt_at, updated_at)
+    select endpoint.id, event.id, event.position, 'pending', ${now}, ${now}
+    from webhook_endpoints as endpoint, event
+    where endpoint.disabled_at is null`;
 }
 
 /**
@@ -151,11 +164,9 @@ export class EventLog {
         let drawing = false;
         try {
           return await connection.transaction().execute(async (trx) => {
-            const id = newId();
             drawing = true;
-            const position = await this.insertEvent(trx, id, event);
+            await this.insertEvent(trx, event);
             drawing = false;
-            await this.insertWebhookMessages(trx, id, position);
             return writes(trx);
           });
         } catch (error) {
@@ -168,30 +179,39 @@ export class EventLog {
     return result;
   }
 
-  /** Inserts the event as its transaction's first write; answers its position. */
-  private async insertEvent(trx: Transaction<CrmTables>, id: string, event: NewEvent) {
+  /** Inserts the event, as its transaction's first write, and its webhook messages. */
+  private async insertEvent(trx: Transaction<CrmTables>, event: NewEvent): Promise<void> {
     const row = {
-      id,
+      id: newId(),
       type: event.type,
       customer_id: event.data.id,
       payload: JSON.stringify(event.data),
       occurred_at: event.occurredAt,
       traceparent: event.traceparent ?? null,
     };
+    const now = Date.now();
     if (this.dialect === 'sqlite') {
-      return (
-        await trx.insertInto('events').values(row).returning('position').executeTakeFirstOrThrow()
-      ).position;
+      const { position } = await trx
+        .insertInto('events')
+        .values(row)
+        .returning('position')
+        .executeTakeFirstOrThrow();
+      await sql`with event (id, position) as (select ${row.id}, ${position})
+        ${insertWebhookMessages(now)}`.execute(trx);
+      return;
     }
-    // The position (sequence) and `xid` (column default) are drawn under the lock; see above.
-    const { rows } = await sql<{ position: number }>`
-      with locked as materialized (select pg_advisory_lock(${APPEND_LOCK}))
-      insert into events (id, type, customer_id, payload, occurred_at, traceparent)
-      select ${row.id}, ${row.type}, ${row.customer_id}, ${row.payload}, ${row.occurred_at},
-        ${row.traceparent}
-      from locked
-      returning position, pg_advisory_unlock(${APPEND_LOCK})`.execute(trx);
-    return rows[0]!.position;
+    // One statement, one round trip. The position (sequence) and `xid` (column default) are drawn
+    // under the lock, which is released as soon as the event row is written; see "Feed order".
+    await sql`
+      with locked as materialized (select pg_advisory_lock(${APPEND_LOCK})),
+      event as (
+        insert into events (id, type, customer_id, payload, occurred_at, traceparent)
+        select ${row.id}, ${row.type}, ${row.customer_id}, ${row.payload}, ${row.occurred_at},
+          ${row.traceparent}
+        from locked
+        returning id, position, pg_advisory_unlock(${APPEND_LOCK})
+      )
+      ${insertWebhookMessages(now)}`.execute(trx);
   }
 
   /** The append lock is a session lock: a statement that failed while drawing may still hold it. */
@@ -202,39 +222,6 @@ export class EventLog {
     } catch {
       // The connection is gone, and the server released its session's locks with it.
     }
-  }
-
-  /** One webhook message per active endpoint, committed with the event: none is lost to a crash. */
-  private async insertWebhookMessages(
-    trx: Transaction<CrmTables>,
-    eventId: string,
-    position: number,
-  ): Promise<void> {
-    const now = Date.now();
-    await trx
-      .insertInto('webhook_messages')
-      .columns([
-        'endpoint_id',
-        'event_id',
-        'event_position',
-        'state',
-        'next_attempt_at',
-        'updated_at',
-      ])
-      .expression((eb) =>
-        eb
-          .selectFrom('webhook_endpoints')
-          .select((s) => [
-            'id',
-            s.val(eventId).as('event_id'),
-            s.val(position).as('event_position'),
-            s.val('pending').as('state'),
-            s.val(now).as('next_attempt_at'),
-            s.val(now).as('updated_at'),
-          ])
-          .where('disabled_at', 'is', null),
-      )
-      .execute();
   }
 
   /** The events with these ids, by id (ids with no event are left out). */
