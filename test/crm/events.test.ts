@@ -1,4 +1,5 @@
 import { sql, type Kysely } from 'kysely';
+import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/core/migrations.js';
 import { crmMigrations, type CrmTables } from '../../src/crm/migrations.js';
@@ -281,6 +282,47 @@ describe('appends that commit out of order (PostgreSQL)', () => {
       expect(events.map((e) => e.data.id)).toEqual([held.id, ...later.map((c) => c.id)]);
       const positions = events.map((e) => e.position);
       expect(positions).toEqual([...positions].sort((a, b) => a - b));
+    },
+  );
+
+  it.runIf(postgresUrlFor('crm'))(
+    'frees the append lock when an append fails while holding it',
+    async () => {
+      const db = t.database.db as Kysely<CrmTables>;
+      const log = new EventLog(db, t.database.dialect);
+      const broken = { id: null, name: 'No id', email: 'x@example.com', created_at: '' };
+      // customer_id is not null: the insert fails after the lock was taken, before its release.
+      await expect(
+        log.append(
+          {
+            type: 'customer.created',
+            data: broken as unknown as {
+              id: string;
+              name: string;
+              email: string;
+              created_at: string;
+            },
+            occurredAt: new Date().toISOString(),
+          },
+          async () => {},
+        ),
+      ).rejects.toThrow(/customer_id/);
+      // Asked from a session of its own: the one that failed is back in the pool.
+      const { rows } = await sql<{ schema: string }>`select current_schema() as schema`.execute(db);
+      const other = new pg.Client({ connectionString: postgresUrlFor('crm') });
+      await other.connect();
+      let taken: boolean;
+      try {
+        const answer = await other.query<{ locked: boolean }>(
+          `select pg_try_advisory_lock(hashtext($1 || '.events')) as locked`,
+          [rows[0]!.schema],
+        );
+        taken = answer.rows[0]!.locked;
+      } finally {
+        await other.end();
+      }
+      expect(taken).toBe(true);
+      await createCustomer(1);
     },
   );
 
