@@ -4,6 +4,7 @@ import { isUniqueViolation, toIsoString } from '../core/db.js';
 import { HttpProblem } from '../core/errors.js';
 import { readPage, type Page, type PageRequest } from '../core/pagination.js';
 import type { Customer, NewCustomer } from '../contracts/customers.js';
+import { CUSTOMER_CREATED } from '../contracts/customer-events.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 
@@ -31,14 +32,13 @@ export class CustomerStore {
     try {
       // The customer and its event commit together (transactional outbox): no event without a
       // customer, no customer without an event.
-      await this.events.withAppendSlot(() =>
-        this.db.transaction().execute(async (trx) => {
-          await this.events.appendCustomerCreated(trx, customer, traceparent);
-          await trx
+      await this.events.append(
+        { type: CUSTOMER_CREATED, data: customer, occurredAt: customer.created_at, traceparent },
+        (trx) =>
+          trx
             .insertInto('customers')
             .values({ ...customer, email_normalized: normalizeEmail(input.email) })
-            .execute();
-        }),
+            .execute(),
       );
     } catch (error) {
       if (!isUniqueViolation(error)) throw error;
@@ -50,7 +50,6 @@ export class CustomerStore {
         existing ? { existing_customer_id: existing.id } : {},
       );
     }
-    this.events.notifyCommitted();
     return customer;
   }
 

@@ -1,31 +1,86 @@
 import { newId } from '../core/ids.js';
 import { EventEmitter, once } from 'node:events';
-import { sql, type Kysely } from 'kysely';
+import { sql, type Kysely, type Transaction } from 'kysely';
 import pLimit from 'p-limit';
+import { retryDelayMs } from '../core/backoff.js';
 import { toIsoString, type DialectName } from '../core/db.js';
-import type { Customer } from '../contracts/customers.js';
 import { CUSTOMER_CREATED, type CustomerCreatedEvent } from '../contracts/customer-events.js';
 import type { CrmTables } from './migrations.js';
 
-/**
- * On PostgreSQL, sequence values are handed out at insert time but become visible at commit time,
- * so a reader could see position 6 before 5 commits and skip 5 forever. Taking this transaction
- * lock before appending makes appends (and so positions) commit one after another, in order.
- * SQLite already allows a single writer at a time.
- */
-async function serialiseAppends(trx: Kysely<CrmTables>, dialect: DialectName): Promise<void> {
-  if (dialect === 'postgres') {
-    await sql`select pg_advisory_xact_lock(hashtext(current_schema() || '.events'))`.execute(trx);
-  }
+/** What an append records; the log assigns its id and position. */
+export interface NewEvent {
+  type: CustomerCreatedEvent['type'];
+  data: CustomerCreatedEvent['data'];
+  /** When it happened, ISO 8601. */
+  occurredAt: string;
+  /** W3C trace context of the request that caused it, passed on to consumers; default none. */
+  traceparent?: string | undefined;
 }
 
-function toEvent(row: {
+/*
+ * Feed order on PostgreSQL. Positions come from a sequence when an event is inserted but become
+ * visible when its transaction commits, in any order: a reader that saw position 6 before 5
+ * committed would skip 5 for good. So every event also records its writer's transaction id (`xid`):
+ * - an append draws its position and its transaction id together, in one statement that holds an
+ *   advisory lock only while it runs (the event is its transaction's first write, so the id is
+ *   assigned there); a lower position thus always has a lower transaction id. Without the lock a
+ *   transaction could take its id before another and its position after it.
+ * - a reader stops before the first visible event whose position follows a gap that a running
+ *   transaction may still fill: one whose id lies between the ids on either side of the gap. A
+ *   transaction outside that range cannot hold a position inside it; one that has ended has
+ *   committed (and is visible) or rolled back (and left a gap for good).
+ * So appends commit concurrently, an event is readable as soon as every lower position is, and no
+ * position is read before a lower one that will still commit. SQLite has a single writer, so its
+ * positions commit in order.
+ */
+const APPEND_LOCK = sql`hashtext(current_schema() || '.events')`;
+
+interface EventRow {
   position: number;
   id: string;
   payload: string;
   occurred_at: string | Date;
   traceparent: string | null;
-}): CustomerCreatedEvent {
+}
+
+/**
+ * Up to `limit` visible events after `after`, each `settled` unless a transaction still running
+ * may yet commit a position between it and the visible event before it (see "Feed order").
+ */
+function selectFeedPage(after: number, limit: number) {
+  return sql<EventRow & { settled: boolean }>`
+    with running as materialized (
+      select r.xid from pg_snapshot_xip(pg_current_snapshot()) as r(xid)
+    ),
+    page as (
+      select position, id, payload, occurred_at, traceparent, xid,
+        coalesce(lag(position) over by_position, 0) as previous_position,
+        coalesce(lag(xid) over by_position, '0') as previous_xid
+      from events
+      where position >= (select coalesce(max(position), 0) from events where position <= ${after})
+      window by_position as (order by position)
+      order by position
+      limit ${limit + 1}
+    )
+    select position, id, payload, occurred_at, traceparent,
+      position = previous_position + 1 or not exists (
+        select from running where running.xid > page.previous_xid and running.xid < page.xid
+      ) as settled
+    from page
+    where position > ${after}
+    order by position
+    limit ${limit}`;
+}
+
+/**
+ * Transactions that append an event and may be open at once. Appends only queue behind each
+ * other for their first statement, but while some other session holds the append lock they all
+ * wait on it, each holding a pooled connection (10 by default): keep two for reads, readiness
+ * and the webhook sender.
+ */
+const APPENDS_IN_FLIGHT = 8;
+
+function toEvent(row: EventRow): CustomerCreatedEvent {
   return {
     position: row.position,
     id: row.id,
@@ -37,17 +92,29 @@ function toEvent(row: {
 }
 
 /**
- * Transactions that append an event and may be open at once. Appends commit one at a time (see
- * serialiseAppends), so a second one waiting keeps the next commit ready; more would only hold
- * pooled connections while they wait, leaving none for reads, readiness or the webhook sender.
+ * One webhook message per active endpoint for the statement's `event` (id, position), committed
+ * with the event: none is lost to a crash.
  */
-const APPENDS_IN_FLIGHT = 2;
+function insertWebhookMessages(now: number) {
+  return sql`
+    insert into webhook_messages
+      (endpoint_id, event_id, event_position, state, next_attempt_at, updated_at)
+    select endpoint.id, event.id, event.position, 'pending', ${now}, ${now}
+    from webhook_endpoints as endpoint, event
+    where endpoint.disabled_at is null`;
+}
 
-/** The CRM's outbox of events: appended in the same transaction as the change it describes. */
+/**
+ * The CRM's outbox of events: each is appended in the same transaction as the change it
+ * describes, with one webhook message per active endpoint, and readers are told after the commit.
+ */
 export class EventLog {
   private readonly appended = new EventEmitter();
   private closed = false;
   private readonly appendSlots = pLimit(APPENDS_IN_FLIGHT);
+  /** Reads in a row that found committed events still waiting for an earlier writer. */
+  private waitingReads = 0;
+  private wakeTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly db: Kysely<CrmTables>,
@@ -56,65 +123,84 @@ export class EventLog {
     this.appended.setMaxListeners(0);
   }
 
-  /** Runs a transaction that appends an event, once one of the few append slots is free. */
-  withAppendSlot<T>(transaction: () => Promise<T>): Promise<T> {
-    return this.appendSlots(transaction);
+  /**
+   * Opens a transaction, appends `event`, runs `writes` (the change the event describes) in the
+   * same transaction, commits, and only then wakes readers. Throws what `writes` throws, and
+   * then nothing was recorded.
+   */
+  async append<T>(
+    event: NewEvent,
+    writes: (trx: Transaction<CrmTables>) => Promise<T>,
+  ): Promise<T> {
+    const result = await this.appendSlots(() =>
+      this.db.connection().execute(async (connection) => {
+        let drawing = false;
+        try {
+          return await connection.transaction().execute(async (trx) => {
+            drawing = true;
+            await this.insertEvent(trx, event);
+            drawing = false;
+            return writes(trx);
+          });
+        } catch (error) {
+          if (drawing) await this.releaseAppendLock(connection);
+          throw error;
+        }
+      }),
+    );
+    this.appended.emit('committed');
+    return result;
   }
 
-  /**
-   * Call inside the transaction that creates the customer, before its other writes; run that
-   * transaction through `withAppendSlot`.
-   */
-  async appendCustomerCreated(
-    trx: Kysely<CrmTables>,
-    customer: Customer,
-    traceparent?: string,
-  ): Promise<void> {
-    await serialiseAppends(trx, this.dialect);
-    const eventId = newId();
-    const { position } = await trx
-      .insertInto('events')
-      .values({
-        id: eventId,
-        type: CUSTOMER_CREATED,
-        customer_id: customer.id,
-        payload: JSON.stringify(customer),
-        occurred_at: customer.created_at,
-        traceparent: traceparent ?? null,
-      })
-      .returning('position')
-      .executeTakeFirstOrThrow();
-    // One webhook message per active endpoint, committed with the event: none is lost to a crash.
+  /** Inserts the event, as its transaction's first write, and its webhook messages. */
+  private async insertEvent(trx: Transaction<CrmTables>, event: NewEvent): Promise<void> {
+    const row = {
+      id: newId(),
+      type: event.type,
+      customer_id: event.data.id,
+      payload: JSON.stringify(event.data),
+      occurred_at: event.occurredAt,
+      traceparent: event.traceparent ?? null,
+    };
     const now = Date.now();
-    await trx
-      .insertInto('webhook_messages')
-      .columns([
-        'endpoint_id',
-        'event_id',
-        'event_position',
-        'state',
-        'next_attempt_at',
-        'updated_at',
-      ])
-      .expression((eb) =>
-        eb
-          .selectFrom('webhook_endpoints')
-          .select((s) => [
-            'id',
-            s.val(eventId).as('event_id'),
-            s.val(position).as('event_position'),
-            s.val('pending').as('state'),
-            s.val(now).as('next_attempt_at'),
-            s.val(now).as('updated_at'),
-          ])
-          .where('disabled_at', 'is', null),
+    if (this.dialect === 'sqlite') {
+      const { position } = await trx
+        .insertInto('events')
+        .values(row)
+        .returning('position')
+        .executeTakeFirstOrThrow();
+      await sql`with event (id, position) as (select ${row.id}, ${position})
+        ${insertWebhookMessages(now)}`.execute(trx);
+      return;
+    }
+    // One statement, one round trip. The position (sequence) and `xid` (column default) are drawn
+    // under the lock, which is released as soon as the event row is written; see "Feed order".
+    await sql`
+      with locked as materialized (select pg_advisory_lock(${APPEND_LOCK})),
+      event as (
+        insert into events (id, type, customer_id, payload, occurred_at, traceparent)
+        select ${row.id}, ${row.type}, ${row.customer_id}, ${row.payload}, ${row.occurred_at},
+          ${row.traceparent}
+        from locked
+        returning id, position, pg_advisory_unlock(${APPEND_LOCK})
       )
-      .execute();
+      ${insertWebhookMessages(now)}`.execute(trx);
+  }
+
+  /** The append lock is a session lock: a statement that failed while drawing may still hold it. */
+  private async releaseAppendLock(connection: Kysely<CrmTables>): Promise<void> {
+    if (this.dialect !== 'postgres') return;
+    try {
+      await sql`select pg_advisory_unlock(${APPEND_LOCK})`.execute(connection);
+    } catch {
+      // The connection is gone, and the server released its session's locks with it.
+    }
   }
 
   /** The events with these ids, by id (ids with no event are left out). */
   async getMany(eventIds: readonly string[]): Promise<Map<string, CustomerCreatedEvent>> {
     if (eventIds.length === 0) return new Map();
+    // By id, not by position: a caller holds ids from rows committed with their events.
     const rows = await this.db
       .selectFrom('events')
       .select(['position', 'id', 'type', 'payload', 'occurred_at', 'traceparent'])
@@ -123,25 +209,50 @@ export class EventLog {
     return new Map(rows.map((row) => [row.id, toEvent(row)]));
   }
 
-  /** Tells waiting readers and relays in this process that something was committed. */
-  notifyCommitted(): void {
-    this.appended.emit('committed');
-  }
-
   /** Calls `listener` after every commit of new events in this process (relays wake on it). */
   onCommitted(listener: () => void): void {
     this.appended.on('committed', listener);
   }
 
+  /**
+   * Up to `limit` events after `position`, in position order, stopping before the first one a
+   * lower position may still commit ahead of; see "Feed order" above.
+   */
   async readAfter(position: number, limit: number): Promise<CustomerCreatedEvent[]> {
-    const rows = await this.db
-      .selectFrom('events')
-      .select(['position', 'id', 'type', 'payload', 'occurred_at', 'traceparent'])
-      .where('position', '>', position)
-      .orderBy('position')
-      .limit(limit)
-      .execute();
-    return rows.map(toEvent);
+    if (this.dialect === 'sqlite') {
+      const rows = await this.db
+        .selectFrom('events')
+        .select(['position', 'id', 'payload', 'occurred_at', 'traceparent'])
+        .where('position', '>', position)
+        .orderBy('position')
+        .limit(limit)
+        .execute();
+      return rows.map(toEvent);
+    }
+    const { rows } = await selectFeedPage(position, limit).execute(this.db);
+    const unsettled = rows.findIndex((row) => !row.settled);
+    if (unsettled === -1) {
+      this.waitingReads = 0;
+      return rows.map(toEvent);
+    }
+    this.wakeReadersSoon();
+    return rows.slice(0, unsettled).map(toEvent);
+  }
+
+  /**
+   * Committed events are waiting for an earlier transaction, which may be no append of this
+   * process (then nothing here would say when it ends): wake readers and relays again soon,
+   * backing off while the wait lasts.
+   */
+  private wakeReadersSoon(): void {
+    if (this.wakeTimer || this.closed) return;
+    this.waitingReads += 1;
+    const delay = retryDelayMs(this.waitingReads, { baseMs: 10, maxDelayMs: 250 });
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = undefined;
+      this.appended.emit('committed');
+    }, delay);
+    this.wakeTimer.unref();
   }
 
   /**
@@ -175,6 +286,7 @@ export class EventLog {
   /** Ends every long-poll at once (shutdown); they answer with what they have. */
   close(): void {
     this.closed = true;
+    clearTimeout(this.wakeTimer);
     this.appended.emit('committed');
   }
 }

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import { sql } from 'kysely';
 import type { Migration } from '../core/migrations.js';
 
 /** The CRM's tables, forward only: add a new entry, never edit a released one. */
@@ -134,6 +135,18 @@ export const crmMigrations: Migration[] = [
       await db.schema.alterTable('events').addColumn('traceparent', 'text').execute();
     },
   },
+  {
+    version: 5,
+    name: "record each event's writing transaction, so appends can commit concurrently (PostgreSQL)",
+    async up(db, _types, dialect) {
+      // SQLite has a single writer: positions commit in order there, nothing to record.
+      if (dialect !== 'postgres') return;
+      // Events already stored count as written long ago (0); new ones record their transaction.
+      // Feed readers compare it with the transactions still running (see "Feed order", events.ts).
+      await sql`alter table events add column xid xid8 not null default '0'`.execute(db);
+      await sql`alter table events alter column xid set default pg_current_xact_id()`.execute(db);
+    },
+  },
 ];
 
 export interface CrmTables {
@@ -188,5 +201,6 @@ export interface CrmTables {
     payload: string;
     occurred_at: string | Date;
     traceparent: string | null;
+    // On PostgreSQL also `xid` (xid8, the writing transaction), read and written only in SQL.
   };
 }
