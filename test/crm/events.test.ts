@@ -260,6 +260,7 @@ describe('appends that commit out of order (PostgreSQL)', () => {
       // Its event is written, with the lowest position; its transaction stays open until released.
       const first = log.append(
         { type: 'customer.created', data: held, occurredAt: held.created_at },
+        held,
         async (trx) => {
           appended();
           await released;
@@ -267,6 +268,7 @@ describe('appends that commit out of order (PostgreSQL)', () => {
             .insertInto('customers')
             .values({ ...held, email_normalized: held.email })
             .execute();
+          return [true];
         },
       );
       await eventAppended;
@@ -304,7 +306,8 @@ describe('appends that commit out of order (PostgreSQL)', () => {
             },
             occurredAt: new Date().toISOString(),
           },
-          async () => {},
+          broken,
+          async () => [true],
         ),
       ).rejects.toThrow(/customer_id/);
       // Asked from a session of its own: the one that failed is back in the pool.
