@@ -72,9 +72,10 @@ function selectFeedPage(after: number, limit: number) {
 }
 
 /**
- * Appends queued while a transaction commits that the next one takes (group commit): one
- * transaction per process at a time keeps pooled connections free for reads, readiness and the
- * webhook sender, and commits customers in the order of their `seq`.
+ * Most appends one transaction takes (group commit). Appends made while a transaction commits
+ * wait and share the next one: one append transaction per process at a time keeps pooled
+ * connections free for reads, readiness and the webhook sender, and commits customers in the
+ * order of their `seq`, the order `GET /customers` pages in.
  */
 const MAX_BATCH = 256;
 
