@@ -248,19 +248,21 @@ export class EventLog {
         ${insertWebhookMessages(now)}`.execute(trx);
       return ids;
     }
-    // One statement, one round trip. The positions (sequence) and `xid` (column default) are drawn
-    // under the lock, which the last row releases once it is written; see "Feed order".
-    const column = <K extends keyof (typeof rows)[number]>(key: K) => rows.map((row) => row[key]);
+    // One statement, one round trip. The positions (sequence, in the order of `values`) and `xid`
+    // (column default) are drawn under the lock, which the last row releases once it is written;
+    // see "Feed order". Typed `values` cost PostgreSQL less than `unnest` of arrays.
+    const values = rows.map(
+      (row) =>
+        sql`(${row.id}::text, ${row.type}::text, ${row.customer_id}::text, ${row.payload}::text,
+          ${row.occurred_at}::timestamptz, ${row.traceparent}::text)`,
+    );
     await sql`
       with locked as materialized (select pg_advisory_lock(${APPEND_LOCK})),
       event as (
         insert into events (id, type, customer_id, payload, occurred_at, traceparent)
         select v.id, v.type, v.customer_id, v.payload, v.occurred_at, v.traceparent
-        from locked, unnest(${ids}::text[], ${column('type')}::text[],
-          ${column('customer_id')}::text[], ${column('payload')}::text[],
-          ${column('occurred_at')}::timestamptz[], ${column('traceparent')}::text[])
-          with ordinality as v (id, type, customer_id, payload, occurred_at, traceparent, ordinal)
-        order by v.ordinal
+        from locked, (values ${sql.join(values)})
+          as v (id, type, customer_id, payload, occurred_at, traceparent)
         returning id, position,
           case when id = ${ids.at(-1)} then pg_advisory_unlock(${APPEND_LOCK}) end
       )
