@@ -1,14 +1,29 @@
 import { newId } from '../core/ids.js';
-import type { Kysely, Selectable } from 'kysely';
-import { isUniqueViolation, toIsoString } from '../core/db.js';
+import type { Insertable, Kysely, Selectable } from 'kysely';
+import { toIsoString } from '../core/db.js';
 import { HttpProblem } from '../core/errors.js';
 import { readPage, type Page, type PageRequest } from '../core/pagination.js';
 import type { Customer, NewCustomer } from '../contracts/customers.js';
 import { CUSTOMER_CREATED } from '../contracts/customer-events.js';
-import type { EventLog } from './events.js';
+import type { BatchWrites, EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 
 type CustomerRow = Selectable<CrmTables['customers']>;
+
+/**
+ * Inserts a batch of new customers in one statement, leaving out each whose email is taken
+ * (also by one earlier in the batch); answers which were inserted.
+ */
+const insertCustomers: BatchWrites<Insertable<CrmTables['customers']>> = async (trx, rows) => {
+  const inserted = await trx
+    .insertInto('customers')
+    .values([...rows])
+    .onConflict((conflict) => conflict.column('email_normalized').doNothing())
+    .returning('id')
+    .execute();
+  const insertedIds = new Set(inserted.map((row) => row.id));
+  return rows.map((row) => insertedIds.has(row.id));
+};
 
 function toCustomer(row: Pick<CustomerRow, 'id' | 'name' | 'email' | 'created_at'>): Customer {
   return { id: row.id, name: row.name, email: row.email, created_at: toIsoString(row.created_at) };
@@ -29,19 +44,14 @@ export class CustomerStore {
       email: input.email,
       created_at: new Date().toISOString(),
     };
-    try {
-      // The customer and its event commit together (transactional outbox): no event without a
-      // customer, no customer without an event.
-      await this.events.append(
-        { type: CUSTOMER_CREATED, data: customer, occurredAt: customer.created_at, traceparent },
-        (trx) =>
-          trx
-            .insertInto('customers')
-            .values({ ...customer, email_normalized: normalizeEmail(input.email) })
-            .execute(),
-      );
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error;
+    // The customer and its event commit together (transactional outbox): no event without a
+    // customer, no customer without an event.
+    const inserted = await this.events.append(
+      { type: CUSTOMER_CREATED, data: customer, occurredAt: customer.created_at, traceparent },
+      { ...customer, email_normalized: normalizeEmail(input.email) },
+      insertCustomers,
+    );
+    if (!inserted) {
       const existing = await this.findByEmail(input.email);
       throw new HttpProblem(
         409,

@@ -1,7 +1,6 @@
 import { newId } from '../core/ids.js';
 import { EventEmitter, once } from 'node:events';
 import { sql, type Kysely, type Transaction } from 'kysely';
-import pLimit from 'p-limit';
 import { retryDelayMs } from '../core/backoff.js';
 import { toIsoString, type DialectName } from '../core/db.js';
 import { CUSTOMER_CREATED, type CustomerCreatedEvent } from '../contracts/customer-events.js';
@@ -21,17 +20,17 @@ export interface NewEvent {
  * Feed order on PostgreSQL. Positions come from a sequence when an event is inserted but become
  * visible when its transaction commits, in any order: a reader that saw position 6 before 5
  * committed would skip 5 for good. So every event also records its writer's transaction id (`xid`):
- * - an append draws its position and its transaction id together, in one statement that holds an
- *   advisory lock only while it runs (the event is its transaction's first write, so the id is
- *   assigned there); a lower position thus always has a lower transaction id. Without the lock a
- *   transaction could take its id before another and its position after it.
+ * - a transaction draws its events' positions and its transaction id together, in one statement
+ *   that holds an advisory lock only while it runs (the events are its transaction's first write,
+ *   so the id is assigned there); a lower position thus never has a higher transaction id.
+ *   Without the lock a transaction could take its id before another and its positions after it.
  * - a reader stops before the first visible event whose position follows a gap that a running
  *   transaction may still fill: one whose id lies between the ids on either side of the gap. A
  *   transaction outside that range cannot hold a position inside it; one that has ended has
- *   committed (and is visible) or rolled back (and left a gap for good).
- * So appends commit concurrently, an event is readable as soon as every lower position is, and no
- * position is read before a lower one that will still commit. SQLite has a single writer, so its
- * positions commit in order.
+ *   committed (and is visible) or rolled back or deleted the event (and left a gap for good).
+ * So the transactions of several processes commit concurrently, an event is readable as soon as
+ * every lower position is, and no position is read before a lower one that will still commit.
+ * SQLite has a single writer, so its positions commit in order.
  */
 const APPEND_LOCK = sql`hashtext(current_schema() || '.events')`;
 
@@ -73,12 +72,29 @@ function selectFeedPage(after: number, limit: number) {
 }
 
 /**
- * Transactions that append an event and may be open at once. Appends only queue behind each
- * other for their first statement, but while some other session holds the append lock they all
- * wait on it, each holding a pooled connection (10 by default): keep two for reads, readiness
- * and the webhook sender.
+ * Most appends one transaction takes (group commit). Appends made while a transaction commits
+ * wait and share the next one: one append transaction per process at a time keeps pooled
+ * connections free for reads, readiness and the webhook sender, and commits customers in the
+ * order of their `seq`, the order `GET /customers` pages in.
  */
-const APPENDS_IN_FLIGHT = 8;
+const MAX_BATCH = 256;
+
+/**
+ * Writes the changes described by a batch of appends, in their transaction; answers, in order,
+ * whether each was written (the events of the others are removed, as if never appended). Pass the
+ * same function for every append of a kind, so that concurrent appends share one transaction.
+ */
+export type BatchWrites<C> = (
+  trx: Transaction<CrmTables>,
+  changes: readonly C[],
+) => Promise<readonly boolean[]>;
+
+interface QueuedAppend {
+  event: NewEvent;
+  change: unknown;
+  writes: BatchWrites<unknown>;
+  settle: (outcome: { written: boolean } | { error: unknown }) => void;
+}
 
 function toEvent(row: EventRow): CustomerCreatedEvent {
   return {
@@ -104,6 +120,17 @@ function insertWebhookMessages(now: number) {
     where endpoint.disabled_at is null`;
 }
 
+/** The indexes of the appends in `batch`, by the function that writes their change. */
+function groupByWrites(batch: readonly QueuedAppend[]): Map<BatchWrites<unknown>, number[]> {
+  const groups = new Map<BatchWrites<unknown>, number[]>();
+  batch.forEach((queued, i) => {
+    const group = groups.get(queued.writes);
+    if (group) group.push(i);
+    else groups.set(queued.writes, [i]);
+  });
+  return groups;
+}
+
 /**
  * The CRM's outbox of events: each is appended in the same transaction as the change it
  * describes, with one webhook message per active endpoint, and readers are told after the commit.
@@ -111,7 +138,8 @@ function insertWebhookMessages(now: number) {
 export class EventLog {
   private readonly appended = new EventEmitter();
   private closed = false;
-  private readonly appendSlots = pLimit(APPENDS_IN_FLIGHT);
+  private readonly queued: QueuedAppend[] = [];
+  private committing = false;
   /** Reads in a row that found committed events still waiting for an earlier writer. */
   private waitingReads = 0;
   private wakeTimer: NodeJS.Timeout | undefined;
@@ -124,67 +152,128 @@ export class EventLog {
   }
 
   /**
-   * Opens a transaction, appends `event`, runs `writes` (the change the event describes) in the
-   * same transaction, commits, and only then wakes readers. Throws what `writes` throws, and
-   * then nothing was recorded.
+   * Appends `event` and has `writes` write `change` (what the event describes) in the same
+   * transaction, commits, and only then wakes readers. Appends made meanwhile wait and then share
+   * one transaction. Answers whether `writes` wrote the change (else the event was removed); throws
+   * what this append alone would have thrown, and then nothing was recorded.
    */
-  async append<T>(
-    event: NewEvent,
-    writes: (trx: Transaction<CrmTables>) => Promise<T>,
-  ): Promise<T> {
-    const result = await this.appendSlots(() =>
-      this.db.connection().execute(async (connection) => {
-        let drawing = false;
-        try {
-          return await connection.transaction().execute(async (trx) => {
-            drawing = true;
-            await this.insertEvent(trx, event);
-            drawing = false;
-            return writes(trx);
-          });
-        } catch (error) {
-          if (drawing) await this.releaseAppendLock(connection);
-          throw error;
-        }
-      }),
-    );
-    this.appended.emit('committed');
-    return result;
+  async append<C>(event: NewEvent, change: C, writes: BatchWrites<C>): Promise<boolean> {
+    const outcome = await new Promise<{ written: boolean } | { error: unknown }>((settle) => {
+      this.queued.push({ event, change, writes: writes as BatchWrites<unknown>, settle });
+      if (!this.committing) void this.commitQueued();
+    });
+    if ('error' in outcome) throw outcome.error;
+    return outcome.written;
   }
 
-  /** Inserts the event, as its transaction's first write, and its webhook messages. */
-  private async insertEvent(trx: Transaction<CrmTables>, event: NewEvent): Promise<void> {
-    const row = {
+  /** Commits queued appends, a batch per transaction, until none is left. */
+  private async commitQueued(): Promise<void> {
+    this.committing = true;
+    try {
+      while (this.queued.length > 0) await this.commitBatch(this.queued.splice(0, MAX_BATCH));
+    } finally {
+      this.committing = false;
+    }
+  }
+
+  /**
+   * Commits `batch` in one transaction and settles each append. When it fails, each append is
+   * retried in a transaction of its own, so that one failing append fails no other.
+   */
+  private async commitBatch(batch: readonly QueuedAppend[]): Promise<void> {
+    let written: boolean[];
+    try {
+      written = await this.writeBatch(batch);
+    } catch (error) {
+      if (batch.length === 1) batch[0]!.settle({ error });
+      else for (const queued of batch) await this.commitBatch([queued]);
+      return;
+    }
+    if (written.includes(true)) this.appended.emit('committed');
+    batch.forEach((queued, i) => queued.settle({ written: written[i]! }));
+  }
+
+  /** One transaction: the events first, then each kind of change, minus the events not written. */
+  private writeBatch(batch: readonly QueuedAppend[]): Promise<boolean[]> {
+    return this.db.connection().execute(async (connection) => {
+      let drawing = false;
+      try {
+        return await connection.transaction().execute(async (trx) => {
+          drawing = true;
+          const eventIds = await this.insertEvents(
+            trx,
+            batch.map((queued) => queued.event),
+          );
+          drawing = false;
+          const written = batch.map(() => false);
+          for (const [writes, indexes] of groupByWrites(batch)) {
+            const answers = await writes(
+              trx,
+              indexes.map((i) => batch[i]!.change),
+            );
+            indexes.forEach((i, j) => (written[i] = answers[j] === true));
+          }
+          const unwritten = eventIds.filter((_, i) => !written[i]);
+          if (unwritten.length > 0) await this.deleteEvents(trx, unwritten);
+          return written;
+        });
+      } catch (error) {
+        if (drawing) await this.releaseAppendLock(connection);
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * Inserts the events, in order and as their transaction's first write, and their webhook
+   * messages; answers their ids.
+   */
+  private async insertEvents(
+    trx: Transaction<CrmTables>,
+    events: readonly NewEvent[],
+  ): Promise<string[]> {
+    const rows = events.map((event) => ({
       id: newId(),
       type: event.type,
       customer_id: event.data.id,
       payload: JSON.stringify(event.data),
       occurred_at: event.occurredAt,
       traceparent: event.traceparent ?? null,
-    };
+    }));
+    const ids = rows.map((row) => row.id);
     const now = Date.now();
     if (this.dialect === 'sqlite') {
-      const { position } = await trx
-        .insertInto('events')
-        .values(row)
-        .returning('position')
-        .executeTakeFirstOrThrow();
-      await sql`with event (id, position) as (select ${row.id}, ${position})
+      await trx.insertInto('events').values(rows).execute();
+      await sql`with event as (select id, position from events where id in (${sql.join(ids)}))
         ${insertWebhookMessages(now)}`.execute(trx);
-      return;
+      return ids;
     }
-    // One statement, one round trip. The position (sequence) and `xid` (column default) are drawn
-    // under the lock, which is released as soon as the event row is written; see "Feed order".
+    // One statement, one round trip. The positions (sequence, in the order of `values`) and `xid`
+    // (column default) are drawn under the lock, which the last row releases once it is written;
+    // see "Feed order". Typed `values` cost PostgreSQL less than `unnest` of arrays.
+    const values = rows.map(
+      (row) =>
+        sql`(${row.id}::text, ${row.type}::text, ${row.customer_id}::text, ${row.payload}::text,
+          ${row.occurred_at}::timestamptz, ${row.traceparent}::text)`,
+    );
     await sql`
       with locked as materialized (select pg_advisory_lock(${APPEND_LOCK})),
       event as (
         insert into events (id, type, customer_id, payload, occurred_at, traceparent)
-        select ${row.id}, ${row.type}, ${row.customer_id}, ${row.payload}, ${row.occurred_at},
-          ${row.traceparent}
-        from locked
-        returning id, position, pg_advisory_unlock(${APPEND_LOCK})
+        select v.id, v.type, v.customer_id, v.payload, v.occurred_at, v.traceparent
+        from locked, (values ${sql.join(values)})
+          as v (id, type, customer_id, payload, occurred_at, traceparent)
+        returning id, position,
+          case when id = ${ids.at(-1)} then pg_advisory_unlock(${APPEND_LOCK}) end
       )
       ${insertWebhookMessages(now)}`.execute(trx);
+    return ids;
+  }
+
+  /** Removes events whose change was not written, with their webhook messages. */
+  private async deleteEvents(trx: Transaction<CrmTables>, ids: readonly string[]): Promise<void> {
+    await trx.deleteFrom('webhook_messages').where('event_id', 'in', ids).execute();
+    await trx.deleteFrom('events').where('id', 'in', ids).execute();
   }
 
   /** The append lock is a session lock: a statement that failed while drawing may still hold it. */

@@ -156,6 +156,39 @@ describe('GET /customers', () => {
     expect(pages).toBe(5);
   });
 
+  it('misses no customer for a client paging while many are created concurrently', async () => {
+    const total = 200;
+    const seen: string[] = [];
+    let after: string | undefined;
+    let creating = true;
+    const readPage = async (query: string) => {
+      const response = await t.app.inject({ method: 'GET', url: `/customers?${query}` });
+      expect(response.statusCode).toBe(200);
+      return (response.json() as { id: string }[]).map((c) => c.id);
+    };
+    const reader = (async () => {
+      for (;;) {
+        // An empty page ends the loop only if it began after the last create had answered.
+        const createsDone = !creating;
+        const page = await readPage(`limit=20${after ? `&after=${after}` : ''}`);
+        seen.push(...page);
+        after = page.at(-1) ?? after;
+        if (createsDone && page.length === 0) break;
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    const creates = Array.from({ length: total }, (_, i) =>
+      create({ name: `Customer ${i}`, email: `c${i}@example.com` }),
+    );
+    const created = await Promise.all(creates);
+    creating = false;
+    await reader;
+    expect(created.every((r) => r.statusCode === 201)).toBe(true);
+    // Every customer exactly once, in the list's order.
+    expect(seen).toEqual(await readPage('limit=1000'));
+    expect(new Set(seen).size).toBe(total);
+  });
+
   it('defaults to 100 per page and announces no next page at the end', async () => {
     for (let i = 0; i < 3; i += 1) await create({ name: `C${i}`, email: `c${i}@example.com` });
     const response = await t.app.inject({ method: 'GET', url: '/customers' });

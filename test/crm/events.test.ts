@@ -3,7 +3,8 @@ import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { migrate } from '../../src/core/migrations.js';
 import { crmMigrations, type CrmTables } from '../../src/crm/migrations.js';
-import { EventLog } from '../../src/crm/events.js';
+import { EventLog, type BatchWrites } from '../../src/crm/events.js';
+import type { Customer } from '../../src/contracts/customers.js';
 import { crmService } from '../../src/crm/service.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 import { createTestDatabase, postgresUrlFor, type TestDatabase } from '../support/databases.js';
@@ -260,6 +261,7 @@ describe('appends that commit out of order (PostgreSQL)', () => {
       // Its event is written, with the lowest position; its transaction stays open until released.
       const first = log.append(
         { type: 'customer.created', data: held, occurredAt: held.created_at },
+        held,
         async (trx) => {
           appended();
           await released;
@@ -267,6 +269,7 @@ describe('appends that commit out of order (PostgreSQL)', () => {
             .insertInto('customers')
             .values({ ...held, email_normalized: held.email })
             .execute();
+          return [true];
         },
       );
       await eventAppended;
@@ -304,7 +307,8 @@ describe('appends that commit out of order (PostgreSQL)', () => {
             },
             occurredAt: new Date().toISOString(),
           },
-          async () => {},
+          broken,
+          async () => [true],
         ),
       ).rejects.toThrow(/customer_id/);
       // Asked from a session of its own: the one that failed is back in the pool.
@@ -348,5 +352,122 @@ describe('appends that commit out of order (PostgreSQL)', () => {
       }
     }
     expect(seen).toEqual([first.id, second.id]);
+  });
+});
+
+describe('creates made while another commits (group commit)', () => {
+  it('share one transaction: the first goes alone, the ones made meanwhile all go in the next', async () => {
+    const log = new EventLog(t.database.db as Kysely<CrmTables>, t.database.dialect);
+    const batches: number[] = [];
+    const insert: BatchWrites<Customer & { email_normalized: string }> = async (trx, rows) => {
+      batches.push(rows.length);
+      await trx
+        .insertInto('customers')
+        .values([...rows])
+        .execute();
+      return rows.map(() => true);
+    };
+    const customers = Array.from({ length: 10 }, (_, i) => ({
+      id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      name: `Batched ${i}`,
+      email: `b${i}@example.com`,
+      email_normalized: `b${i}@example.com`,
+      created_at: new Date().toISOString(),
+    }));
+    const answers = await Promise.all(
+      customers.map(({ email_normalized: _, ...customer }, i) =>
+        log.append(
+          { type: 'customer.created', data: customer, occurredAt: customer.created_at },
+          customers[i]!,
+          insert,
+        ),
+      ),
+    );
+    expect(answers).toEqual(customers.map(() => true));
+    expect(batches).toEqual([1, 9]);
+    // Positions in the order the creates were made, as the customers' order in the list.
+    const { events } = await readFeed('after=0&wait=5000');
+    expect(events.map((e) => e.data.id)).toEqual(customers.map((c) => c.id));
+    const list = await t.app.inject({ method: 'GET', url: '/customers' });
+    expect((list.json() as Customer[]).map((c) => c.id)).toEqual(customers.map((c) => c.id));
+  });
+
+  it('fail only the create that fails, when it shares a transaction with others', async () => {
+    const log = new EventLog(t.database.db as Kysely<CrmTables>, t.database.dialect);
+    const insert: BatchWrites<Customer> = async (trx, rows) => {
+      await trx
+        .insertInto('customers')
+        .values(rows.map((row) => ({ ...row, email_normalized: row.email })))
+        .execute();
+      return rows.map(() => true);
+    };
+    const append = (customer: Customer) =>
+      log.append(
+        { type: 'customer.created', data: customer, occurredAt: customer.created_at },
+        customer,
+        insert,
+      );
+    const customer = (i: number) => ({
+      id: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
+      name: `Batched ${i}`,
+      email: `b${i}@example.com`,
+      created_at: new Date().toISOString(),
+    });
+    // The first goes alone; the other three share the next transaction, which the broken one
+    // (no id: the event's customer_id is not null) makes fail.
+    const broken = { ...customer(9), id: null } as unknown as Customer;
+    const answers = await Promise.allSettled([
+      append(customer(1)),
+      append(customer(2)),
+      append(broken),
+      append(customer(3)),
+    ]);
+    expect(answers.map((a) => a.status)).toEqual([
+      'fulfilled',
+      'fulfilled',
+      'rejected',
+      'fulfilled',
+    ]);
+    expect(String((answers[2] as PromiseRejectedResult).reason)).toMatch(/customer_id/);
+    const { events } = await readFeed('after=0&wait=5000');
+    expect(events.map((e) => e.data.id)).toEqual([customer(1).id, customer(2).id, customer(3).id]);
+  });
+
+  it('answer each duplicate email 409 naming the customer that has it, and keep no event for it', async () => {
+    const emails = Array.from({ length: 45 }, (_, i) => `c${i}@example.com`);
+    // Five emails are asked for twice, the second time in other letter case.
+    const duplicated = [3, 11, 19, 27, 44];
+    const payloads = [
+      ...emails.map((email, i) => ({ name: `Customer ${i}`, email })),
+      ...duplicated.map((i) => ({ name: `Again ${i}`, email: emails[i]!.toUpperCase() })),
+    ];
+    const responses = await Promise.all(
+      payloads.map((payload) =>
+        t.app.inject({
+          method: 'POST',
+          url: '/customers',
+          headers: { 'content-type': 'application/json' },
+          payload: JSON.stringify(payload),
+        }),
+      ),
+    );
+    const created = responses.filter((r) => r.statusCode === 201).map((r) => r.json() as Customer);
+    expect(created).toHaveLength(45);
+    const byEmail = new Map(created.map((c) => [c.email.toLowerCase(), c.id]));
+    expect(byEmail.size).toBe(45);
+    const refused = payloads.filter((_, i) => responses[i]!.statusCode !== 201);
+    expect(refused).toHaveLength(5);
+    for (const [i, payload] of payloads.entries()) {
+      if (responses[i]!.statusCode === 201) continue;
+      const problem = expectProblem(responses[i]!, 409);
+      expect(problem.code).toBe('email_taken');
+      expect(problem.existing_customer_id).toBe(byEmail.get(payload.email.toLowerCase()));
+    }
+    const { events } = await readFeed('after=0&limit=100&wait=5000');
+    expect(events.map((e) => e.data.id).sort()).toEqual(created.map((c) => c.id).sort());
+    // Positions skipped are those the refused creates drew and gave back, no more.
+    expect(events.at(-1)!.position - events.length).toBeLessThanOrEqual(refused.length);
+    const list = await t.app.inject({ method: 'GET', url: '/customers?limit=100' });
+    expect(list.json()).toHaveLength(45);
   });
 });
