@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { isoOrNull } from '../core/iso.js';
 import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
 import { isUniqueViolation } from '../core/db.js';
@@ -10,7 +11,6 @@ import type { CrmTables } from './migrations.js';
 export const SECRET_ROTATION_GRACE_MS = 24 * 3_600_000;
 
 type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 function toEndpoint(row: Omit<EndpointRow, 'seq'>): WebhookEndpoint {
   return {
@@ -18,8 +18,8 @@ function toEndpoint(row: Omit<EndpointRow, 'seq'>): WebhookEndpoint {
     url: row.url,
     status: row.disabled_at === null ? 'active' : 'disabled',
     disabled_reason: row.disabled_reason,
-    failing_since: iso(row.failing_since),
-    created_at: iso(row.created_at)!,
+    failing_since: isoOrNull(row.failing_since),
+    created_at: isoOrNull(row.created_at)!,
   };
 }
 
@@ -78,7 +78,7 @@ export class WebhookEndpoints {
     return {
       secret: row.secret,
       previous_secret: previousValid ? row.previous_secret : null,
-      previous_secret_expires_at: previousValid ? iso(row.previous_secret_expires_at) : null,
+      previous_secret_expires_at: previousValid ? isoOrNull(row.previous_secret_expires_at) : null,
     };
   }
 
@@ -133,7 +133,7 @@ export class WebhookEndpoints {
       .execute();
     return rows.map((row) => ({
       event_id: row.event_id,
-      attempted_at: iso(row.attempted_at)!,
+      attempted_at: isoOrNull(row.attempted_at)!,
       status: row.status,
       error: row.error,
       duration_ms: row.duration_ms,

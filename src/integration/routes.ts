@@ -18,7 +18,7 @@ import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import type { CircuitState } from './circuit.js';
 import type { SyncMode } from './config.js';
-import { isoOrNull as iso } from './iso.js';
+import { isoOrNull as iso } from '../core/iso.js';
 import type { DeliveryRow } from './migrations.js';
 import { readSourceStatus, type Source } from './sources/source.js';
 import type { SyncStore } from './store/sync-store.js';

@@ -5,7 +5,7 @@ import { RepeatingTask, type NextStep } from '../../core/repeating-task.js';
 import { traceIdFromTraceparent } from '../../core/tracing.js';
 import type { CrmClient } from '../clients.js';
 import { TransientError } from '../../core/retryable-errors.js';
-import { isoOrNull } from '../iso.js';
+import { isoOrNull } from '../../core/iso.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import type { LeasesRepository } from '../store/leases.js';
 import { customerCreatedToDelivery } from '../store/new-delivery.js';

@@ -4,6 +4,16 @@ import type { IntegrationTables } from '../migrations.js';
 
 type Db = Kysely<IntegrationTables>;
 
+/** A cursor's position as `db` (the pool, or a transaction) sees it; 0 before the first move. */
+async function readCursorWith(db: Db, source: string): Promise<number> {
+  const row = await db
+    .selectFrom('sync_cursors')
+    .select('position')
+    .where('source', '=', source)
+    .executeTakeFirst();
+  return row?.position ?? 0;
+}
+
 /** A named lease and the instance that must still hold it. */
 export interface HeldLease {
   name: string;
@@ -17,13 +27,8 @@ export interface HeldLease {
 export function createLeasesRepository(database: Database<IntegrationTables>) {
   const { db, dialect } = database;
   return {
-    async readCursor(source: string): Promise<number> {
-      const row = await db
-        .selectFrom('sync_cursors')
-        .select('position')
-        .where('source', '=', source)
-        .executeTakeFirst();
-      return row?.position ?? 0;
+    readCursor(source: string): Promise<number> {
+      return readCursorWith(db, source);
     },
 
     /**
@@ -42,13 +47,8 @@ export function createLeasesRepository(database: Database<IntegrationTables>) {
     },
 
     /** The cursor's position as `trx` sees it. */
-    async readCursorIn(trx: Db, source: string): Promise<number> {
-      const cursor = await trx
-        .selectFrom('sync_cursors')
-        .select('position')
-        .where('source', '=', source)
-        .executeTakeFirst();
-      return cursor?.position ?? 0;
+    readCursorIn(trx: Db, source: string): Promise<number> {
+      return readCursorWith(trx, source);
     },
 
     async moveCursorIn(trx: Db, source: string, to: number, now: number): Promise<void> {
