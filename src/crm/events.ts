@@ -189,8 +189,9 @@ export class EventLog {
       else for (const queued of batch) await this.commitBatch([queued]);
       return;
     }
-    if (written.includes(true)) this.appended.emit('committed');
+    // Callers first: a listener that throws must not leave a committed batch unanswered.
     batch.forEach((queued, i) => queued.settle({ written: written[i]! }));
+    if (written.includes(true)) this.appended.emit('committed');
   }
 
   /** One transaction: the events first, then each kind of change, minus the events not written. */
