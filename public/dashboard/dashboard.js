@@ -115,6 +115,9 @@ function drawChart(points) {
   svg.setAttribute('aria-label', `Deliveries per 10 s, peak ${max}`);
 }
 
+/** True when the caller's token may replay (`access` is `read` for API_READ_TOKEN). */
+let canReplay = false;
+
 function renderDeadLetters(letters) {
   const body = $('#dead-table tbody');
   body.replaceChildren(
@@ -138,7 +141,7 @@ function renderDeadLetters(letters) {
         cell(String(letter.attempts)),
         cell(letter.last_error ?? '', 'error'),
         cell(ago(letter.failing_since)),
-        cell(button),
+        cell(canReplay ? button : ''),
       );
       return row;
     }),
@@ -146,6 +149,7 @@ function renderDeadLetters(letters) {
   $('#dead-table').hidden = letters.length === 0;
   $('#dead-empty').hidden = letters.length > 0;
   $('#replay-all').disabled = letters.length === 0;
+  $('#replay-all').hidden = !canReplay;
 }
 
 function renderRecent(deliveries) {
@@ -169,6 +173,8 @@ function renderRecent(deliveries) {
 function render(data) {
   const { status, lag, throughput } = data;
   stateLabels = Object.fromEntries(data.states.map(({ state, label }) => [state, label]));
+  canReplay = data.access === 'admin';
+  $('#read-only').hidden = canReplay;
   const counts = status.deliveries;
   const seen = Object.values(counts).reduce((a, b) => a + b, 0);
   text('#count-seen', seen);

@@ -118,8 +118,12 @@ export interface CommonConfig {
   logLevel: string;
   /** `pretty` on a terminal, `json` otherwise, unless `LOG_FORMAT` says. */
   logFormat: LogFormat;
-  /** Bearer token required on every non-health route; required when `host` is not loopback. */
+  /** The admin token, required on every non-probe route; required when `host` is not loopback. */
   apiToken: string | undefined;
+  /** A token that may only read (GET and HEAD); needs `apiToken`. Default unset. */
+  apiReadToken: string | undefined;
+  /** Host names served besides the loopback ones (`ALLOWED_HOSTS`). Default none. */
+  allowedHosts: string[];
   /** Requests each client address may make per window. Default 1000 per 1000 ms. */
   rateLimit: RateLimit;
 }
@@ -146,6 +150,50 @@ export function isLoopbackHost(host: string): boolean {
   return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host);
 }
 
+function readApiReadToken(env: Env, apiToken: string | undefined): string | undefined {
+  const apiReadToken = readOptionalString(env, 'API_READ_TOKEN');
+  if (apiReadToken === undefined) return undefined;
+  if (apiToken === undefined) {
+    throw new ConfigError(
+      'API_READ_TOKEN',
+      '<redacted>',
+      'a read-only token needs the admin token too: set API_TOKEN (without it no route asks for a token)',
+    );
+  }
+  if (apiReadToken.length < 16 || apiReadToken === apiToken) {
+    throw new ConfigError(
+      'API_READ_TOKEN',
+      '<redacted>',
+      'use a secret of at least 16 characters, different from API_TOKEN',
+    );
+  }
+  return apiReadToken;
+}
+
+/** A host name (`mip.example.com`), its subdomains too with a leading dot, or an IP address. */
+const ALLOWED_HOST_PATTERN =
+  /^(\.?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*|\[[0-9a-f:.]+\])$/;
+
+/**
+ * `ALLOWED_HOSTS`: comma-separated names the services answer to besides localhost, 127.0.0.1 and
+ * [::1], lower-cased; a leading dot admits the domain and every subdomain.
+ */
+export function readAllowedHosts(env: Env): string[] {
+  const raw = readRaw(env, 'ALLOWED_HOSTS');
+  if (raw === undefined) return [];
+  return raw.split(',').map((entry) => {
+    const host = entry.trim().toLowerCase();
+    if (!ALLOWED_HOST_PATTERN.test(host)) {
+      throw new ConfigError(
+        'ALLOWED_HOSTS',
+        raw,
+        `"${entry.trim()}" is not a host name; list names without scheme, port or path, comma-separated, e.g. ALLOWED_HOSTS=mip.example.com,.internal.example (a leading dot admits subdomains)`,
+      );
+    }
+    return host;
+  });
+}
+
 export function readCommonConfig(env: Env): CommonConfig {
   const host = readString(env, 'HOST', '127.0.0.1');
   const apiToken = readOptionalString(env, 'API_TOKEN');
@@ -159,6 +207,7 @@ export function readCommonConfig(env: Env): CommonConfig {
   if (apiToken !== undefined && apiToken.length < 16) {
     throw new ConfigError('API_TOKEN', '<redacted>', 'use a secret of at least 16 characters');
   }
+  const apiReadToken = readApiReadToken(env, apiToken);
   return {
     host,
     dataDir: path.resolve(readString(env, 'DATA_DIR', './data')),
@@ -168,6 +217,8 @@ export function readCommonConfig(env: Env): CommonConfig {
       'json',
     ]),
     apiToken,
+    apiReadToken,
+    allowedHosts: readAllowedHosts(env),
     rateLimit: readRateLimit(env),
   };
 }

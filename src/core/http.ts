@@ -10,9 +10,11 @@ import Fastify, {
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { RateLimit } from './config.js';
 import type { Logger } from './logging.js';
+import { serveAllowedHostsOnly } from './http/allowed-hosts.js';
 import { requireApiToken } from './http/authentication.js';
 import { BODY_LIMIT_BYTES, refuseUnexpectedBodies } from './http/body-rules.js';
 import { closeConnectionsOnShutdown } from './http/connections.js';
+import { refuseCrossSiteWrites } from './http/cross-site-writes.js';
 import { serveMetrics } from './http/metrics.js';
 import { serveOpenApi } from './http/openapi.js';
 import { answerRoutingError, answerWithProblems } from './http/problem-json.js';
@@ -20,6 +22,7 @@ import { serveProbes } from './http/probes.js';
 import { limitRequestRate } from './http/rate-limit.js';
 import { logRequests } from './http/request-log.js';
 import { traceRequests } from './http/request-tracing.js';
+import { sendSecurityHeaders } from './http/security-headers.js';
 import { validateRequests } from './http/validation.js';
 
 export { BODY_LIMIT_BYTES } from './http/body-rules.js';
@@ -37,6 +40,10 @@ export interface HttpServerOptions {
   checkReady: () => Promise<void>;
   /** When set, every route except `/health` and `/ready` requires `Authorization: Bearer <token>`. */
   apiToken?: string | undefined;
+  /** A token that may only read (GET and HEAD); only with `apiToken`. Default unset. */
+  apiReadToken?: string | undefined;
+  /** Host names served besides localhost, 127.0.0.1 and [::1] (`ALLOWED_HOSTS`). Default none. */
+  allowedHosts?: readonly string[] | undefined;
   /**
    * Requests per client address and window on every route but `/health`, `/ready`, `/metrics` and
    * routes configured with `rateLimit: false`; beyond it, `429` with `Retry-After`. Default none.
@@ -54,7 +61,8 @@ export type HttpServer = FastifyInstance<
 
 /**
  * A Fastify server with what every service shares, one plugin per concern (`./http/`): strict
- * validation, problem+json errors, tracing, metrics, rate limit, API token, OpenAPI at
+ * validation, problem+json errors, tracing, security headers, a host allow-list, no cross-site
+ * writes, metrics, rate limit, API tokens, OpenAPI at
  * `/openapi.json`, Swagger UI at `/docs`, `/health`, `/ready`, `/metrics`. Register the service's
  * routes on the result, inside `app.register`, so they appear in the docs.
  */
@@ -86,10 +94,21 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
   await app.register(traceRequests, { service: options.service });
   // An onResponse hook, after the span has its status: one line per answered request.
   await app.register(logRequests);
+  // Before any hook that may refuse the request, so refusals carry the headers too.
+  await app.register(sendSecurityHeaders);
+  // Before anything reads the request: a foreign name or another site's write gets no further.
+  await app.register(serveAllowedHostsOnly, {
+    allowedHosts: options.allowedHosts,
+    hasApiToken: Boolean(options.apiToken),
+  });
+  await app.register(refuseCrossSiteWrites);
   // Before authentication, so refused tokens count against the limit.
   await app.register(limitRequestRate, { rateLimit: options.rateLimit });
   // Before any route with its own plugin, the documentation's included, which copies its hooks.
-  await app.register(requireApiToken, { apiToken: options.apiToken });
+  await app.register(requireApiToken, {
+    apiToken: options.apiToken,
+    apiReadToken: options.apiReadToken,
+  });
   // Before the routes it documents: it learns each route as it is added.
   await app.register(serveOpenApi, {
     title: options.title,

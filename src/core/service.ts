@@ -63,6 +63,10 @@ export interface ServiceAppOptions<Tables> {
   logger: Logger;
   /** Bearer token required on non-health routes; none by default. */
   apiToken?: string | undefined;
+  /** A token that may only read; only with `apiToken`. Default none. */
+  apiReadToken?: string | undefined;
+  /** Host names served besides the loopback ones (`ALLOWED_HOSTS`). Default none. */
+  allowedHosts?: readonly string[] | undefined;
   /** Requests allowed per client address and window (`RATE_LIMIT_*`); no limit by default. */
   rateLimit?: RateLimit | undefined;
   /** Where the service reads its own settings. Default `process.env`. */
@@ -93,6 +97,8 @@ export async function createServiceApp<Tables>(
     version: packageJson.version,
     logger: options.logger,
     apiToken: options.apiToken,
+    apiReadToken: options.apiReadToken,
+    allowedHosts: options.allowedHosts,
     rateLimit: options.rateLimit,
     checkReady: async () => {
       await options.database.ping();
@@ -146,6 +152,8 @@ export async function startService<Tables>(
       database,
       logger,
       apiToken: config.apiToken,
+      apiReadToken: config.apiReadToken,
+      allowedHosts: config.allowedHosts,
       rateLimit: config.rateLimit,
     });
   } catch (error) {

@@ -78,7 +78,11 @@ function buildProgram(io: CliIo): Command {
         { exitCode: USAGE_ERROR },
       );
     }
-    const token = options.token ?? readOptionalString(io.env, 'API_TOKEN');
+    // A read-only token is enough for every command that only looks.
+    const token =
+      options.token ??
+      readOptionalString(io.env, 'API_TOKEN') ??
+      readOptionalString(io.env, 'API_READ_TOKEN');
     const client = new ApiClient(url, token, service);
     /** Prints the answer as JSON for scripts, or in the human format. */
     const show = <T>(answer: T, human: (answer: T) => string) =>
@@ -98,7 +102,7 @@ function buildProgram(io: CliIo): Command {
       '--crm-url <url>',
       'CRM base URL (default: $MIP_CRM_URL, else http://127.0.0.1:${CRM_PORT:-8000})',
     )
-    .option('--token <token>', 'bearer token for the admin API and the CRM (default: $API_TOKEN)')
+    .option('--token <token>', 'bearer token for the admin API and the CRM (default: $API_TOKEN, else $API_READ_TOKEN)')
     .option('--json', 'print the raw JSON answer instead of the human format, for scripts')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()

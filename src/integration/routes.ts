@@ -158,6 +158,10 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
             states: Type.Array(Type.Object({ state: DeliveryStateSchema, label: Type.String() }), {
               description: 'Every delivery state and how people read it, in order.',
             }),
+            access: Type.Union([Type.Literal('admin'), Type.Literal('read')], {
+              description:
+                'What the caller may do: `read` (API_READ_TOKEN) sees everything but may not replay.',
+            }),
           }),
         },
       },
@@ -186,6 +190,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
         recent: recent.map(toDelivery),
         dead_letters: dead.map(toDelivery),
         states: DELIVERY_STATES.map((state) => ({ state, label: DELIVERY_STATE_LABELS[state] })),
+        access: request.accessScope,
       };
     },
   );

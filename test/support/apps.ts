@@ -1,4 +1,4 @@
-import { readRateLimit } from '../../src/core/config.js';
+import { readAllowedHosts, readRateLimit } from '../../src/core/config.js';
 import { createLogger } from '../../src/core/logging.js';
 import {
   createServiceApp,
@@ -23,6 +23,7 @@ export async function createTestApp<Tables>(
   definition: ServiceDefinition<Tables>,
   options: {
     apiToken?: string;
+    apiReadToken?: string;
     env?: Record<string, string | undefined>;
     database?: TestDatabase<Tables>;
   } = {},
@@ -38,6 +39,8 @@ export async function createTestApp<Tables>(
     database,
     logger,
     apiToken: options.apiToken,
+    apiReadToken: options.apiReadToken,
+    allowedHosts: readAllowedHosts(options.env ?? {}),
     // In-process tests send thousands of requests a second from one address: no limit unless the
     // test sets RATE_LIMIT_MAX (the services' default is 1000 per second).
     rateLimit: readRateLimit({ RATE_LIMIT_MAX: '0', ...options.env }),

@@ -6,7 +6,10 @@ import { METRICS_PATH } from './metrics.js';
 import { PROBE_PATHS } from './probes.js';
 import { pathOf } from './send-problem.js';
 
-/** Probes and scrapes are never rate limited: a limit must not make a busy service look dead. */
+/**
+ * Probes and scrapes without a token are not rate limited: a limit must not make a busy service
+ * look dead. A request that carries a token always counts, so none can be guessed at full speed.
+ */
 const UNLIMITED_PATHS = new Set([...PROBE_PATHS, METRICS_PATH]);
 
 export interface RequestRateOptions {
@@ -16,9 +19,9 @@ export interface RequestRateOptions {
 
 /**
  * Limits each client address to `max` requests per window with @fastify/rate-limit's in-memory
- * store (per process), on every route but the probes, `/metrics` and routes configured with
- * `rateLimit: false`; beyond it, `429` with `Retry-After`. Register it before authentication, so
- * guessing tokens counts too.
+ * store (per process), on every request but those to the probes, `/metrics` and routes configured
+ * with `rateLimit: false` that carry no `Authorization`; beyond it, `429` with `Retry-After`.
+ * Register it before authentication, so guessing tokens counts too.
  */
 export const limitRequestRate = fp<RequestRateOptions>(
   async (app, options) => {
@@ -41,8 +44,10 @@ export const limitRequestRate = fp<RequestRateOptions>(
       },
     });
     app.addHook('onRequest', async (request, reply) => {
-      if (UNLIMITED_PATHS.has(pathOf(request))) return;
-      if (request.routeOptions.config?.rateLimit === false) return;
+      if (request.headers.authorization === undefined) {
+        if (UNLIMITED_PATHS.has(pathOf(request))) return;
+        if (request.routeOptions.config?.rateLimit === false) return;
+      }
       await checkRate.call(app, request, reply);
     });
   },
