@@ -1,8 +1,9 @@
 import fs from 'node:fs';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, afterEach, expect, it } from 'vitest';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import type { TestApp } from '../support/apps.js';
+import { launchChromium } from '../support/browser.js';
 import {
   createCustomers,
   packageRequestsByCustomer,
@@ -20,18 +21,7 @@ let upstreams: Upstreams | undefined;
 let integration: TestApp<IntegrationTables> | undefined;
 
 beforeAll(async () => {
-  browser = await chromium.launch({
-    executablePath: process.env.CHROMIUM_PATH ?? '/usr/bin/chromium',
-    args: [
-      '--headless',
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-      '--no-first-run',
-    ],
-  });
+  browser = await launchChromium();
 });
 afterAll(async () => {
   await browser?.close();
