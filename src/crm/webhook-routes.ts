@@ -101,6 +101,8 @@ export const webhookRoutes: FastifyPluginAsync<WebhookRoutesOptions> = async (ap
   api.get(
     '/webhook-endpoints/:id/secret',
     {
+      // A secret lets its holder forge events: reading it is not for API_READ_TOKEN.
+      config: { adminOnly: true },
       schema: {
         tags,
         summary: "The endpoint's signing secret (and the previous one during a rotation)",

@@ -256,6 +256,27 @@ describe.each(services)('$definition.title with RATE_LIMIT_MAX', ({ definition, 
     });
     expectProblem(right, 429);
   });
+
+  it('counts every request that carries a token, /metrics and the probes included', async () => {
+    const token = 'rate-limit-token-0123456789';
+    t = (await createTestApp(definition as never, {
+      apiToken: token,
+      env: limited,
+    })) as TestApp<unknown>;
+    const scrape = (authorization: string) =>
+      t!.app.inject({ method: 'GET', url: '/metrics', headers: { authorization } });
+    for (let i = 0; i < 3; i += 1) expectProblem(await scrape(`Bearer guess-${i}`), 401);
+    expectProblem(await scrape('Bearer guess-3'), 429);
+    expectProblem(await scrape(`Bearer ${token}`), 429);
+    const probe = await t.app.inject({
+      method: 'GET',
+      url: '/health',
+      headers: { authorization: `Bearer ${token}` },
+    });
+    expectProblem(probe, 429);
+    // An orchestrator's probe carries no token and is never limited.
+    expect((await t.app.inject({ method: 'GET', url: '/ready' })).statusCode).toBe(200);
+  });
 });
 
 it('a rate-limited create stores nothing and succeeds once retried after the window', async () => {

@@ -7,6 +7,7 @@ import { crmService } from '../../src/crm/service.js';
 import { runCli } from '../../src/integration/cli.js';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import { integrationService } from '../../src/integration/service.js';
+import { deliveryStateOf, seedDeadLetter as seedDeadLetterIn } from '../support/dead-letters.js';
 import { createTestApp, type TestApp } from '../support/apps.js';
 import { freePort } from '../support/processes.js';
 
@@ -61,39 +62,9 @@ function useService(apiToken?: string): void {
   afterEach(() => t.close());
 }
 
-/** Inserts a delivery the worker gave up on, as the delivery worker would have left it. */
-async function seedDeadLetter(name: string, state: 'dead' | 'delivered' = 'dead'): Promise<string> {
-  const customerId = randomUUID();
-  const now = Date.now();
-  await t.database.db
-    .insertInto('deliveries')
-    .values({
-      customer_id: customerId,
-      customer_name: name,
-      customer_created_at: now - 60_000,
-      event_id: `crm:${customerId}`,
-      source: 'poll',
-      state,
-      attempts: 20,
-      next_attempt_at: now,
-      failing_since: now - 3_600_000,
-      last_error: 'Inventory answered 422: customer_id is not a valid id',
-      last_status: 422,
-      recorded_at: now - 60_000,
-      updated_at: now,
-    })
-    .execute();
-  return customerId;
-}
-
-async function stateOf(customerId: string): Promise<string | undefined> {
-  const row = await t.database.db
-    .selectFrom('deliveries')
-    .select('state')
-    .where('customer_id', '=', customerId)
-    .executeTakeFirst();
-  return row?.state;
-}
+const seedDeadLetter = (name: string, state?: 'dead' | 'delivered') =>
+  seedDeadLetterIn(t.database, name, state);
+const stateOf = (customerId: string) => deliveryStateOf(t.database, customerId);
 
 describe('mip against a running integration service', () => {
   useService();

@@ -5,6 +5,7 @@ import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import type { TestApp } from '../support/apps.js';
 import { launchChromium } from '../support/browser.js';
+import { deliveryStateOf } from '../support/dead-letters.js';
 import {
   createCustomers,
   packageRequestsByCustomer,
@@ -47,14 +48,13 @@ async function serveAttackerSite(pages: Record<string, string>): Promise<string>
 
 /** Collects the page's Content-Security-Policy violations, from before its first script runs. */
 async function watchCspViolations(page: Page): Promise<() => Promise<string[]>> {
-  await page.addInitScript(() => {
-    const seen: string[] = [];
-    (window as unknown as { cspViolations: string[] }).cspViolations = seen;
+  // Browser code as text: this file is type-checked without the DOM's types.
+  await page.addInitScript(`
+    window.cspViolations = [];
     document.addEventListener('securitypolicyviolation', (event) =>
-      seen.push(`${event.violatedDirective} ${event.blockedURI}`),
-    );
-  });
-  return () => page.evaluate(() => (window as unknown as { cspViolations: string[] }).cspViolations);
+      window.cspViolations.push(event.violatedDirective + ' ' + event.blockedURI));
+  `);
+  return () => page.evaluate('window.cspViolations') as Promise<string[]>;
 }
 
 /** How the service answered `method route` so far, by status code, from its own metrics. */
@@ -67,29 +67,22 @@ async function answersTo(method: string, route: string): Promise<Record<string, 
   );
 }
 
-async function deliveryState(customerId: string): Promise<string | undefined> {
-  const row = await integration!.database.db
-    .selectFrom('deliveries')
-    .select('state')
-    .where('customer_id', '=', customerId)
-    .executeTakeFirst();
-  return row?.state;
-}
+const deliveryState = (customerId: string) => deliveryStateOf(integration!.database, customerId);
 
 it('refuses a page on another site: bodiless POST, form POST, framing, a rebound name; the dashboard still replays', async () => {
   upstreams = await startUpstreams();
-  let held: string | undefined;
+  let held = '';
   upstreams.proxy.answer = (call) =>
-    call.customerId !== undefined && call.customerId === held
+    call.customerId === held
       ? { status: 422, body: { detail: 'this customer is on hold', code: 'on_hold' } }
       : undefined;
   integration = await startIntegration(upstreams);
   const port = (integration.app.server.address() as AddressInfo).port;
   const service = `http://127.0.0.1:${port}`;
   const replayAll = `${service}/api/dead-letters/replay`;
-  [held] = await createCustomers(upstreams.crmUrl, 1, { prefix: 'held' });
-  await expect.poll(() => deliveryState(held!), { timeout: 15_000 }).toBe('dead');
-  const heldId = held!;
+  held = (await createCustomers(upstreams.crmUrl, 1, { prefix: 'held' }))[0]!;
+  await expect.poll(() => deliveryState(held), { timeout: 15_000 }).toBe('dead');
+  const heldId = held;
   // Inventory would take it now: only a replay can deliver it.
   upstreams.proxy.answer = () => undefined;
 

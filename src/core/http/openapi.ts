@@ -23,6 +23,8 @@ function describeStatus(status: number): string {
       return 'The request is malformed; `errors` lists each field at fault.';
     case 401:
       return 'A valid `Authorization: Bearer` token is required.';
+    case 403:
+      return 'Refused whatever the body: a browser sent it from another site, or the token may only read.';
     case 404:
       return 'No such resource.';
     case 409:
@@ -31,6 +33,8 @@ function describeStatus(status: number): string {
       return 'The body is larger than 64 KiB.';
     case 415:
       return 'The body must be `application/json`.';
+    case 421:
+      return 'The `Host` is not one this service answers to; see `ALLOWED_HOSTS`.';
     case 422:
       return 'Understood but cannot be processed.';
     case 429:
@@ -41,7 +45,7 @@ function describeStatus(status: number): string {
 }
 
 /** Problem answers every JSON route can give, merged into each route's own. */
-const COMMON_PROBLEMS = [400, 401, 413, 415, 429];
+const COMMON_PROBLEMS = [400, 401, 403, 413, 415, 421, 429];
 
 export interface OpenApiOptions {
   /** Title, description and version of the OpenAPI document. */
@@ -64,7 +68,16 @@ export const serveOpenApi = fp<OpenApiOptions>(
         info: { title: options.title, description: options.description, version: options.version },
         ...(options.apiToken
           ? {
-              components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+              components: {
+                securitySchemes: {
+                  bearer: {
+                    type: 'http',
+                    scheme: 'bearer',
+                    description:
+                      '`API_TOKEN` may call everything; `API_READ_TOKEN` only GET and HEAD (403 otherwise).',
+                  },
+                },
+              },
               security: [{ bearer: [] }],
             }
           : {}),

@@ -3,6 +3,7 @@ import fp from 'fastify-plugin';
 import { HttpProblem } from '../errors.js';
 import { describeValidationErrors } from '../validation-messages.js';
 import { BODY_LIMIT_BYTES } from './body-rules.js';
+import { setSecurityHeaders } from './security-headers.js';
 import { pathOf, sendProblem } from './send-problem.js';
 
 function validationProblem(error: FastifyError): HttpProblem {
@@ -84,6 +85,8 @@ export function answerRoutingError(
             `The server failed to route the request; report request id ${request.id}.`,
           );
   if (problem.status >= 500) request.log.error({ err: error }, problem.detail);
+  // Routing failed before any hook ran, the security headers' included.
+  setSecurityHeaders(request, reply);
   return sendProblem(request, reply, problem);
 }
 

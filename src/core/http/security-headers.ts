@@ -1,5 +1,7 @@
-import helmet from '@fastify/helmet';
+import fastifyHelmet from '@fastify/helmet';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
+import helmet from 'helmet';
 
 /** sha256 of `.logo_small_svg__cls-2{fill:#fff}.logo_small_svg__cls-3{fill:#85ea2d}`. */
 const SWAGGER_LOGO_STYLE_SHA256 = 'RL3ie0nH+Lzz2YNqQN83mnU0J1ot4QL7b99vMdIX99w=';
@@ -25,6 +27,21 @@ export const CONTENT_SECURITY_POLICY = {
   'style-src': ["'self'", `'sha256-${SWAGGER_LOGO_STYLE_SHA256}'`],
 };
 
+const HELMET_OPTIONS = {
+  // Not helmet's default set: it upgrades requests to HTTPS, which breaks plain-HTTP hosts.
+  contentSecurityPolicy: { useDefaults: false as const, directives: CONTENT_SECURITY_POLICY },
+  frameguard: { action: 'deny' as const },
+  referrerPolicy: { policy: 'no-referrer' as const },
+  strictTransportSecurity: false,
+};
+
+const setHelmetHeaders = helmet(HELMET_OPTIONS);
+
+/** Sets the headers on an answer no hook sees: Fastify's own routing errors (a malformed URL). */
+export function setSecurityHeaders(request: FastifyRequest, reply: FastifyReply): void {
+  setHelmetHeaders(request.raw, reply.raw, () => undefined);
+}
+
 /**
  * Security headers on every answer through @fastify/helmet: the CSP above, `X-Frame-Options: DENY`
  * for browsers without `frame-ancestors`, `X-Content-Type-Options: nosniff`, `Referrer-Policy:
@@ -33,13 +50,7 @@ export const CONTENT_SECURITY_POLICY = {
  */
 export const sendSecurityHeaders = fp(
   async (app) => {
-    await app.register(helmet, {
-      // Not helmet's default set: it upgrades requests to HTTPS, which breaks plain-HTTP hosts.
-      contentSecurityPolicy: { useDefaults: false, directives: CONTENT_SECURITY_POLICY },
-      frameguard: { action: 'deny' },
-      referrerPolicy: { policy: 'no-referrer' },
-      strictTransportSecurity: false,
-    });
+    await app.register(fastifyHelmet, HELMET_OPTIONS);
   },
   { name: 'send-security-headers' },
 );
