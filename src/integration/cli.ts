@@ -102,7 +102,10 @@ function buildProgram(io: CliIo): Command {
       '--crm-url <url>',
       'CRM base URL (default: $MIP_CRM_URL, else http://127.0.0.1:${CRM_PORT:-8000})',
     )
-    .option('--token <token>', 'bearer token for the admin API and the CRM (default: $API_TOKEN, else $API_READ_TOKEN)')
+    .option(
+      '--token <token>',
+      'bearer token for the admin API and the CRM (default: $API_TOKEN, else $API_READ_TOKEN)',
+    )
     .option('--json', 'print the raw JSON answer instead of the human format, for scripts')
     .showHelpAfterError('(add --help for usage)')
     .exitOverride()

@@ -28,6 +28,7 @@ function mip(url: string, args: string[], env: Record<string, string> = {}): Pro
   delete inherited.MIP_CRM_URL;
   delete inherited.CRM_PORT;
   delete inherited.API_TOKEN;
+  delete inherited.API_READ_TOKEN;
   return new Promise((resolve) => {
     execFile(
       process.execPath,
@@ -45,11 +46,12 @@ let t: TestApp<IntegrationTables>;
 let url: string;
 
 /** Each test of the calling `describe` gets a listening service on a fresh database. */
-function useService(apiToken?: string): void {
+function useService(apiToken?: string, apiReadToken?: string): void {
   beforeEach(async () => {
     // Unreachable neighbours are fine: runtime.start() is never called, so nothing polls or delivers.
     t = await createTestApp(integrationService, {
       apiToken,
+      ...(apiReadToken ? { apiReadToken } : {}),
       env: {
         SYNC_MODE: 'poll',
         CRM_URL: 'http://127.0.0.1:9',
@@ -224,6 +226,22 @@ describe('mip against a service that requires a token', () => {
 
     expect((await mip(url, ['--token', token, 'status'])).code).toBe(0);
     expect((await mip(url, ['status'], { API_TOKEN: token })).code).toBe(0);
+  });
+});
+
+describe('mip with API_READ_TOKEN', () => {
+  const readToken = 'cli-read-token-0123456789';
+  useService('cli-test-token-0123456789', readToken);
+
+  it('looks with it, and is told that replaying needs API_TOKEN', async () => {
+    const customerId = await seedDeadLetter('Jane Doe');
+    expect((await mip(url, ['status'], { API_READ_TOKEN: readToken })).code).toBe(0);
+    const listed = await mip(url, ['dlq', 'list'], { API_READ_TOKEN: readToken });
+    expect(listed.stdout).toContain(customerId);
+    const refused = await mip(url, ['dlq', 'replay', '--all'], { API_READ_TOKEN: readToken });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toMatch(/API_READ_TOKEN, which may only read.*API_TOKEN/);
+    expect(await stateOf(customerId)).toBe('dead');
   });
 });
 
