@@ -3,41 +3,15 @@ import type { CrmTables } from '../../src/crm/migrations.js';
 import { crmService } from '../../src/crm/service.js';
 import { Agent, request } from 'undici';
 import { isPublicAddress } from '../../src/crm/target-addresses.js';
-import {
-  checkWebhookTarget,
-  lookupWebhookTarget,
-  WebhookTargetError,
-  type ResolveHost,
-} from '../../src/crm/webhook-targets.js';
+import { checkWebhookTarget, lookupWebhookTarget } from '../../src/crm/webhook-targets.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 import { createTestDatabase } from '../support/databases.js';
 import { waitUntil } from '../support/platform.js';
+import { fixedDns, refusal } from '../support/webhook-targets.js';
 import { startReceiver } from '../support/webhook-receiver.js';
 
 const PRIVATE_REFUSED = /a private, loopback or reserved address/;
 const NEVER_ALLOWED = /a link-local or cloud metadata address; those are never allowed/;
-
-/** Answers the refusal message, or fails the test when `url` is accepted. */
-async function refusal(
-  url: string,
-  options: { allowPrivate: boolean; resolve?: ResolveHost } = { allowPrivate: false },
-): Promise<string> {
-  const outcome = await checkWebhookTarget(url, options).then(
-    (accepted) => new Error(`${url} was accepted as ${accepted.href}`),
-    (error: unknown) => error,
-  );
-  expect(outcome, url).toBeInstanceOf(WebhookTargetError);
-  return (outcome as WebhookTargetError).message;
-}
-
-/** A resolver with fixed answers, so names can be tested without DNS (this machine has none). */
-const fixedDns =
-  (answers: Record<string, string[]>): ResolveHost =>
-  async (host) => {
-    const addresses = answers[host];
-    if (!addresses) throw Object.assign(new Error(`ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
-    return addresses;
-  };
 
 describe('checkWebhookTarget, private targets not allowed', () => {
   it.each([
@@ -115,6 +89,7 @@ describe('checkWebhookTarget, private targets not allowed', () => {
     expect(await refusal('http://metadata.google.internal/computeMetadata/v1/', options)).toMatch(
       /"metadata.google.internal" resolves to 169\.254\.169\.254, a link-local or cloud metadata/,
     );
+    expect(await refusal('http://metadata.google.internal/', options)).toMatch(NEVER_ALLOWED);
     expect(await refusal('https://mixed.example.test/x', options)).toMatch(
       /resolves to 10\.0\.0\.7, a private/,
     );
