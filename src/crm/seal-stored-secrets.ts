@@ -55,7 +55,10 @@ export async function sealStoredSecrets(
     return changed;
   });
   if (rewritten > 0 && dialect === 'sqlite') {
-    // The old values may linger in the write-ahead log: copy it into the file and empty it.
+    // The replaced values, and older ones, linger in free space of the file and in the
+    // write-ahead log: rebuild the file without them (once, as values are rewritten once), copy
+    // the log into it and empty the log.
+    await sql`vacuum`.execute(db);
     await sql`pragma wal_checkpoint(truncate)`.execute(db);
   }
   return rewritten;
