@@ -74,6 +74,15 @@ describe('webhook endpoints', () => {
     );
   });
 
+  it("names a duplicate's URL with its query values masked (callers log the detail)", async () => {
+    await start();
+    const url = 'https://example.com/hooks?token=s3cr3t-in-query';
+    expect((await post('/webhook-endpoints', { url })).statusCode).toBe(201);
+    const problem = expectProblem(await post('/webhook-endpoints', { url }), 409);
+    expect(problem.detail).toContain('https://example.com/hooks?token=***');
+    expect(JSON.stringify(problem)).not.toContain('s3cr3t-in-query');
+  });
+
   it.each([
     ['ftp://example.com/x'],
     ['not a url'],
