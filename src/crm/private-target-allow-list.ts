@@ -36,7 +36,7 @@ function urlHostname(host: string): string | undefined {
 }
 
 /** The address `text` denotes, IPv4-mapped IPv6 judged as the IPv4 it carries; undefined if none. */
-export function parseAddress(text: string): Address | undefined {
+function parseAddress(text: string): Address | undefined {
   const bare = text.replace(/^\[|\]$/g, '');
   return ipaddr.isValid(bare) ? ipaddr.process(bare) : undefined;
 }
