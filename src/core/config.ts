@@ -62,22 +62,44 @@ export function readChoice<T extends string>(
   return raw as T;
 }
 
+/** What `redactUrl` masks besides passwords. */
+export interface UrlRedaction {
+  /**
+   * Also the user name, every query value and the fragment: for URLs an API client gave (webhook
+   * targets), where any part may be a token. Default false: database and broker URLs keep their
+   * user name and harmless parameters like `sslmode`.
+   */
+  everyValue?: boolean;
+}
+
 /**
  * The URL with its password shown as `***`, in the user-info part and in any query parameter named
  * like one (pg takes `?password=`), for logs and error messages. Text that does not parse as a URL
- * has anything between `//` and `@` masked.
+ * has anything between `//` and `@` masked (and, with `everyValue`, its query and fragment).
  */
-export function redactUrl(url: string): string {
+export function redactUrl(url: string, { everyValue = false }: UrlRedaction = {}): string {
   let parsed: URL;
   try {
     parsed = new URL(url);
   } catch {
-    return url.replace(/\/\/[^/?#]*@/, '//***@');
+    const masked = url.replace(/\/\/[^/?#]*@/, '//***@');
+    return everyValue ? masked.replace(/[?#].*$/s, '?***') : masked;
   }
   if (parsed.password) parsed.password = '***';
-  for (const name of [...parsed.searchParams.keys()]) {
-    if (/password/i.test(name)) parsed.searchParams.set(name, '***');
+  if (!everyValue) {
+    for (const name of [...parsed.searchParams.keys()]) {
+      if (/password/i.test(name)) parsed.searchParams.set(name, '***');
+    }
+    return parsed.toString();
   }
+  if (parsed.username) parsed.username = '***';
+  // Names stay as written; a part without `=` may be a bare token, so it is masked whole.
+  parsed.search = parsed.search
+    .slice(1)
+    .split('&')
+    .map((part) => (part === '' || part.includes('=') ? part.replace(/=.*/s, '=***') : '***'))
+    .join('&');
+  if (parsed.hash) parsed.hash = '***';
   return parsed.toString();
 }
 

@@ -48,6 +48,11 @@ export interface ServiceContext<Tables> {
 
 /** What a service adds to the shared HTTP server. */
 export interface ServiceRuntime {
+  /**
+   * Runs once before the routes are registered, e.g. to bring stored data up to date; a rejection
+   * stops the service from starting. Default nothing.
+   */
+  prepare?(): Promise<void>;
   /** The service's routes, as a Fastify plugin. */
   routes: FastifyPluginAsync;
   /** Starts background work once the server listens at `url`. */
@@ -111,6 +116,12 @@ export async function createServiceApp<Tables>(
     metrics: app.metrics,
     env: options.env ?? process.env,
   });
+  try {
+    await runtime.prepare?.();
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
   await app.register(runtime.routes);
   await app.ready();
   return { app, runtime };

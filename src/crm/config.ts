@@ -1,4 +1,5 @@
 import {
+  ConfigError,
   isLoopbackHost,
   readChoice,
   readInteger,
@@ -6,11 +7,26 @@ import {
   readUrl,
   type Env,
 } from '../core/config.js';
+import {
+  AllowListEntryError,
+  ALLOW_LIST_FORMS,
+  PrivateTargetAllowList,
+} from './private-target-allow-list.js';
+import { readSecretsKeys, type SecretsKeyring } from './secrets-at-rest.js';
 
 /** The CRM's own settings; every default is what `npm start` uses. */
 export interface CrmConfig {
-  /** Deliver webhooks to private, loopback and link-local addresses. Default: only while the CRM listens on loopback. */
+  /** `HOST` is a loopback address: only this machine can reach the CRM. Default true. */
+  loopbackOnly: boolean;
+  /**
+   * Deliver webhooks to private, loopback and reserved addresses (never link-local nor cloud
+   * metadata ones). Default: only while the CRM listens on loopback.
+   */
   allowPrivateWebhookTargets: boolean;
+  /** Private webhook targets admitted by host[:port] or CIDR block. Default none. */
+  allowedPrivateWebhookTargets: PrivateTargetAllowList;
+  /** Keys that encrypt webhook signing secrets in the database. Default none: stored in clear. */
+  secretsKeys: SecretsKeyring;
   /** Timeout of one webhook call, in ms; only a 2xx within it counts. Default 10000. */
   webhookTimeoutMs: number;
   /** Webhook calls in flight at once, in two batches. Default 64. */
@@ -29,16 +45,33 @@ export interface CrmConfig {
   amqpNamePrefix: string;
 }
 
+function readAllowList(env: Env): PrivateTargetAllowList {
+  const text = readString(env, 'WEBHOOK_ALLOWED_PRIVATE_TARGETS', '');
+  try {
+    return PrivateTargetAllowList.parse(text);
+  } catch (error) {
+    if (!(error instanceof AllowListEntryError)) throw error;
+    throw new ConfigError(
+      'WEBHOOK_ALLOWED_PRIVATE_TARGETS',
+      text,
+      `${JSON.stringify(error.entry)} is not an entry: ${ALLOW_LIST_FORMS}; separate entries with commas`,
+    );
+  }
+}
+
 export function readCrmConfig(env: Env): CrmConfig {
-  const host = readString(env, 'HOST', '127.0.0.1');
+  const loopbackOnly = isLoopbackHost(readString(env, 'HOST', '127.0.0.1'));
   const ms = (name: string, fallback: number, min: number, max: number) =>
     readInteger(env, name, fallback, { min, max });
   return {
+    loopbackOnly,
     allowPrivateWebhookTargets:
-      readChoice(env, 'WEBHOOK_ALLOW_PRIVATE_TARGETS', isLoopbackHost(host) ? 'true' : 'false', [
+      readChoice(env, 'WEBHOOK_ALLOW_PRIVATE_TARGETS', loopbackOnly ? 'true' : 'false', [
         'true',
         'false',
       ]) === 'true',
+    allowedPrivateWebhookTargets: readAllowList(env),
+    secretsKeys: readSecretsKeys(env),
     webhookTimeoutMs: ms('WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
     webhookConcurrency: readInteger(env, 'WEBHOOK_CONCURRENCY', 64, { min: 1, max: 256 }),
     webhookMaxAttempts: readInteger(env, 'WEBHOOK_MAX_ATTEMPTS', 20, { min: 1, max: 100 }),

@@ -3,9 +3,11 @@ import { isoOrNull } from '../core/iso.js';
 import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
 import { isUniqueViolation } from '../core/db.js';
+import { redactUrl } from '../core/config.js';
 import { HttpProblem } from '../core/errors.js';
 import type { WebhookEndpoint, WebhookSecrets } from '../contracts/webhook-endpoints.js';
 import type { CrmTables } from './migrations.js';
+import type { SecretsKeyring } from './secrets-at-rest.js';
 
 /** How long the previous secret still signs after a rotation, in ms. */
 export const SECRET_ROTATION_GRACE_MS = 24 * 3_600_000;
@@ -27,15 +29,20 @@ export function generateSecret(): string {
   return `whsec_${randomBytes(24).toString('base64')}`;
 }
 
-/** The CRM's webhook subscriptions. */
+/** The CRM's webhook subscriptions; their secrets are stored sealed by `keyring`. */
 export class WebhookEndpoints {
-  constructor(private readonly db: Kysely<CrmTables>) {}
+  constructor(
+    private readonly db: Kysely<CrmTables>,
+    private readonly keyring: SecretsKeyring,
+  ) {}
 
   async create(url: string): Promise<WebhookEndpoint & { secret: string }> {
+    const id = newId();
+    const secret = generateSecret();
     const row: Omit<EndpointRow, 'seq'> = {
-      id: newId(),
+      id,
       url,
-      secret: generateSecret(),
+      secret: this.keyring.seal(secret, id),
       previous_secret: null,
       previous_secret_expires_at: null,
       created_at: Date.now(),
@@ -55,11 +62,11 @@ export class WebhookEndpoints {
       throw new HttpProblem(
         409,
         'endpoint_exists',
-        `An endpoint for ${url} already exists${existing ? ` (id ${existing.id})` : ''}; use it, or delete it first.`,
+        `An endpoint for ${redactUrl(url, { everyValue: true })} already exists${existing ? ` (id ${existing.id})` : ''}; use it, or delete it first.`,
         existing ? { existing_endpoint_id: existing.id } : {},
       );
     }
-    return { ...toEndpoint(row), secret: row.secret };
+    return { ...toEndpoint(row), secret };
   }
 
   async list(): Promise<WebhookEndpoint[]> {
@@ -76,8 +83,8 @@ export class WebhookEndpoints {
     const previousValid =
       row.previous_secret !== null && (row.previous_secret_expires_at ?? 0) > now;
     return {
-      secret: row.secret,
-      previous_secret: previousValid ? row.previous_secret : null,
+      secret: this.keyring.open(row.secret, id),
+      previous_secret: previousValid ? this.keyring.open(row.previous_secret!, id) : null,
       previous_secret_expires_at: previousValid ? isoOrNull(row.previous_secret_expires_at) : null,
     };
   }
@@ -88,8 +95,9 @@ export class WebhookEndpoints {
     await this.db
       .updateTable('webhook_endpoints')
       .set({
-        secret: generateSecret(),
-        previous_secret: row.secret,
+        secret: this.keyring.seal(generateSecret(), id),
+        // Sealed anew: under this CRM's current key even if the row was written under another.
+        previous_secret: this.keyring.seal(this.keyring.open(row.secret, id), id),
         previous_secret_expires_at: now + SECRET_ROTATION_GRACE_MS,
       })
       .where('id', '=', id)

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
+import { redactUrl } from '../core/config.js';
 import { HttpProblem } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
@@ -12,11 +13,16 @@ import {
   WebhookSecretSchema,
 } from '../contracts/webhook-endpoints.js';
 import type { WebhookEndpoints } from './webhook-endpoints.js';
-import { checkWebhookTarget, WebhookTargetError } from './webhook-targets.js';
+import {
+  checkWebhookTarget,
+  WebhookTargetError,
+  type WebhookTargetPolicy,
+} from './webhook-targets.js';
 
 export interface WebhookRoutesOptions {
   endpoints: WebhookEndpoints;
-  allowPrivateTargets: boolean;
+  /** Where endpoints may point besides the public internet. */
+  targets: WebhookTargetPolicy;
 }
 
 const IdParams = Type.Object({ id: Uuid('The endpoint id.') });
@@ -44,7 +50,7 @@ export const webhookRoutes: FastifyPluginAsync<WebhookRoutesOptions> = async (ap
     },
     async (request, reply) => {
       try {
-        await checkWebhookTarget(request.body.url, { allowPrivate: options.allowPrivateTargets });
+        await checkWebhookTarget(request.body.url, options.targets);
       } catch (error) {
         if (error instanceof WebhookTargetError) {
           throw new HttpProblem(422, 'webhook_target_refused', error.message);
@@ -52,7 +58,10 @@ export const webhookRoutes: FastifyPluginAsync<WebhookRoutesOptions> = async (ap
         throw error;
       }
       const endpoint = await endpoints.create(new URL(request.body.url).toString());
-      request.log.info({ endpoint_id: endpoint.id }, `Webhook endpoint ${endpoint.url} created`);
+      request.log.info(
+        { endpoint_id: endpoint.id },
+        `Webhook endpoint ${redactUrl(endpoint.url, { everyValue: true })} created`,
+      );
       return reply.code(201).header('location', `/webhook-endpoints/${endpoint.id}`).send(endpoint);
     },
   );

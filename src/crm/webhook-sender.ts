@@ -1,17 +1,18 @@
 import type { Kysely, Selectable, Transaction } from 'kysely';
 import { Counter, type Registry } from 'prom-client';
-import { Webhook } from 'standardwebhooks';
-import { Agent, request } from 'undici';
 import { retryDelayMs } from '../core/backoff.js';
 import { chunk } from '../core/batches.js';
+import { redactUrl } from '../core/config.js';
 import type { DialectName } from '../core/db.js';
 import type { Logger } from '../core/logging.js';
 import { WorkLoop } from '../core/work-loop.js';
 import type { CrmConfig } from './config.js';
-import type { CustomerCreatedEvent, CustomerCreatedWebhook } from '../contracts/customer-events.js';
+import type { CustomerCreatedEvent } from '../contracts/customer-events.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
-import { checkWebhookTarget, lookupPublicOnly } from './webhook-targets.js';
+import type { SecretsKeyring } from './secrets-at-rest.js';
+import { WebhookCaller, type CallOutcome } from './webhook-call.js';
+import type { WebhookTargetPolicy } from './webhook-targets.js';
 
 /**
  * Batches in flight at once. Each batch's calls run side by side and its outcomes are written in
@@ -29,34 +30,22 @@ export interface WebhookSenderOptions {
   dialect: DialectName;
   events: EventLog;
   config: CrmConfig;
+  /** Where calls may go besides the public internet. */
+  targets: WebhookTargetPolicy;
+  /** Opens the stored signing secrets. */
+  keyring: SecretsKeyring;
   logger: Logger;
   metrics: Registry;
 }
 
-/** The Standard Webhooks body: the event's type, when it happened, and its data. */
-export function webhookBody(event: CustomerCreatedEvent): string {
-  const payload: CustomerCreatedWebhook = {
-    type: event.type,
-    timestamp: event.occurred_at,
-    data: event.data,
-  };
-  return JSON.stringify(payload);
-}
+/** The endpoint's URL for logs: a token in its query or user info is not written out. */
+const shownUrl = (endpoint: EndpointRow) => redactUrl(endpoint.url, { everyValue: true });
 
-/** `webhook-signature`: one `v1,<base64>` per valid secret, space-separated (key rotation). */
-export function signWebhook(secrets: string[], id: string, timestamp: Date, body: string): string {
-  return secrets.map((secret) => new Webhook(secret).sign(id, timestamp, body)).join(' ');
-}
-
-/** What one call to an endpoint gave. */
-interface CallResult {
+/** What one call to an endpoint gave, with what it was about. */
+interface CallResult extends CallOutcome {
   message: MessageRow;
   endpoint: EndpointRow;
   event: CustomerCreatedEvent;
-  status: number | null;
-  /** null when the endpoint answered 2xx in time. */
-  error: string | null;
-  durationMs: number;
 }
 
 type MessageChanges = Partial<
@@ -71,19 +60,14 @@ type MessageChanges = Partial<
  */
 export class WebhookSender {
   private readonly loop: WorkLoop<MessageRow[]>;
-  /** Keep-alive connections to the endpoints, shared by every send (undici's request, no streams). */
-  private readonly connections: Agent;
-  private closingConnections: Promise<void> | undefined;
+  private readonly caller: WebhookCaller;
   private readonly attempts: Counter;
 
   constructor(private readonly options: WebhookSenderOptions) {
-    this.connections = new Agent({
-      keepAliveTimeout: 10_000,
-      connections: 64,
-      // The addresses connected to are checked too, not only those the URL resolved to earlier.
-      ...(options.config.allowPrivateWebhookTargets
-        ? {}
-        : { connect: { lookup: lookupPublicOnly } }),
+    this.caller = new WebhookCaller({
+      targets: options.targets,
+      keyring: options.keyring,
+      timeoutMs: options.config.webhookTimeoutMs,
     });
     this.attempts = new Counter({
       name: 'crm_webhook_attempts_total',
@@ -112,8 +96,7 @@ export class WebhookSender {
   /** Stops sending and closes the connections; safe to call more than once. */
   async stop(): Promise<void> {
     await this.loop.stop();
-    this.closingConnections ??= this.connections.close();
-    await this.closingConnections;
+    await this.caller.close();
   }
 
   private async claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {
@@ -160,7 +143,13 @@ export class WebhookSender {
       const endpoint = endpoints.get(message.endpoint_id);
       const event = eventsById.get(message.event_id);
       if (!endpoint || endpoint.disabled_at !== null || !event) cancelled.push(message);
-      else calls.push(this.call(message, endpoint, event, now));
+      else {
+        calls.push(
+          this.caller
+            .call(endpoint, event, now)
+            .then((outcome) => ({ message, endpoint, event, ...outcome })),
+        );
+      }
     }
     const results = await Promise.all(calls);
     const logs: (() => void)[] = [];
@@ -195,59 +184,6 @@ export class WebhookSender {
     for (const log of logs) log();
   }
 
-  /** One signed POST of `event` to `endpoint`; never throws (a failure is the result). */
-  private async call(
-    message: MessageRow,
-    endpoint: EndpointRow,
-    event: CustomerCreatedEvent,
-    now: number,
-  ): Promise<CallResult> {
-    const { config } = this.options;
-    const secrets = [endpoint.secret];
-    if (endpoint.previous_secret && (endpoint.previous_secret_expires_at ?? 0) > now) {
-      secrets.push(endpoint.previous_secret);
-    }
-    const body = webhookBody(event);
-    const started = performance.now();
-    let status: number | null = null;
-    let error: string | null = null;
-    try {
-      await checkWebhookTarget(endpoint.url, { allowPrivate: config.allowPrivateWebhookTargets });
-      // No redirect is followed (undici's default): it could lead to a refused address.
-      const response = await request(endpoint.url, {
-        method: 'POST',
-        dispatcher: this.connections,
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'mini-integration-platform-crm',
-          'webhook-id': event.id,
-          'webhook-timestamp': String(Math.floor(now / 1000)),
-          'webhook-signature': signWebhook(secrets, event.id, new Date(now), body),
-          ...(event.traceparent ? { traceparent: event.traceparent } : {}),
-        },
-        body,
-        signal: AbortSignal.timeout(config.webhookTimeoutMs),
-      });
-      status = response.statusCode;
-      await response.body.dump();
-      if (status < 200 || status >= 300) error = `HTTP ${status}`;
-    } catch (caught) {
-      const failure = caught as { name?: string; code?: string; cause?: { code?: string } };
-      error =
-        failure.name === 'TimeoutError'
-          ? `no answer within ${config.webhookTimeoutMs} ms`
-          : (failure.code ?? failure.cause?.code ?? (caught as Error).message);
-    }
-    return {
-      message,
-      endpoint,
-      event,
-      status,
-      error,
-      durationMs: Math.round(performance.now() - started),
-    };
-  }
-
   /** Writes one message's next state after its call; answers its log line, for after the commit. */
   private async record(
     trx: Transaction<CrmTables>,
@@ -260,11 +196,12 @@ export class WebhookSender {
       event_id: event.id,
       customer_id: event.data.id,
     });
+    const url = shownUrl(endpoint);
     const attempts = message.attempts + 1;
     if (error === null) {
       this.attempts.inc({ outcome: 'success' });
       await this.finish(trx, message, { state: 'succeeded', attempts, last_status: status });
-      return () => log.debug(`Delivered ${event.type} to ${endpoint.url} in ${durationMs} ms`);
+      return () => log.debug(`Delivered ${event.type} to ${url} in ${durationMs} ms`);
     }
     if (status === 410) {
       this.attempts.inc({ outcome: 'gone' });
@@ -286,7 +223,7 @@ export class WebhookSender {
       });
       return () =>
         log.error(
-          `Gave up sending event ${event.id} to ${endpoint.url} after ${attempts} attempts: ${error}`,
+          `Gave up sending event ${event.id} to ${url} after ${attempts} attempts: ${error}`,
         );
     }
     const delay = retryDelayMs(attempts, {
@@ -301,9 +238,7 @@ export class WebhookSender {
       next_attempt_at: now + delay,
     });
     return () =>
-      log.warn(
-        `Webhook to ${endpoint.url} failed (${error}); attempt ${attempts}, retrying in ${delay} ms`,
-      );
+      log.warn(`Webhook to ${url} failed (${error}); attempt ${attempts}, retrying in ${delay} ms`);
   }
 
   /**
@@ -319,7 +254,9 @@ export class WebhookSender {
     const { config, logger } = this.options;
     if (results.some((result) => result.status === 410)) {
       await this.disable(trx, endpoint.id, 'the endpoint answered 410 Gone', now);
-      return [() => logger.warn(`Webhook endpoint ${endpoint.url} answered 410 Gone: disabled`)];
+      return [
+        () => logger.warn(`Webhook endpoint ${shownUrl(endpoint)} answered 410 Gone: disabled`),
+      ];
     }
     if (results.some((result) => result.error === null)) {
       if (endpoint.failing_since !== null) {
@@ -350,7 +287,7 @@ export class WebhookSender {
     return [
       () =>
         logger.warn(
-          `Webhook endpoint ${endpoint.url} has failed since ${new Date(failingSince).toISOString()}: disabled`,
+          `Webhook endpoint ${shownUrl(endpoint)} has failed since ${new Date(failingSince).toISOString()}: disabled`,
         ),
     ];
   }

@@ -56,6 +56,8 @@ describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
       inventoryDatabasePassword: secretValue('invdbpw'),
       integrationDatabasePassword: secretValue('intdbpw'),
       amqpPassword: secretValue('amqppw'),
+      webhookUrlToken: secretValue('hooktoken'),
+      webhookUrlPassword: secretValue('hookpw'),
     };
     const [crmDb, inventoryDb, integrationDb] = await Promise.all(
       (['crm', 'inventory', 'integration'] as const).map((name) => createTestDatabase(name)),
@@ -112,10 +114,19 @@ describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
       });
 
     // Webhook secrets: created, rotated and read back, for an endpoint that keeps failing (so its
-    // calls are logged as warnings).
+    // calls are logged as warnings), whose URL carries a token in its query.
     receiver = await startReceiver(() => ({ status: 500 }));
-    const created = await postJson(`${crm.url}/webhook-endpoints`, { url: receiver.url });
+    const created = await postJson(`${crm.url}/webhook-endpoints`, {
+      url: `${receiver.url}?token=${secrets.webhookUrlToken}`,
+    });
     expect(created.status).toBe(201);
+    // Credentials in a webhook URL are refused, and not printed either.
+    const withCredentials = new URL(receiver.url);
+    withCredentials.username = 'user';
+    withCredentials.password = secrets.webhookUrlPassword;
+    expect(
+      (await postJson(`${crm.url}/webhook-endpoints`, { url: withCredentials.href })).status,
+    ).toBe(422);
     const endpoint = created.body as { id: string; secret: string };
     const rotated = await postJson(`${crm.url}/webhook-endpoints/${endpoint.id}/rotate-secret`, {});
     expect(rotated.status).toBe(200);
@@ -197,7 +208,15 @@ describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
     // The logs did cover what the secrets went through (else finding nothing would prove nothing).
     expect(outputs.crm).toContain('ACCESS_REFUSED');
     expect(outputs.crm).toContain(`POST /webhook-endpoints/${endpoint.id}/rotate-secret → 200`);
-    expect(outputs.crm).toMatch(/Webhook to http:\/\/127\.0\.0\.1:\d+\/hooks failed \(HTTP 500\)/);
+    expect(outputs.crm).toMatch(
+      /Webhook endpoint http:\/\/127\.0\.0\.1:\d+\/hooks\?token=\*\*\* created/,
+    );
+    expect(outputs.crm).toMatch(
+      /Webhook to http:\/\/127\.0\.0\.1:\d+\/hooks\?token=\*\*\* failed \(HTTP 500\)/,
+    );
+    expect(outputs.crm).toMatch(
+      /Gave up sending event \S+ to http:\/\/127\.0\.0\.1:\d+\/hooks\?token=\*\*\* /,
+    );
     expect(outputs.integration).toContain(`Found new customer: Jane Doe (ID: ${customerId})`);
     for (const output of Object.values(outputs)) expect(output).toMatch(/→ 401/);
     if (onPostgres) {
@@ -219,6 +238,55 @@ describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
     );
     expect(printed).toEqual(Object.fromEntries(Object.keys(printed).map((name) => [name, []])));
   }, 90_000);
+});
+
+describe('the URL the integration service subscribes with', () => {
+  const processes: ServiceProcess[] = [];
+  const databases: TestDatabase<unknown>[] = [];
+  let receiver: WebhookReceiver | undefined;
+  afterEach(async () => {
+    for (const service of processes.splice(0)) await service.stop('SIGKILL');
+    for (const database of databases.splice(0)) await database.drop();
+    await receiver?.close();
+  });
+
+  it('is logged with its query values masked, by it and by the CRM, even at LOG_LEVEL=trace', async () => {
+    const token = secretValue('subscribetoken');
+    const [crmDb, integrationDb] = await Promise.all([
+      createTestDatabase('crm'),
+      createTestDatabase('integration'),
+    ]);
+    databases.push(crmDb!, integrationDb!);
+    // Webhooks go to this receiver, not to the integration service: only the logs are looked at.
+    receiver = await startReceiver();
+    const common = { LOG_LEVEL: 'trace', LOG_FORMAT: 'json' };
+    const crm = await startServiceProcess('crm/main.js', {
+      ...common,
+      ...crmDb!.env,
+      CRM_PORT: '0',
+    });
+    processes.push(crm);
+    const integration = await startServiceProcess('integration/main.js', {
+      ...common,
+      ...integrationDb!.env,
+      INTEGRATION_PORT: '0',
+      SYNC_MODE: 'webhook',
+      CRM_URL: crm.url,
+      WEBHOOK_URL: `${receiver.url}?token=${token}&tenant=7`,
+    });
+    processes.push(integration);
+    await waitUntil(
+      () => integration.output().includes('Receiving CRM webhooks at'),
+      15_000,
+      'the integration service to subscribe',
+    );
+    for (const service of processes.splice(0)) expect(await service.stop('SIGTERM')).toBe(0);
+    expect(integration.output()).toMatch(
+      /Receiving CRM webhooks at http:\/\/127\.0\.0\.1:\d+\/hooks\?token=\*\*\*&tenant=\*\*\*/,
+    );
+    expect(crm.output()).toMatch(/Webhook endpoint \S+\?token=\*\*\*&tenant=\*\*\* created/);
+    expect(linesLeaking(`${crm.output()}\n${integration.output()}`, token)).toEqual([]);
+  }, 60_000);
 });
 
 describe('a refused URL setting', () => {

@@ -2,7 +2,8 @@ import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import { crmService } from '../../src/crm/service.js';
-import { checkWebhookTarget, isPublicAddress } from '../../src/crm/webhook-targets.js';
+import { isPublicAddress } from '../../src/crm/target-addresses.js';
+import { checkWebhookTarget } from '../../src/crm/webhook-targets.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 import { waitUntil } from '../support/platform.js';
 import { startReceiver } from '../support/webhook-receiver.js';
@@ -71,6 +72,15 @@ describe('webhook endpoints', () => {
       await t!.app.inject({ method: 'GET', url: `/webhook-endpoints/${endpoint.id}` }),
       404,
     );
+  });
+
+  it("names a duplicate's URL with its query values masked (callers log the detail)", async () => {
+    await start();
+    const url = 'https://example.com/hooks?token=s3cr3t-in-query';
+    expect((await post('/webhook-endpoints', { url })).statusCode).toBe(201);
+    const problem = expectProblem(await post('/webhook-endpoints', { url }), 409);
+    expect(problem.detail).toContain('https://example.com/hooks?token=***');
+    expect(JSON.stringify(problem)).not.toContain('s3cr3t-in-query');
   });
 
   it.each([

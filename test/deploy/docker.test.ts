@@ -6,8 +6,11 @@ import path from 'node:path';
 import { Ajv2019 } from 'ajv/dist/2019.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
-import { createTestDatabase, type TestDatabase } from '../support/databases.js';
+import { createCrmService } from '../../src/crm/service.js';
+import { createTestApp, expectProblem } from '../support/apps.js';
+import { countRows, createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { DIST, freePort, startServiceProcess, type ServiceProcess } from '../support/processes.js';
+import { fixedDns } from '../support/webhook-targets.js';
 
 // No Docker engine runs here: the Dockerfile and compose.yaml are checked statically, and every
 // command they run is started outside a container with the same environment (hosts on loopback).
@@ -25,6 +28,10 @@ const dotenv = Object.fromEntries(
     .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
 );
 const APP_SERVICES = ['crm', 'inventory', 'integration'] as const;
+/** The image's `ENV` settings. */
+const imageEnv = Object.fromEntries(
+  [...dockerfile.matchAll(/^(?:ENV\s+|\s+)([A-Z_]+)=(\S+?)\s*\\?$/gm)].map((m) => [m[1], m[2]]),
+);
 
 describe('compose.yaml', () => {
   it('is valid against the Compose Specification schema, with no version key', () => {
@@ -139,20 +146,18 @@ describe('every command the image and compose file run', () => {
   });
 
   it('is a real script of the package that starts, gets healthy and passes the image health check', async () => {
-    const imageEnv = Object.fromEntries(
-      [...dockerfile.matchAll(/^(?:ENV\s+|\s+)([A-Z_]+)=(\S+?)\s*\\?$/gm)].map((m) => [m[1], m[2]]),
-    );
     expect(imageEnv).toMatchObject({ HOST: '0.0.0.0', NODE_ENV: 'production' });
     const ports = {
       crm: await freePort(),
       inventory: await freePort(),
       integration: await freePort(),
     };
+    // Host names of the compose network, in URLs and in the CRM's allow-list, become loopback.
     const loopback = (value: string) =>
       value
-        .replace('http://crm:8000', `http://127.0.0.1:${ports.crm}`)
-        .replace('http://inventory:8001', `http://127.0.0.1:${ports.inventory}`)
-        .replace('http://integration:8002', `http://127.0.0.1:${ports.integration}`);
+        .replace('crm:8000', `127.0.0.1:${ports.crm}`)
+        .replace('inventory:8001', `127.0.0.1:${ports.inventory}`)
+        .replace('integration:8002', `127.0.0.1:${ports.integration}`);
     const prefix = `test-${randomUUID().slice(0, 8)}.`;
     for (const name of APP_SERVICES) {
       const service = compose.services[name]!;
@@ -189,5 +194,60 @@ describe('every command the image and compose file run', () => {
     // The secure default: listening on 0.0.0.0, they want the token from .env.example.
     const anonymous = await fetch(`http://127.0.0.1:${ports.crm}/customers`);
     expect(anonymous.status).toBe(401);
+    // The CRM encrypts webhook secrets with the key from .env.example.
+    expect(processes[0]!.output()).toContain('Webhook signing secrets are encrypted with key');
   }, 60_000);
+});
+
+describe('the CRM as compose.yaml configures it', () => {
+  it("refuses cloud metadata and private hosts not listed as webhook targets, naming the setting, and accepts the integration service's own webhook URL", async () => {
+    const environment = compose.services.crm!.environment as Record<string, string>;
+    expect(environment.WEBHOOK_ALLOW_PRIVATE_TARGETS).toBeUndefined();
+    // Every container's name, as Docker's DNS answers it on the compose network.
+    const resolveHost = fixedDns({
+      postgres: ['172.18.0.2'],
+      rabbitmq: ['172.18.0.3'],
+      crm: ['172.18.0.4'],
+      inventory: ['172.18.0.5'],
+      integration: ['172.18.0.6'],
+      'metadata.google.internal': ['169.254.169.254'],
+    });
+    const token = dotenv.API_TOKEN!;
+    const crm = await createTestApp(createCrmService({ resolveHost }), {
+      env: { ...imageEnv, ...dotenv, ...environment },
+      apiToken: token,
+    });
+    try {
+      const subscribe = (url: string) =>
+        crm.app.inject({
+          method: 'POST',
+          url: '/webhook-endpoints',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          payload: JSON.stringify({ url }),
+        });
+      for (const [url, refusal] of [
+        ['http://169.254.169.254/latest/meta-data/', /never allowed/],
+        ['http://[fd00:ec2::254]/latest/meta-data/', /never allowed/],
+        ['http://metadata.google.internal/computeMetadata/v1/', /never allowed/],
+        ['http://10.0.0.7/', /private, loopback or reserved/],
+        ['http://postgres:5432/', /private, loopback or reserved/],
+        ['http://rabbitmq:15672/api/overview', /private, loopback or reserved/],
+        ['http://inventory:8001/package-requests', /private, loopback or reserved/],
+        ['http://crm:8000/customers', /private, loopback or reserved/],
+        ['http://integration:15672/', /private, loopback or reserved/],
+        ['http://127.0.0.1:8000/customers', /private, loopback or reserved/],
+      ] as const) {
+        const problem = expectProblem(await subscribe(url), 422);
+        expect(problem.code, url).toBe('webhook_target_refused');
+        expect(problem.detail, url).toMatch(refusal);
+        expect(problem.detail, url).toContain('WEBHOOK_ALLOWED_PRIVATE_TARGETS');
+      }
+      const own = compose.services.integration!.environment.WEBHOOK_URL as string;
+      expect(own).toBe('http://integration:8002/webhooks/crm');
+      expect((await subscribe(own)).statusCode).toBe(201);
+      expect(await countRows(crm.database.db, 'webhook_endpoints')).toBe(1);
+    } finally {
+      await crm.close();
+    }
+  });
 });

@@ -3,6 +3,7 @@ import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 import { Type } from 'typebox';
 import type { WebhookStatus } from '../../contracts/admin-api.js';
 import { retryDelayMs } from '../../core/backoff.js';
+import { redactUrl } from '../../core/config.js';
 import { HttpProblem } from '../../core/errors.js';
 import { problemResponses } from '../../core/http.js';
 import type { Logger } from '../../core/logging.js';
@@ -87,7 +88,10 @@ export class WebhookRegistration {
     this.status.endpointId = id;
     this.status.registered = true;
     this.status.lastError = undefined;
-    this.logger.info({ endpoint_id: id }, `Receiving CRM webhooks at ${url}`);
+    this.logger.info(
+      { endpoint_id: id },
+      `Receiving CRM webhooks at ${redactUrl(url, { everyValue: true })}`,
+    );
   }
 
   private async refreshSecrets(id: string): Promise<void> {
