@@ -37,16 +37,23 @@ function databaseEnv(
 
 const onPostgres = postgresUrlFor('crm') !== undefined;
 
-describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
-  const processes: ServiceProcess[] = [];
-  const databases: TestDatabase<unknown>[] = [];
-  let receiver: WebhookReceiver | undefined;
+/** What a test starts, stopped and dropped after each test of the calling `describe`. */
+function useStarted() {
+  const started = {
+    processes: [] as ServiceProcess[],
+    databases: [] as TestDatabase<unknown>[],
+    receivers: [] as WebhookReceiver[],
+  };
   afterEach(async () => {
-    for (const service of processes.splice(0)) await service.stop('SIGKILL');
-    for (const database of databases.splice(0)) await database.drop();
-    await receiver?.close();
-    receiver = undefined;
+    for (const service of started.processes.splice(0)) await service.stop('SIGKILL');
+    for (const database of started.databases.splice(0)) await database.drop();
+    for (const receiver of started.receivers.splice(0)) await receiver.close();
   });
+  return started;
+}
+
+describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
+  const { processes, databases, receivers } = useStarted();
 
   it('API token, database and broker passwords, webhook secrets: none is printed', async () => {
     const secrets = {
@@ -115,7 +122,8 @@ describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
 
     // Webhook secrets: created, rotated and read back, for an endpoint that keeps failing (so its
     // calls are logged as warnings), whose URL carries a token in its query.
-    receiver = await startReceiver(() => ({ status: 500 }));
+    const receiver = await startReceiver(() => ({ status: 500 }));
+    receivers.push(receiver);
     const created = await postJson(`${crm.url}/webhook-endpoints`, {
       url: `${receiver.url}?token=${secrets.webhookUrlToken}`,
     });
@@ -171,7 +179,7 @@ describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
       15_000,
       'the welcome package (CRM → webhook → integration → Inventory, all with the token)',
     );
-    await waitUntil(() => receiver!.calls.length === 3, 10_000, 'three failed webhook calls');
+    await waitUntil(() => receiver.calls.length === 3, 10_000, 'three failed webhook calls');
 
     // The token as HTTP Basic password (how the dashboard sends it), and wrong tokens.
     const basic = (password: string) =>
@@ -241,14 +249,7 @@ describe('secrets never reach the logs, even at LOG_LEVEL=trace', () => {
 });
 
 describe('the URL the integration service subscribes with', () => {
-  const processes: ServiceProcess[] = [];
-  const databases: TestDatabase<unknown>[] = [];
-  let receiver: WebhookReceiver | undefined;
-  afterEach(async () => {
-    for (const service of processes.splice(0)) await service.stop('SIGKILL');
-    for (const database of databases.splice(0)) await database.drop();
-    await receiver?.close();
-  });
+  const { processes, databases, receivers } = useStarted();
 
   it('is logged with its query values masked, by it and by the CRM, even at LOG_LEVEL=trace', async () => {
     const token = secretValue('subscribetoken');
@@ -258,7 +259,8 @@ describe('the URL the integration service subscribes with', () => {
     ]);
     databases.push(crmDb!, integrationDb!);
     // Webhooks go to this receiver, not to the integration service: only the logs are looked at.
-    receiver = await startReceiver();
+    const receiver = await startReceiver();
+    receivers.push(receiver);
     const common = { LOG_LEVEL: 'trace', LOG_FORMAT: 'json' };
     const crm = await startServiceProcess('crm/main.js', {
       ...common,
