@@ -31,12 +31,14 @@ export const CustomerCreatedEventSchema = Type.Object(
 export type CustomerCreatedEvent = Static<typeof CustomerCreatedEventSchema>;
 
 /**
- * The body of a webhook call (Standard Webhooks): the event's type, time and data; its id travels
- * in the `webhook-id` header.
+ * The body of a webhook call (Standard Webhooks): the event's type, time, feed position and data;
+ * its id travels in the `webhook-id` header. The position says where in the feed a receiver that
+ * missed calls can read them again (`GET /events?after=`).
  */
 export const CustomerCreatedWebhookSchema = Type.Object({
   type: Type.Literal(CUSTOMER_CREATED),
   timestamp: Timestamp('When the event was recorded.'),
+  position: CustomerCreatedEventSchema.properties.position,
   data: CustomerSchema,
 });
 export type CustomerCreatedWebhook = Static<typeof CustomerCreatedWebhookSchema>;

@@ -13,11 +13,12 @@ import {
 
 type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
 
-/** The Standard Webhooks body: the event's type, when it happened, and its data. */
+/** The Standard Webhooks body: the event's type, when it happened, its feed position, its data. */
 export function webhookBody(event: CustomerCreatedEvent): string {
   const payload: CustomerCreatedWebhook = {
     type: event.type,
     timestamp: event.occurred_at,
+    position: event.position,
     data: event.data,
   };
   return JSON.stringify(payload);

@@ -34,8 +34,13 @@ export interface IntegrationConfig {
   amqpNamePrefix: string;
   /** Messages RabbitMQ hands over before they are acknowledged. Default 100. */
   amqpPrefetch: number;
-  /** Longest time between two reads of the CRM feed, in ms. Default 10000. */
+  /** Longest time between two reads of the CRM feed in poll mode, in ms. Default 10000. */
   pollIntervalMs: number;
+  /**
+   * In push modes, an event the push has not brought this long after it was recorded is read from
+   * the CRM's feed instead, in ms. Default 5000.
+   */
+  gapRepairMs: number;
   /** Events read from the feed per request. Default 500. */
   pollBatchSize: number;
   /** Calls to Inventory in flight at once, per instance. Default 8. */
@@ -77,6 +82,7 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     amqpNamePrefix: readString(env, 'AMQP_NAME_PREFIX', ''),
     amqpPrefetch: readInteger(env, 'AMQP_PREFETCH', 100, { min: 1, max: 10_000 }),
     pollIntervalMs: ms('POLL_INTERVAL_MS', 10_000, 50, 3_600_000),
+    gapRepairMs: ms('GAP_REPAIR_MS', 5_000, 100, 3_600_000),
     pollBatchSize: readInteger(env, 'POLL_BATCH_SIZE', 500, { min: 1, max: 1000 }),
     deliveryConcurrency: readInteger(env, 'DELIVERY_CONCURRENCY', 8, { min: 1, max: 256 }),
     deliveryBatchSize: readInteger(env, 'DELIVERY_BATCH_SIZE', 250, {

@@ -23,11 +23,16 @@ const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, half_open
 /** Where customers come from in each `SYNC_MODE`: the one place a source is chosen. */
 const SOURCES: Record<SyncMode, (context: SourceContext) => Source[]> = {
   poll: (context) => [createFeedSource(context, { reconcile: false })],
-  webhook: (context) => [createWebhookSource(context, { reconciled: false })],
-  amqp: (context) => [createAmqpSource(context)],
-  // Webhooks deliver at once; reading the feed behind them finds what they missed.
+  // Every push mode repairs from the feed what its push has not brought within GAP_REPAIR_MS: a
+  // webhook endpoint deleted or given up on, a message dead-lettered by the broker.
+  webhook: (context) => [
+    createWebhookSource(context),
+    createFeedSource(context, { reconcile: true }),
+  ],
+  amqp: (context) => [createAmqpSource(context), createFeedSource(context, { reconcile: true })],
+  // The default: webhook mode under the name it had when webhook mode did not repair.
   hybrid: (context) => [
-    createWebhookSource(context, { reconciled: true }),
+    createWebhookSource(context),
     createFeedSource(context, { reconcile: true }),
   ],
 };

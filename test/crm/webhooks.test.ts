@@ -141,6 +141,7 @@ describe('webhook delivery', () => {
     ) as {
       type: string;
       timestamp: string;
+      position: number;
       data: { id: string; name: string };
     };
     expect(payload.type).toBe('customer.created');
@@ -152,6 +153,8 @@ describe('webhook delivery', () => {
     // webhook-id is the event id, the same on every retry: receivers deduplicate on it.
     const events = (await t!.app.inject({ method: 'GET', url: '/events' })).json();
     expect(call!.headers['webhook-id']).toBe(events[0].id);
+    // The feed position, to read again what a receiver missed.
+    expect(payload.position).toBe(events[0].position);
     // A tampered body does not verify.
     expect(() =>
       new Webhook(secret).verify(

@@ -6,6 +6,7 @@ import { createLogger } from '../../src/core/logging.js';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import { AMQP_URL, deleteTopology } from '../support/amqp.js';
 import type { TestApp } from '../support/apps.js';
+import { createTestDatabase } from '../support/databases.js';
 import { expectProblem } from '../support/apps.js';
 import {
   createCustomers,
@@ -43,7 +44,12 @@ const metric = async (name: string) => {
 describe('webhook mode', () => {
   const startWebhookMode = async (env: Record<string, string> = {}) => {
     upstreams = await startUpstreams();
-    integration = await startIntegration(upstreams, { SYNC_MODE: 'webhook', ...env });
+    // The feed repair waits long enough that every customer here is seen by push first.
+    integration = await startIntegration(upstreams, {
+      SYNC_MODE: 'webhook',
+      GAP_REPAIR_MS: '60000',
+      ...env,
+    });
     await waitUntil(
       async () => (await status()).webhook?.registered === true,
       10_000,
@@ -177,29 +183,35 @@ describe('webhook mode', () => {
   });
 });
 
-describe('hybrid mode', () => {
-  it('delivers by push, and the reconciliation poll catches what push missed, counted', async () => {
+describe.each(['webhook', 'hybrid'])('%s mode when push breaks', (mode) => {
+  it('repairs from the feed what a deleted endpoint never pushed, through a restart that subscribes again', async () => {
     upstreams = await startUpstreams();
-    integration = await startIntegration(upstreams, {
-      SYNC_MODE: 'hybrid',
-      POLL_INTERVAL_MS: '300',
-    });
-    await waitUntil(
-      async () => (await status()).webhook?.registered === true,
-      10_000,
-      'registration',
-    );
+    const database = await createTestDatabase<IntegrationTables>('integration');
+    cleanups.push(() => database.drop());
+    const env = { SYNC_MODE: mode, GAP_REPAIR_MS: '300' };
+    const registered = () =>
+      waitUntil(async () => (await status()).webhook?.registered === true, 10_000, 'registration');
+    integration = await startIntegration(upstreams, env, database);
+    await registered();
     await createCustomers(upstreams.crmUrl, 5, { prefix: 'pushed' });
     await waitUntil(async () => (await delivered()) === 5, 10_000, 'pushed deliveries');
-    // Push breaks: the CRM no longer knows the endpoint.
+    expect(await metric('integration_reconciliation_found_total')).toBe(0);
+    // Push breaks: the CRM no longer knows the endpoint, and nothing tells the service.
     const endpointId = (await status()).webhook!.endpoint_id;
     await upstreams.crm.app.inject({ method: 'DELETE', url: `/webhook-endpoints/${endpointId}` });
     const missed = await createCustomers(upstreams.crmUrl, 3, { prefix: 'missed' });
-    await waitUntil(async () => (await delivered()) === 8, 10_000, 'reconciled deliveries');
+    await waitUntil(async () => (await delivered()) === 8, 10_000, 'repaired deliveries');
     expect(await metric('integration_reconciliation_found_total')).toBe(3);
+    // More customers while the service restarts; it subscribes again as a new endpoint.
+    await integration.close();
+    const whileDown = await createCustomers(upstreams.crmUrl, 2, { prefix: 'down' });
+    integration = await startIntegration(upstreams, env, database);
+    await registered();
+    const after = await createCustomers(upstreams.crmUrl, 2, { prefix: 'after' });
+    await waitUntil(async () => (await delivered()) === 12, 10_000, 'every delivery');
     const requests = await packageRequestsByCustomer(upstreams.inventory);
-    for (const id of missed) expect(requests.get(id)).toBe(1);
-    expect(requests.size).toBe(8);
+    for (const id of [...missed, ...whileDown, ...after]) expect(requests.get(id), id).toBe(1);
+    expect(requests.size).toBe(12);
   });
 });
 
@@ -208,7 +220,11 @@ describe('amqp mode', () => {
     const prefix = `test-${randomUUID().slice(0, 8)}.`;
     const amqpEnv = { AMQP_URL, AMQP_NAME_PREFIX: prefix };
     upstreams = await startUpstreams(1, { crmEnv: amqpEnv });
-    integration = await startIntegration(upstreams, { SYNC_MODE: 'amqp', ...amqpEnv });
+    integration = await startIntegration(upstreams, {
+      SYNC_MODE: 'amqp',
+      GAP_REPAIR_MS: '60000',
+      ...amqpEnv,
+    });
     await waitUntil(async () => (await status()).amqp?.subscribed === true, 10_000, 'the consumer');
     const ids = await createCustomers(upstreams.crmUrl, 30);
     await waitUntil(async () => (await delivered()) === 30, 15_000, '30 deliveries');

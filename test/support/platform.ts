@@ -6,6 +6,7 @@ import { inventoryService } from '../../src/inventory/service.js';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import { integrationService } from '../../src/integration/service.js';
 import { createTestApp, type TestApp } from './apps.js';
+import type { TestDatabase } from './databases.js';
 import { FaultProxy } from './fault-proxy.js';
 
 export interface Upstreams {
@@ -61,6 +62,7 @@ export function integrationEnv(upstreams: Upstreams, overrides: Record<string, s
     CRM_URL: upstreams.crmUrl,
     INVENTORY_URL: upstreams.proxyUrl,
     POLL_INTERVAL_MS: '500',
+    GAP_REPAIR_MS: '500',
     RETRY_BASE_MS: '20',
     RETRY_MAX_DELAY_MS: '400',
     CIRCUIT_RESET_MS: '300',
@@ -70,13 +72,18 @@ export function integrationEnv(upstreams: Upstreams, overrides: Record<string, s
   };
 }
 
-/** The integration service in this process, started (polling and delivering). */
+/**
+ * The integration service in this process, started (polling and delivering); on `database` when
+ * given (a restart), which its `close()` then leaves in place.
+ */
 export async function startIntegration(
   upstreams: Upstreams,
   overrides: Record<string, string> = {},
+  database?: TestDatabase<IntegrationTables>,
 ): Promise<TestApp<IntegrationTables>> {
   const integration = await createTestApp(integrationService, {
     env: integrationEnv(upstreams, overrides),
+    ...(database ? { database } : {}),
   });
   const url = await listen(integration.app);
   await integration.runtime.start?.({ url });

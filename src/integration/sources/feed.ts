@@ -3,6 +3,7 @@ import { retryDelayMs } from '../../core/backoff.js';
 import type { Logger } from '../../core/logging.js';
 import { RepeatingTask, type NextStep } from '../../core/repeating-task.js';
 import { traceIdFromTraceparent } from '../../core/tracing.js';
+import type { FeedEvent } from '../../contracts/customer-events.js';
 import type { CrmClient } from '../clients.js';
 import { TransientError } from '../../core/retryable-errors.js';
 import { isoOrNull } from '../../core/iso.js';
@@ -34,6 +35,12 @@ export interface FeedSourceOptions {
    * the read open, and count what push had not recorded. Default false (follow the feed closely).
    */
   reconcile?: boolean;
+  /**
+   * With `reconcile`: only events at least this old (by their `occurred_at`) are recorded from the
+   * feed, so push has had its chance and the feed repairs only the gaps it left; idle, the feed is
+   * read every half of it (at least every 100 ms). Default 0 (record at once, every `intervalMs`).
+   */
+  repairAfterMs?: number;
 }
 
 interface FeedState {
@@ -102,6 +109,25 @@ export class FeedSource implements Source {
     };
   }
 
+  /** How often reconciliation reads the feed when it has caught up. */
+  private reconcileIntervalMs(): number {
+    const { repairAfterMs, intervalMs } = this.options;
+    return repairAfterMs ? Math.max(100, Math.floor(repairAfterMs / 2)) : intervalMs;
+  }
+
+  /**
+   * The events of a page to record now: all of them, or, when repairing gaps, those old enough
+   * that push would have delivered them by now (the feed is in commit order: the first one too
+   * young ends the run).
+   */
+  private due(events: FeedEvent[], now = Date.now()): FeedEvent[] {
+    const { reconcile, repairAfterMs } = this.options;
+    if (!reconcile || !repairAfterMs) return events;
+    const youngest = now - repairAfterMs;
+    const young = events.findIndex((event) => Date.parse(event.occurred_at) > youngest);
+    return young === -1 ? events : events.slice(0, young);
+  }
+
   private waitMs(): number {
     if (this.options.reconcile) return 0;
     // Renew the lease well before it lapses, however long the CRM holds a read.
@@ -138,7 +164,7 @@ export class FeedSource implements Source {
       } else if (this.options.reconcile) {
         // Reconciliation re-reads what push already delivered: spread its pages out so it never
         // competes with push for the CPU (at most 10 pages a second).
-        pause = more ? RECONCILE_PAGE_PAUSE_MS : this.options.intervalMs;
+        pause = more ? RECONCILE_PAGE_PAUSE_MS : this.reconcileIntervalMs();
       }
     } catch (error) {
       if (this.abort.signal.aborted) return 'done';
@@ -183,7 +209,8 @@ export class FeedSource implements Source {
 
     const from = await leases.readCursor(FEED_CURSOR);
     const requestStarted = performance.now();
-    const events = await crm.readEvents(from, batchSize, this.waitMs(), this.abort.signal);
+    const page = await crm.readEvents(from, batchSize, this.waitMs(), this.abort.signal);
+    const events = this.due(page);
     if (events.length === 0) {
       metrics.polls.inc({ result: 'empty' });
       this.state.lastSuccessAt = Date.now();
@@ -221,7 +248,7 @@ export class FeedSource implements Source {
       );
     }
     if (this.options.reconcile) metrics.reconciliationFound.inc(fresh.length);
-    return events.length === batchSize;
+    return page.length === batchSize && events.length === page.length;
   }
 }
 
@@ -234,6 +261,7 @@ export const createFeedSource = (
     leases: store.leases,
     crm,
     intervalMs: config.pollIntervalMs,
+    repairAfterMs: reconcile ? config.gapRepairMs : 0,
     batchSize: config.pollBatchSize,
     leaseMs: config.leaseMs,
     instanceId: config.instanceId,

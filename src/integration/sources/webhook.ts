@@ -227,16 +227,11 @@ export interface WebhookSourceOptions {
   crm: CrmClient;
   /** URL the CRM should POST webhooks to. Default: this service's own `/webhooks/crm`. */
   url?: string | undefined;
-  /**
-   * Whether another source (hybrid mode's reconciliation) finds what webhooks miss. Default false:
-   * the service is then not ready until subscribed, as new customers would be missed.
-   */
-  reconciled?: boolean;
   metrics: IntegrationMetrics;
   logger: Logger;
 }
 
-/** `SYNC_MODE=webhook` (and hybrid's push half): the CRM's webhooks, subscribed to at start. */
+/** `SYNC_MODE=webhook` and `hybrid`: the CRM's webhooks, subscribed to at start. */
 export class WebhookSource implements Source {
   readonly name = 'webhook';
   readonly statusField = 'webhook';
@@ -280,15 +275,15 @@ export class WebhookSource implements Source {
     };
   }
 
-  notReadyReason(): string | undefined {
-    const { status } = this.registration;
-    if (this.options.reconciled || status.registered) return undefined;
-    return `not yet subscribed to the CRM's webhooks${status.lastError ? ` (${status.lastError})` : ''}`;
+  /**
+   * Ready while not subscribed: the feed repair beside this source brings what webhooks do not,
+   * only later. The status shows the subscription's state and its last error.
+   */
+  notReadyReason(): undefined {
+    return undefined;
   }
 }
 
-/** The webhook source with the service's settings; `reconciled` as in `WebhookSourceOptions`. */
-export const createWebhookSource = (
-  { config, crm, metrics, logger }: SourceContext,
-  { reconciled }: { reconciled: boolean },
-) => new WebhookSource({ crm, url: config.webhookUrl, reconciled, metrics, logger });
+/** The webhook source with the service's settings. */
+export const createWebhookSource = ({ config, crm, metrics, logger }: SourceContext) =>
+  new WebhookSource({ crm, url: config.webhookUrl, metrics, logger });
