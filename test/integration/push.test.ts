@@ -261,4 +261,26 @@ describe('amqp mode', () => {
     );
     expect((await packageRequestsByCustomer(upstreams.inventory)).size).toBe(30);
   });
+
+  it('delivers from the feed the customers whose messages never reach its queue', async () => {
+    // The CRM publishes to another broker namespace: nothing arrives by RabbitMQ, as when every
+    // message went to the broker's dead-letter queue.
+    const crmEnv = { AMQP_URL, AMQP_NAME_PREFIX: `test-${randomUUID().slice(0, 8)}.` };
+    const amqpEnv = { AMQP_URL, AMQP_NAME_PREFIX: `test-${randomUUID().slice(0, 8)}.` };
+    upstreams = await startUpstreams(1, { crmEnv });
+    integration = await startIntegration(upstreams, {
+      SYNC_MODE: 'amqp',
+      GAP_REPAIR_MS: '300',
+      ...amqpEnv,
+    });
+    cleanups.push(
+      () => deleteTopology(crmEnv.AMQP_NAME_PREFIX),
+      () => deleteTopology(amqpEnv.AMQP_NAME_PREFIX),
+    );
+    const ids = await createCustomers(upstreams.crmUrl, 6);
+    await waitUntil(async () => (await delivered()) === 6, 10_000, '6 repaired deliveries');
+    expect(await metric('integration_reconciliation_found_total')).toBe(6);
+    const requests = await packageRequestsByCustomer(upstreams.inventory);
+    for (const id of ids) expect(requests.get(id)).toBe(1);
+  });
 });
