@@ -7,6 +7,7 @@ import {
   ConfigError,
   readCommonConfig,
   readDatabaseUrl,
+  readInteger,
   readPort,
   type CommonConfig,
   type Env,
@@ -33,6 +34,11 @@ export interface ServiceDefinition<Tables> {
   /** e.g. `CRM_DATABASE_URL`: PostgreSQL when set, SQLite under DATA_DIR otherwise. */
   databaseVariable: string;
   migrations: Migration[];
+  /**
+   * The longest outgoing call the service makes with these settings, in ms (e.g. its request
+   * timeout): shutdown waits that long for calls in flight. Default 0 (it makes none).
+   */
+  longestCallMs?: (env: Env) => number;
   /** Builds the service's routes and background work from its database and settings. */
   setup: (context: ServiceContext<Tables>) => ServiceRuntime;
 }
@@ -57,8 +63,12 @@ export interface ServiceRuntime {
   routes: FastifyPluginAsync;
   /** Starts background work once the server listens at `url`. */
   start?(listening: { url: string }): Promise<void>;
-  /** Stops background work and releases waiting requests; runs before the server closes. */
-  stop?(): Promise<void>;
+  /**
+   * Stops background work and releases waiting requests; runs before the server closes. Calls
+   * still in flight after `abandonAfterMs` are stopped and released unrecorded for the next
+   * instance. Default: wait for every call.
+   */
+  stop?(abandonAfterMs?: number): Promise<void>;
   /** Rejects with a reason when the service cannot do its job (beyond its database answering). */
   checkReady?(): Promise<void>;
 }
@@ -136,13 +146,29 @@ export interface RunningService {
 export interface ServiceConfig extends CommonConfig {
   port: number;
   databaseUrl: string | undefined;
+  /**
+   * How long a stop on SIGTERM or SIGINT may take, in ms (`SHUTDOWN_TIMEOUT_MS`). Default: the
+   * longest outgoing call plus `SHUTDOWN_MARGIN_MS`, at least 10 s.
+   */
+  shutdownTimeoutMs: number;
 }
 
+/** Time a stop keeps, after the calls in flight, to close the server and the database, in ms. */
+export const SHUTDOWN_MARGIN_MS = 5_000;
+
 export function readServiceConfig(definition: ServiceDefinition<unknown>, env: Env): ServiceConfig {
+  const longestCallMs = definition.longestCallMs?.(env) ?? 0;
   return {
     ...readCommonConfig(env),
     port: readPort(env, definition.portVariable, definition.defaultPort),
     databaseUrl: readDatabaseUrl(env, definition.databaseVariable),
+    // A deadline shorter than a call plus the margin would cut calls a healthy peer answers.
+    shutdownTimeoutMs: readInteger(
+      env,
+      'SHUTDOWN_TIMEOUT_MS',
+      Math.max(10_000, longestCallMs + SHUTDOWN_MARGIN_MS),
+      { min: longestCallMs + SHUTDOWN_MARGIN_MS, max: 3_600_000 },
+    ),
   };
 }
 
@@ -179,15 +205,13 @@ export async function startService<Tables>(
     app,
     url,
     stop: async () => {
-      await runtime.stop?.();
+      // Calls in flight get the deadline less the margin; closing the rest fits in the margin.
+      await runtime.stop?.(config.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
       await app.close();
       await database.close();
     },
   };
 }
-
-/** How long a service may take to stop on SIGINT or SIGTERM before it exits 1 anyway. */
-const SHUTDOWN_DEADLINE_MS = 10_000;
 
 /** SIGTERM from Docker, Kubernetes or systemd; SIGINT from Ctrl-C. */
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
@@ -214,8 +238,8 @@ const NOT_FOR_CLOSE_WITH_GRACE: closeWithGrace.AllEvents[] = [
 
 /**
  * Entry point of a service process: reads the environment, starts, and on SIGINT or SIGTERM stops
- * taking requests, finishes those in flight and exits 0 (1 past the deadline or on an error while
- * stopping). A bad setting exits 1 with one line.
+ * taking requests, finishes those in flight (abandoning outgoing calls at the deadline) and exits
+ * 0 (1 on an error while stopping, or when a stop is stuck past the deadline). A bad setting exits 1 with one line.
  */
 export async function runService<Tables>(definition: ServiceDefinition<Tables>): Promise<void> {
   let config: ServiceConfig;
@@ -247,11 +271,15 @@ export async function runService<Tables>(definition: ServiceDefinition<Tables>):
   }
   const grace = closeWithGrace(
     {
-      delay: SHUTDOWN_DEADLINE_MS,
+      // Calls in flight are abandoned before this (RunningService.stop): only a stop stuck
+      // elsewhere, such as on a database that does not answer, meets it and exits 1.
+      delay: config.shutdownTimeoutMs,
       skip: NOT_FOR_CLOSE_WITH_GRACE,
       logger: false,
       onTimeout: () => {
-        logger.error(`Shutdown took longer than ${SHUTDOWN_DEADLINE_MS / 1000} s; exiting anyway`);
+        logger.error(
+          `Shutdown took longer than SHUTDOWN_TIMEOUT_MS (${config.shutdownTimeoutMs} ms); exiting anyway`,
+        );
         logger.flush();
       },
     },

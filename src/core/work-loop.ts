@@ -8,8 +8,12 @@ export interface WorkLoopOptions<Item> {
   concurrency: number;
   /** Claims up to `limit` items that are due; each is then this process's to handle. */
   claim: (limit: number) => Promise<Item[]>;
-  /** Handles one claimed item; must not throw (record failures as data). */
-  handle: (item: Item) => Promise<void>;
+  /**
+   * Handles one claimed item; must not throw (record failures as data). When `abandoned` aborts
+   * (the shutdown deadline came), it stops its call, records nothing of it and releases the item
+   * for the next instance.
+   */
+  handle: (item: Item, abandoned: AbortSignal) => Promise<void>;
   logger: Logger;
   /** Wait between looks for due work when there is none, in ms. Default 500. */
   idleMs?: number;
@@ -22,6 +26,7 @@ export interface WorkLoopOptions<Item> {
 export class WorkLoop<Item> {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly task = new RepeatingTask(() => this.step());
+  private readonly abandon = new AbortController();
 
   constructor(private readonly options: WorkLoopOptions<Item>) {}
 
@@ -47,16 +52,32 @@ export class WorkLoop<Item> {
     this.startHandling(item);
   }
 
-  /** Stops claiming and waits for the items in flight. */
-  async stop(): Promise<void> {
+  /**
+   * Stops claiming and waits for the items in flight; those still in flight after `abandonAfterMs`
+   * (default: wait for them all) are abandoned: their handlers stop and release them.
+   */
+  async stop(abandonAfterMs?: number): Promise<void> {
     await this.task.stop();
-    await Promise.allSettled([...this.inFlight]);
+    const settled = Promise.allSettled([...this.inFlight]).then(() => true);
+    if (abandonAfterMs === undefined) return void (await settled);
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), Math.max(0, abandonAfterMs));
+    });
+    const finished = await Promise.race([settled, deadline]);
+    clearTimeout(timer);
+    if (finished) return;
+    this.options.logger.warn(
+      `${this.inFlight.size} batch(es) of ${this.options.name} still in flight at the shutdown deadline: released for the next instance`,
+    );
+    this.abandon.abort();
+    await settled;
   }
 
   private startHandling(item: Item): void {
     const { logger, name } = this.options;
     const handling: Promise<void> = this.options
-      .handle(item)
+      .handle(item, this.abandon.signal)
       .catch((error: unknown) => logger.error({ err: error }, `Unexpected error handling ${name}`))
       .finally(() => {
         this.inFlight.delete(handling);

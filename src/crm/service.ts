@@ -29,6 +29,7 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
     defaultPort: 8000,
     databaseVariable: 'CRM_DATABASE_URL',
     migrations: crmMigrations,
+    longestCallMs: (env) => readCrmConfig(env).webhookTimeoutMs,
     setup: ({ database, logger, metrics, env }) => {
       const config = readCrmConfig(env);
       const targets: WebhookTargetPolicy = {
@@ -87,10 +88,10 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
           webhooks.start();
           relay?.start();
         },
-        stop: async () => {
+        stop: async (abandonAfterMs) => {
           // Long-polls would hold the server open for up to their wait: answer them now.
           events.close();
-          await Promise.all([webhooks.stop(), relay?.stop()]);
+          await Promise.all([webhooks.stop(abandonAfterMs), relay?.stop()]);
         },
       };
     },

@@ -66,6 +66,7 @@ export class WebhookCaller {
     endpoint: EndpointRow,
     event: CustomerCreatedEvent,
     now: number,
+    abandoned?: AbortSignal,
   ): Promise<CallOutcome> {
     const { keyring, targets, timeoutMs } = this.options;
     const body = webhookBody(event);
@@ -91,7 +92,9 @@ export class WebhookCaller {
           ...(event.traceparent ? { traceparent: event.traceparent } : {}),
         },
         body,
-        signal: AbortSignal.timeout(timeoutMs),
+        signal: abandoned
+          ? AbortSignal.any([abandoned, AbortSignal.timeout(timeoutMs)])
+          : AbortSignal.timeout(timeoutMs),
       });
       status = response.statusCode;
       await response.body.dump();

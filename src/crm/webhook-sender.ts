@@ -80,7 +80,7 @@ export class WebhookSender {
       name: 'webhook messages',
       concurrency: BATCHES_IN_FLIGHT,
       claim: async (batches) => chunk(await this.claimDue(batches * batchSize), batchSize),
-      handle: (messages) => this.sendBatch(messages),
+      handle: (messages, abandoned) => this.sendBatch(messages, abandoned),
       logger: options.logger,
     });
   }
@@ -93,9 +93,13 @@ export class WebhookSender {
     this.loop.wake();
   }
 
-  /** Stops sending and closes the connections; safe to call more than once. */
-  async stop(): Promise<void> {
-    await this.loop.stop();
+  /**
+   * Stops sending and closes the connections; safe to call more than once. Calls still in flight
+   * after `abandonAfterMs` are stopped, and their messages released unrecorded, to be sent again
+   * (receivers deduplicate on `webhook-id`). Default: wait for every call.
+   */
+  async stop(abandonAfterMs?: number): Promise<void> {
+    await this.loop.stop(abandonAfterMs);
     await this.caller.close();
   }
 
@@ -123,7 +127,7 @@ export class WebhookSender {
   }
 
   /** Calls the endpoints for a claimed batch side by side, then records every outcome at once. */
-  private async sendBatch(messages: MessageRow[]): Promise<void> {
+  private async sendBatch(messages: MessageRow[], abandoned: AbortSignal): Promise<void> {
     const { db, events } = this.options;
     const now = Date.now();
     const endpointIds = [...new Set(messages.map((message) => message.endpoint_id))];
@@ -146,12 +150,13 @@ export class WebhookSender {
       else {
         calls.push(
           this.caller
-            .call(endpoint, event, now)
+            .call(endpoint, event, now, abandoned)
             .then((outcome) => ({ message, endpoint, event, ...outcome })),
         );
       }
     }
     const results = await Promise.all(calls);
+    if (abandoned.aborted) return this.release(messages);
     const logs: (() => void)[] = [];
     await db.transaction().execute(async (trx) => {
       for (const message of cancelled) {
@@ -290,6 +295,26 @@ export class WebhookSender {
           `Webhook endpoint ${shownUrl(endpoint)} has failed since ${new Date(failingSince).toISOString()}: disabled`,
         ),
     ];
+  }
+
+  /** Gives claimed messages back as they were, due at once: a shutdown stopped their calls. */
+  private async release(messages: MessageRow[]): Promise<void> {
+    await this.options.db
+      .updateTable('webhook_messages')
+      .set({ locked_until: null })
+      .where(
+        'seq',
+        'in',
+        messages.map((message) => message.seq),
+      )
+      .where('state', '=', 'pending')
+      .execute()
+      .catch((error: unknown) =>
+        this.options.logger.error(
+          { err: error },
+          'Could not release webhook messages; their claims will expire',
+        ),
+      );
   }
 
   private async finish(

@@ -177,12 +177,14 @@ export class InventoryClient {
   private async postOne(
     customerId: string,
     headers: Record<string, string>,
+    signal?: AbortSignal,
   ): Promise<PackageRequestReceipt | Error> {
     const request = welcomePackageRequest(customerId);
     const response = await callJson(this.options, '/package-requests', {
       method: 'POST',
       headers: { 'idempotency-key': request.idempotency_key, ...headers },
       body: request.body,
+      signal,
     });
     return receiptOf(customerId, response.status, response.body, retryAfterOf(response));
   }
@@ -195,10 +197,11 @@ export class InventoryClient {
   async createWelcomePackages(
     customerIds: string[],
     headers: Record<string, string> = {},
+    signal?: AbortSignal,
   ): Promise<(PackageRequestReceipt | Error)[]> {
     if (customerIds.length === 1) {
       // One item (the usual case when events are pushed): the plain endpoint, the smallest call.
-      const answer = await this.postOne(customerIds[0]!, headers);
+      const answer = await this.postOne(customerIds[0]!, headers, signal);
       if (answer instanceof TransientError && answer.status !== 409) throw answer;
       return [answer];
     }
@@ -212,6 +215,7 @@ export class InventoryClient {
       method: 'POST',
       headers,
       body,
+      signal,
     });
     if (response.status !== 200 || !isBatchAnswer.Check(response.body)) {
       throw failureOf(response, 'Inventory');

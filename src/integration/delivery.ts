@@ -30,6 +30,7 @@ export interface DeliveryWorkerOptions {
   send: (
     customerIds: string[],
     headers: Record<string, string>,
+    signal: AbortSignal,
   ) => Promise<(PackageRequestReceipt | Error)[]>;
   circuitState: () => CircuitState;
   policy: RetryPolicy;
@@ -71,7 +72,7 @@ export class DeliveryWorker implements Inbox {
       concurrency,
       claim: async (calls) =>
         chunk(await store.claims.claimDue(instanceId, calls * batchSize, claimMs), batchSize),
-      handle: (rows) => this.deliver(rows),
+      handle: (rows, abandoned) => this.deliver(rows, abandoned),
       logger,
       idleMs: options.idleMs,
     });
@@ -121,13 +122,17 @@ export class DeliveryWorker implements Inbox {
     return fresh;
   };
 
-  /** Stops claiming and waits for the calls in flight to finish (each is bounded by its timeout). */
-  async stop(): Promise<void> {
+  /**
+   * Stops claiming and waits for the calls in flight to finish (each is bounded by its timeout);
+   * those still in flight after `abandonAfterMs` are stopped and released, unrecorded, for the
+   * next instance (Inventory's idempotency keys make the repeat safe). Default: wait for all.
+   */
+  async stop(abandonAfterMs?: number): Promise<void> {
     this.stopping = true;
-    await this.loop.stop();
+    await this.loop.stop(abandonAfterMs);
   }
 
-  private async deliver(rows: DeliveryRow[]): Promise<void> {
+  private async deliver(rows: DeliveryRow[], abandoned: AbortSignal): Promise<void> {
     // Each delivery continues the trace of the CRM request that created its customer. A batch is
     // one HTTP call, so its span continues the first delivery's trace; every log line carries its
     // own delivery's trace id.
@@ -137,7 +142,7 @@ export class DeliveryWorker implements Inbox {
         customer_id: row.customer_id,
         trace_id: index === 0 ? traceIdOf(span) : traceIdFromTraceparent(row.traceparent),
       }));
-      await this.attempt(rows, traceparentOf(span), logs);
+      await this.attempt(rows, traceparentOf(span), logs, abandoned);
     } finally {
       span.end();
     }
@@ -147,6 +152,7 @@ export class DeliveryWorker implements Inbox {
     rows: DeliveryRow[],
     traceparent: string,
     logs: LogFields[],
+    abandoned: AbortSignal,
   ): Promise<void> {
     const { store, instanceId, metrics, logger } = this.options;
     if (this.options.circuitState() === 'open') {
@@ -161,9 +167,12 @@ export class DeliveryWorker implements Inbox {
       results = await this.options.send(
         rows.map((row) => row.customer_id),
         { traceparent },
+        abandoned,
       );
     } catch (error) {
-      // Refused without a call (the circuit opened meanwhile): not an attempt.
+      // Stopped at the shutdown deadline, or refused without a call (the circuit opened
+      // meanwhile): not an attempt; the next instance, or the next look here, sends it again.
+      if (abandoned.aborted) return this.release(rows, 0);
       if (isCircuitOpenError(error)) return this.release(rows);
       results = rows.map(() => error as Error);
     }
@@ -267,10 +276,14 @@ export class DeliveryWorker implements Inbox {
   }
 
   /** The circuit is open: give the deliveries back untried, due when the circuit probes again. */
-  private async release(rows: DeliveryRow[]): Promise<void> {
-    const { store, instanceId, metrics, logger, circuitResetMs } = this.options;
+  /** Gives claimed rows back unattempted, due again in `retryInMs` (default: the circuit's reset). */
+  private async release(
+    rows: DeliveryRow[],
+    retryInMs = this.options.circuitResetMs,
+  ): Promise<void> {
+    const { store, instanceId, metrics, logger } = this.options;
     metrics.deliveries.inc({ outcome: 'not_attempted' }, rows.length);
-    const nextAttemptAt = Date.now() + circuitResetMs;
+    const nextAttemptAt = Date.now() + retryInMs;
     try {
       const written = await store.claims.settleClaims(
         instanceId,

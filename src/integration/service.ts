@@ -46,6 +46,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
   defaultPort: 8002,
   databaseVariable: 'INTEGRATION_DATABASE_URL',
   migrations: integrationMigrations,
+  longestCallMs: (env) => readIntegrationConfig(env).requestTimeoutMs,
   setup: ({ database, logger, metrics: registry, env }) => {
     const config = readIntegrationConfig(env);
     const store = createSyncStore(database);
@@ -54,8 +55,8 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
     const inventory = new InventoryClient({ ...http, baseUrl: config.inventoryUrl });
     const crm = new CrmClient({ ...http, baseUrl: config.crmUrl });
     const circuit = createCircuit(
-      (customerIds: string[], headers: Record<string, string>) =>
-        inventory.createWelcomePackages(customerIds, headers),
+      (customerIds: string[], headers: Record<string, string>, signal: AbortSignal) =>
+        inventory.createWelcomePackages(customerIds, headers, signal),
       {
         name: 'inventory',
         resetMs: config.circuitResetMs,
@@ -112,10 +113,13 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         worker.start();
         for (const source of sources) source.start(worker, listening);
       },
-      stop: async () => {
-        // Stop taking work first; then let the deliveries in flight finish.
+      stop: async (abandonAfterMs) => {
+        // Stop taking work first; then let the deliveries in flight finish, or release them.
+        const started = Date.now();
         await Promise.all(sources.map((source) => source.stop()));
-        await worker.stop();
+        await worker.stop(
+          abandonAfterMs === undefined ? undefined : abandonAfterMs - (Date.now() - started),
+        );
         circuit.shutdown();
       },
       checkReady: async () => {

@@ -16,16 +16,24 @@ let store: SyncStore;
 let worker: DeliveryWorker | undefined;
 /** Customer ids of every call the worker made to "Inventory", one array per call. */
 let calls: string[][];
+/** When true, "Inventory" never answers: a call ends only when the worker abandons it. */
+let hanging: boolean;
 
 beforeEach(async () => {
   database = await createTestDatabase<IntegrationTables>('integration');
   await migrate(database, integrationMigrations);
   store = createSyncStore(database);
   calls = [];
+  hanging = false;
   worker = new DeliveryWorker({
     store,
-    send: async (customerIds) => {
+    send: async (customerIds, _headers, abandoned) => {
       calls.push(customerIds);
+      if (hanging) {
+        await new Promise((_resolve, reject) =>
+          abandoned.addEventListener('abort', () => reject(new Error('aborted'))),
+        );
+      }
       return customerIds.map(() => ({ packageRequestId: randomUUID(), created: true }));
     },
     circuitState: () => 'closed',
@@ -54,14 +62,13 @@ const pushed = (n: number): NewDelivery => ({
   source: 'webhook',
 });
 
-const stateOf = async (customerId: string) =>
-  (
-    await database.db
-      .selectFrom('deliveries')
-      .select(['state', 'locked_by'])
-      .where('customer_id', '=', customerId)
-      .executeTakeFirstOrThrow()
-  ).state;
+const rowOf = (customerId: string) =>
+  database.db
+    .selectFrom('deliveries')
+    .selectAll()
+    .where('customer_id', '=', customerId)
+    .executeTakeFirstOrThrow();
+const stateOf = async (customerId: string) => (await rowOf(customerId)).state;
 
 describe('pushed customers', () => {
   it('are sent at once by the instance that recorded them, and delivered once', async () => {
@@ -89,5 +96,19 @@ describe('pushed customers', () => {
     expect(await stateOf(item.customerId)).toBe('pending');
     expect(calls).toEqual([]);
     worker = undefined;
+  });
+
+  it('still in flight at the shutdown deadline are stopped and released, unattempted, for the next instance', async () => {
+    hanging = true;
+    worker!.start();
+    const item = pushed(3);
+    await worker!.recordPushed(randomUUID(), 'webhook', [item]);
+    await waitUntil(() => calls.length === 1, 5_000, 'the call in flight');
+    await worker!.stop(200);
+    worker = undefined;
+    // Due at once, claimed by no one, and not counted as an attempt: nothing of the call is kept.
+    const row = await rowOf(item.customerId);
+    expect(row).toMatchObject({ state: 'pending', attempts: 0, locked_by: null, last_error: null });
+    expect(row.next_attempt_at).toBeLessThanOrEqual(Date.now());
   });
 });

@@ -7,6 +7,7 @@ import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import {
   createCustomers,
   integrationEnv,
+  packageRequestsByCustomer,
   startUpstreams,
   waitUntil,
   type Upstreams,
@@ -62,6 +63,56 @@ describe('the integration service process', () => {
     );
     expect(Date.now() - next).toBeLessThan(5_000);
   }, 60_000);
+});
+
+describe('shutdown with slow peers', () => {
+  it('with REQUEST_TIMEOUT_MS=15000 and an Inventory that never answers, exits 0 on SIGTERM past the old 10 s, within SHUTDOWN_TIMEOUT_MS', async () => {
+    upstreams = await startUpstreams();
+    upstreams.proxy.plan = { rate: 1, kinds: ['delay'], delayMs: 120_000 };
+    database = await createTestDatabase<IntegrationTables>('integration');
+    const env = {
+      ...database.env,
+      ...integrationEnv(upstreams),
+      INTEGRATION_PORT: '0',
+      REQUEST_TIMEOUT_MS: '15000',
+    };
+    instance = await startServiceProcess('integration/main.js', env);
+    const [customerId] = await createCustomers(upstreams.crmUrl, 1);
+    await waitUntil(() => upstreams!.proxy.calls.length > 0, 10_000, 'a call in flight');
+    const started = Date.now();
+    expect(await instance.stop('SIGTERM')).toBe(0);
+    // Default SHUTDOWN_TIMEOUT_MS: the request timeout plus a 5 s margin.
+    expect(Date.now() - started).toBeLessThan(20_000);
+    // The call ended (timed out) and was recorded whole: nothing is left claimed.
+    const row = await database.db
+      .selectFrom('deliveries')
+      .selectAll()
+      .where('customer_id', '=', customerId!)
+      .executeTakeFirstOrThrow();
+    expect(row.state).not.toBe('delivering');
+
+    upstreams.proxy.plan = { rate: 0, kinds: [] };
+    instance = await startServiceProcess('integration/main.js', {
+      ...env,
+      RETRY_MAX_DELAY_MS: '100',
+    });
+    await waitUntil(
+      async () => (await packageRequestsByCustomer(upstreams!.inventory)).get(customerId!) === 1,
+      15_000,
+      'the package request, once',
+    );
+  }, 90_000);
+
+  it('refuses a SHUTDOWN_TIMEOUT_MS that would cut calls a healthy Inventory answers', async () => {
+    const refused = await startServiceProcess('integration/main.js', {
+      INTEGRATION_PORT: '0',
+      REQUEST_TIMEOUT_MS: '15000',
+      SHUTDOWN_TIMEOUT_MS: '12000',
+    }).catch((error: Error) => error.message);
+    expect(refused).toMatch(
+      /SHUTDOWN_TIMEOUT_MS="12000" is not allowed; use a whole number from 20000/,
+    );
+  });
 });
 
 describe('readiness', () => {
