@@ -56,3 +56,23 @@ export const WebhookAttemptSchema = Type.Object({
   error: Type.Union([Type.String(), Type.Null()]),
   duration_ms: Type.Integer(),
 });
+
+/** Where a webhook message stands: sent, still being tried, given up on, or called off. */
+export const WEBHOOK_MESSAGE_STATES = ['pending', 'succeeded', 'failed', 'cancelled'] as const;
+export const WebhookMessageStateSchema = Type.Enum(WEBHOOK_MESSAGE_STATES, {
+  description:
+    '`pending` (being tried), `succeeded` (a 2xx came back), `failed` (attempts used up, or 410 Gone), `cancelled` (the endpoint was disabled or deleted).',
+});
+
+/** One event's delivery to one endpoint. */
+export const WebhookMessageSchema = Type.Object({
+  event_id: Uuid('The event (also the `webhook-id` header).'),
+  event_position: Type.Integer({ description: 'The event’s position in the feed.' }),
+  state: WebhookMessageStateSchema,
+  attempts: Type.Integer(),
+  last_status: Type.Union([Type.Integer(), Type.Null()]),
+  last_error: Type.Union([Type.String(), Type.Null()]),
+  next_attempt_at: NullableTime('When a pending message is tried next.'),
+  updated_at: Timestamp('When its state last changed.'),
+});
+export type WebhookMessage = Static<typeof WebhookMessageSchema>;

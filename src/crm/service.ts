@@ -6,6 +6,7 @@ import { readCrmConfig } from './config.js';
 import { EventLog } from './events.js';
 import { sealStoredSecrets } from './seal-stored-secrets.js';
 import { WebhookEndpoints } from './webhook-endpoints.js';
+import { webhookMessageRoutes } from './webhook-message-routes.js';
 import { webhookRoutes } from './webhook-routes.js';
 import { WebhookSender } from './webhook-sender.js';
 import type { ResolveHost, WebhookTargetPolicy } from './webhook-targets.js';
@@ -79,10 +80,9 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
         routes: async (app) => {
           await app.register(customerRoutes, { customers: new CustomerStore(database.db, events) });
           await app.register(eventRoutes, { events });
-          await app.register(webhookRoutes, {
-            endpoints: new WebhookEndpoints(database.db, keyring),
-            targets,
-          });
+          const endpoints = new WebhookEndpoints(database.db, keyring);
+          await app.register(webhookRoutes, { endpoints, targets });
+          await app.register(webhookMessageRoutes, { endpoints });
         },
         start: async () => {
           webhooks.start();

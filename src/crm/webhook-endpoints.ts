@@ -8,6 +8,7 @@ import { HttpProblem } from '../core/errors.js';
 import type { WebhookEndpoint, WebhookSecrets } from '../contracts/webhook-endpoints.js';
 import type { CrmTables } from './migrations.js';
 import type { SecretsKeyring } from './secrets-at-rest.js';
+import { WebhookMessages } from './webhook-messages.js';
 
 /** How long the previous secret still signs after a rotation, in ms. */
 export const SECRET_ROTATION_GRACE_MS = 24 * 3_600_000;
@@ -31,10 +32,15 @@ export function generateSecret(): string {
 
 /** The CRM's webhook subscriptions; their secrets are stored sealed by `keyring`. */
 export class WebhookEndpoints {
+  /** The endpoints' messages: listed, replayed, caught up on re-enabling. */
+  readonly messages: WebhookMessages;
+
   constructor(
     private readonly db: Kysely<CrmTables>,
     private readonly keyring: SecretsKeyring,
-  ) {}
+  ) {
+    this.messages = new WebhookMessages(db);
+  }
 
   async create(url: string): Promise<WebhookEndpoint & { secret: string }> {
     const id = newId();
@@ -119,15 +125,31 @@ export class WebhookEndpoints {
     });
   }
 
-  /** Re-enables a disabled endpoint; only events from now on are sent to it. */
+  /**
+   * Re-enables a disabled endpoint and catches it up from where it stopped: what was cancelled
+   * when it was disabled, and what was recorded while it was, is sent. An active endpoint is left
+   * as it is.
+   */
   async enable(id: string): Promise<WebhookEndpoint> {
-    await this.row(id);
-    await this.db
-      .updateTable('webhook_endpoints')
-      .set({ disabled_at: null, disabled_reason: null, failing_since: null })
-      .where('id', '=', id)
-      .execute();
+    const row = await this.row(id);
+    if (row.disabled_at === null) return toEndpoint(row);
+    await this.db.transaction().execute(async (trx) => {
+      const enabled = await trx
+        .updateTable('webhook_endpoints')
+        .set({ disabled_at: null, disabled_reason: null, failing_since: null })
+        .where('id', '=', id)
+        .where('disabled_at', 'is not', null)
+        .executeTakeFirst();
+      // Another enable got there first: it caught the endpoint up.
+      if (Number(enabled.numUpdatedRows) === 0) return;
+      await this.messages.catchUp(trx, row);
+    });
     return this.get(id);
+  }
+
+  /** Throws 404 when no endpoint has `id`. */
+  async mustExist(id: string): Promise<void> {
+    await this.row(id);
   }
 
   async attempts(id: string, limit: number) {

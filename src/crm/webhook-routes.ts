@@ -140,7 +140,8 @@ export const webhookRoutes: FastifyPluginAsync<WebhookRoutesOptions> = async (ap
     {
       schema: {
         tags,
-        summary: 'Re-enable a disabled endpoint (events from now on are sent to it)',
+        summary:
+          'Re-enable a disabled endpoint and catch it up: what was cancelled, and what was recorded while it was disabled, is sent',
         params: IdParams,
         response: { 200: WebhookEndpointSchema, ...problemResponses(404) },
       },

@@ -22,6 +22,8 @@ const services = [
       'POST /webhook-endpoints/{id}/rotate-secret',
       'POST /webhook-endpoints/{id}/enable',
       'GET /webhook-endpoints/{id}/attempts',
+      'GET /webhook-endpoints/{id}/messages',
+      'POST /webhook-endpoints/{id}/messages/replay',
     ],
     postPath: '/customers',
   },

@@ -257,3 +257,87 @@ describe('webhook delivery', () => {
     }
   });
 });
+
+describe('webhook messages', () => {
+  const messages = async (id: string, query = '') =>
+    (
+      await t!.app.inject({ method: 'GET', url: `/webhook-endpoints/${id}/messages${query}` })
+    ).json();
+  const replay = (id: string, query = '') =>
+    t!.app.inject({ method: 'POST', url: `/webhook-endpoints/${id}/messages/replay${query}` });
+  /** The event ids a receiver got, each once however often it was sent. */
+  const eventIdsAt = (receiver: { calls: { headers: Record<string, unknown> }[] }) =>
+    new Set(receiver.calls.map((call) => String(call.headers['webhook-id'])));
+
+  it('lists what the CRM gave up on, and sends it again on replay', async () => {
+    let failing = true;
+    const receiver = await startReceiver(() => ({ status: failing ? 500 : 200 }));
+    closers.push(receiver.close);
+    await start({ WEBHOOK_MAX_ATTEMPTS: '2' });
+    const { id } = (await post('/webhook-endpoints', { url: receiver.url })).json();
+    await createCustomer();
+    await waitUntil(
+      async () => (await messages(id, '?state=failed')).length === 1,
+      5_000,
+      'the message to be given up on',
+    );
+    const [failed] = await messages(id, '?state=failed');
+    expect(failed).toMatchObject({ state: 'failed', attempts: 2, last_status: 500 });
+    expect(await messages(id, '?state=pending')).toEqual([]);
+
+    failing = false;
+    expect((await replay(id)).json()).toEqual({ replayed: 1 });
+    await waitUntil(
+      async () => (await messages(id, '?state=succeeded')).length === 1,
+      5_000,
+      'the replayed message to be sent',
+    );
+    expect(eventIdsAt(receiver)).toEqual(new Set([failed.event_id]));
+    expect((await replay(id)).json()).toEqual({ replayed: 0 });
+  });
+
+  it('catches a re-enabled endpoint up from where it stopped: what was cancelled and what came meanwhile', async () => {
+    let gone = true;
+    const receiver = await startReceiver(() => ({ status: gone ? 410 : 200 }));
+    closers.push(receiver.close);
+    await start();
+    const { id } = (await post('/webhook-endpoints', { url: receiver.url })).json();
+    await createCustomer('first@example.com');
+    await waitForDisabled(id);
+    await createCustomer('second@example.com');
+    await createCustomer('third@example.com');
+    // Replaying a disabled endpoint would send nothing: the answer says to enable it.
+    expect(expectProblem(await replay(id), 409).code).toBe('endpoint_disabled');
+
+    gone = false;
+    await t!.app.inject({ method: 'POST', url: `/webhook-endpoints/${id}/enable` });
+    const events = (await t!.app.inject({ method: 'GET', url: '/events' })).json() as {
+      id: string;
+    }[];
+    await waitUntil(
+      async () => (await messages(id, '?state=succeeded')).length === 3,
+      5_000,
+      'every event sent',
+    );
+    expect(eventIdsAt(receiver)).toEqual(new Set(events.map((event) => event.id)));
+    // Enabling an active endpoint again sends nothing twice.
+    await t!.app.inject({ method: 'POST', url: `/webhook-endpoints/${id}/enable` });
+    expect(await messages(id)).toHaveLength(3);
+  });
+
+  it('answers 404 for an unknown endpoint and 400 for a state it does not have', async () => {
+    await start();
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    expectProblem(
+      await t!.app.inject({ method: 'GET', url: `/webhook-endpoints/${unknown}/messages` }),
+      404,
+    );
+    expectProblem(await replay(unknown), 404);
+    const { id } = (await post('/webhook-endpoints', { url: 'https://example.com/hooks' })).json();
+    expectProblem(
+      await t!.app.inject({ method: 'GET', url: `/webhook-endpoints/${id}/messages?state=lost` }),
+      400,
+    );
+    expectProblem(await replay(id, '?state=succeeded'), 400);
+  });
+});
