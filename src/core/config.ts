@@ -1,3 +1,4 @@
+import os from 'node:os';
 import path from 'node:path';
 
 /** Raised when an environment variable holds a value the service cannot run with. */
@@ -243,6 +244,11 @@ export function readCommonConfig(env: Env): CommonConfig {
     allowedHosts: readAllowedHosts(env),
     rateLimit: readRateLimit(env),
   };
+}
+
+/** `INSTANCE_ID`: this process's name in leases and claims. Default `<hostname>-<pid>`. */
+export function readInstanceId(env: Env): string {
+  return readString(env, 'INSTANCE_ID', `${os.hostname()}-${process.pid}`);
 }
 
 export function readPort(env: Env, name: string, fallback: number): number {

@@ -28,7 +28,25 @@ export interface Database<Tables> {
   location: string;
   /** Resolves when a trivial query succeeds; rejects otherwise. */
   ping(): Promise<void>;
+  /**
+   * PostgreSQL only: calls `onNotify` with the payload of each `pg_notify` on `channel` in this
+   * database's schema (see `notifyChannel`), on a connection of its own; `onError` when that
+   * connection fails (listening then stops). Answers a function that stops listening.
+   */
+  listen?(
+    channel: string,
+    onNotify: (payload: string) => void,
+    onError: (error: Error) => void,
+  ): Promise<() => Promise<void>>;
   close(): Promise<void>;
+}
+
+/**
+ * The SQL expression naming `channel` in the current schema, for `pg_notify`: processes sharing a
+ * database but not a schema (tests, tenants) do not wake each other.
+ */
+export function notifyChannel(channel: string) {
+  return sql<string>`${channel + ':'} || current_schema()`;
 }
 
 export interface OpenDatabaseOptions {
@@ -94,6 +112,24 @@ export async function openDatabase<Tables>(
       location: redactUrl(options.url) + (schema ? ` (schema ${schema})` : ''),
       ping: async () => {
         await sql`select 1`.execute(db);
+      },
+      listen: async (channel, onNotify, onError) => {
+        const client = new pg.Client({
+          connectionString: options.url,
+          ...(schema ? { options: `-c search_path=${quoteIdentifier(schema)}` } : {}),
+        });
+        client.on('error', onError);
+        await client.connect();
+        const query = sql`select ${notifyChannel(channel)} as name`.compile(db);
+        const { rows } = await client.query<{ name: string }>(query.sql, [...query.parameters]);
+        const name = rows[0]!.name;
+        client.on('notification', (message) => {
+          if (message.channel === name) onNotify(message.payload ?? '');
+        });
+        await client.query(`listen ${quoteIdentifier(name)}`);
+        return async () => {
+          await client.end().catch(() => {});
+        };
       },
       close: () => db.destroy(),
     };

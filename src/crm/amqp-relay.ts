@@ -12,12 +12,16 @@ import type { CrmTables } from './migrations.js';
 
 const CURSOR = 'amqp';
 const BATCH = 200;
+/** How long the relay lease lasts unless renewed; a crashed relay is taken over after it. */
+const LEASE_MS = 10_000;
 
 export interface AmqpRelayOptions {
   db: Kysely<CrmTables>;
   events: EventLog;
   url: string;
   namePrefix: string;
+  /** Names this CRM process in the relay lease, e.g. `<host>-<pid>`. */
+  instanceId: string;
   logger: Logger;
   metrics: Registry;
 }
@@ -25,7 +29,8 @@ export interface AmqpRelayOptions {
 /**
  * Publishes the outbox's events to RabbitMQ in position order, at least once: a batch is published
  * with publisher confirms, and only then does the relay's cursor move past it. A crash between the
- * two republishes the batch; consumers deduplicate on `message-id` (the event id).
+ * two republishes the batch; consumers deduplicate on `message-id` (the event id). Of several CRM
+ * processes on one database, the one holding the relay's lease publishes; the others wait.
  */
 export class AmqpRelay {
   private readonly connection: AmqpConnection;
@@ -64,24 +69,47 @@ export class AmqpRelay {
 
   async stop(): Promise<void> {
     await this.task.stop();
+    // Hands the lease on at once rather than after it runs out.
+    await this.options.db
+      .updateTable('relay_cursors')
+      .set({ holder: null, lease_until: null })
+      .where('name', '=', CURSOR)
+      .where('holder', '=', this.options.instanceId)
+      .execute()
+      .catch(() => {});
     await this.publisher.close();
     await this.connection.close();
   }
 
-  private async readCursor(): Promise<number> {
-    const row = await this.options.db
-      .selectFrom('relay_cursors')
-      .select('position')
+  /**
+   * Takes or renews the lease; answers the cursor when this process holds it, else undefined
+   * (another CRM process relays).
+   */
+  private async leaseCursor(now = Date.now()): Promise<number | undefined> {
+    const { db, instanceId } = this.options;
+    await db
+      .insertInto('relay_cursors')
+      .values({ name: CURSOR, position: 0, updated_at: now })
+      .onConflict((conflict) => conflict.column('name').doNothing())
+      .execute();
+    const row = await db
+      .updateTable('relay_cursors')
+      .set({ holder: instanceId, lease_until: now + LEASE_MS })
       .where('name', '=', CURSOR)
+      .where((w) =>
+        w.or([w('holder', '=', instanceId), w('holder', 'is', null), w('lease_until', '<', now)]),
+      )
+      .returning('position')
       .executeTakeFirst();
-    return row?.position ?? 0;
+    return row?.position;
   }
 
   /** Publishes the next batch; answers how long to wait before looking again. */
   private async step(): Promise<NextStep> {
     const { db, events, logger } = this.options;
     try {
-      const after = await this.readCursor();
+      const after = await this.leaseCursor();
+      if (after === undefined) return LEASE_MS / 3;
       const batch = await events.readAfter(after, BATCH);
       if (batch.length === 0) return 1_000;
       await Promise.all(
@@ -95,12 +123,12 @@ export class AmqpRelay {
       );
       const position = batch[batch.length - 1]!.position;
       const now = Date.now();
+      // Only while still the holder: a relay that lost its lease meanwhile moves nothing.
       await db
-        .insertInto('relay_cursors')
-        .values({ name: CURSOR, position, updated_at: now })
-        .onConflict((conflict) =>
-          conflict.column('name').doUpdateSet({ position, updated_at: now }),
-        )
+        .updateTable('relay_cursors')
+        .set({ position, updated_at: now })
+        .where('name', '=', CURSOR)
+        .where('holder', '=', this.options.instanceId)
         .execute();
       this.published.inc(batch.length);
       this.failures = 0;

@@ -2,6 +2,7 @@ import {
   ConfigError,
   isLoopbackHost,
   readChoice,
+  readInstanceId,
   readInteger,
   readString,
   readUrl,
@@ -41,6 +42,8 @@ export interface CrmConfig {
   webhookDisableAfterMs: number;
   /** RabbitMQ URL; when set, every event is also published to the `crm.events` exchange. Default none. */
   amqpUrl: string | undefined;
+  /** This process's name in the relay lease (`INSTANCE_ID`). Default `<hostname>-<pid>`. */
+  instanceId: string;
   /** Prefix of every exchange and queue name, to share a broker. Default none. */
   amqpNamePrefix: string;
 }
@@ -80,5 +83,6 @@ export function readCrmConfig(env: Env): CrmConfig {
     webhookDisableAfterMs: ms('WEBHOOK_DISABLE_AFTER_MS', 5 * 86_400_000, 0, 30 * 86_400_000),
     amqpUrl: readUrl(env, 'AMQP_URL', undefined, ['amqp:', 'amqps:']),
     amqpNamePrefix: readString(env, 'AMQP_NAME_PREFIX', ''),
+    instanceId: readInstanceId(env),
   };
 }

@@ -2,8 +2,9 @@ import { newId } from '../core/ids.js';
 import { EventEmitter, once } from 'node:events';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { retryDelayMs } from '../core/backoff.js';
-import { toIsoString, type DialectName } from '../core/db.js';
-import { CUSTOMER_CREATED, type CustomerCreatedEvent } from '../contracts/customer-events.js';
+import { notifyChannel, type DialectName } from '../core/db.js';
+import { APPEND_LOCK, selectFeedPage, toEvent } from './feed-order.js';
+import type { CustomerCreatedEvent } from '../contracts/customer-events.js';
 import type { CrmTables } from './migrations.js';
 
 /** What an append records; the log assigns its id and position. */
@@ -16,61 +17,6 @@ export interface NewEvent {
   traceparent?: string | undefined;
 }
 
-/*
- * Feed order on PostgreSQL. Positions come from a sequence when an event is inserted but become
- * visible when its transaction commits, in any order: a reader that saw position 6 before 5
- * committed would skip 5 for good. So every event also records its writer's transaction id (`xid`):
- * - a transaction draws its events' positions and its transaction id together, in one statement
- *   that holds an advisory lock only while it runs (the events are its transaction's first write,
- *   so the id is assigned there); a lower position thus never has a higher transaction id.
- *   Without the lock a transaction could take its id before another and its positions after it.
- * - a reader stops before the first visible event whose position follows a gap that a running
- *   transaction may still fill: one whose id lies between the ids on either side of the gap. A
- *   transaction outside that range cannot hold a position inside it; one that has ended has
- *   committed (and is visible) or rolled back or deleted the event (and left a gap for good).
- * So the transactions of several processes commit concurrently, an event is readable as soon as
- * every lower position is, and no position is read before a lower one that will still commit.
- * SQLite has a single writer, so its positions commit in order.
- */
-const APPEND_LOCK = sql`hashtext(current_schema() || '.events')`;
-
-interface EventRow {
-  position: number;
-  id: string;
-  payload: string;
-  occurred_at: string | Date;
-  traceparent: string | null;
-}
-
-/**
- * Up to `limit` visible events after `after`, each `settled` unless a transaction still running
- * may yet commit a position between it and the visible event before it (see "Feed order").
- */
-function selectFeedPage(after: number, limit: number) {
-  return sql<EventRow & { settled: boolean }>`
-    with running as materialized (
-      select r.xid from pg_snapshot_xip(pg_current_snapshot()) as r(xid)
-    ),
-    page as (
-      select position, id, payload, occurred_at, traceparent, xid,
-        coalesce(lag(position) over by_position, 0) as previous_position,
-        coalesce(lag(xid) over by_position, '0') as previous_xid
-      from events
-      where position >= (select coalesce(max(position), 0) from events where position <= ${after})
-      window by_position as (order by position)
-      order by position
-      limit ${limit + 1}
-    )
-    select position, id, payload, occurred_at, traceparent,
-      position = previous_position + 1 or not exists (
-        select from running where running.xid > page.previous_xid and running.xid < page.xid
-      ) as settled
-    from page
-    where position > ${after}
-    order by position
-    limit ${limit}`;
-}
-
 /**
  * Most appends one transaction takes (group commit). Appends made while a transaction commits
  * wait and share the next one: one append transaction per process at a time keeps pooled
@@ -78,6 +24,13 @@ function selectFeedPage(after: number, limit: number) {
  * order of their `seq`, the order `GET /customers` pages in.
  */
 const MAX_BATCH = 256;
+
+/** The PostgreSQL notification channel each committed batch of events is announced on. */
+export const EVENTS_CHANNEL = 'crm_events';
+/** Re-reads of a waiting long-poll, in ms: for commits of other processes nothing announces. */
+const RECHECK_MS = 250;
+/** The same while commits of other processes are announced (`wakeOnNotifications`). */
+const NOTIFIED_RECHECK_MS = 5_000;
 
 /**
  * Writes the changes described by a batch of appends, in their transaction; answers, in order,
@@ -94,17 +47,6 @@ interface QueuedAppend {
   change: unknown;
   writes: BatchWrites<unknown>;
   settle: (outcome: { written: boolean } | { error: unknown }) => void;
-}
-
-function toEvent(row: EventRow): CustomerCreatedEvent {
-  return {
-    position: row.position,
-    id: row.id,
-    type: CUSTOMER_CREATED,
-    occurred_at: toIsoString(row.occurred_at),
-    data: JSON.parse(row.payload) as CustomerCreatedEvent['data'],
-    traceparent: row.traceparent,
-  };
 }
 
 /**
@@ -143,6 +85,9 @@ export class EventLog {
   /** Reads in a row that found committed events still waiting for an earlier writer. */
   private waitingReads = 0;
   private wakeTimer: NodeJS.Timeout | undefined;
+  /** This process's signature on its notifications, so it does not wake itself twice. */
+  private readonly notifier = newId();
+  private recheckMs = RECHECK_MS;
 
   constructor(
     private readonly db: Kysely<CrmTables>,
@@ -216,6 +161,12 @@ export class EventLog {
           }
           const unwritten = eventIds.filter((_, i) => !written[i]);
           if (unwritten.length > 0) await this.deleteEvents(trx, unwritten);
+          // Delivered on commit, to every CRM process listening (see wakeOnNotifications).
+          if (this.dialect === 'postgres' && unwritten.length < eventIds.length) {
+            await sql`select pg_notify(${notifyChannel(EVENTS_CHANNEL)}, ${this.notifier})`.execute(
+              trx,
+            );
+          }
           return written;
         });
       } catch (error) {
@@ -299,6 +250,19 @@ export class EventLog {
     return new Map(rows.map((row) => [row.id, toEvent(row)]));
   }
 
+  /**
+   * Called with each notification on `EVENTS_CHANNEL` while `listening` (other CRM processes on
+   * this database commit events): wakes long-polls and relays as a commit here would; a waiting
+   * long-poll then re-reads only every few seconds, as a safety net. `listening` false (the
+   * listening connection failed) goes back to re-reading every 250 ms.
+   */
+  wakeOnNotifications(listening: boolean): (payload: string) => void {
+    this.recheckMs = listening ? NOTIFIED_RECHECK_MS : RECHECK_MS;
+    return (payload) => {
+      if (payload !== this.notifier) this.appended.emit('committed');
+    };
+  }
+
   /** Calls `listener` after every commit of new events in this process (relays wake on it). */
   onCommitted(listener: () => void): void {
     this.appended.on('committed', listener);
@@ -347,14 +311,14 @@ export class EventLog {
 
   /**
    * Long-poll: reads events after `position`; when there are none, waits up to `waitMs` for one.
-   * Wakes at once for commits in this process and re-reads every `recheckMs` for commits made
-   * by other processes sharing the database.
+   * Wakes at once for commits in this process, and for those of other processes when they are
+   * announced (`wakeOnNotifications`); re-reads every `recheckMs` in case one was not.
    */
   async waitAfter(
     position: number,
     limit: number,
     waitMs: number,
-    recheckMs = 250,
+    recheckMs = this.recheckMs,
   ): Promise<CustomerCreatedEvent[]> {
     const deadline = Date.now() + waitMs;
     for (;;) {

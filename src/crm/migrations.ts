@@ -147,6 +147,14 @@ export const crmMigrations: Migration[] = [
       await sql`alter table events alter column xid set default pg_current_xact_id()`.execute(db);
     },
   },
+  {
+    version: 6,
+    name: 'a lease on each relay, so one CRM instance of several publishes the events',
+    async up(db, types) {
+      await db.schema.alterTable('relay_cursors').addColumn('holder', 'text').execute();
+      await db.schema.alterTable('relay_cursors').addColumn('lease_until', types.epochMs).execute();
+    },
+  },
 ];
 
 export interface CrmTables {
@@ -192,7 +200,14 @@ export interface CrmTables {
     error: string | null;
     duration_ms: number;
   };
-  relay_cursors: { name: string; position: number; updated_at: number };
+  relay_cursors: {
+    name: string;
+    position: number;
+    updated_at: number;
+    /** The CRM instance relaying, while `lease_until` is ahead. */
+    holder: string | null;
+    lease_until: number | null;
+  };
   events: {
     position: import('kysely').Generated<number>;
     id: string;

@@ -1,10 +1,10 @@
-import os from 'node:os';
 import { BATCH_MAX_ITEMS } from '../contracts/package-requests.js';
 import {
   ConfigError,
   readChoice,
   readInteger,
   readOptionalString,
+  readInstanceId,
   readString,
   readUrl,
   type Env,
@@ -96,7 +96,7 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     requestTimeoutMs: ms('REQUEST_TIMEOUT_MS', 5_000, 10, 300_000),
     circuitResetMs: ms('CIRCUIT_RESET_MS', 5_000, 10, 3_600_000),
     leaseMs: ms('LEASE_MS', 30_000, 100, 3_600_000),
-    instanceId: readString(env, 'INSTANCE_ID', `${os.hostname()}-${process.pid}`),
+    instanceId: readInstanceId(env),
   };
   if (config.syncMode === 'amqp' && !config.amqpUrl) {
     throw new ConfigError(
