@@ -354,13 +354,41 @@ describe('AmqpConsumer', () => {
     expect((await getMessage(topology.deadLetterQueue)).properties.messageId).toBe('evt-unknown');
   });
 
-  it('requeues a message after a transient failure, then acks the redelivery', async () => {
+  it('tries a message again in place after transient failures, using none of the delivery limit', async () => {
+    const topology = uniqueTopology({ deliveryLimit: 2 });
+    const connection = await startConnection(`amqp-test-in-place-${randomUUID()}`);
+    const publisher = await startPublisher(connection, topology);
+    const deliveries: ReceivedMessage[] = [];
+    const consumer = await startConsumer(connection, topology, {
+      retryBackoff: { baseMs: 20, maxDelayMs: 20 },
+      // The database is away for five tries, more than the delivery limit would allow.
+      handle: async (message) => {
+        deliveries.push(message);
+        if (deliveries.length <= 5) throw new Error('database unreachable');
+      },
+    });
+
+    await publisher.publish({ id: 'evt-outage', body: customer('c1') });
+    await waitFor(() => deliveries.length === 6, 5_000, 'the sixth try');
+    // One delivery, tried six times: never back in the queue, never near the dead-letter queue.
+    expect(deliveries.map((d) => [d.messageId, d.redelivered, d.deliveryCount])).toEqual(
+      Array.from({ length: 6 }, () => ['evt-outage', false, 0]),
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(deliveries).toHaveLength(6);
+    await consumer.close();
+    expect(await countReady(topology.queue)).toBe(0);
+    expect(await countReady(topology.deadLetterQueue)).toBe(0);
+  });
+
+  it('requeues a message after a transient failure that outlasts retryInPlaceMs, then acks the redelivery', async () => {
     const topology = uniqueTopology();
     const connection = await startConnection(`amqp-test-transient-${randomUUID()}`);
     const publisher = await startPublisher(connection, topology);
     const deliveries: ReceivedMessage[] = [];
     const consumer = await startConsumer(connection, topology, {
-      requeueBackoff: { baseMs: 20, maxDelayMs: 20 },
+      retryBackoff: { baseMs: 20, maxDelayMs: 20 },
+      retryInPlaceMs: 0,
       handle: async (message) => {
         deliveries.push(message);
         if (deliveries.length === 1) throw new Error('Inventory answered 503');
@@ -387,7 +415,8 @@ describe('AmqpConsumer', () => {
     const publisher = await startPublisher(connection, topology);
     let calls = 0;
     await startConsumer(connection, topology, {
-      requeueBackoff: { baseMs: 10, maxDelayMs: 10 },
+      retryBackoff: { baseMs: 10, maxDelayMs: 10 },
+      retryInPlaceMs: 0,
       handle: async () => {
         calls += 1;
         throw new Error('still failing');

@@ -27,12 +27,21 @@ export interface AmqpConsumerOptions {
   /** Errors retrying cannot fix, dead-lettered at once. Default: named `NonRetryableError`. */
   isPermanent?: (error: unknown) => boolean;
   /**
-   * Wait before handing a failed message back to the queue, growing with its delivery count, so
-   * that an outage downstream does not use up the delivery limit within milliseconds.
+   * Waits between tries of a message whose handler failed, growing with each try.
    * Default `{ baseMs: 1000, maxDelayMs: 30_000 }`.
    */
-  requeueBackoff?: Backoff;
+  retryBackoff?: Backoff;
+  /**
+   * How long a failing message is tried again here, holding it, before it goes back to the queue
+   * (which counts a delivery): an outage downstream shorter than this uses none of the delivery
+   * limit, and ten times it is the least time before the broker dead-letters. Below RabbitMQ's
+   * consumer timeout (30 min), which would close the channel. Default 25 min.
+   */
+  retryInPlaceMs?: number;
 }
+
+/** Default of `retryInPlaceMs`: 25 min. */
+export const RETRY_IN_PLACE_MS = 25 * 60_000;
 
 type Outcome = 'ack' | 'requeue' | 'dead-letter';
 
@@ -42,7 +51,8 @@ export function isNonRetryableError(error: unknown): boolean {
 
 /**
  * Consumes the queue with manual acks: ack after `handle` resolves, dead-letter malformed JSON
- * and permanent errors, requeue the rest (the delivery limit dead-letters poison messages).
+ * and permanent errors; a transient failure is tried again here with backoff for up to
+ * `retryInPlaceMs`, then requeued (the delivery limit dead-letters what keeps failing).
  * Delivery is at least once: `handle` must be idempotent on `messageId`.
  */
 export class AmqpConsumer {
@@ -50,13 +60,14 @@ export class AmqpConsumer {
   private readonly handle: AmqpConsumerOptions['handle'];
   private readonly prefetch: number;
   private readonly isPermanent: (error: unknown) => boolean;
-  private readonly requeueBackoff: Backoff;
+  private readonly retryBackoff: Backoff;
+  private readonly retryInPlaceMs: number;
   private readonly logger: Logger;
   private channel: AmqpChannel | undefined;
   /** The raw channel delivering to us and our tag on it, while subscribed. */
   private subscription: { channel: Channel; consumerTag: string } | undefined;
   private readonly inFlight = new Set<Promise<void>>();
-  /** Requeue waits in progress, cut short by `close()`. */
+  /** Waits between tries in progress, cut short by `close()`. */
   private readonly waits = new Set<Wakeup>();
   private closing = false;
 
@@ -68,7 +79,8 @@ export class AmqpConsumer {
     this.handle = options.handle;
     this.prefetch = options.prefetch ?? 100;
     this.isPermanent = options.isPermanent ?? isNonRetryableError;
-    this.requeueBackoff = options.requeueBackoff ?? { baseMs: 1000, maxDelayMs: 30_000 };
+    this.retryBackoff = options.retryBackoff ?? { baseMs: 1000, maxDelayMs: 30_000 };
+    this.retryInPlaceMs = options.retryInPlaceMs ?? RETRY_IN_PLACE_MS;
     this.logger = connection.logger.child({
       component: 'amqp-consumer',
       queue: this.topology.queue,
@@ -156,31 +168,35 @@ export class AmqpConsumer {
       this.settle(channel, message, 'dead-letter', context);
       return;
     }
-    try {
-      await this.handle({
-        messageId,
-        routingKey: fields.routingKey,
-        body,
-        headers,
-        redelivered: fields.redelivered,
-        deliveryCount,
-      });
-    } catch (error) {
-      if (this.isPermanent(error)) {
-        this.logger.warn({ ...context, err: error }, 'permanent failure; dead-lettering message');
-        this.settle(channel, message, 'dead-letter', context);
+    const received = { messageId, routingKey: fields.routingKey, body, headers };
+    const started = Date.now();
+    for (let tries = 1; ; tries += 1) {
+      try {
+        await this.handle({ ...received, redelivered: fields.redelivered, deliveryCount });
+        this.settle(channel, message, 'ack', context);
         return;
+      } catch (error) {
+        if (this.isPermanent(error)) {
+          this.logger.warn({ ...context, err: error }, 'permanent failure; dead-lettering message');
+          this.settle(channel, message, 'dead-letter', context);
+          return;
+        }
+        const delayMs = retryDelayMs(deliveryCount + tries, this.retryBackoff);
+        if (this.closing || Date.now() - started + delayMs > this.retryInPlaceMs) {
+          this.logger.warn({ ...context, err: error, tries }, 'handler failed; requeueing message');
+          this.settle(channel, message, 'requeue', context);
+          return;
+        }
+        this.logger.warn(
+          { ...context, err: error, delayMs, tries },
+          'handler failed; trying again',
+        );
+        await this.waitBeforeRetry(delayMs);
       }
-      const delayMs = this.closing ? 0 : retryDelayMs(deliveryCount + 1, this.requeueBackoff);
-      this.logger.warn({ ...context, err: error, delayMs }, 'handler failed; requeueing message');
-      await this.waitBeforeRequeue(delayMs);
-      this.settle(channel, message, 'requeue', context);
-      return;
     }
-    this.settle(channel, message, 'ack', context);
   }
 
-  private async waitBeforeRequeue(ms: number): Promise<void> {
+  private async waitBeforeRetry(ms: number): Promise<void> {
     if (ms <= 0) return;
     const wait = new Wakeup();
     this.waits.add(wait);
