@@ -183,6 +183,52 @@ describe.each(SYNC_MODES)('outages in %s mode', (mode) => {
   }, 600_000);
 });
 
+describe('push lost in webhook mode', () => {
+  it('the webhook endpoint deleted while customers arrive, the integration service restarted and subscribed again → every customer once, from the feed repair', async () => {
+    const startedAt = performance.now();
+    platform = await ChaosPlatform.start({
+      mode: 'webhook',
+      seed: SEED,
+      integrationEnv: { GAP_REPAIR_MS: '1000' },
+    });
+    const p = platform;
+    const rate = 50;
+    const total = scaled(400, 3_000);
+    const creation = p.createCustomers(total, rate, { retry: true });
+    await sleep(1_500);
+    // The CRM stops pushing: its endpoint is gone, and nothing tells the integration service.
+    const endpoints = (await (await fetch(`${p.crm.url}/webhook-endpoints`)).json()) as {
+      id: string;
+    }[];
+    for (const { id } of endpoints) {
+      await fetch(`${p.crm.url}/webhook-endpoints/${id}`, { method: 'DELETE' });
+    }
+    await sleep(scaled(2_000, 20_000));
+    // A restart subscribes it again, as a new endpoint that gets events from then on.
+    await p.instances[0]!.restart('SIGTERM');
+    const { ids, failed, failures } = await creation;
+    const drainMs = await p.waitForAll(DRAIN_BOUND_MS);
+    const counts = await p.outcome();
+    const sources = await p.deliverySources();
+    report('push_lost', 'webhook', counts, startedAt, {
+      endpoints_deleted: endpoints.length,
+      pushed: sources.webhook ?? 0,
+      repaired: sources.reconcile ?? 0,
+      drain_ms: drainFigure(drainMs),
+      client_gave_up: failed,
+      client_retried: describeFailures(failures),
+    });
+    expect(endpoints.length).toBeGreaterThan(0);
+    // Push brought some, the feed repair those pushed nowhere.
+    expect(sources.webhook).toBeGreaterThan(0);
+    expect(sources.reconcile).toBeGreaterThan(0);
+    expect(failed, describeFailures(failures)).toBe(0);
+    expect(counts.created).toBeGreaterThanOrEqual(ids.length);
+    expect(counts).toMatchObject({ ...exactlyOnce(counts.created), dead_letters: 0 });
+    expect(drainMs).not.toBeNull();
+  }, 600_000);
+});
+
 describe('a stalled instance', () => {
   it('SIGSTOPped past its claims among three, then SIGCONTed → one package request per customer, its late completion refused and counted', async () => {
     const startedAt = performance.now();

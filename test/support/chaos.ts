@@ -310,12 +310,24 @@ export class ChaosPlatform {
   }
 
   async deliveryStates(): Promise<Record<string, number>> {
+    return this.countDeliveriesBy('state');
+  }
+
+  /** Deliveries by the source that recorded them first (`webhook`, `reconcile`, …). */
+  async deliverySources(): Promise<Record<string, number>> {
+    return this.countDeliveriesBy('source');
+  }
+
+  private async countDeliveriesBy(column: 'state' | 'source'): Promise<Record<string, number>> {
     const rows = await this.databases.integration.db
       .selectFrom('deliveries')
-      .select('state')
+      .select(column)
       .execute();
     const counts: Record<string, number> = {};
-    for (const row of rows) counts[row.state] = (counts[row.state] ?? 0) + 1;
+    for (const row of rows) {
+      const key = row[column as keyof typeof row] as string;
+      counts[key] = (counts[key] ?? 0) + 1;
+    }
     return counts;
   }
 
