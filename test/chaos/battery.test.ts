@@ -229,6 +229,36 @@ describe('push lost in webhook mode', () => {
   }, 600_000);
 });
 
+describe('the integration database away in amqp mode', () => {
+  const awayMs = scaled(20_000, 180_000);
+  it(`the integration database away for ${awayMs / 1000} s while customers arrive → nothing dead-lettered by the broker, every customer once`, async () => {
+    const startedAt = performance.now();
+    platform = await ChaosPlatform.start({ mode: 'amqp', seed: SEED });
+    const p = platform;
+    const rate = 20;
+    const total = Math.ceil((awayMs / 1000 + 4) * rate);
+    const creation = p.createCustomers(total, rate, { retry: true });
+    await sleep(1_000);
+    await p.holdIntegrationDatabase(awayMs);
+    const { ids, failed, failures } = await creation;
+    const drainMs = await p.waitForAll(DRAIN_BOUND_MS);
+    const counts = await p.outcome();
+    const brokerDeadLetters = await p.brokerDeadLetters();
+    report('database_away', 'amqp', counts, startedAt, {
+      away_s: awayMs / 1000,
+      broker_dead_letters: brokerDeadLetters,
+      drain_ms: drainFigure(drainMs),
+      client_gave_up: failed,
+      client_retried: describeFailures(failures),
+    });
+    expect(brokerDeadLetters).toBe(0);
+    expect(failed, describeFailures(failures)).toBe(0);
+    expect(counts.created).toBeGreaterThanOrEqual(ids.length);
+    expect(counts).toMatchObject({ ...exactlyOnce(counts.created), dead_letters: 0 });
+    expect(drainMs).not.toBeNull();
+  }, 900_000);
+});
+
 describe('a stalled instance', () => {
   it('SIGSTOPped past its claims among three, then SIGCONTed → one package request per customer, its late completion refused and counted', async () => {
     const startedAt = performance.now();

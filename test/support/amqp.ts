@@ -1,6 +1,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { deleteTopology as deleteBrokerTopology } from '../../src/core/amqp.js';
+import { connect } from 'amqplib';
+import { deleteTopology as deleteBrokerTopology, prefixedTopology } from '../../src/core/amqp.js';
 
 /** The local broker the RabbitMQ tests use. */
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -32,4 +33,17 @@ export async function closeBrokerConnections(namePart: string): Promise<number> 
     .map((line) => line.split('\t')[0]!.trim());
   for (const pid of pids) await rabbitmqctl('close_connection', pid, 'test');
   return pids.length;
+}
+
+/** Messages waiting in the dead-letter queue of the topology named with `prefix`. */
+export async function countDeadLettered(prefix: string): Promise<number> {
+  const connection = await connect(AMQP_URL);
+  try {
+    const { deadLetterQueue } = prefixedTopology(prefix);
+    if (!deadLetterQueue) return 0;
+    const channel = await connection.createChannel();
+    return (await channel.checkQueue(deadLetterQueue)).messageCount;
+  } finally {
+    await connection.close();
+  }
 }

@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { sql } from 'kysely';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import type { InventoryTables } from '../../src/inventory/migrations.js';
-import { AMQP_URL, closeBrokerConnections, deleteTopology } from './amqp.js';
+import { AMQP_URL, closeBrokerConnections, countDeadLettered, deleteTopology } from './amqp.js';
 import { createTestDatabase, type TestDatabase } from './databases.js';
 import { FaultProxy } from './fault-proxy.js';
 import { packageRequestsByCustomer } from './platform.js';
@@ -311,6 +312,32 @@ export class ChaosPlatform {
 
   async deliveryStates(): Promise<Record<string, number>> {
     return this.countDeliveriesBy('state');
+  }
+
+  /**
+   * Takes the integration database away from the service for `ms`: a transaction here holds its
+   * tables (SQLite: the write lock, so the service's writes fail busy; PostgreSQL: an exclusive
+   * lock on the table of deliveries, so its statements wait).
+   */
+  async holdIntegrationDatabase(ms: number): Promise<void> {
+    const { db, dialect } = this.databases.integration;
+    await db.connection().execute(async (connection) => {
+      await sql`begin ${sql.raw(dialect === 'sqlite' ? 'exclusive' : '')}`.execute(connection);
+      try {
+        if (dialect === 'postgres') {
+          // One table, so no lock order with the service's transactions can deadlock.
+          await sql`lock table deliveries in access exclusive mode`.execute(connection);
+        }
+        await sleep(ms);
+      } finally {
+        await sql`rollback`.execute(connection);
+      }
+    });
+  }
+
+  /** Messages RabbitMQ has dead-lettered (amqp mode), out of the platform's sight. */
+  async brokerDeadLetters(): Promise<number> {
+    return this.amqpPrefix ? countDeadLettered(this.amqpPrefix) : 0;
   }
 
   /** Deliveries by the source that recorded them first (`webhook`, `reconcile`, …). */
