@@ -67,6 +67,8 @@ export class FeedSource implements Source {
   private readonly abort = new AbortController();
   private inbox: Inbox | undefined;
   private failures = 0;
+  /** When this source started: events before it are repaired without waiting. */
+  private startedAt = Date.now();
   private readonly state: FeedState = {
     leader: false,
     lastSuccessAt: undefined,
@@ -117,13 +119,14 @@ export class FeedSource implements Source {
 
   /**
    * The events of a page to record now: all of them, or, when repairing gaps, those old enough
-   * that push would have delivered them by now (the feed is in commit order: the first one too
-   * young ends the run).
+   * that push would have delivered them by now, and those recorded before this process started
+   * (the feed is in commit order: the first one too young ends the run).
    */
   private due(events: FeedEvent[], now = Date.now()): FeedEvent[] {
     const { reconcile, repairAfterMs } = this.options;
     if (!reconcile || !repairAfterMs) return events;
-    const youngest = now - repairAfterMs;
+    // What was recorded before this process started could not be pushed to it: due at once.
+    const youngest = Math.max(now - repairAfterMs, this.startedAt);
     const young = events.findIndex((event) => Date.parse(event.occurred_at) > youngest);
     return young === -1 ? events : events.slice(0, young);
   }
@@ -136,6 +139,7 @@ export class FeedSource implements Source {
 
   start(inbox: Inbox): void {
     this.inbox = inbox;
+    this.startedAt = Date.now();
     this.state.lastTickAt = Date.now();
     this.task.start();
   }
