@@ -1,10 +1,13 @@
 import { randomUUID } from 'node:crypto';
-import { connect, type ChannelModel } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertTopology, prefixedTopology } from '../../src/core/amqp.js';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import { crmService } from '../../src/crm/service.js';
-import { AMQP_URL, closeBrokerConnections, deleteTopology } from '../support/amqp.js';
+import {
+  AMQP_URL,
+  closeBrokerConnections,
+  deleteTopology,
+  readPublishedIds,
+} from '../support/amqp.js';
 import { createTestApp, type TestApp } from '../support/apps.js';
 import { createCustomers, listen, waitUntil } from '../support/platform.js';
 
@@ -23,19 +26,9 @@ describe('AmqpRelay', () => {
   it('publishes every committed event through a broker connection kill, counting each once confirmed, and keeps its position', async () => {
     const prefix = `test-${randomUUID().slice(0, 8)}.`;
     cleanups.push(() => deleteTopology(prefix));
-    // Declared (as the relay declares it) and read before the relay starts, so nothing is missed.
-    const admin: ChannelModel = await connect(AMQP_URL);
-    cleanups.push(() => admin.close());
-    const channel = await admin.createChannel();
-    const topology = await assertTopology(channel, prefixedTopology(prefix));
-    const received: string[] = [];
-    await channel.consume(
-      topology.queue,
-      (message) => {
-        if (message) received.push(String(message.properties.messageId));
-      },
-      { noAck: true },
-    );
+    // Read before the relay starts, so nothing is missed.
+    const { received, close } = await readPublishedIds(prefix);
+    cleanups.push(close);
 
     const crm = await createTestApp(crmService, {
       env: { AMQP_URL, AMQP_NAME_PREFIX: prefix },

@@ -1,9 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import { connect, type ChannelModel } from 'amqplib';
 import { afterEach, describe, expect, it } from 'vitest';
-import { assertTopology, prefixedTopology } from '../../src/core/amqp.js';
 import type { CrmTables } from '../../src/crm/migrations.js';
-import { AMQP_URL, deleteTopology } from '../support/amqp.js';
+import { AMQP_URL, deleteTopology, readPublishedIds } from '../support/amqp.js';
 import { createTestDatabase, postgresUrlFor } from '../support/databases.js';
 import { waitUntil } from '../support/platform.js';
 import { startServiceProcess, type ServiceProcess } from '../support/processes.js';
@@ -45,18 +43,8 @@ describe.runIf(postgresUrlFor('crm'))('several CRM processes on one PostgreSQL',
   it('publish every event to RabbitMQ once between them: one relays at a time', async () => {
     const prefix = `test-${randomUUID().slice(0, 8)}.`;
     cleanups.push(() => deleteTopology(prefix));
-    const admin: ChannelModel = await connect(AMQP_URL);
-    cleanups.push(() => admin.close());
-    const channel = await admin.createChannel();
-    const topology = await assertTopology(channel, prefixedTopology(prefix));
-    const received: string[] = [];
-    await channel.consume(
-      topology.queue,
-      (message) => {
-        if (message) received.push(String(message.properties.messageId));
-      },
-      { noAck: true },
-    );
+    const { received, close } = await readPublishedIds(prefix);
+    cleanups.push(close);
     const [a, b] = await startTwoCrms(prefix);
     for (let n = 0; n < 40; n += 1) await createCustomer(n % 2 === 0 ? a : b, n);
     await waitUntil(() => received.length >= 40, 15_000, '40 published events');

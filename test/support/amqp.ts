@@ -1,7 +1,11 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { connect } from 'amqplib';
-import { deleteTopology as deleteBrokerTopology, prefixedTopology } from '../../src/core/amqp.js';
+import {
+  assertTopology,
+  deleteTopology as deleteBrokerTopology,
+  prefixedTopology,
+} from '../../src/core/amqp.js';
 
 /** The local broker the RabbitMQ tests use. */
 export const AMQP_URL = process.env.AMQP_URL ?? 'amqp://guest:guest@127.0.0.1:5672';
@@ -46,4 +50,26 @@ export async function countDeadLettered(prefix: string): Promise<number> {
   } finally {
     await connection.close();
   }
+}
+
+/**
+ * The message ids of everything published to the queue of the topology named with `prefix`,
+ * declared here (as the consumers declare it) so that nothing published from now on is missed.
+ * `close()` stops reading.
+ */
+export async function readPublishedIds(
+  prefix: string,
+): Promise<{ received: string[]; close: () => Promise<void> }> {
+  const connection = await connect(AMQP_URL);
+  const channel = await connection.createChannel();
+  const topology = await assertTopology(channel, prefixedTopology(prefix));
+  const received: string[] = [];
+  await channel.consume(
+    topology.queue,
+    (message) => {
+      if (message) received.push(String(message.properties.messageId));
+    },
+    { noAck: true },
+  );
+  return { received, close: () => connection.close() };
 }
