@@ -26,6 +26,22 @@ export function retryDelayMs(
 }
 
 /**
+ * The total wait of the retries before attempt `attempts` (the waits of retries 1 to attempts−1):
+ * at most `longestMs`, `meanMs` on average (full jitter picks each wait uniformly below its
+ * ceiling). The time the calls themselves take comes on top.
+ */
+export function retryWindowMs(
+  attempts: number,
+  policy: Pick<RetryPolicy, 'baseMs' | 'maxDelayMs'>,
+): { longestMs: number; meanMs: number } {
+  let longestMs = 0;
+  for (let retry = 1; retry < attempts; retry += 1) {
+    longestMs += Math.min(policy.maxDelayMs, policy.baseMs * 2 ** Math.min(retry - 1, 40));
+  }
+  return { longestMs, meanMs: longestMs / 2 };
+}
+
+/**
  * A transient failure is given up (dead-lettered) only once it has used `maxAttempts` calls and
  * has been failing for `deadLetterAfterMs`: an outage shorter than that never loses an item to
  * the dead letters, however the jitter falls.

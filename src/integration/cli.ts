@@ -7,7 +7,7 @@ import {
   ReplayOneSchema,
   StatusSchema,
 } from '../contracts/admin-api.js';
-import { readOptionalString, type Env } from '../core/config.js';
+import { ConfigError, readOptionalString, type Env } from '../core/config.js';
 import {
   ApiClient,
   CliFailure,
@@ -18,6 +18,7 @@ import {
 } from './cli/api-client.js';
 import { formatDeadLetters, formatStatus, oneLine } from './cli/render.js';
 import type { ProgressStream } from './cli/progress.js';
+import { formatRetryWindows, retryWindows } from './cli/retry-windows.js';
 import { seedCustomers, type SeedOptions } from './cli/seed.js';
 
 /** Where the CLI writes and what environment it reads; the real process's by default. */
@@ -125,6 +126,17 @@ function buildProgram(io: CliIo): Command {
         await client.request('GET', '/api/status', { shape: Compile(StatusSchema) }),
         formatStatus,
       );
+    });
+
+  program
+    .command('retry-windows')
+    .description(
+      'print how long each part retries a failure before giving up, from the settings in the environment',
+    )
+    .action((_options, command: Command) => {
+      const { json } = command.optsWithGlobals<GlobalOptions>();
+      const windows = retryWindows(io.env);
+      print(json ? JSON.stringify(windows, null, 2) : formatRetryWindows(windows));
     });
 
   const dlq = program.command('dlq').description('list and replay dead letters');
@@ -260,6 +272,11 @@ export async function runCli(argv: string[], io: Partial<CliIo> = {}): Promise<n
     if (error instanceof CliFailure) {
       fullIo.stderr.write(`mip: ${error.message}\n`);
       return 1;
+    }
+    // A setting in the environment mip reads (retry-windows) is wrong: the fix is the caller's.
+    if (error instanceof ConfigError) {
+      fullIo.stderr.write(`mip: ${error.message}\n`);
+      return USAGE_ERROR;
     }
     throw error;
   }
