@@ -317,7 +317,7 @@ export class ChaosPlatform {
   /**
    * Takes the integration database away from the service for `ms`: a transaction here holds its
    * tables (SQLite: the write lock, so the service's writes fail busy; PostgreSQL: an exclusive
-   * lock on the table of deliveries, so its statements wait).
+   * lock on the table of deliveries, so its writes and claims wait).
    */
   async holdIntegrationDatabase(ms: number): Promise<void> {
     const { db, dialect } = this.databases.integration;
@@ -325,8 +325,10 @@ export class ChaosPlatform {
       await sql`begin ${sql.raw(dialect === 'sqlite' ? 'exclusive' : '')}`.execute(connection);
       try {
         if (dialect === 'postgres') {
-          // One table, so no lock order with the service's transactions can deadlock.
-          await sql`lock table deliveries in access exclusive mode`.execute(connection);
+          // One table, so no lock order with the service's transactions can deadlock. EXCLUSIVE,
+          // not ACCESS EXCLUSIVE: that one is WAL-logged, which gives this transaction an id,
+          // and a running transaction id holds back feed readers of every CRM on the server.
+          await sql`lock table deliveries in exclusive mode`.execute(connection);
         }
         await sleep(ms);
       } finally {
