@@ -118,7 +118,10 @@ export const CircuitStateSchema = Type.Union([
 export const StatusSchema = Type.Object({
   mode: Type.String(),
   instance_id: Type.String(),
-  cursor: Type.Integer({ description: 'Last CRM feed position recorded.' }),
+  cursor: Type.Integer({
+    description:
+      'The CRM feed position up to which every event has been recorded, pushed or read from the feed.',
+  }),
   deliveries: Type.Object(
     Object.fromEntries(DELIVERY_STATES.map((state) => [state, Type.Integer()])),
     { description: 'Count of deliveries in each state.' },

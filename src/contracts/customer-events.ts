@@ -66,6 +66,8 @@ const DeliverableCustomer = Type.Object({
  */
 export const PushedCustomerEventSchema = Type.Object({
   type: Type.String(),
+  /** Absent from older CRMs' messages: the receiver then leaves the gap to the feed repair. */
+  position: Type.Optional(CustomerCreatedEventSchema.properties.position),
   data: DeliverableCustomer,
 });
 export type PushedCustomerEvent = Static<typeof PushedCustomerEventSchema>;

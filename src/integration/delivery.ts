@@ -16,7 +16,7 @@ import type { IntegrationMetrics } from './metrics.js';
 import type { DeliveryRow } from './migrations.js';
 import type { Inbox } from './sources/source.js';
 import type { FailedOutcome, Settlement } from './store/claims.js';
-import type { RecordFromFeed } from './store/inbox.js';
+import type { PushedMessage, RecordFromFeed } from './store/inbox.js';
 import type { NewDelivery } from './store/new-delivery.js';
 import type { SyncStore } from './store/sync-store.js';
 
@@ -94,18 +94,17 @@ export class DeliveryWorker implements Inbox {
    * slot frees up. Answers the new customers, or undefined for a redelivered message id.
    */
   async recordPushed(
-    messageId: string,
-    source: string,
+    message: PushedMessage,
     items: NewDelivery[],
   ): Promise<NewDelivery[] | undefined> {
     const { store, instanceId, claimMs, batchSize } = this.options;
     // While stopping, nothing new starts here: pending, the next instance takes it at once.
     if (this.stopping || this.loop.freeSlots <= 0) {
-      const fresh = await store.inbox.recordMessage(messageId, source, items);
+      const fresh = await store.inbox.recordMessage(message, items);
       if (fresh && fresh.length > 0) this.wake();
       return fresh;
     }
-    const rows = await store.inbox.recordMessageClaimed(messageId, source, items, {
+    const rows = await store.inbox.recordMessageClaimed(message, items, {
       holder: instanceId,
       lockMs: claimMs,
     });

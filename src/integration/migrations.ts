@@ -114,6 +114,23 @@ export const integrationMigrations: Migration[] = [
       }
     },
   },
+  {
+    version: 6,
+    name: 'keep the feed position of each pushed message',
+    async up(db, types) {
+      // The feed repair moves its cursor over positions push has recorded without reading them
+      // from the feed again (store/inbox.ts, passPushed).
+      await db.schema
+        .alterTable('received_messages')
+        .addColumn('feed_position', types.epochMs)
+        .execute();
+      await db.schema
+        .createIndex('received_messages_feed_position')
+        .on('received_messages')
+        .column('feed_position')
+        .execute();
+    },
+  },
 ];
 
 export interface IntegrationTables {
@@ -141,7 +158,13 @@ export interface IntegrationTables {
     traceparent: string | null;
   };
   leases: { name: string; holder: string; expires_at: number };
-  received_messages: { message_id: string; source: string; received_at: number };
+  received_messages: {
+    message_id: string;
+    source: string;
+    received_at: number;
+    /** The message's place in the CRM feed; null when its sender did not say. */
+    feed_position: number | null;
+  };
 }
 
 export type DeliveryRow = Selectable<IntegrationTables['deliveries']>;

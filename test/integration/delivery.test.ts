@@ -76,7 +76,9 @@ describe('pushed customers', () => {
     // Let the loop's first look (nothing due yet) pass, so the next send can only be a hand-off.
     await new Promise((resolve) => setTimeout(resolve, 100));
     const item = pushed(1);
-    expect(await worker!.recordPushed(randomUUID(), 'webhook', [item])).toEqual([item]);
+    expect(await worker!.recordPushed({ id: randomUUID(), source: 'webhook' }, [item])).toEqual([
+      item,
+    ]);
     await waitUntil(
       async () => (await stateOf(item.customerId)) === 'delivered',
       5_000,
@@ -84,7 +86,7 @@ describe('pushed customers', () => {
     );
     expect(calls).toEqual([[item.customerId]]);
     // The same customer pushed again (another message id) is not sent again.
-    expect(await worker!.recordPushed(randomUUID(), 'webhook', [item])).toEqual([]);
+    expect(await worker!.recordPushed({ id: randomUUID(), source: 'webhook' }, [item])).toEqual([]);
     expect(calls).toHaveLength(1);
   });
 
@@ -92,7 +94,9 @@ describe('pushed customers', () => {
     worker!.start();
     await worker!.stop();
     const item = pushed(2);
-    expect(await worker!.recordPushed(randomUUID(), 'webhook', [item])).toEqual([item]);
+    expect(await worker!.recordPushed({ id: randomUUID(), source: 'webhook' }, [item])).toEqual([
+      item,
+    ]);
     expect(await stateOf(item.customerId)).toBe('pending');
     expect(calls).toEqual([]);
     worker = undefined;
@@ -102,7 +106,7 @@ describe('pushed customers', () => {
     hanging = true;
     worker!.start();
     const item = pushed(3);
-    await worker!.recordPushed(randomUUID(), 'webhook', [item]);
+    await worker!.recordPushed({ id: randomUUID(), source: 'webhook' }, [item]);
     await waitUntil(() => calls.length === 1, 5_000, 'the call in flight');
     await worker!.stop(200);
     worker = undefined;

@@ -54,7 +54,9 @@ describe('integration migrations', () => {
     await migrate(database, integrationMigrations.slice(0, 4));
     const db = database.db as unknown as Kysely<any>;
     await db.insertInto('deliveries').values(delivery('c-1', 'retrying')).execute();
-    expect(await migrate(database, integrationMigrations)).toMatchObject({ applied: [5] });
+    expect(await migrate(database, integrationMigrations.slice(0, 5))).toMatchObject({
+      applied: [5],
+    });
     await expect(sql`update deliveries set state = 'paused'`.execute(db)).rejects.toThrow();
     expect((await db.selectFrom('deliveries').select('state').execute())[0]!.state).toBe(
       'retrying',
@@ -68,5 +70,19 @@ describe('integration migrations', () => {
     await db.insertInto('deliveries').values(delivery('c-1', 'paused')).execute();
     await expect(migrate(database, integrationMigrations)).rejects.toThrow(/Migration 5/);
     expect((await db.selectFrom('schema_migrations').select('version').execute()).length).toBe(4);
+  });
+
+  it('keep the message ids an older version received, with no feed position', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations.slice(0, 5));
+    const db = database.db as unknown as Kysely<any>;
+    await db
+      .insertInto('received_messages')
+      .values({ message_id: 'm-1', source: 'webhook', received_at: 0 })
+      .execute();
+    expect(await migrate(database, integrationMigrations)).toMatchObject({ applied: [6] });
+    expect(await db.selectFrom('received_messages').selectAll().execute()).toEqual([
+      { message_id: 'm-1', source: 'webhook', received_at: 0, feed_position: null },
+    ]);
   });
 });

@@ -41,6 +41,25 @@ const metric = async (name: string) => {
   return line ? Number(line.split(' ').at(-1)) : 0;
 };
 
+/**
+ * The feed positions the integration service remembered with the messages pushed to it, and the
+ * CRM's: when they match, the feed repair moves past every one of them without reading it again.
+ */
+const pushedAndFeedPositions = async () => {
+  const pushed = await integration!.database.db
+    .selectFrom('received_messages')
+    .select('feed_position')
+    .orderBy('feed_position')
+    .execute();
+  const feed = (
+    await upstreams!.crm.app.inject({ method: 'GET', url: '/events?limit=1000' })
+  ).json() as { position: number }[];
+  return {
+    pushed: pushed.map((row) => row.feed_position),
+    feed: feed.map((event) => event.position),
+  };
+};
+
 describe('webhook mode', () => {
   const startWebhookMode = async (env: Record<string, string> = {}) => {
     upstreams = await startUpstreams();
@@ -67,6 +86,8 @@ describe('webhook mode', () => {
       new Set(ids),
     );
     expect(await metric('integration_customers_seen_total{source="webhook"')).toBe(25);
+    const positions = await pushedAndFeedPositions();
+    expect(positions.pushed).toEqual(positions.feed);
   });
 
   it('registers idempotently: a restart reuses the endpoint instead of adding one', async () => {
@@ -231,6 +252,8 @@ describe('amqp mode', () => {
     expect(new Set((await packageRequestsByCustomer(upstreams.inventory)).keys())).toEqual(
       new Set(ids),
     );
+    const positions = await pushedAndFeedPositions();
+    expect(positions.pushed).toEqual(positions.feed);
 
     // Publish a duplicate of a real event, and a malformed message.
     const logger = createLogger({ service: 'test', level: 'silent' });

@@ -30,7 +30,7 @@ export function useSyncStore(): SyncStore {
 
 /** Records pushed customers as a message of their own, as a webhook or RabbitMQ would. */
 export const record = (items: NewDelivery[], now?: number) =>
-  current!.inbox.recordMessage(randomUUID(), 'test', items, now);
+  current!.inbox.recordMessage({ id: randomUUID(), source: 'test' }, items, now);
 
 export const item = (n: number): NewDelivery => ({
   customerId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,

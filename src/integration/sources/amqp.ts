@@ -92,7 +92,10 @@ export class AmqpSource implements Source {
       message.headers.traceparent,
     );
     // The consumer starts after the inbox is set: a message here always has one.
-    const fresh = await this.inbox!.recordPushed(messageId, 'amqp', [item]);
+    const fresh = await this.inbox!.recordPushed(
+      { id: messageId, source: 'amqp', feedPosition: event.position },
+      [item],
+    );
     if (fresh === undefined) {
       metrics.pushDuplicates.inc({ source: 'amqp' });
       return;

@@ -8,6 +8,7 @@ import type { CrmClient } from '../clients.js';
 import { TransientError } from '../../core/retryable-errors.js';
 import { isoOrNull } from '../../core/iso.js';
 import type { IntegrationMetrics } from '../metrics.js';
+import type { InboxRepository } from '../store/inbox.js';
 import type { LeasesRepository } from '../store/leases.js';
 import { customerCreatedToDelivery } from '../store/new-delivery.js';
 import type { Inbox, Source, SourceContext } from './source.js';
@@ -16,6 +17,8 @@ export const POLL_LEASE = 'poll:crm';
 /** The cursor the feed moves (the CRM's change feed). */
 export const FEED_CURSOR = 'crm';
 const RECONCILE_PAGE_PAUSE_MS = 100;
+/** Most pushed positions the cursor passes over in one step. */
+const PASS_PUSHED_LIMIT = 5_000;
 /** Backoff after failed reads: the first pause is at most 500 ms, doubling up to 16 s. */
 const FAILURE_BACKOFF = { baseMs: 500, maxDelayMs: 16_000 };
 
@@ -41,6 +44,12 @@ export interface FeedSourceOptions {
    * read every half of it (at least every 100 ms). Default 0 (record at once, every `intervalMs`).
    */
   repairAfterMs?: number;
+  /**
+   * With `reconcile`: moves the cursor over the feed positions push has recorded without a gap
+   * (store/inbox.ts), before each read, so the feed is read only where push left a gap. Default
+   * none: every event is read from the feed again.
+   */
+  passPushed?: InboxRepository['passPushed'];
 }
 
 interface FeedState {
@@ -58,7 +67,8 @@ interface FeedState {
  * hybrid mode). One instance at a time polls (it holds a lease); each read's events and the
  * cursor's move commit together, so a crash at any point neither skips nor loses an event. Reads
  * long-poll: an empty read waits on the CRM for up to the interval, so a new customer is seen
- * within milliseconds and an idle feed costs one request per interval.
+ * within milliseconds and an idle feed costs one request per interval. Beside push (`reconcile`),
+ * the cursor first moves over what push recorded (`passPushed`), so only gaps are read again.
  */
 export class FeedSource implements Source {
   readonly name: 'poll' | 'reconcile';
@@ -194,6 +204,14 @@ export class FeedSource implements Source {
     return pause;
   }
 
+  private lostLease(): false {
+    this.options.logger.warn(
+      'Lost the poll lease while reading the feed; nothing recorded from that read',
+    );
+    this.state.leader = false;
+    return false;
+  }
+
   /**
    * One read, recorded into `inbox`; answers true when a full page came back (more may be
    * waiting).
@@ -211,7 +229,11 @@ export class FeedSource implements Source {
     }
     if (!leader) return false;
 
-    const from = await leases.readCursor(FEED_CURSOR);
+    const lease = { name: POLL_LEASE, holder: instanceId };
+    const from = this.options.passPushed
+      ? await this.options.passPushed(FEED_CURSOR, lease, PASS_PUSHED_LIMIT)
+      : await leases.readCursor(FEED_CURSOR);
+    if (from === undefined) return this.lostLease();
     const requestStarted = performance.now();
     const page = await crm.readEvents(from, batchSize, this.waitMs(), this.abort.signal);
     const events = this.due(page);
@@ -228,18 +250,11 @@ export class FeedSource implements Source {
       events.map((event) =>
         customerCreatedToDelivery(event.data, event.id, this.name, event.traceparent),
       ),
-      {
-        name: POLL_LEASE,
-        holder: instanceId,
-      },
+      lease,
     );
     metrics.pollDuration.observe((performance.now() - requestStarted) / 1000);
-    if (fresh === undefined) {
-      // The lease lapsed or another instance moved the cursor meanwhile: nothing was written.
-      logger.warn('Lost the poll lease while reading the feed; nothing recorded from that read');
-      this.state.leader = false;
-      return false;
-    }
+    // The lease lapsed or another instance moved the cursor meanwhile: nothing was written.
+    if (fresh === undefined) return this.lostLease();
     metrics.polls.inc({ result: 'events' });
     this.state.lastSuccessAt = Date.now();
     for (const item of fresh) {
@@ -263,6 +278,7 @@ export const createFeedSource = (
 ) =>
   new FeedSource({
     leases: store.leases,
+    ...(reconcile ? { passPushed: store.inbox.passPushed } : {}),
     crm,
     intervalMs: config.pollIntervalMs,
     repairAfterMs: reconcile ? config.gapRepairMs : 0,

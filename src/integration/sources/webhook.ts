@@ -208,7 +208,10 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
         'webhook',
         request.headers.traceparent,
       );
-      const fresh = await record(messageId, 'webhook', [item]);
+      const fresh = await record(
+        { id: messageId, source: 'webhook', feedPosition: event.position },
+        [item],
+      );
       if (fresh === undefined) {
         metrics.pushDuplicates.inc({ source: 'webhook' });
       } else if (fresh.length > 0) {
@@ -243,10 +246,10 @@ export class WebhookSource implements Source {
     this.registration = new WebhookRegistration(options.crm, options.logger);
     const receiverOptions: WebhookReceiverOptions = {
       registration: this.registration,
-      record: (messageId, source, items) => {
+      record: (message, items) => {
         // Nothing verifies before start (no signing secret yet), so this is a safeguard only.
         if (!this.inbox) throw new HttpProblem(503, 'not_started', 'Not started yet; retry.');
-        return this.inbox.recordPushed(messageId, source, items);
+        return this.inbox.recordPushed(message, items);
       },
       metrics: options.metrics,
       logger: options.logger,

@@ -7,13 +7,22 @@ import type { NewDelivery } from './new-delivery.js';
 
 type Db = Kysely<IntegrationTables>;
 
+/** A message a source was pushed (a webhook call, a RabbitMQ message). */
+export interface PushedMessage {
+  /** The sender's message id: a redelivery carries the same one. */
+  id: string;
+  /** The source that received it, e.g. `webhook`. */
+  source: string;
+  /** Its event's place in the CRM feed, when the sender says (the feed repair skips it then). */
+  feedPosition?: number | undefined;
+}
+
 /**
  * Records a pushed message's customers (and its id, for deduplication) and sees them delivered;
  * answers the new customers, or undefined when the message id was seen before.
  */
 export type RecordPushed = (
-  messageId: string,
-  source: string,
+  message: PushedMessage,
   items: NewDelivery[],
 ) => Promise<NewDelivery[] | undefined>;
 
@@ -85,16 +94,20 @@ export function createInboxRepository(
     return insertQuery(trx, items, now, claim).returningAll().execute();
   };
 
-  /** Notes a pushed message's id; false when it was seen before (a redelivery). */
+  /** Notes a pushed message's id and feed position; false when it was seen before (a redelivery). */
   const rememberMessage = async (
     trx: Db,
-    messageId: string,
-    source: string,
+    message: PushedMessage,
     now: number,
   ): Promise<boolean> => {
     const first = await trx
       .insertInto('received_messages')
-      .values({ message_id: messageId, source, received_at: now })
+      .values({
+        message_id: message.id,
+        source: message.source,
+        received_at: now,
+        feed_position: message.feedPosition ?? null,
+      })
       .onConflict((conflict) => conflict.column('message_id').doNothing())
       .returning('message_id')
       .executeTakeFirst();
@@ -116,21 +129,47 @@ export function createInboxRepository(
       return fresh;
     });
 
+  /**
+   * Moves the feed cursor of `source` over the positions pushed messages have recorded, as far as
+   * they run on without a gap from it, in one transaction: everything up to the new position was
+   * recorded, so the feed repair need not read it again. Answers the cursor's position afterwards,
+   * or undefined (nothing written) without the lease.
+   */
+  const passPushed = (source: string, lease: HeldLease, limit: number, now = Date.now()) =>
+    db.transaction().execute(async (trx) => {
+      if (!(await leases.holdsLeaseIn(trx, lease, now))) return undefined;
+      const from = await leases.readCursorIn(trx, source);
+      const pushed = await trx
+        .selectFrom('received_messages')
+        .select('feed_position')
+        .where('feed_position', '>', from)
+        .orderBy('feed_position')
+        .limit(limit)
+        .execute();
+      let to = from;
+      for (const { feed_position: position } of pushed) {
+        if (position !== to + 1) break;
+        to = position;
+      }
+      if (to > from) await leases.moveCursorIn(trx, source, to, now);
+      return to;
+    });
+
   return {
     recordFromFeed,
+    passPushed,
 
     /**
      * Records a pushed message's customers and remembers its id, in one transaction. Answers
      * undefined when the message id was seen before (a redelivery): nothing is written.
      */
     async recordMessage(
-      messageId: string,
-      source: string,
+      message: PushedMessage,
       items: NewDelivery[],
       now = Date.now(),
     ): Promise<NewDelivery[] | undefined> {
       return db.transaction().execute(async (trx) => {
-        if (!(await rememberMessage(trx, messageId, source, now))) return undefined;
+        if (!(await rememberMessage(trx, message, now))) return undefined;
         return insertNew(trx, items, now);
       });
     },
@@ -143,14 +182,13 @@ export function createInboxRepository(
      * redelivered id.
      */
     async recordMessageClaimed(
-      messageId: string,
-      source: string,
+      message: PushedMessage,
       items: NewDelivery[],
       claim: DeliveryClaim,
       now = Date.now(),
     ): Promise<DeliveryRow[] | undefined> {
       return db.transaction().execute(async (trx) => {
-        if (!(await rememberMessage(trx, messageId, source, now))) return undefined;
+        if (!(await rememberMessage(trx, message, now))) return undefined;
         return insertClaimed(trx, items, now, claim);
       });
     },

@@ -11,6 +11,7 @@ import {
   type IntegrationTables,
 } from '../../../src/integration/migrations.js';
 import { FeedSource } from '../../../src/integration/sources/feed.js';
+import { customerCreatedToDelivery } from '../../../src/integration/store/new-delivery.js';
 import { createSyncStore } from '../../../src/integration/store/sync-store.js';
 import { createTestDatabase, type TestDatabase } from '../../support/databases.js';
 
@@ -68,6 +69,7 @@ class FakeFeed {
 
 type Op =
   | { kind: 'commit'; count: number }
+  | { kind: 'push'; pick: number }
   | { kind: 'poll'; who: 0 | 1; batch: number; crash: boolean; interleave: boolean }
   | { kind: 'expire_lease' };
 
@@ -81,79 +83,149 @@ const opArbitrary: fc.Arbitrary<Op> = fc.oneof(
     interleave: fc.boolean(),
   }),
   fc.record({ kind: fc.constant('expire_lease' as const) }),
+  fc.record({ kind: fc.constant('push' as const), pick: fc.nat() }),
 );
 
 describe('the feed cursor (model-based)', () => {
-  it('is never ahead of what was recorded, and nothing at or before it is missing or doubled', async () => {
-    await fc.assert(
-      fc.asyncProperty(fc.array(opArbitrary, { minLength: 1, maxLength: 25 }), async (ops) => {
-        database = await createTestDatabase<IntegrationTables>('integration');
-        try {
-          await migrate(database, integrationMigrations);
-          const store = createSyncStore(database);
-          const metrics = createIntegrationMetrics(new Registry(), store.readModels);
-          const feed = new FakeFeed();
-          const pollers = [0, 1].map(
-            (i) =>
-              new FeedSource({
-                leases: store.leases,
-                crm: feed.client(),
-                intervalMs: 1000,
-                batchSize: 4,
-                leaseMs: 60_000,
-                instanceId: `instance-${i}`,
-                logger,
-                metrics,
-              }),
-          );
-          const poll = async (who: 0 | 1, batch: number) => {
-            const poller = pollers[who]!;
-            (poller as unknown as { options: { batchSize: number } }).options.batchSize = batch;
-            await poller.pollOnce(store.inbox).catch(() => undefined); // a crash loses the read, nothing else
-          };
-          for (const op of ops) {
-            if (op.kind === 'commit') feed.commit(op.count);
-            else if (op.kind === 'expire_lease') {
-              await database.db.updateTable('leases').set({ expires_at: 0 }).execute();
-            } else {
-              feed.crashNext = op.crash;
-              if (op.interleave) {
-                // While this poller waits for its read, the lease lapses and the other one polls.
-                feed.during = async () => {
-                  await database!.db.updateTable('leases').set({ expires_at: 0 }).execute();
-                  await poll(op.who === 0 ? 1 : 0, 4);
-                };
+  it.each([
+    ['following the feed (poll mode)', false],
+    ['repairing beside push, passing over what push recorded', true],
+  ])(
+    '%s: is never ahead of what was recorded, and nothing at or before it is missing or doubled',
+    async (_mode, beside) => {
+      await fc.assert(
+        fc.asyncProperty(fc.array(opArbitrary, { minLength: 1, maxLength: 25 }), async (ops) => {
+          database = await createTestDatabase<IntegrationTables>('integration');
+          try {
+            await migrate(database, integrationMigrations);
+            const store = createSyncStore(database);
+            const metrics = createIntegrationMetrics(new Registry(), store.readModels);
+            const feed = new FakeFeed();
+            const pollers = [0, 1].map(
+              (i) =>
+                new FeedSource({
+                  leases: store.leases,
+                  crm: feed.client(),
+                  intervalMs: 1000,
+                  batchSize: 4,
+                  leaseMs: 60_000,
+                  instanceId: `instance-${i}`,
+                  logger,
+                  metrics,
+                  ...(beside ? { reconcile: true, passPushed: store.inbox.passPushed } : {}),
+                }),
+            );
+            const pushed = new Set<number>();
+            const poll = async (who: 0 | 1, batch: number) => {
+              const poller = pollers[who]!;
+              (poller as unknown as { options: { batchSize: number } }).options.batchSize = batch;
+              await poller.pollOnce(store.inbox).catch(() => undefined); // a crash loses the read, nothing else
+            };
+            for (const op of ops) {
+              if (op.kind === 'commit') feed.commit(op.count);
+              else if (op.kind === 'push') {
+                // A webhook or RabbitMQ message for one committed event, in any order, some never.
+                const pushedEvent = feed.events[op.pick % Math.max(1, feed.events.length)];
+                if (!beside || !pushedEvent) continue;
+                await store.inbox.recordMessage(
+                  { id: pushedEvent.id, source: 'webhook', feedPosition: pushedEvent.position },
+                  [customerCreatedToDelivery(pushedEvent.data, pushedEvent.id, 'webhook')],
+                );
+                pushed.add(pushedEvent.position);
+              } else if (op.kind === 'expire_lease') {
+                await database.db.updateTable('leases').set({ expires_at: 0 }).execute();
+              } else {
+                feed.crashNext = op.crash;
+                if (op.interleave) {
+                  // While this poller waits for its read, the lease lapses and the other one polls.
+                  feed.during = async () => {
+                    await database!.db.updateTable('leases').set({ expires_at: 0 }).execute();
+                    await poll(op.who === 0 ? 1 : 0, 4);
+                  };
+                }
+                await poll(op.who, op.batch);
+                feed.during = undefined; // unused when this poller did not hold the lease
               }
-              await poll(op.who, op.batch);
-              feed.during = undefined; // unused when this poller did not hold the lease
+              // The invariants, read from the database.
+              const cursor = await store.leases.readCursor('crm');
+              const recorded = await database.db
+                .selectFrom('deliveries')
+                .select('customer_id')
+                .execute();
+              const ids = recorded.map((r) => r.customer_id).sort();
+              expect(cursor).toBeLessThanOrEqual(feed.events.length);
+              const upToCursor = feed.events
+                .filter((e) => e.position <= cursor)
+                .map((e) => e.data.id)
+                .sort();
+              const pushedBeyond = feed.events
+                .filter((e) => e.position > cursor && pushed.has(e.position))
+                .map((e) => e.data.id);
+              expect(ids).toEqual([...upToCursor, ...pushedBeyond].sort());
             }
-            // The invariants, read from the database.
-            const cursor = await store.leases.readCursor('crm');
-            const recorded = await database.db
-              .selectFrom('deliveries')
-              .select('customer_id')
-              .execute();
-            const ids = recorded.map((r) => r.customer_id).sort();
-            expect(cursor).toBeLessThanOrEqual(feed.events.length);
-            const upToCursor = feed.events
-              .filter((e) => e.position <= cursor)
-              .map((e) => e.data.id)
-              .sort();
-            expect(ids).toEqual(upToCursor);
+            // With time and a working feed, everything gets recorded.
+            feed.crashNext = false;
+            for (let i = 0; i < feed.events.length + 1; i += 1) {
+              await database.db.updateTable('leases').set({ expires_at: 0 }).execute();
+              await poll(0, 4);
+            }
+            expect(await store.leases.readCursor('crm')).toBe(feed.events.length);
+          } finally {
+            await database.drop();
+            database = undefined;
           }
-          // With time and a working feed, everything gets recorded.
-          feed.crashNext = false;
-          for (let i = 0; i < feed.events.length + 1; i += 1) {
-            await database.db.updateTable('leases').set({ expires_at: 0 }).execute();
-            await poll(0, 4);
-          }
-          expect(await store.leases.readCursor('crm')).toBe(feed.events.length);
-        } finally {
-          await database.drop();
-          database = undefined;
-        }
-      }),
-      { numRuns: 40 },
-    );
-  }, 120_000);
+        }),
+        { numRuns: 40 },
+      );
+    },
+    120_000,
+  );
+});
+
+describe('the feed repair beside push', () => {
+  it('reads the feed only after what push recorded without a gap, and records the gap from it', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations);
+    const store = createSyncStore(database);
+    const feed = new FakeFeed();
+    feed.commit(10);
+    const reads: number[] = [];
+    const client = feed.client();
+    const repair = new FeedSource({
+      leases: store.leases,
+      crm: {
+        readEvents: (after: number, limit: number) => {
+          reads.push(after);
+          return client.readEvents(after, limit, 0);
+        },
+      } as unknown as CrmClient,
+      intervalMs: 1000,
+      batchSize: 100,
+      leaseMs: 60_000,
+      instanceId: 'a',
+      logger,
+      metrics: createIntegrationMetrics(new Registry(), store.readModels),
+      reconcile: true,
+      passPushed: store.inbox.passPushed,
+    });
+    // Push delivered every event but the fifth.
+    for (const pushed of feed.events.filter((e) => e.position !== 5)) {
+      await store.inbox.recordMessage(
+        { id: pushed.id, source: 'webhook', feedPosition: pushed.position },
+        [customerCreatedToDelivery(pushed.data, pushed.id, 'webhook')],
+      );
+    }
+    await repair.pollOnce(store.inbox);
+    expect(reads).toEqual([4]);
+    const repaired = await database.db
+      .selectFrom('deliveries')
+      .select(['customer_id', 'source'])
+      .where('source', '=', 'reconcile')
+      .execute();
+    expect(repaired.map((row) => row.customer_id)).toEqual([feed.events[4]!.data.id]);
+    expect(await store.leases.readCursor('crm')).toBe(10);
+    // Caught up: the next round reads after the last event, not from the start.
+    await repair.pollOnce(store.inbox);
+    expect(reads).toEqual([4, 10]);
+  });
 });

@@ -12,8 +12,8 @@ describe('recording', () => {
     ]);
     expect(await record([item(2), item(3)])).toEqual([item(3)]);
     const id = randomUUID();
-    expect(await store.inbox.recordMessage(id, 'test', [item(4)])).toEqual([item(4)]);
-    expect(await store.inbox.recordMessage(id, 'test', [item(5)])).toBeUndefined();
+    expect(await store.inbox.recordMessage({ id, source: 'test' }, [item(4)])).toEqual([item(4)]);
+    expect(await store.inbox.recordMessage({ id, source: 'test' }, [item(5)])).toBeUndefined();
     expect((await store.readModels.countByState()).pending).toBe(4);
   });
 
@@ -21,8 +21,7 @@ describe('recording', () => {
     const id = randomUUID();
     const claim = { holder: 'a', lockMs: 1_000 };
     const rows = await store.inbox.recordMessageClaimed(
-      id,
-      'webhook',
+      { id, source: 'webhook' },
       [item(1), item(2)],
       claim,
       100,
@@ -35,10 +34,15 @@ describe('recording', () => {
     ]);
     // A redelivered message id, or a customer already recorded, adds nothing.
     expect(
-      await store.inbox.recordMessageClaimed(id, 'webhook', [item(3)], claim, 200),
+      await store.inbox.recordMessageClaimed({ id, source: 'webhook' }, [item(3)], claim, 200),
     ).toBeUndefined();
     expect(
-      await store.inbox.recordMessageClaimed(randomUUID(), 'webhook', [item(2)], claim, 200),
+      await store.inbox.recordMessageClaimed(
+        { id: randomUUID(), source: 'webhook' },
+        [item(2)],
+        claim,
+        200,
+      ),
     ).toEqual([]);
     // Nobody else can claim them while the claim lasts; once it expires (a died), anyone can.
     expect(await store.claims.claimDue('b', 10, 1_000, 1_000)).toEqual([]);
@@ -62,5 +66,30 @@ describe('recording', () => {
     expect(await store.inbox.recordFromFeed('crm', 0, 3, [item(3)], lease, now)).toBeUndefined();
     expect(await store.leases.readCursor('crm')).toBe(2);
     expect((await store.readModels.countByState()).pending).toBe(2);
+  });
+
+  it('moves the cursor over the positions push recorded, up to the first gap, and only with the lease', async () => {
+    const now = Date.now();
+    const lease = { name: 'poll', holder: 'a' };
+    const push = (position: number) =>
+      store.inbox.recordMessage(
+        { id: randomUUID(), source: 'webhook', feedPosition: position },
+        [item(position)],
+        now,
+      );
+    for (const position of [1, 2, 3, 5, 6]) await push(position);
+    await store.inbox.recordMessage({ id: randomUUID(), source: 'webhook' }, [item(9)], now);
+    expect(await store.inbox.passPushed('crm', lease, 100, now)).toBeUndefined();
+    expect(await store.leases.readCursor('crm')).toBe(0);
+
+    await store.leases.acquireLease('poll', 'a', 60_000, now);
+    // 4 is missing: the cursor stops at 3, however many follow the gap.
+    expect(await store.inbox.passPushed('crm', lease, 100, now)).toBe(3);
+    expect(await store.leases.readCursor('crm')).toBe(3);
+    // The feed repair records 4; push's 5 and 6 then follow on without another read.
+    await store.inbox.recordFromFeed('crm', 3, 4, [item(4)], lease, now);
+    expect(await store.inbox.passPushed('crm', lease, 1, now)).toBe(5);
+    expect(await store.inbox.passPushed('crm', lease, 100, now)).toBe(6);
+    expect(await store.inbox.passPushed('crm', lease, 100, now)).toBe(6);
   });
 });
