@@ -5,6 +5,7 @@ import { AMQP_URL, deleteTopology, readPublishedIds } from '../support/amqp.js';
 import { createTestDatabase, postgresUrlFor } from '../support/databases.js';
 import { waitUntil } from '../support/platform.js';
 import { startServiceProcess, type ServiceProcess } from '../support/processes.js';
+import { startReceiver } from '../support/webhook-receiver.js';
 
 let cleanups: (() => Promise<unknown>)[] = [];
 afterEach(async () => {
@@ -12,7 +13,12 @@ afterEach(async () => {
   cleanups = [];
 });
 
-/** Two CRM processes on one PostgreSQL database, both with the RabbitMQ relay configured. */
+const onPostgres = postgresUrlFor('crm') !== undefined;
+
+/**
+ * Two CRM processes on one database (PostgreSQL, or one SQLite file), both with the RabbitMQ relay
+ * configured and allowed to call webhook receivers on this machine.
+ */
 async function startTwoCrms(prefix: string): Promise<[ServiceProcess, ServiceProcess]> {
   const database = await createTestDatabase<CrmTables>('crm');
   cleanups.push(() => database.drop());
@@ -23,6 +29,7 @@ async function startTwoCrms(prefix: string): Promise<[ServiceProcess, ServicePro
       AMQP_URL,
       AMQP_NAME_PREFIX: prefix,
       INSTANCE_ID: name,
+      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'true',
     });
     cleanups.push(() => crm.stop('SIGTERM'));
     return crm;
@@ -39,7 +46,9 @@ const createCustomer = async (crm: ServiceProcess, n: number) => {
   expect(response.status).toBe(201);
 };
 
-describe.runIf(postgresUrlFor('crm'))('several CRM processes on one PostgreSQL', () => {
+const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe(`several CRM processes on one ${onPostgres ? 'PostgreSQL' : 'SQLite'} database`, () => {
   it('publish every event to RabbitMQ once between them: one relays at a time', async () => {
     const prefix = `test-${randomUUID().slice(0, 8)}.`;
     cleanups.push(() => deleteTopology(prefix));
@@ -49,12 +58,39 @@ describe.runIf(postgresUrlFor('crm'))('several CRM processes on one PostgreSQL',
     for (let n = 0; n < 40; n += 1) await createCustomer(n % 2 === 0 ? a : b, n);
     await waitUntil(() => received.length >= 40, 15_000, '40 published events');
     // Time for a second relay, were there one, to publish them again.
-    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await pause(1_500);
     expect(received).toHaveLength(40);
     expect(new Set(received).size).toBe(40);
   }, 60_000);
 
-  it('wake a long-poll on one at once on a create on the other (LISTEN/NOTIFY), not at its next re-read', async () => {
+  it('send every webhook once between them: each message is claimed by one at a time', async () => {
+    const [a, b] = await startTwoCrms(`test-${randomUUID().slice(0, 8)}.`);
+    const receiver = await startReceiver();
+    cleanups.push(() => receiver.close());
+    const registered = await fetch(`${a.url}/webhook-endpoints`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ url: receiver.url }),
+    });
+    expect(registered.status).toBe(201);
+    for (let n = 0; n < 40; n += 1) await createCustomer(n % 2 === 0 ? a : b, n);
+    await waitUntil(() => receiver.calls.length >= 40, 15_000, '40 webhook calls');
+    // Time for a second sender, were the claims not exclusive, to send them again.
+    await pause(1_500);
+    const ids = receiver.calls.map((call) => call.headers['webhook-id']);
+    expect(ids).toHaveLength(40);
+    expect(new Set(ids).size).toBe(40);
+    // Counted by the senders too: 40 successful attempts between the two, none repeated.
+    const sentBy = await Promise.all(
+      [a, b].map(async (crm) => {
+        const metrics = await (await fetch(`${crm.url}/metrics`)).text();
+        return /^crm_webhook_attempts_total\{[^}]*outcome="success"[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? 0;
+      }),
+    );
+    expect(sentBy.map(Number).reduce((sum, count) => sum + count, 0)).toBe(40);
+  }, 60_000);
+
+  it(`wake a long-poll on one soon after a create on the other (${onPostgres ? 'LISTEN/NOTIFY' : 'a re-read of the file every 250 ms'})`, async () => {
     const prefix = `test-${randomUUID().slice(0, 8)}.`;
     cleanups.push(() => deleteTopology(prefix));
     const [a, b] = await startTwoCrms(prefix);
@@ -63,12 +99,12 @@ describe.runIf(postgresUrlFor('crm'))('several CRM processes on one PostgreSQL',
       events: (await response.json()) as unknown[],
     }));
     // The long-poll is waiting on A before B commits.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    await pause(500);
     const createdAt = Date.now();
     await createCustomer(b, 1);
     const { answeredAt, events } = await poll;
     expect(events).toHaveLength(1);
-    // A waiting long-poll re-reads every 5 s while notifications are on: only NOTIFY answers sooner.
+    // On PostgreSQL a waiting long-poll re-reads only every 5 s: only NOTIFY answers sooner.
     expect(answeredAt - createdAt).toBeLessThan(2_500);
   }, 60_000);
 });
