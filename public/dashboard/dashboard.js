@@ -79,9 +79,16 @@ function sourcePill(source) {
       : pill('webhook not registered yet', 'warn', details.last_error);
   }
   if (name === 'amqp') {
-    return details.subscribed
-      ? pill('amqp consuming', 'good')
-      : pill(details.connected ? 'amqp not subscribed yet' : 'amqp disconnected', 'warn');
+    if (!details.subscribed) {
+      return pill(details.connected ? 'amqp not subscribed yet' : 'amqp disconnected', 'warn');
+    }
+    return details.dead_lettered
+      ? pill(
+          `amqp consuming · ${details.dead_lettered} in RabbitMQ's dead-letter queue`,
+          'warn',
+          'Messages RabbitMQ dead-lettered: not customer events, or refused for hours',
+        )
+      : pill('amqp consuming', 'good');
   }
   return pill(`${name} ok`, 'good');
 }

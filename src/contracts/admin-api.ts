@@ -79,6 +79,10 @@ export type WebhookStatus = Static<typeof WebhookStatusSchema>;
 export const AmqpStatusSchema = Type.Object({
   connected: Type.Boolean(),
   subscribed: Type.Boolean(),
+  dead_lettered: Type.Union([Type.Integer({ minimum: 0 }), Type.Null()], {
+    description:
+      'Messages in RabbitMQ’s dead-letter queue (not customer events, or refused for hours); null while not subscribed.',
+  }),
 });
 export type AmqpStatus = Static<typeof AmqpStatusSchema>;
 

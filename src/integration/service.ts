@@ -83,7 +83,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       logger,
       metrics,
     });
-    const sources = SOURCES[config.syncMode]({ config, crm, store, metrics, logger });
+    const sources = SOURCES[config.syncMode]({ config, crm, store, metrics, registry, logger });
     metrics.showSources(sources.map((source) => source.name));
 
     return {

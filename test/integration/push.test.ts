@@ -32,7 +32,7 @@ const status = async () =>
     mode: string;
     deliveries: Record<string, number>;
     webhook: { registered: boolean; endpoint_id: string; url: string } | null;
-    amqp: { connected: boolean; subscribed: boolean } | null;
+    amqp: { connected: boolean; subscribed: boolean; dead_lettered: number | null } | null;
   };
 const delivered = async () => (await status()).deliveries.delivered;
 const metric = async (name: string) => {
@@ -283,6 +283,13 @@ describe('amqp mode', () => {
       'the duplicate and the malformed message',
     );
     expect((await packageRequestsByCustomer(upstreams.inventory)).size).toBe(30);
+    // The malformed message waits in RabbitMQ's dead-letter queue, in sight: status and metric.
+    await waitUntil(
+      async () => (await status()).amqp?.dead_lettered === 1,
+      10_000,
+      'the dead letter in the status',
+    );
+    expect(await metric('integration_amqp_dead_lettered_messages')).toBe(1);
   });
 
   it('delivers from the feed the customers whose messages never reach its queue', async () => {

@@ -102,6 +102,16 @@ export class AmqpConsumer {
     return this.subscription !== undefined;
   }
 
+  /**
+   * How many messages wait in the dead-letter queue (what the broker gave up on and what was
+   * dead-lettered here), as the broker counts them; undefined while not subscribed.
+   */
+  async countDeadLettered(): Promise<number | undefined> {
+    if (!this.subscription || !this.channel) return undefined;
+    const { messageCount } = await this.channel.wrapper.checkQueue(this.topology.deadLetterQueue);
+    return messageCount;
+  }
+
   /** Stops new deliveries, waits for handlers in flight to settle their messages, then closes. */
   async close(): Promise<void> {
     this.closing = true;

@@ -59,6 +59,14 @@ const amqpRows = (amqp: AmqpStatus): Rows => [
         ? 'connected, not subscribed yet'
         : 'not connected',
   ],
+  [
+    'amqp dead letters',
+    amqp.dead_lettered === null
+      ? 'unknown while not consuming'
+      : amqp.dead_lettered === 0
+        ? 'none'
+        : `${amqp.dead_lettered} waiting in RabbitMQ’s dead-letter queue`,
+  ],
 ];
 
 /** A source without rows of its own: each of its details as `<name> <field>`. */

@@ -4,6 +4,7 @@ import {
   prefixedTopology,
   type ReceivedMessage,
 } from '../../core/amqp.js';
+import { Gauge, type Registry } from 'prom-client';
 import type { AmqpStatus } from '../../contracts/admin-api.js';
 import { redactUrl } from '../../core/config.js';
 import type { Logger } from '../../core/logging.js';
@@ -19,6 +20,8 @@ export interface AmqpSourceOptions {
   namePrefix: string;
   prefetch: number;
   metrics: IntegrationMetrics;
+  /** Where the dead-letter queue's depth is reported. Default: nowhere. */
+  registry?: Registry;
   logger: Logger;
 }
 
@@ -26,7 +29,8 @@ export interface AmqpSourceOptions {
  * `SYNC_MODE=amqp`: consumes the CRM's events from a durable quorum queue. A message is acked only
  * after its customer and its message id are committed to the database, so a crash before that
  * leaves it with the broker for redelivery, and a redelivery after it changes nothing. A malformed
- * message is dead-lettered at once.
+ * message is dead-lettered at once; the dead-letter queue's depth is in the status and a metric,
+ * so nothing waits there unseen.
  */
 export class AmqpSource implements Source {
   readonly name = 'amqp';
@@ -46,10 +50,26 @@ export class AmqpSource implements Source {
       prefetch: options.prefetch,
       handle: (message) => this.handle(message),
     });
+    if (options.registry) {
+      const consumer = this.consumer;
+      new Gauge({
+        name: 'integration_amqp_dead_lettered_messages',
+        help: 'Messages in RabbitMQ’s dead-letter queue (read from the broker at scrape time).',
+        registers: [options.registry],
+        async collect() {
+          const count = await consumer.countDeadLettered().catch(() => undefined);
+          if (count !== undefined) this.set(count);
+        },
+      });
+    }
   }
 
   async details(): Promise<AmqpStatus> {
-    return { connected: this.connection.isConnected, subscribed: this.consumer.isSubscribed };
+    return {
+      connected: this.connection.isConnected,
+      subscribed: this.consumer.isSubscribed,
+      dead_lettered: (await this.consumer.countDeadLettered().catch(() => undefined)) ?? null,
+    };
   }
 
   /** Never: while the broker is away, the CRM's outbox and the queue keep the events for later. */
@@ -111,12 +131,13 @@ export class AmqpSource implements Source {
 }
 
 /** The RabbitMQ source with the service's settings. */
-export const createAmqpSource = ({ config, metrics, logger }: SourceContext) =>
+export const createAmqpSource = ({ config, metrics, registry, logger }: SourceContext) =>
   new AmqpSource({
     // readIntegrationConfig refuses amqp mode without AMQP_URL.
     url: config.amqpUrl!,
     namePrefix: config.amqpNamePrefix,
     prefetch: config.amqpPrefetch,
     metrics,
+    registry,
     logger,
   });

@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { Registry } from 'prom-client';
 import type { SourceDetails, SourceStatus } from '../../contracts/admin-api.js';
 import type { Logger } from '../../core/logging.js';
 import type { CrmClient } from '../clients.js';
@@ -23,6 +24,8 @@ export interface SourceContext {
   crm: CrmClient;
   store: SyncStore;
   metrics: IntegrationMetrics;
+  /** The service's registry, for a source's own metrics (e.g. the broker's dead letters). */
+  registry: Registry;
   logger: Logger;
 }
 

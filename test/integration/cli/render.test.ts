@@ -28,21 +28,38 @@ describe('mip status', () => {
           name: 'amqp',
           ready: true,
           problem: null,
-          details: { connected: true, subscribed: false },
+          details: { connected: true, subscribed: false, dead_lettered: null },
         },
       ]),
     );
     expect(text.split('\n')).toEqual([
-      'mode             hybrid',
-      'instance         i-1',
-      'cursor           7',
-      'deliveries       pending 0, delivering 0, retrying 1, delivered 5, dead 0',
-      'circuit          closed',
-      'webhook          not registered yet',
-      'webhook error    refused',
-      "webhook problem  not yet subscribed to the CRM's webhooks",
-      'amqp             connected, not subscribed yet',
+      'mode               hybrid',
+      'instance           i-1',
+      'cursor             7',
+      'deliveries         pending 0, delivering 0, retrying 1, delivered 5, dead 0',
+      'circuit            closed',
+      'webhook            not registered yet',
+      'webhook error      refused',
+      "webhook problem    not yet subscribed to the CRM's webhooks",
+      'amqp               connected, not subscribed yet',
+      'amqp dead letters  unknown while not consuming',
     ]);
+  });
+
+  it("shows how many messages wait in RabbitMQ's dead-letter queue", () => {
+    const amqp = (deadLettered: number) =>
+      formatStatus(
+        status([
+          {
+            name: 'amqp',
+            ready: true,
+            problem: null,
+            details: { connected: true, subscribed: true, dead_lettered: deadLettered },
+          },
+        ]),
+      );
+    expect(amqp(0)).toMatch(/^amqp dead letters {2}none$/m);
+    expect(amqp(3)).toMatch(/^amqp dead letters {2}3 waiting in RabbitMQ’s dead-letter queue$/m);
   });
 
   it('shows the details of a source it has no rows for, one per line', () => {
