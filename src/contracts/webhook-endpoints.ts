@@ -59,6 +59,7 @@ export const WebhookAttemptSchema = Type.Object({
 
 /** Where a webhook message stands: sent, still being tried, given up on, or called off. */
 export const WEBHOOK_MESSAGE_STATES = ['pending', 'succeeded', 'failed', 'cancelled'] as const;
+export type WebhookMessageState = (typeof WEBHOOK_MESSAGE_STATES)[number];
 export const WebhookMessageStateSchema = Type.Enum(WEBHOOK_MESSAGE_STATES, {
   description:
     '`pending` (being tried), `succeeded` (a 2xx came back), `failed` (attempts used up, or 410 Gone), `cancelled` (the endpoint was disabled or deleted).',

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { sql } from 'kysely';
+import type { WebhookMessageState } from '../contracts/webhook-endpoints.js';
 import type { Migration } from '../core/migrations.js';
 
 /** The CRM's tables, forward only: add a new entry, never edit a released one. */
@@ -183,7 +184,7 @@ export interface CrmTables {
     endpoint_id: string;
     event_id: string;
     event_position: number;
-    state: 'pending' | 'succeeded' | 'failed' | 'cancelled';
+    state: WebhookMessageState;
     attempts: import('kysely').Generated<number>;
     next_attempt_at: number;
     locked_until: number | null;
