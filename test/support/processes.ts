@@ -72,3 +72,5 @@ export async function freePort(): Promise<number> {
     });
   });
 }
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
