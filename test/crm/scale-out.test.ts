@@ -84,7 +84,10 @@ describe(`several CRM processes on one ${onPostgres ? 'PostgreSQL' : 'SQLite'} d
     const sentBy = await Promise.all(
       [a, b].map(async (crm) => {
         const metrics = await (await fetch(`${crm.url}/metrics`)).text();
-        return /^crm_webhook_attempts_total\{[^}]*outcome="success"[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? 0;
+        return (
+          /^crm_webhook_attempts_total\{[^}]*outcome="success"[^}]*\} (\d+)/m.exec(metrics)?.[1] ??
+          0
+        );
       }),
     );
     expect(sentBy.map(Number).reduce((sum, count) => sum + count, 0)).toBe(40);
