@@ -6,7 +6,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -92,6 +92,8 @@ const BASELINE_EMPTY_POLL_BUDGET_MS = quick ? 2_000 : 60_000;
 
 const BENCH_DIR = fileURLToPath(new URL('../../bench/', import.meta.url));
 /** The figures the docs show: written by full runs only, so quick runs (CI) leave it as it is. */
+/** Where a quick run writes its results.json and results.svg (git ignores it). */
+const QUICK_DIR = fileURLToPath(new URL('../../test-artifacts/bench-quick/', import.meta.url));
 const FIGURES_FILE = fileURLToPath(new URL('../../docs/figures/bench.md', import.meta.url));
 const tty = process.stdout.isTTY === true;
 
@@ -622,10 +624,14 @@ async function main(): Promise<void> {
     return;
   }
   const subtitle = `${quick ? 'quick mode' : 'full mode'}, ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}, SQLite`;
-  writeFileSync(path.join(BENCH_DIR, 'results.svg'), await renderChart(lagSeries, bars, subtitle));
-  writeFileSync(path.join(BENCH_DIR, 'results.json'), `${JSON.stringify(results, null, 2)}\n`);
+  // A quick run's files go beside the test output: the committed ones stay the full run's.
+  const outDir = quick ? QUICK_DIR : BENCH_DIR;
+  mkdirSync(outDir, { recursive: true });
+  const written = ['results.json', 'results.svg'].map((name) => path.join(outDir, name));
+  writeFileSync(written[1]!, await renderChart(lagSeries, bars, subtitle));
+  writeFileSync(written[0]!, `${JSON.stringify(results, null, 2)}\n`);
   if (quick) {
-    say(`\nWrote bench/results.json and bench/results.svg in ${results.duration_s} s.`);
+    say(`\nWrote ${written.join(' and ')} in ${results.duration_s} s.`);
     return;
   }
   await writeFiguresMarkdown(results, FIGURES_FILE);

@@ -118,7 +118,7 @@ describe('the figures table', () => {
     expect(await format(markdown, options)).toBe(markdown);
   });
 
-  // A quick run (`npm run bench -- --quick`, as CI runs it) rewrites results.json but not the docs.
+  // A quick run (`npm run bench -- --quick`, as CI runs it) writes to test-artifacts/bench-quick/.
   const saved = JSON.parse(
     fs.readFileSync(new URL('../../bench/results.json', import.meta.url), 'utf8'),
   ) as BenchResults;
