@@ -156,6 +156,24 @@ export const crmMigrations: Migration[] = [
       await db.schema.alterTable('relay_cursors').addColumn('lease_until', types.epochMs).execute();
     },
   },
+  {
+    version: 7,
+    name: 'customers change: a version and an update time on each, the changed fields on events',
+    async up(db, types) {
+      // Customers so far were never changed: version 1, last changed when created.
+      await db.schema
+        .alterTable('customers')
+        .addColumn('version', 'integer', (c) => c.notNull().defaultTo(1))
+        .execute();
+      await db.schema.alterTable('customers').addColumn('updated_at', types.timestamp).execute();
+      await db
+        .updateTable('customers')
+        .set({ updated_at: sql.ref('created_at') })
+        .execute();
+      // A JSON array on customer.updated events; null on the others.
+      await db.schema.alterTable('events').addColumn('changed_fields', 'text').execute();
+    },
+  },
 ];
 
 export interface CrmTables {
@@ -165,7 +183,10 @@ export interface CrmTables {
     name: string;
     email: string;
     email_normalized: string;
+    version: import('kysely').ColumnType<number, number | undefined, number>;
     created_at: string | Date;
+    /** Null only on rows written before migration 7 ran; it sets them. */
+    updated_at: string | Date | null;
   };
   webhook_endpoints: {
     seq: import('kysely').Generated<number>;
@@ -217,6 +238,8 @@ export interface CrmTables {
     payload: string;
     occurred_at: string | Date;
     traceparent: string | null;
+    /** customer.updated: the changed fields, as a JSON array; null on other events. */
+    changed_fields: string | null;
     // On PostgreSQL also `xid` (xid8, the writing transaction), read and written only in SQL.
   };
 }

@@ -17,7 +17,14 @@ function emitted(): CustomerCreatedEvent {
     id: randomUUID(),
     type: 'customer.created',
     occurred_at: at,
-    data: { id: randomUUID(), name: 'Jane Doe', email: 'jane@example.com', created_at: at },
+    data: {
+      id: randomUUID(),
+      name: 'Jane Doe',
+      email: 'jane@example.com',
+      version: 1,
+      created_at: at,
+      updated_at: at,
+    },
     traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01',
   };
 }

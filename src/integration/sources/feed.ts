@@ -3,7 +3,7 @@ import { retryDelayMs } from '../../core/backoff.js';
 import type { Logger } from '../../core/logging.js';
 import { RepeatingTask, type NextStep } from '../../core/repeating-task.js';
 import { traceIdFromTraceparent } from '../../core/tracing.js';
-import type { FeedEvent } from '../../contracts/customer-events.js';
+import { CUSTOMER_CREATED, type FeedEvent } from '../../contracts/customer-events.js';
 import type { CrmClient } from '../clients.js';
 import { TransientError } from '../../core/retryable-errors.js';
 import { isoOrNull } from '../../core/iso.js';
@@ -247,9 +247,12 @@ export class FeedSource implements Source {
       FEED_CURSOR,
       from,
       to,
-      events.map((event) =>
-        customerCreatedToDelivery(event.data, event.id, this.name, event.traceparent),
-      ),
+      // Until changes are synced, only new customers become deliveries; the cursor passes the rest.
+      events
+        .filter((event) => event.type === CUSTOMER_CREATED)
+        .map((event) =>
+          customerCreatedToDelivery(event.data, event.id, this.name, event.traceparent),
+        ),
       lease,
     );
     metrics.pollDuration.observe((performance.now() - requestStarted) / 1000);

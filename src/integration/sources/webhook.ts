@@ -199,7 +199,9 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
       const event = parsed.value;
       const messageId = request.headers['webhook-id'] as string;
       if (event.type !== CUSTOMER_CREATED) {
+        // Nothing to deliver, but its feed position is seen: the repair need not read it again.
         request.log.debug(`Ignoring webhook of type ${event.type}`);
+        await record({ id: messageId, source: 'webhook', feedPosition: event.position }, []);
         return reply.code(204).send(null);
       }
       const item = customerCreatedToDelivery(
