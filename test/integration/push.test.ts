@@ -90,6 +90,25 @@ describe('webhook mode', () => {
     expect(positions.pushed).toEqual(positions.feed);
   });
 
+  it("passes a customer's change by without a second package, and remembers its feed position", async () => {
+    await startWebhookMode();
+    const [id] = await createCustomers(upstreams!.crmUrl, 1);
+    const changed = await fetch(`${upstreams!.crmUrl}/customers/${id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Changed' }),
+    });
+    expect(changed.status).toBe(200);
+    await waitUntil(
+      async () => (await pushedAndFeedPositions()).pushed.length === 2,
+      10_000,
+      'both webhooks',
+    );
+    const positions = await pushedAndFeedPositions();
+    expect(positions.pushed).toEqual(positions.feed);
+    expect((await packageRequestsByCustomer(upstreams!.inventory)).get(id!)).toBe(1);
+  });
+
   it('registers idempotently: a restart reuses the endpoint instead of adding one', async () => {
     const first = await startWebhookMode();
     await integration!.close();
