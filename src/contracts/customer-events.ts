@@ -10,8 +10,9 @@ import { CHANGEABLE_CUSTOMER_FIELDS, CustomerSchema } from './customers.js';
 
 export const CUSTOMER_CREATED = 'customer.created';
 export const CUSTOMER_UPDATED = 'customer.updated';
+export const CUSTOMER_DELETED = 'customer.deleted';
 /** Every event type, in the order they were introduced; also their RabbitMQ routing keys. */
-export const CUSTOMER_EVENT_TYPES = [CUSTOMER_CREATED, CUSTOMER_UPDATED] as const;
+export const CUSTOMER_EVENT_TYPES = [CUSTOMER_CREATED, CUSTOMER_UPDATED, CUSTOMER_DELETED] as const;
 export type CustomerEventType = (typeof CUSTOMER_EVENT_TYPES)[number];
 
 const Position = Type.Integer({
@@ -54,10 +55,32 @@ export const CustomerUpdatedEventSchema = Type.Object(
 );
 export type CustomerUpdatedEvent = Static<typeof CustomerUpdatedEventSchema>;
 
+/** What is left of a deleted customer: no personal data. */
+export const DeletedCustomerSchema = Type.Object(
+  {
+    id: Uuid('The deleted customer’s id.'),
+    version: Type.Integer({ minimum: 2, description: 'One more than its last version.' }),
+    deleted_at: Timestamp('When the customer was deleted.'),
+  },
+  { additionalProperties: false },
+);
+export type DeletedCustomer = Static<typeof DeletedCustomerSchema>;
+
+/**
+ * A deleted customer. The feed then no longer holds the customer's earlier events (they carried
+ * its name and email): a reader that had not seen them sees only this one.
+ */
+export const CustomerDeletedEventSchema = Type.Object(
+  { ...envelope, type: Type.Literal(CUSTOMER_DELETED), data: DeletedCustomerSchema },
+  { additionalProperties: false },
+);
+export type CustomerDeletedEvent = Static<typeof CustomerDeletedEventSchema>;
+
 /** Any customer event; per customer, the feed holds them in `data.version` order. */
 export const CustomerEventSchema = Type.Union([
   CustomerCreatedEventSchema,
   CustomerUpdatedEventSchema,
+  CustomerDeletedEventSchema,
 ]);
 export type CustomerEvent = Static<typeof CustomerEventSchema>;
 
@@ -79,9 +102,16 @@ export const CustomerUpdatedWebhookSchema = Type.Object({
   data: CustomerSchema,
   changed_fields: ChangedFields,
 });
+export const CustomerDeletedWebhookSchema = Type.Object({
+  type: Type.Literal(CUSTOMER_DELETED),
+  timestamp: Timestamp('When the event was recorded.'),
+  position: Position,
+  data: DeletedCustomerSchema,
+});
 export const CustomerEventWebhookSchema = Type.Union([
   CustomerCreatedWebhookSchema,
   CustomerUpdatedWebhookSchema,
+  CustomerDeletedWebhookSchema,
 ]);
 export type CustomerEventWebhook = Static<typeof CustomerEventWebhookSchema>;
 
@@ -95,22 +125,25 @@ const ParsableTime = Type.Refine(
   () => 'must be a date and time, e.g. 2026-01-31T09:30:00Z',
 );
 
-/** What a delivery needs of the customer in an event. */
-const DeliverableCustomer = Type.Object({
+/** What a delivery needs of a new customer: the `data` of a customer.created event. */
+const DeliverableCustomerSchema = Type.Object({
   id: Uuid('The customer id.'),
   name: Type.String(),
   created_at: ParsableTime,
 });
+export type DeliverableCustomer = Static<typeof DeliverableCustomerSchema>;
+export const parseDeliverableCustomer = compileParser(DeliverableCustomerSchema);
 
 /**
- * A customer event pushed to the integration service (webhook body or AMQP message body). Any
- * `type` is read: the receiver acknowledges and ignores the types it does not handle.
+ * A customer event pushed to the integration service (webhook body or AMQP message body): its
+ * type, place in the feed and customer id. Any `type` is read: the receiver records the types it
+ * handles (their `data` read with its own parser) and passes the others by.
  */
 export const PushedCustomerEventSchema = Type.Object({
   type: Type.String(),
   /** Absent from older CRMs' messages: the receiver then leaves the gap to the feed repair. */
   position: Type.Optional(Position),
-  data: DeliverableCustomer,
+  data: Type.Object({ id: Uuid('The customer id.') }),
 });
 export type PushedCustomerEvent = Static<typeof PushedCustomerEventSchema>;
 export const parsePushedCustomerEvent = compileParser(PushedCustomerEventSchema);
@@ -121,7 +154,7 @@ export const FeedEventSchema = Type.Object({
   id: Type.String(),
   type: Type.String(),
   occurred_at: Type.String(),
-  data: Type.Object({ ...DeliverableCustomer.properties, email: Type.String() }),
+  data: Type.Object({ id: Uuid('The customer id.') }),
   traceparent: Type.Optional(Type.Union([Type.String(), Type.Null()])),
 });
 export type FeedEvent = Static<typeof FeedEventSchema>;

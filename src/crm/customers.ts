@@ -1,5 +1,5 @@
 import { newId } from '../core/ids.js';
-import type { Insertable, Kysely, Selectable } from 'kysely';
+import type { ExpressionBuilder, Insertable, Kysely, Selectable } from 'kysely';
 import { isUniqueViolation, toIsoString } from '../core/db.js';
 import { HttpProblem, notFound } from '../core/errors.js';
 import { readPage, type Page, type PageRequest } from '../core/pagination.js';
@@ -10,7 +10,12 @@ import {
   type CustomerChange,
   type NewCustomer,
 } from '../contracts/customers.js';
-import { CUSTOMER_CREATED, CUSTOMER_UPDATED } from '../contracts/customer-events.js';
+import {
+  CUSTOMER_CREATED,
+  CUSTOMER_DELETED,
+  CUSTOMER_UPDATED,
+  type DeletedCustomer,
+} from '../contracts/customer-events.js';
 import type { BatchWrites, EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 import type { VersionCondition } from './versions.js';
@@ -60,6 +65,39 @@ const updateCustomers: BatchWrites<CustomerUpdate> = async (trx, updates) => {
   return written;
 };
 
+/** Event types that carry a customer's name and email: erased with the customer. */
+const PERSONAL_EVENT_TYPES = [CUSTOMER_CREATED, CUSTOMER_UPDATED];
+
+/**
+ * Deletes each customer unless it moved on meanwhile (it must still be at `version - 1`), keeping
+ * a tombstone and erasing its earlier events with their webhook messages: answers which were
+ * deleted.
+ */
+const deleteCustomers: BatchWrites<DeletedCustomer> = async (trx, deletions) => {
+  const written: boolean[] = [];
+  for (const deletion of deletions) {
+    const result = await trx
+      .deleteFrom('customers')
+      .where('id', '=', deletion.id)
+      .where('version', '=', deletion.version - 1)
+      .executeTakeFirst();
+    if (result.numDeletedRows !== 1n) {
+      written.push(false);
+      continue;
+    }
+    await trx.insertInto('customer_tombstones').values(deletion).execute();
+    const erased = (eb: ExpressionBuilder<CrmTables, 'events'>) =>
+      eb.and([eb('customer_id', '=', deletion.id), eb('type', 'in', PERSONAL_EVENT_TYPES)]);
+    await trx
+      .deleteFrom('webhook_messages')
+      .where('event_id', 'in', (eb) => eb.selectFrom('events').select('id').where(erased))
+      .execute();
+    await trx.deleteFrom('events').where(erased).execute();
+    written.push(true);
+  }
+  return written;
+};
+
 function toCustomer(row: Pick<CustomerRow, (typeof CUSTOMER_COLUMNS)[number]>): Customer {
   const createdAt = toIsoString(row.created_at);
   return {
@@ -78,6 +116,14 @@ function changedFields(customer: Customer, change: CustomerChange): ChangeableCu
     (field) => change[field] !== undefined && change[field] !== customer[field],
   );
 }
+
+/** 409 for a change that lost every race with other processes' changes of the customer. */
+const busy = (id: string) =>
+  new HttpProblem(
+    409,
+    'customer_busy',
+    `Customer ${id} is being changed by other requests at the same time; send the change again.`,
+  );
 
 /**
  * Changes that lose a race with another process's change of the same customer are read and tried
@@ -184,14 +230,32 @@ export class CustomerStore {
       }
       if (written) return next;
       // Another change committed between the read and the write: read it and try again.
-      if (tries >= UPDATE_TRIES) {
-        throw new HttpProblem(
-          409,
-          'customer_busy',
-          `Customer ${id} is being changed by other requests at the same time; send the change again.`,
-        );
-      }
+      if (tries >= UPDATE_TRIES) throw busy(id);
     }
+  }
+
+  /**
+   * Deletes the customer when `condition` holds (`If-Match`), and records `customer.deleted`: its
+   * id, the next version and the time, nothing personal. Its name and email are erased from the
+   * CRM (the customer row and its earlier events); a tombstone keeps the id. Throws 404 or 412.
+   */
+  delete(id: string, condition: VersionCondition, traceparent?: string): Promise<DeletedCustomer> {
+    return this.oneAtATime(id, async () => {
+      for (let tries = 1; ; tries += 1) {
+        const current = await this.get(id);
+        if (!current) throw notFound(`No customer has id ${id}.`);
+        condition.check(current.version);
+        const deletedAt = new Date().toISOString();
+        const deleted = { id, version: current.version + 1, deleted_at: deletedAt };
+        const written = await this.events.append(
+          { type: CUSTOMER_DELETED, data: deleted, occurredAt: deletedAt, traceparent },
+          deleted,
+          deleteCustomers,
+        );
+        if (written) return deleted;
+        if (tries >= UPDATE_TRIES) throw busy(id);
+      }
+    });
   }
 
   async get(id: string): Promise<Customer | undefined> {

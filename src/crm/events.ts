@@ -5,21 +5,31 @@ import { retryDelayMs } from '../core/backoff.js';
 import { notifyChannel, type DialectName } from '../core/db.js';
 import { APPEND_LOCK, EVENT_COLUMNS, selectFeedPage, toEvent } from './feed-order.js';
 import type { ChangeableCustomerField, Customer } from '../contracts/customers.js';
-import type { CustomerEvent, CustomerEventType } from '../contracts/customer-events.js';
+import type {
+  CUSTOMER_CREATED,
+  CUSTOMER_DELETED,
+  CUSTOMER_UPDATED,
+  CustomerEvent,
+  DeletedCustomer,
+} from '../contracts/customer-events.js';
 import type { CrmTables } from './migrations.js';
 
 /** What an append records; the log assigns its id and position. */
-export interface NewEvent {
-  type: CustomerEventType;
-  /** The customer's state after the event. */
-  data: Customer;
-  /** customer.updated: the fields that changed. */
-  changedFields?: readonly ChangeableCustomerField[];
+export type NewEvent = (
+  | {
+      type: typeof CUSTOMER_CREATED | typeof CUSTOMER_UPDATED;
+      /** The customer's state after the event. */
+      data: Customer;
+      /** customer.updated: the fields that changed. */
+      changedFields?: readonly ChangeableCustomerField[];
+    }
+  | { type: typeof CUSTOMER_DELETED; data: DeletedCustomer; changedFields?: undefined }
+) & {
   /** When it happened, ISO 8601. */
   occurredAt: string;
   /** W3C trace context of the request that caused it, passed on to consumers; default none. */
   traceparent?: string | undefined;
-}
+};
 
 /**
  * Most appends one transaction takes (group commit). Appends made while a transaction commits

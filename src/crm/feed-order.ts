@@ -3,8 +3,10 @@ import { toIsoString } from '../core/db.js';
 import type { Customer } from '../contracts/customers.js';
 import {
   CUSTOMER_CREATED,
+  CUSTOMER_DELETED,
   CUSTOMER_UPDATED,
   type CustomerEvent,
+  type DeletedCustomer,
   type CustomerUpdatedEvent,
 } from '../contracts/customer-events.js';
 
@@ -78,6 +80,16 @@ export const EVENT_COLUMNS = [
 
 /** An event row as the feed serves it. */
 export function toEvent(row: EventRow): CustomerEvent {
+  if (row.type === CUSTOMER_DELETED) {
+    return {
+      position: row.position,
+      id: row.id,
+      type: CUSTOMER_DELETED,
+      occurred_at: toIsoString(row.occurred_at),
+      data: JSON.parse(row.payload) as DeletedCustomer,
+      traceparent: row.traceparent,
+    };
+  }
   const stored = JSON.parse(row.payload) as Omit<Customer, 'version' | 'updated_at'> &
     Partial<Customer>;
   // Customers recorded before they could change carry neither: their first version, unchanged.

@@ -158,7 +158,7 @@ export const crmMigrations: Migration[] = [
   },
   {
     version: 7,
-    name: 'customers change: a version and an update time on each, the changed fields on events',
+    name: 'customers change and leave: versions, update times, changed fields on events, tombstones',
     async up(db, types) {
       // Customers so far were never changed: version 1, last changed when created.
       await db.schema
@@ -172,6 +172,15 @@ export const crmMigrations: Migration[] = [
         .execute();
       // A JSON array on customer.updated events; null on the others.
       await db.schema.alterTable('events').addColumn('changed_fields', 'text').execute();
+      // What is kept of a deleted customer: no name, no email.
+      await db.schema
+        .createTable('customer_tombstones')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('deleted_at', types.timestamp, (c) => c.notNull())
+        .execute();
+      // Deleting a customer erases its earlier events.
+      await db.schema.createIndex('events_customer_id').on('events').column('customer_id').execute();
     },
   },
 ];
@@ -230,6 +239,7 @@ export interface CrmTables {
     holder: string | null;
     lease_until: number | null;
   };
+  customer_tombstones: { id: string; version: number; deleted_at: string | Date };
   events: {
     position: import('kysely').Generated<number>;
     id: string;

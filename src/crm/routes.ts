@@ -100,6 +100,41 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
       sendPage(request, reply, await customers.list(request.query), request.query),
   );
 
+  api.delete(
+    '/customers/:id',
+    {
+      schema: {
+        tags: ['customers'],
+        summary: 'Delete a customer, erasing their name and email',
+        description:
+          'Deletes the customer and records a `customer.deleted` event (id, next version, time; nothing personal), in one transaction. The CRM keeps only a tombstone: the earlier events of the customer leave the feed, so no reader can find the name or email again. The email is free for a new customer, who gets a new id. `If-Match` makes the deletion conditional (412 when stale).',
+        params: CustomerId,
+        headers: Type.Object({
+          'if-match': Type.Optional(
+            Type.String({ description: 'The ETag of the version you read, e.g. "3"; or *.' }),
+          ),
+        }),
+        response: {
+          204: Type.Null({ description: 'Deleted.' }),
+          ...problemResponses(404, 412),
+        },
+      },
+    },
+    async (request, reply) => {
+      const condition = VersionCondition.fromIfMatch(request.headers['if-match']);
+      const deleted = await customers.delete(
+        request.params.id,
+        condition,
+        traceparentOf(request.span),
+      );
+      request.log.info(
+        { customer_id: deleted.id },
+        `Customer deleted: ID ${deleted.id} (version ${deleted.version})`,
+      );
+      return reply.code(204).send(null);
+    },
+  );
+
   api.get(
     '/customers/:id',
     {

@@ -2,6 +2,7 @@ import type { Selectable } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
 import {
+  CUSTOMER_DELETED,
   CUSTOMER_UPDATED,
   type CustomerEvent,
   type CustomerEventWebhook,
@@ -22,11 +23,13 @@ type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
  * an update's changed fields.
  */
 export function webhookBody(event: CustomerEvent): string {
-  const common = { timestamp: event.occurred_at, position: event.position, data: event.data };
+  const common = { timestamp: event.occurred_at, position: event.position };
   const payload: CustomerEventWebhook =
     event.type === CUSTOMER_UPDATED
-      ? { type: event.type, ...common, changed_fields: event.changed_fields }
-      : { type: event.type, ...common };
+      ? { type: event.type, ...common, data: event.data, changed_fields: event.changed_fields }
+      : event.type === CUSTOMER_DELETED
+        ? { type: event.type, ...common, data: event.data }
+        : { type: event.type, ...common, data: event.data };
   return JSON.stringify(payload);
 }
 
