@@ -180,7 +180,11 @@ export const crmMigrations: Migration[] = [
         .addColumn('deleted_at', types.timestamp, (c) => c.notNull())
         .execute();
       // Deleting a customer erases its earlier events.
-      await db.schema.createIndex('events_customer_id').on('events').column('customer_id').execute();
+      await db.schema
+        .createIndex('events_customer_id')
+        .on('events')
+        .column('customer_id')
+        .execute();
     },
   },
 ];
