@@ -63,7 +63,11 @@ const packageRequest = (customerId: string, kind = 'welcome_package') => ({
   customer_id: customerId,
   kind,
   status: 'pending',
+  recipient_name: null,
+  recipient_email: null,
+  customer_version: null,
   created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/),
+  updated_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT[\d:.]+Z$/),
 });
 
 describe('POST /package-requests/batch', () => {
@@ -463,11 +467,23 @@ describe('POST /package-requests/batch', () => {
     expect(operation.description).toContain('idempotency_key_reused');
     const body = operation.requestBody.content['application/json'].schema;
     expect(body.properties.items).toMatchObject({ minItems: 1, maxItems: 500 });
-    expect(Object.keys(body.properties.items.items.properties)).toEqual([
-      'customer_id',
-      'kind',
-      'idempotency_key',
+    // One item shape per op: create (the default), update, cancel, ship.
+    const shapes = body.properties.items.items.anyOf;
+    expect(shapes.map((shape: any) => Object.keys(shape.properties))).toEqual([
+      [
+        'op',
+        'customer_id',
+        'kind',
+        'recipient_name',
+        'recipient_email',
+        'customer_version',
+        'idempotency_key',
+      ],
+      ['op', 'id', 'recipient_name', 'recipient_email', 'customer_version', 'idempotency_key'],
+      ['op', 'id', 'idempotency_key'],
+      ['op', 'id', 'idempotency_key'],
     ]);
+    expect(shapes[0].required).toEqual(['customer_id']);
     const ok = operation.responses['200'].content['application/json'].schema;
     expect(ok.properties.results.items.required).toEqual(['status', 'replayed', 'body']);
     expect(operation.responses).toHaveProperty('400');
