@@ -11,7 +11,13 @@ import {
   type RouteContext,
 } from './single-route.js';
 
-const IdParams = Type.Object({ id: Uuid('The package request id.') });
+/** What every change route's schema shares: its request id, key header and answers. */
+const CHANGE_SCHEMA = {
+  tags: ['package requests'],
+  headers: IdempotencyHeaders,
+  params: Type.Object({ id: Uuid('The package request id.') }),
+  response: { 200: PackageRequestSchema, ...problemResponses(404, 409, 422) },
+};
 
 const TRANSITION_DOCS: Record<Transition, { summary: string; description: string }> = {
   cancel: {
@@ -32,14 +38,11 @@ export function changeRoutes(api: HttpServer, context: RouteContext): void {
     `${PATH}/:id`,
     {
       schema: {
-        tags: ['package requests'],
+        ...CHANGE_SCHEMA,
         summary:
           'Change the recipient of a pending package request (idempotent with Idempotency-Key)',
         description: `For a customer who changed: the new \`recipient_name\` or \`recipient_email\` (at least one), with the \`customer_version\` they come from. A newer version than the request has is applied (200, \`updated_at\` moves); the same version is a repeat, answered 200 unchanged; an older one is refused with 409 \`customer_version_stale\` naming \`current_customer_version\`, so a late update never overwrites a newer one, whatever order they arrive in. A shipped or cancelled request answers 409 \`package_request_shipped\` or \`package_request_cancelled\` with the request as \`package_request\`: a shipped package keeps the recipient it was shipped to. ${IDEMPOTENCY_DESCRIPTION}`,
-        headers: IdempotencyHeaders,
-        params: IdParams,
         body: PackageRequestChangeSchema,
-        response: { 200: PackageRequestSchema, ...problemResponses(404, 409, 422) },
       },
     },
     async (request, reply) =>
@@ -55,12 +58,9 @@ export function changeRoutes(api: HttpServer, context: RouteContext): void {
       `${PATH}/:id/${op}`,
       {
         schema: {
-          tags: ['package requests'],
+          ...CHANGE_SCHEMA,
           summary: `${TRANSITION_DOCS[op].summary} (idempotent with Idempotency-Key)`,
           description: `${TRANSITION_DOCS[op].description} No body, or \`{}\`. ${IDEMPOTENCY_DESCRIPTION}`,
-          headers: IdempotencyHeaders,
-          params: IdParams,
-          response: { 200: PackageRequestSchema, ...problemResponses(404, 409, 422) },
         },
       },
       async (request, reply) =>

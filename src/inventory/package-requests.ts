@@ -1,5 +1,5 @@
 import { newId } from '../core/ids.js';
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, UpdateQueryBuilder, UpdateResult } from 'kysely';
 import { toIsoString } from '../core/db.js';
 import { readPage, type Page, type PageRequest } from '../core/pagination.js';
 import type {
@@ -103,6 +103,33 @@ const byPair = (a: PackageRequest, b: PackageRequest) =>
 export type CreateOutcome =
   { created: true; request: PackageRequest } | { created: false; existing: PackageRequest };
 
+type RequestUpdate = UpdateQueryBuilder<
+  InventoryTables,
+  'package_requests',
+  'package_requests',
+  UpdateResult
+>;
+
+/**
+ * One conditional UPDATE of request `id` (`update` adds what it sets and its conditions; it moves
+ * `updated_at`); when it changed no row, the request as it now stands says why (`explain`).
+ */
+async function changeOne(
+  db: Db,
+  id: string,
+  update: (query: RequestUpdate) => RequestUpdate,
+  explain: (request: PackageRequest) => ChangeOutcome,
+): Promise<ChangeOutcome> {
+  const query = db
+    .updateTable('package_requests')
+    .set({ updated_at: new Date().toISOString() })
+    .where('id', '=', id);
+  const row = await update(query).returning(COLUMNS).executeTakeFirst();
+  if (row) return { kind: 'changed', request: toPackageRequest(row) };
+  const request = await packageRequests.get(db, id);
+  return request ? explain(request) : { kind: 'not_found' };
+}
+
 /** Reads and writes Inventory's package requests. Methods take `db` so callers can pass a transaction. */
 export const packageRequests = {
   /**
@@ -185,56 +212,57 @@ export const packageRequests = {
    * and a write, so the newest customer version wins whatever order they commit in. When nothing
    * was updated, the request as it now stands says why.
    */
-  async update(db: Db, id: string, change: PackageRequestChange): Promise<ChangeOutcome> {
-    const row = await db
-      .updateTable('package_requests')
-      .set({
-        ...(change.recipient_name === undefined ? {} : { recipient_name: change.recipient_name }),
-        ...(change.recipient_email === undefined
-          ? {}
-          : { recipient_email: change.recipient_email }),
-        customer_version: change.customer_version,
-        updated_at: new Date().toISOString(),
-      })
-      .where('id', '=', id)
-      .where('status', '=', 'pending')
-      .where((eb) =>
-        eb.or([
-          eb('customer_version', 'is', null),
-          eb('customer_version', '<', change.customer_version),
-        ]),
-      )
-      .returning(COLUMNS)
-      .executeTakeFirst();
-    if (row) return { kind: 'changed', request: toPackageRequest(row) };
-    const request = await this.get(db, id);
-    if (!request) return { kind: 'not_found' };
-    if (request.status !== 'pending') return { kind: 'closed', request, status: request.status };
-    const newer = (request.customer_version ?? 0) > change.customer_version;
-    return { kind: newer ? 'stale' : 'unchanged', request };
+  update(db: Db, id: string, change: PackageRequestChange): Promise<ChangeOutcome> {
+    return changeOne(
+      db,
+      id,
+      (query) =>
+        query
+          .set({
+            ...(change.recipient_name === undefined
+              ? {}
+              : { recipient_name: change.recipient_name }),
+            ...(change.recipient_email === undefined
+              ? {}
+              : { recipient_email: change.recipient_email }),
+            customer_version: change.customer_version,
+          })
+          .where('status', '=', 'pending')
+          .where((eb) =>
+            eb.or([
+              eb('customer_version', 'is', null),
+              eb('customer_version', '<', change.customer_version),
+            ]),
+          ),
+      (request) => {
+        if (request.status !== 'pending')
+          return { kind: 'closed', request, status: request.status };
+        const newer = (request.customer_version ?? 0) > change.customer_version;
+        return { kind: newer ? 'stale' : 'unchanged', request };
+      },
+    );
   },
 
   /**
    * Moves a request to the transition's status, in one UPDATE that names the statuses it may
    * start from: of a concurrent cancel and ship, one wins and the other finds it moved.
    */
-  async transition(db: Db, id: string, transition: Transition): Promise<ChangeOutcome> {
+  transition(db: Db, id: string, transition: Transition): Promise<ChangeOutcome> {
     const { to, from } = TRANSITIONS[transition];
-    const row = await db
-      .updateTable('package_requests')
-      .set({ status: to, updated_at: new Date().toISOString() })
-      .where('id', '=', id)
-      .where('status', 'in', from)
-      .returning(COLUMNS)
-      .executeTakeFirst();
-    if (row) return { kind: 'changed', request: toPackageRequest(row) };
-    const request = await this.get(db, id);
-    if (!request) return { kind: 'not_found' };
-    if (request.status === to) return { kind: 'unchanged', request };
-    if (request.status === 'pending') {
-      throw new Error(`Package request ${id} is pending, yet moving it to ${to} changed no row`);
-    }
-    return { kind: 'closed', request, status: request.status };
+    return changeOne(
+      db,
+      id,
+      (query) => query.set({ status: to }).where('status', 'in', from),
+      (request) => {
+        if (request.status === to) return { kind: 'unchanged', request };
+        if (request.status === 'pending') {
+          throw new Error(
+            `Package request ${id} is pending, yet moving it to ${to} changed no row`,
+          );
+        }
+        return { kind: 'closed', request, status: request.status };
+      },
+    );
   },
 
   async get(db: Db, id: string): Promise<PackageRequest | undefined> {
