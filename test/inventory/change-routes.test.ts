@@ -337,3 +337,30 @@ describe('POST /package-requests/{id}/cancel and /ship', () => {
     }
   });
 });
+
+describe('the change routes in /openapi.json', () => {
+  it('document PATCH with its body, cancel and ship without one, each with its key and answers', async () => {
+    const doc = (await inventory.test().app.inject({ method: 'GET', url: '/openapi.json' })).json();
+    const update = doc.paths['/package-requests/{id}'].patch;
+    const body = update.requestBody.content['application/json'].schema;
+    expect(Object.keys(body.properties)).toEqual([
+      'recipient_name',
+      'recipient_email',
+      'customer_version',
+    ]);
+    expect(body.required).toEqual(['customer_version']);
+    const transitions = ['cancel', 'ship'].map(
+      (op) => doc.paths[`/package-requests/{id}/${op}`].post,
+    );
+    for (const operation of [update, ...transitions]) {
+      expect(Object.keys(operation.responses)).toEqual(
+        expect.arrayContaining(['200', '400', '404', '409', '422']),
+      );
+      expect(operation.parameters.map((p: { name: string }) => p.name).sort()).toEqual([
+        'id',
+        'idempotency-key',
+      ]);
+    }
+    for (const operation of transitions) expect(operation.requestBody).toBeUndefined();
+  });
+});
