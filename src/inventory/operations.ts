@@ -123,36 +123,37 @@ function createAnswer(outcome: CreateOutcome): Answered {
 /** Why a change of a shipped or cancelled request is refused, in words. */
 function closedDetail(operation: ChangeOperation, request: PackageRequest): string {
   const what = `Package request ${request.id} was ${request.status} at ${request.updated_at}`;
-  if (request.status === 'shipped') {
-    return operation.op === 'update'
-      ? `${what}; its recipient stays as shipped, the shipping record, and changes no more.`
-      : `${what}; a shipped package cannot be ${operation.op === 'cancel' ? 'cancelled' : 'shipped again'}.`;
-  }
-  return `${what}; a cancelled request changes no more${operation.op === 'ship' ? ' and is not shipped' : ''}.`;
+  if (request.status === 'cancelled') return `${what}; a cancelled request changes no more.`;
+  return operation.op === 'update'
+    ? `${what}; its recipient stays as shipped, the shipping record, and changes no more.`
+    : `${what}; a shipped package cannot be cancelled.`;
 }
 
 function changeProblem(
   operation: ChangeOperation,
   outcome: Exclude<ChangeOutcome, { kind: 'changed' | 'unchanged' }>,
 ): HttpProblem {
-  if (outcome.kind === 'not_found') {
-    return notFound(`No package request has id ${operation.id}.`);
+  switch (outcome.kind) {
+    case 'not_found':
+      return notFound(`No package request has id ${operation.id}.`);
+    case 'stale': {
+      const { request } = outcome;
+      const asked = 'change' in operation ? operation.change.customer_version : undefined;
+      return new HttpProblem(
+        409,
+        CUSTOMER_VERSION_STALE,
+        `Package request ${request.id} already has the recipient of customer version ${request.customer_version}; version ${asked} is older and was not applied.`,
+        { current_customer_version: request.customer_version, package_request: request },
+      );
+    }
+    case 'closed':
+      return new HttpProblem(
+        409,
+        closedRequestCode(outcome.status),
+        closedDetail(operation, outcome.request),
+        { package_request: outcome.request },
+      );
   }
-  const request = outcome.request;
-  if (outcome.kind === 'stale' && operation.op === 'update') {
-    return new HttpProblem(
-      409,
-      CUSTOMER_VERSION_STALE,
-      `Package request ${request.id} already has the recipient of customer version ${request.customer_version}; version ${operation.change.customer_version} is older and was not applied.`,
-      { current_customer_version: request.customer_version, package_request: request },
-    );
-  }
-  return new HttpProblem(
-    409,
-    closedRequestCode(outcome.kind === 'closed' ? outcome.status : 'cancelled'),
-    closedDetail(operation, request),
-    { package_request: request },
-  );
 }
 
 function changeAnswer(operation: ChangeOperation, outcome: ChangeOutcome): Answered {

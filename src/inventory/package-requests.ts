@@ -81,7 +81,9 @@ export type Transition = keyof typeof TRANSITIONS;
  * customer version; `not_found`.
  */
 export type ChangeOutcome =
-  | { kind: 'changed' | 'unchanged' | 'stale'; request: PackageRequest }
+  | { kind: 'changed'; request: PackageRequest }
+  | { kind: 'unchanged'; request: PackageRequest }
+  | { kind: 'stale'; request: PackageRequest }
   | { kind: 'closed'; request: PackageRequest; status: Exclude<PackageRequestStatus, 'pending'> }
   | { kind: 'not_found' };
 
