@@ -117,14 +117,6 @@ function changedFields(customer: Customer, change: CustomerChange): ChangeableCu
   );
 }
 
-/** 409 for a change that lost every race with other processes' changes of the customer. */
-const busy = (id: string) =>
-  new HttpProblem(
-    409,
-    'customer_busy',
-    `Customer ${id} is being changed by other requests at the same time; send the change again.`,
-  );
-
 /**
  * Changes that lose a race with another process's change of the same customer are read and tried
  * again (changes in this process queue up instead, see `oneAtATime`).
@@ -187,19 +179,7 @@ export class CustomerStore {
     condition: VersionCondition,
     traceparent?: string,
   ): Promise<Customer> {
-    return this.oneAtATime(id, () => this.updateNow(id, change, condition, traceparent));
-  }
-
-  private async updateNow(
-    id: string,
-    change: CustomerChange,
-    condition: VersionCondition,
-    traceparent?: string,
-  ): Promise<Customer> {
-    for (let tries = 1; ; tries += 1) {
-      const current = await this.get(id);
-      if (!current) throw notFound(`No customer has id ${id}.`);
-      condition.check(current.version);
+    return this.changeCurrent(id, condition, async (current) => {
       const fields = changedFields(current, change);
       if (fields.length === 0) return current;
       const now = new Date().toISOString();
@@ -209,29 +189,22 @@ export class CustomerStore {
         version: current.version + 1,
         updated_at: now,
       };
-      let written: boolean;
+      const event = {
+        type: CUSTOMER_UPDATED,
+        data: next,
+        changedFields: fields,
+        occurredAt: now,
+        traceparent,
+      } as const;
       try {
-        written = await this.events.append(
-          {
-            type: CUSTOMER_UPDATED,
-            data: next,
-            changedFields: fields,
-            occurredAt: now,
-            traceparent,
-          },
-          next,
-          updateCustomers,
-        );
+        return (await this.events.append(event, next, updateCustomers)) ? next : undefined;
       } catch (error) {
         if (isUniqueViolation(error) && change.email !== undefined) {
           throw await this.emailTaken(change.email);
         }
         throw error;
       }
-      if (written) return next;
-      // Another change committed between the read and the write: read it and try again.
-      if (tries >= UPDATE_TRIES) throw busy(id);
-    }
+    });
   }
 
   /**
@@ -240,21 +213,42 @@ export class CustomerStore {
    * CRM (the customer row and its earlier events); a tombstone keeps the id. Throws 404 or 412.
    */
   delete(id: string, condition: VersionCondition, traceparent?: string): Promise<DeletedCustomer> {
+    return this.changeCurrent(id, condition, async (current) => {
+      const deletedAt = new Date().toISOString();
+      const deleted = { id, version: current.version + 1, deleted_at: deletedAt };
+      const event = {
+        type: CUSTOMER_DELETED,
+        data: deleted,
+        occurredAt: deletedAt,
+        traceparent,
+      } as const;
+      return (await this.events.append(event, deleted, deleteCustomers)) ? deleted : undefined;
+    });
+  }
+
+  /**
+   * Reads the customer (404 when there is none), checks `condition` (412) and makes `change` of
+   * it, which answers undefined when another change committed between the read and its write:
+   * then reads it again and retries. Changes of one customer in this process run one at a time.
+   */
+  private changeCurrent<T>(
+    id: string,
+    condition: VersionCondition,
+    change: (current: Customer) => Promise<T | undefined>,
+  ): Promise<T> {
     return this.oneAtATime(id, async () => {
-      for (let tries = 1; ; tries += 1) {
+      for (let tries = 1; tries <= UPDATE_TRIES; tries += 1) {
         const current = await this.get(id);
         if (!current) throw notFound(`No customer has id ${id}.`);
         condition.check(current.version);
-        const deletedAt = new Date().toISOString();
-        const deleted = { id, version: current.version + 1, deleted_at: deletedAt };
-        const written = await this.events.append(
-          { type: CUSTOMER_DELETED, data: deleted, occurredAt: deletedAt, traceparent },
-          deleted,
-          deleteCustomers,
-        );
-        if (written) return deleted;
-        if (tries >= UPDATE_TRIES) throw busy(id);
+        const changed = await change(current);
+        if (changed !== undefined) return changed;
       }
+      throw new HttpProblem(
+        409,
+        'customer_busy',
+        `Customer ${id} is being changed by other requests at the same time; send the change again.`,
+      );
     });
   }
 
