@@ -1,4 +1,5 @@
 import type { FastifyPluginAsync } from 'fastify';
+import type { TSchema } from 'typebox';
 import { CRM_EVENTS_EXCHANGE } from '../core/amqp.js';
 import {
   CustomerCreatedEventSchema,
@@ -158,5 +159,21 @@ export function buildAsyncApiDocument(version: string): Record<string, unknown> 
 /** `GET /asyncapi.json`: the AsyncAPI 3.0 document of the CRM's events. */
 export const asyncApiRoute: FastifyPluginAsync<{ version: string }> = async (app, options) => {
   const document = buildAsyncApiDocument(options.version);
-  app.get('/asyncapi.json', { schema: { hide: true } }, async () => document);
+  app.get(
+    '/asyncapi.json',
+    {
+      schema: {
+        tags: ['change feed'],
+        summary: 'The AsyncAPI 3.0 document of the customer events (RabbitMQ and webhooks)',
+        response: {
+          200: {
+            description: 'An AsyncAPI 3.0 document.',
+            type: 'object',
+            additionalProperties: true,
+          } as TSchema,
+        },
+      },
+    },
+    async () => document,
+  );
 };
