@@ -15,13 +15,38 @@ export const NewCustomerSchema = Type.Object(
 );
 export type NewCustomer = Static<typeof NewCustomerSchema>;
 
-/** A customer as the CRM answers it, and as the `data` of its `customer.created` event. */
+/** The fields of a customer a `PATCH /customers/{id}` may change, in the order events list them. */
+export const CHANGEABLE_CUSTOMER_FIELDS = ['name', 'email'] as const;
+export type ChangeableCustomerField = (typeof CHANGEABLE_CUSTOMER_FIELDS)[number];
+
+/** `PATCH /customers/{id}` on the CRM: the fields to change, at least one. */
+export const CustomerChangeSchema = Type.Object(
+  {
+    name: Type.Optional(NewCustomerSchema.properties.name),
+    email: Type.Optional(NewCustomerSchema.properties.email),
+  },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    description:
+      'Only `name` and `email` change; the CRM sets `id`, `version` and the timestamps itself.',
+  },
+);
+export type CustomerChange = Static<typeof CustomerChangeSchema>;
+
+/** A customer as the CRM answers it, and as the `data` of its events. */
 export const CustomerSchema = Type.Object(
   {
     id: Uuid('Assigned by the CRM.'),
     name: Type.String(),
     email: Type.String(),
+    version: Type.Integer({
+      minimum: 1,
+      description:
+        '1 when created, one more on every change; also the `ETag` of the customer’s answers (`If-Match` on a change).',
+    }),
     created_at: Timestamp('When the customer was created (ISO 8601, UTC).'),
+    updated_at: Timestamp('When the customer last changed; its creation time until then.'),
   },
   { additionalProperties: false },
 );

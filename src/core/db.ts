@@ -142,6 +142,9 @@ export async function openDatabase<Tables>(
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma('busy_timeout = 5000');
   sqlite.pragma('foreign_keys = ON');
+  // Deleted and overwritten content is zeroed in the file, so an erased customer's name and email
+  // do not linger in free pages.
+  sqlite.pragma('secure_delete = ON');
   const db = new Kysely<Tables>({
     dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }),
   });

@@ -21,6 +21,8 @@ import { migrate, type Migration } from './migrations.js';
 const packageJson = JSON.parse(
   fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8'),
 ) as { version: string };
+/** The platform's version (package.json), shown in its API documents. */
+export const PLATFORM_VERSION = packageJson.version;
 
 /** What makes one of our HTTP services: its name, port, tables and routes. */
 export interface ServiceDefinition<Tables> {

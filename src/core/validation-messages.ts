@@ -88,6 +88,8 @@ export function messageOf(error: ValidationError): string {
       return limit === 1 ? 'must not be empty' : `must be at least ${plural(limit, 'character')}`;
     case 'maxLength':
       return `must be at most ${plural(limit, 'character')}`;
+    case 'minProperties':
+      return `must have at least ${plural(limit, 'field')}`;
     case 'minItems':
       return `must have at least ${plural(limit, 'item')}`;
     case 'maxItems':

@@ -116,6 +116,8 @@ export class AmqpRelay {
         batch.map((event) =>
           this.publisher.publish({
             id: event.id,
+            // customer.created, customer.updated: a consumer binds the types it takes.
+            routingKey: event.type,
             body: event,
             ...(event.traceparent ? { headers: { traceparent: event.traceparent } } : {}),
           }),

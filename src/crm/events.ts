@@ -3,19 +3,33 @@ import { EventEmitter, once } from 'node:events';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { retryDelayMs } from '../core/backoff.js';
 import { notifyChannel, type DialectName } from '../core/db.js';
-import { APPEND_LOCK, selectFeedPage, toEvent } from './feed-order.js';
-import type { CustomerCreatedEvent } from '../contracts/customer-events.js';
+import { APPEND_LOCK, EVENT_COLUMNS, selectFeedPage, toEvent } from './feed-order.js';
+import type { ChangeableCustomerField, Customer } from '../contracts/customers.js';
+import type {
+  CUSTOMER_CREATED,
+  CUSTOMER_DELETED,
+  CUSTOMER_UPDATED,
+  CustomerEvent,
+  DeletedCustomer,
+} from '../contracts/customer-events.js';
 import type { CrmTables } from './migrations.js';
 
 /** What an append records; the log assigns its id and position. */
-export interface NewEvent {
-  type: CustomerCreatedEvent['type'];
-  data: CustomerCreatedEvent['data'];
+export type NewEvent = (
+  | {
+      type: typeof CUSTOMER_CREATED | typeof CUSTOMER_UPDATED;
+      /** The customer's state after the event. */
+      data: Customer;
+      /** customer.updated: the fields that changed. */
+      changedFields?: readonly ChangeableCustomerField[];
+    }
+  | { type: typeof CUSTOMER_DELETED; data: DeletedCustomer; changedFields?: undefined }
+) & {
   /** When it happened, ISO 8601. */
   occurredAt: string;
   /** W3C trace context of the request that caused it, passed on to consumers; default none. */
   traceparent?: string | undefined;
-}
+};
 
 /**
  * Most appends one transaction takes (group commit). Appends made while a transaction commits
@@ -189,6 +203,7 @@ export class EventLog {
       type: event.type,
       customer_id: event.data.id,
       payload: JSON.stringify(event.data),
+      changed_fields: event.changedFields ? JSON.stringify(event.changedFields) : null,
       occurred_at: event.occurredAt,
       traceparent: event.traceparent ?? null,
     }));
@@ -206,15 +221,15 @@ export class EventLog {
     const values = rows.map(
       (row) =>
         sql`(${row.id}::text, ${row.type}::text, ${row.customer_id}::text, ${row.payload}::text,
-          ${row.occurred_at}::timestamptz, ${row.traceparent}::text)`,
+          ${row.changed_fields}::text, ${row.occurred_at}::timestamptz, ${row.traceparent}::text)`,
     );
     await sql`
       with locked as materialized (select pg_advisory_lock(${APPEND_LOCK})),
       event as (
-        insert into events (id, type, customer_id, payload, occurred_at, traceparent)
-        select v.id, v.type, v.customer_id, v.payload, v.occurred_at, v.traceparent
+        insert into events (id, type, customer_id, payload, changed_fields, occurred_at, traceparent)
+        select v.id, v.type, v.customer_id, v.payload, v.changed_fields, v.occurred_at, v.traceparent
         from locked, (values ${sql.join(values)})
-          as v (id, type, customer_id, payload, occurred_at, traceparent)
+          as v (id, type, customer_id, payload, changed_fields, occurred_at, traceparent)
         returning id, position,
           case when id = ${ids.at(-1)} then pg_advisory_unlock(${APPEND_LOCK}) end
       )
@@ -239,12 +254,12 @@ export class EventLog {
   }
 
   /** The events with these ids, by id (ids with no event are left out). */
-  async getMany(eventIds: readonly string[]): Promise<Map<string, CustomerCreatedEvent>> {
+  async getMany(eventIds: readonly string[]): Promise<Map<string, CustomerEvent>> {
     if (eventIds.length === 0) return new Map();
     // By id, not by position: a caller holds ids from rows committed with their events.
     const rows = await this.db
       .selectFrom('events')
-      .select(['position', 'id', 'type', 'payload', 'occurred_at', 'traceparent'])
+      .select(EVENT_COLUMNS)
       .where('id', 'in', eventIds)
       .execute();
     return new Map(rows.map((row) => [row.id, toEvent(row)]));
@@ -272,11 +287,11 @@ export class EventLog {
    * Up to `limit` events after `position`, in position order, stopping before the first one a
    * lower position may still commit ahead of; see "Feed order" above.
    */
-  async readAfter(position: number, limit: number): Promise<CustomerCreatedEvent[]> {
+  async readAfter(position: number, limit: number): Promise<CustomerEvent[]> {
     if (this.dialect === 'sqlite') {
       const rows = await this.db
         .selectFrom('events')
-        .select(['position', 'id', 'payload', 'occurred_at', 'traceparent'])
+        .select(EVENT_COLUMNS)
         .where('position', '>', position)
         .orderBy('position')
         .limit(limit)
@@ -319,7 +334,7 @@ export class EventLog {
     limit: number,
     waitMs: number,
     recheckMs = this.recheckMs,
-  ): Promise<CustomerCreatedEvent[]> {
+  ): Promise<CustomerEvent[]> {
     const deadline = Date.now() + waitMs;
     for (;;) {
       const events = await this.readAfter(position, limit);

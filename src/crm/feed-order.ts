@@ -1,6 +1,14 @@
 import { sql } from 'kysely';
 import { toIsoString } from '../core/db.js';
-import { CUSTOMER_CREATED, type CustomerCreatedEvent } from '../contracts/customer-events.js';
+import type { Customer } from '../contracts/customers.js';
+import {
+  CUSTOMER_CREATED,
+  CUSTOMER_DELETED,
+  CUSTOMER_UPDATED,
+  type CustomerEvent,
+  type DeletedCustomer,
+  type CustomerUpdatedEvent,
+} from '../contracts/customer-events.js';
 
 /*
  * Feed order on PostgreSQL. Positions come from a sequence when an event is inserted but become
@@ -23,7 +31,9 @@ export const APPEND_LOCK = sql`hashtext(current_schema() || '.events')`;
 export interface EventRow {
   position: number;
   id: string;
+  type: string;
   payload: string;
+  changed_fields: string | null;
   occurred_at: string | Date;
   traceparent: string | null;
 }
@@ -38,7 +48,7 @@ export function selectFeedPage(after: number, limit: number) {
       select r.xid from pg_snapshot_xip(pg_current_snapshot()) as r(xid)
     ),
     page as (
-      select position, id, payload, occurred_at, traceparent, xid,
+      select position, id, type, payload, changed_fields, occurred_at, traceparent, xid,
         coalesce(lag(position) over by_position, 0) as previous_position,
         coalesce(lag(xid) over by_position, '0') as previous_xid
       from events
@@ -47,7 +57,7 @@ export function selectFeedPage(after: number, limit: number) {
       order by position
       limit ${limit + 1}
     )
-    select position, id, payload, occurred_at, traceparent,
+    select position, id, type, payload, changed_fields, occurred_at, traceparent,
       position = previous_position + 1 or not exists (
         select from running where running.xid > page.previous_xid and running.xid < page.xid
       ) as settled
@@ -57,14 +67,55 @@ export function selectFeedPage(after: number, limit: number) {
     limit ${limit}`;
 }
 
+/** The columns an event is read from, for queries written with the query builder. */
+export const EVENT_COLUMNS = [
+  'position',
+  'id',
+  'type',
+  'payload',
+  'changed_fields',
+  'occurred_at',
+  'traceparent',
+] as const;
+
 /** An event row as the feed serves it. */
-export function toEvent(row: EventRow): CustomerCreatedEvent {
-  return {
+export function toEvent(row: EventRow): CustomerEvent {
+  if (row.type === CUSTOMER_DELETED) {
+    return {
+      position: row.position,
+      id: row.id,
+      type: CUSTOMER_DELETED,
+      occurred_at: toIsoString(row.occurred_at),
+      data: JSON.parse(row.payload) as DeletedCustomer,
+      traceparent: row.traceparent,
+    };
+  }
+  const stored = JSON.parse(row.payload) as Omit<Customer, 'version' | 'updated_at'> &
+    Partial<Customer>;
+  // Customers recorded before they could change carry neither: their first version, unchanged.
+  const data: Customer = {
+    id: stored.id,
+    name: stored.name,
+    email: stored.email,
+    version: stored.version ?? 1,
+    created_at: stored.created_at,
+    updated_at: stored.updated_at ?? stored.created_at,
+  };
+  const envelope = {
     position: row.position,
     id: row.id,
-    type: CUSTOMER_CREATED,
     occurred_at: toIsoString(row.occurred_at),
-    data: JSON.parse(row.payload) as CustomerCreatedEvent['data'],
+    data,
     traceparent: row.traceparent,
   };
+  if (row.type === CUSTOMER_UPDATED) {
+    return {
+      ...envelope,
+      type: CUSTOMER_UPDATED,
+      changed_fields: JSON.parse(
+        row.changed_fields ?? '[]',
+      ) as CustomerUpdatedEvent['changed_fields'],
+    };
+  }
+  return { ...envelope, type: CUSTOMER_CREATED };
 }

@@ -156,6 +156,37 @@ export const crmMigrations: Migration[] = [
       await db.schema.alterTable('relay_cursors').addColumn('lease_until', types.epochMs).execute();
     },
   },
+  {
+    version: 7,
+    name: 'customers change and leave: versions, update times, changed fields on events, tombstones',
+    async up(db, types) {
+      // Customers so far were never changed: version 1, last changed when created.
+      await db.schema
+        .alterTable('customers')
+        .addColumn('version', 'integer', (c) => c.notNull().defaultTo(1))
+        .execute();
+      await db.schema.alterTable('customers').addColumn('updated_at', types.timestamp).execute();
+      await db
+        .updateTable('customers')
+        .set({ updated_at: sql.ref('created_at') })
+        .execute();
+      // A JSON array on customer.updated events; null on the others.
+      await db.schema.alterTable('events').addColumn('changed_fields', 'text').execute();
+      // What is kept of a deleted customer: no name, no email.
+      await db.schema
+        .createTable('customer_tombstones')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('version', 'integer', (c) => c.notNull())
+        .addColumn('deleted_at', types.timestamp, (c) => c.notNull())
+        .execute();
+      // Deleting a customer erases its earlier events.
+      await db.schema
+        .createIndex('events_customer_id')
+        .on('events')
+        .column('customer_id')
+        .execute();
+    },
+  },
 ];
 
 export interface CrmTables {
@@ -165,7 +196,10 @@ export interface CrmTables {
     name: string;
     email: string;
     email_normalized: string;
+    version: import('kysely').ColumnType<number, number | undefined, number>;
     created_at: string | Date;
+    /** Null only on rows written before migration 7 ran; it sets them. */
+    updated_at: string | Date | null;
   };
   webhook_endpoints: {
     seq: import('kysely').Generated<number>;
@@ -209,6 +243,7 @@ export interface CrmTables {
     holder: string | null;
     lease_until: number | null;
   };
+  customer_tombstones: { id: string; version: number; deleted_at: string | Date };
   events: {
     position: import('kysely').Generated<number>;
     id: string;
@@ -217,6 +252,8 @@ export interface CrmTables {
     payload: string;
     occurred_at: string | Date;
     traceparent: string | null;
+    /** customer.updated: the changed fields, as a JSON array; null on other events. */
+    changed_fields: string | null;
     // On PostgreSQL also `xid` (xid8, the writing transaction), read and written only in SQL.
   };
 }

@@ -1,6 +1,6 @@
 import type { Database } from '../core/db.js';
 import type { Logger } from '../core/logging.js';
-import type { ServiceDefinition } from '../core/service.js';
+import { PLATFORM_VERSION, type ServiceDefinition } from '../core/service.js';
 import { CustomerStore } from './customers.js';
 import { crmMigrations, type CrmTables } from './migrations.js';
 import { AmqpRelay } from './amqp-relay.js';
@@ -13,6 +13,7 @@ import { webhookRoutes } from './webhook-routes.js';
 import { WebhookSender } from './webhook-sender.js';
 import type { ResolveHost, WebhookTargetPolicy } from './webhook-targets.js';
 import { customerRoutes, eventRoutes } from './routes.js';
+import { asyncApiRoute } from './asyncapi.js';
 
 export interface CrmServiceOptions {
   /**
@@ -84,6 +85,7 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
         routes: async (app) => {
           await app.register(customerRoutes, { customers: new CustomerStore(database.db, events) });
           await app.register(eventRoutes, { events });
+          await app.register(asyncApiRoute, { version: PLATFORM_VERSION });
           const endpoints = new WebhookEndpoints(database.db, keyring);
           await app.register(webhookRoutes, { endpoints, targets });
           await app.register(webhookMessageRoutes, { endpoints });

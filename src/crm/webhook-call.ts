@@ -1,7 +1,12 @@
 import type { Selectable } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
-import type { CustomerCreatedEvent, CustomerCreatedWebhook } from '../contracts/customer-events.js';
+import {
+  CUSTOMER_DELETED,
+  CUSTOMER_UPDATED,
+  type CustomerEvent,
+  type CustomerEventWebhook,
+} from '../contracts/customer-events.js';
 import type { CrmTables } from './migrations.js';
 import { StoredSecretError, type SecretsKeyring } from './secrets-at-rest.js';
 import {
@@ -13,14 +18,18 @@ import {
 
 type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
 
-/** The Standard Webhooks body: the event's type, when it happened, its feed position, its data. */
-export function webhookBody(event: CustomerCreatedEvent): string {
-  const payload: CustomerCreatedWebhook = {
-    type: event.type,
-    timestamp: event.occurred_at,
-    position: event.position,
-    data: event.data,
-  };
+/**
+ * The Standard Webhooks body: the event's type, when it happened, its feed position, its data, and
+ * an update's changed fields.
+ */
+export function webhookBody(event: CustomerEvent): string {
+  const common = { timestamp: event.occurred_at, position: event.position };
+  const payload: CustomerEventWebhook =
+    event.type === CUSTOMER_UPDATED
+      ? { type: event.type, ...common, data: event.data, changed_fields: event.changed_fields }
+      : event.type === CUSTOMER_DELETED
+        ? { type: event.type, ...common, data: event.data }
+        : { type: event.type, ...common, data: event.data };
   return JSON.stringify(payload);
 }
 
@@ -64,7 +73,7 @@ export class WebhookCaller {
   /** One signed POST of `event` to `endpoint`; never throws (a failure is the outcome). */
   async call(
     endpoint: EndpointRow,
-    event: CustomerCreatedEvent,
+    event: CustomerEvent,
     now: number,
     abandoned?: AbortSignal,
   ): Promise<CallOutcome> {

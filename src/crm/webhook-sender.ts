@@ -7,7 +7,7 @@ import type { DialectName } from '../core/db.js';
 import type { Logger } from '../core/logging.js';
 import { WorkLoop } from '../core/work-loop.js';
 import type { CrmConfig } from './config.js';
-import type { CustomerCreatedEvent } from '../contracts/customer-events.js';
+import type { CustomerEvent } from '../contracts/customer-events.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 import type { SecretsKeyring } from './secrets-at-rest.js';
@@ -45,7 +45,7 @@ const shownUrl = (endpoint: EndpointRow) => redactUrl(endpoint.url, { everyValue
 interface CallResult extends CallOutcome {
   message: MessageRow;
   endpoint: EndpointRow;
-  event: CustomerCreatedEvent;
+  event: CustomerEvent;
 }
 
 type MessageChanges = Partial<

@@ -1,16 +1,25 @@
-import { createHash, randomUUID } from 'node:crypto';
-import type { Kysely, Selectable } from 'kysely';
+import { randomUUID } from 'node:crypto';
 import { toIsoString } from '../core/db.js';
 import { HttpProblem } from '../core/errors.js';
-import type { InventoryTables } from './migrations.js';
+import {
+  answerManyOnce,
+  LostRace,
+  type BatchAnswer,
+  type BatchRequest,
+} from './idempotency-batch.js';
+import {
+  completedColumns,
+  isRemembered,
+  keyInFlight,
+  keyReused,
+  keyTakenOver,
+  storedResponseOf,
+  type Db,
+  type StoredResponse,
+} from './idempotency-records.js';
 
-type Db = Kysely<InventoryTables>;
-
-/** A response to store under a key and replay for every retry with that key. */
-export interface StoredResponse {
-  status: number;
-  body: unknown;
-}
+export type { BatchAnswer, BatchRequest } from './idempotency-batch.js';
+export { fingerprintRequest, isRemembered, type StoredResponse } from './idempotency-records.js';
 
 export type Claim =
   { kind: 'claimed'; claimId: string } | { kind: 'replay'; response: StoredResponse };
@@ -27,66 +36,6 @@ export interface IdempotencyOptions {
    * 409. Default 3.
    */
   batchAttempts?: number;
-}
-
-/** One request of a batch: its `Idempotency-Key`, if it has one, and what it asks for. */
-export interface BatchRequest {
-  key?: string | undefined;
-  /** `fingerprintRequest` of the request, as the single request with that key would compute it. */
-  fingerprint: string;
-}
-
-/**
- * How one request of a batch was answered: `ran` in this batch; `replayed`, the response stored for
- * its key (by an earlier call, or by an earlier request of this batch); or `refused`, with the
- * problem a single request with that key would get (422 reused, 409 in flight).
- */
-export type BatchAnswer =
-  | { kind: 'ran' | 'replayed'; response: StoredResponse }
-  | { kind: 'refused'; problem: HttpProblem };
-
-type KeyRow = Selectable<InventoryTables['idempotency_keys']>;
-
-/** Thrown inside a batch's transaction to roll it back when a concurrent request won one of its keys. */
-class LostRace extends Error {}
-
-const keyReused = (key: string) =>
-  new HttpProblem(
-    422,
-    'idempotency_key_reused',
-    `Idempotency-Key "${key}" was first used with a different request body; use a new key for a different request.`,
-  );
-
-const keyInFlight = (key: string) =>
-  new HttpProblem(
-    409,
-    'idempotency_key_in_flight',
-    `A request with Idempotency-Key "${key}" is still being processed; retry in a moment to get its response.`,
-    {},
-    { 'retry-after': '1' },
-  );
-
-const storedResponseOf = (row: KeyRow): StoredResponse => ({
-  status: row.response_status ?? 500,
-  body: JSON.parse(row.response_body ?? 'null') as unknown,
-});
-
-const completedColumns = (response: StoredResponse) => ({
-  state: 'completed' as const,
-  claim_id: null,
-  locked_until: null,
-  response_status: response.status,
-  response_body: JSON.stringify(response.body),
-});
-
-const byKey = (a: { key: string }, b: { key: string }) =>
-  a.key < b.key ? -1 : a.key > b.key ? 1 : 0;
-
-/** A stable digest of what a request asks for: the same key must always ask for the same thing. */
-export function fingerprintRequest(method: string, path: string, body: unknown): string {
-  return createHash('sha256')
-    .update(`${method} ${path}\n${JSON.stringify(body)}`)
-    .digest('hex');
 }
 
 /**
@@ -154,9 +103,41 @@ export class IdempotencyKeys {
   }
 
   /**
+   * Answers one request: without a key, `run` just runs; with one, the first request claims the
+   * key and stores its response in the transaction `run` changes things in (`claim`, `complete`);
+   * a retry gets that response again (`replayed`); a request that fails without a response frees
+   * the key for its retry (`onReleaseError` hears when even that fails).
+   */
+  async answer(
+    key: string | undefined,
+    fingerprint: string,
+    run: (db: Db) => Promise<StoredResponse>,
+    onReleaseError: (error: unknown) => void,
+  ): Promise<{ response: StoredResponse; replayed: boolean }> {
+    if (key === undefined) return { response: await run(this.db), replayed: false };
+    const claim = await this.claim(key, fingerprint);
+    if (claim.kind === 'replay') return { response: claim.response, replayed: true };
+    try {
+      const response = await this.db.transaction().execute(async (trx) => {
+        const ran = await run(trx);
+        if (!(await this.complete(trx, key, claim.claimId, ran))) throw keyTakenOver(key);
+        return ran;
+      });
+      return { response, replayed: false };
+    } catch (error) {
+      // Nothing was committed: free the key so the client's retry can run at once.
+      if (!(error instanceof HttpProblem)) {
+        await this.release(key, claim.claimId).catch(onReleaseError);
+      }
+      throw error;
+    }
+  }
+
+  /**
    * Records the response for a claimed key, inside the caller's transaction so the response and
-   * the change it describes commit together. Answers false when the claim was lost (it expired
-   * and another request took the key over); the caller must then roll back.
+   * the change it describes commit together; a response not remembered frees the key instead.
+   * Answers false when the claim was lost (it expired and another request took the key over); the
+   * caller must then roll back.
    */
   async complete(
     trx: Db,
@@ -164,6 +145,14 @@ export class IdempotencyKeys {
     claimId: string,
     response: StoredResponse,
   ): Promise<boolean> {
+    if (!isRemembered(response)) {
+      const deleted = await trx
+        .deleteFrom('idempotency_keys')
+        .where('key', '=', key)
+        .where('claim_id', '=', claimId)
+        .executeTakeFirst();
+      return Number(deleted.numDeletedRows) === 1;
+    }
     const result = await trx
       .updateTable('idempotency_keys')
       .set(completedColumns(response))
@@ -187,7 +176,8 @@ export class IdempotencyKeys {
    * alone, in order: a new key runs and stores its response; a completed key with the same
    * fingerprint replays; another fingerprint is refused (422); a key held by a running request is
    * refused (409) unless its lock expired, when it is taken over; a key repeated within the batch
-   * is answered like a retry of its first use. Requests without a key just run.
+   * is answered like a retry of its first use. Requests without a key just run. A response not
+   * remembered (`isRemembered`) is stored under no key, and a later request with its key runs.
    *
    * `run` gets the transaction and the indexes of the requests to run, in order, and answers their
    * responses in that order; it runs again when a concurrent request claimed one of the batch's keys
@@ -199,9 +189,7 @@ export class IdempotencyKeys {
   ): Promise<BatchAnswer[]> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await this.db
-          .transaction()
-          .execute((trx) => this.answerManyOnce(trx, requests, run));
+        return await this.db.transaction().execute((trx) => answerManyOnce(trx, requests, run));
       } catch (error) {
         if (!(error instanceof LostRace)) throw error;
         if (attempt >= this.batchAttempts) {
@@ -215,113 +203,5 @@ export class IdempotencyKeys {
         }
       }
     }
-  }
-
-  private async answerManyOnce(
-    trx: Db,
-    requests: readonly BatchRequest[],
-    run: (trx: Db, indexes: number[]) => Promise<StoredResponse[]>,
-  ): Promise<BatchAnswer[]> {
-    const keys = [...new Set(requests.flatMap((request) => request.key ?? []))];
-    const stored = new Map<string, KeyRow>();
-    if (keys.length > 0) {
-      const rows = await trx
-        .selectFrom('idempotency_keys')
-        .selectAll()
-        .where('key', 'in', keys)
-        .execute();
-      for (const row of rows) stored.set(row.key, row);
-    }
-
-    const now = Date.now();
-    const answers: BatchAnswer[] = [];
-    const toRun: number[] = [];
-    // The request of this batch that runs for a key; later ones with that key are its retries.
-    const runsFor = new Map<string, { index: number; fingerprint: string }>();
-    const retries: { index: number; of: number }[] = [];
-    const newKeys: { index: number; key: string }[] = [];
-    const takeovers: { index: number; key: string; claimId: string | null }[] = [];
-    for (const [index, { key, fingerprint }] of requests.entries()) {
-      if (key === undefined) {
-        toRun.push(index);
-        continue;
-      }
-      const first = runsFor.get(key);
-      if (first) {
-        if (first.fingerprint !== fingerprint) {
-          answers[index] = { kind: 'refused', problem: keyReused(key) };
-        } else {
-          retries.push({ index, of: first.index });
-        }
-        continue;
-      }
-      const row = stored.get(key);
-      if (row) {
-        if (row.request_fingerprint !== fingerprint) {
-          answers[index] = { kind: 'refused', problem: keyReused(key) };
-          continue;
-        }
-        if (row.state === 'completed') {
-          answers[index] = { kind: 'replayed', response: storedResponseOf(row) };
-          continue;
-        }
-        const heldUntil = row.locked_until ? Date.parse(toIsoString(row.locked_until)) : 0;
-        if (heldUntil > now) {
-          answers[index] = { kind: 'refused', problem: keyInFlight(key) };
-          continue;
-        }
-        takeovers.push({ index, key, claimId: row.claim_id });
-      } else {
-        newKeys.push({ index, key });
-      }
-      runsFor.set(key, { index, fingerprint });
-      toRun.push(index);
-    }
-
-    const responses = toRun.length > 0 ? await run(trx, toRun) : [];
-    if (responses.length !== toRun.length) {
-      throw new Error(`run answered ${responses.length} responses for ${toRun.length} requests`);
-    }
-    const responseOf = new Map<number, StoredResponse>();
-    toRun.forEach((index, i) => {
-      responseOf.set(index, responses[i]!);
-      answers[index] = { kind: 'ran', response: responses[i]! };
-    });
-    for (const { index, of } of retries) {
-      answers[index] = { kind: 'replayed', response: responseOf.get(of)! };
-    }
-
-    // Sorted by key so that concurrent batches lock keys in one order and cannot deadlock.
-    if (newKeys.length > 0) {
-      const createdAt = new Date(now).toISOString();
-      const rows = newKeys.sort(byKey).map(({ index, key }) => ({
-        key,
-        request_fingerprint: requests[index]!.fingerprint,
-        created_at: createdAt,
-        ...completedColumns(responseOf.get(index)!),
-      }));
-      const inserted = await trx
-        .insertInto('idempotency_keys')
-        .values(rows)
-        .onConflict((conflict) => conflict.column('key').doNothing())
-        .returning('key')
-        .execute();
-      if (inserted.length !== rows.length) {
-        // A concurrent request claimed a key after our read: its answer wins, so start over.
-        throw new LostRace(`${rows.length - inserted.length} key(s) claimed meanwhile`);
-      }
-    }
-    for (const { index, key, claimId } of takeovers.sort(byKey)) {
-      const taken = await trx
-        .updateTable('idempotency_keys')
-        .set(completedColumns(responseOf.get(index)!))
-        .where('key', '=', key)
-        .where('state', '=', 'in_flight')
-        .where('claim_id', claimId === null ? 'is' : '=', claimId)
-        .executeTakeFirst();
-      if (Number(taken.numUpdatedRows) !== 1)
-        throw new LostRace(`key "${key}" taken over meanwhile`);
-    }
-    return answers;
   }
 }

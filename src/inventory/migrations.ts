@@ -1,5 +1,9 @@
-import type { Generated } from 'kysely';
+import { sql, type Generated } from 'kysely';
 import type { Migration } from '../core/migrations.js';
+import {
+  PACKAGE_REQUEST_STATUSES,
+  type PackageRequestStatus,
+} from '../contracts/package-requests.js';
 
 /** Inventory's tables, forward only: add a new entry, never edit a released one. */
 export const inventoryMigrations: Migration[] = [
@@ -31,6 +35,65 @@ export const inventoryMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 2,
+    name: 'recipients, customer versions and statuses of package requests',
+    async up(db, types, dialect) {
+      const statuses = sql.join(PACKAGE_REQUEST_STATUSES.map((status) => sql.lit(status)));
+      // Rows written before are checked once here, as PostgreSQL's ALTER below would.
+      const invalid = await sql<{ count: number }>`
+        select count(*) as count from package_requests where status not in (${statuses})`.execute(
+        db,
+      );
+      const count = Number(invalid.rows[0]?.count ?? 0);
+      if (count > 0) {
+        throw new Error(
+          `${count} package requests have a status other than ${PACKAGE_REQUEST_STATUSES.join(', ')}; correct them before upgrading.`,
+        );
+      }
+      for (const [column, type] of [
+        ['recipient_name', 'text'],
+        ['recipient_email', 'text'],
+        ['customer_version', 'bigint'],
+        ['updated_at', types.timestamp],
+      ] as const) {
+        await db.schema.alterTable('package_requests').addColumn(column, type).execute();
+      }
+      // Existing requests: nobody said whom to send them to or from which customer version.
+      await sql`update package_requests set updated_at = created_at`.execute(db);
+      // Answers stored under idempotency keys are replayed through the new response schema: a
+      // created request gets the fields its row got. (409 problems are sent as stored.)
+      await sql`update idempotency_keys set response_body = ${
+        dialect === 'postgres'
+          ? sql`(response_body::jsonb || jsonb_build_object('recipient_name', null,
+              'recipient_email', null, 'customer_version', null,
+              'updated_at', response_body::jsonb -> 'created_at'))::text`
+          : sql`json_set(response_body, '$.recipient_name', null, '$.recipient_email', null,
+              '$.customer_version', null, '$.updated_at', json_extract(response_body, '$.created_at'))`
+      } where state = 'completed' and response_status = 201`.execute(db);
+
+      if (dialect === 'postgres') {
+        await sql`alter table package_requests alter column updated_at set not null`.execute(db);
+        await sql`alter table package_requests add constraint package_requests_status_valid check (status in (${statuses}))`.execute(
+          db,
+        );
+        return;
+      }
+      // SQLite cannot add a CHECK or a NOT NULL to an existing table without rebuilding it (and
+      // copying every row): triggers refuse an invalid status instead. updated_at is always written.
+      const refusal = sql.lit(
+        `package_requests.status must be one of ${PACKAGE_REQUEST_STATUSES.join(', ')}`,
+      );
+      for (const [name, event] of [
+        ['package_requests_status_valid_on_insert', 'insert'],
+        ['package_requests_status_valid_on_update', 'update of status'],
+      ] as const) {
+        await sql`create trigger ${sql.id(name)} before ${sql.raw(event)} on package_requests
+          when new.status not in (${statuses})
+          begin select raise(abort, ${refusal}); end`.execute(db);
+      }
+    },
+  },
 ];
 
 export interface InventoryTables {
@@ -39,8 +102,13 @@ export interface InventoryTables {
     id: string;
     customer_id: string;
     kind: string;
-    status: string;
+    status: PackageRequestStatus;
+    recipient_name: string | null;
+    recipient_email: string | null;
+    /** bigint on PostgreSQL, read as a number (safe integers only, as the schema allows). */
+    customer_version: number | null;
     created_at: string | Date;
+    updated_at: string | Date;
   };
   idempotency_keys: {
     key: string;

@@ -1,24 +1,91 @@
 import { newId } from '../core/ids.js';
-import type { Kysely, Selectable } from 'kysely';
+import type { Kysely, Selectable, UpdateQueryBuilder, UpdateResult } from 'kysely';
 import { toIsoString } from '../core/db.js';
 import { readPage, type Page, type PageRequest } from '../core/pagination.js';
-import type { PackageRequest } from '../contracts/package-requests.js';
+import type {
+  PackageRequest,
+  PackageRequestChange,
+  PackageRequestStatus,
+} from '../contracts/package-requests.js';
 import type { InventoryTables } from './migrations.js';
 
 type Row = Selectable<InventoryTables['package_requests']>;
 type Db = Kysely<InventoryTables>;
 
-const COLUMNS = ['id', 'customer_id', 'kind', 'status', 'created_at'] as const;
+const COLUMNS = [
+  'id',
+  'customer_id',
+  'kind',
+  'status',
+  'recipient_name',
+  'recipient_email',
+  'customer_version',
+  'created_at',
+  'updated_at',
+] as const;
 
 function toPackageRequest(row: Pick<Row, (typeof COLUMNS)[number]>): PackageRequest {
   return {
     id: row.id,
     customer_id: row.customer_id,
     kind: row.kind,
-    status: row.status as PackageRequest['status'],
+    status: row.status,
+    recipient_name: row.recipient_name,
+    recipient_email: row.recipient_email,
+    customer_version: row.customer_version === null ? null : Number(row.customer_version),
     created_at: toIsoString(row.created_at),
+    updated_at: toIsoString(row.updated_at),
   };
 }
+
+/** What a create asks for: `POST /package-requests` with its kind filled in. */
+export interface CreateInput {
+  customer_id: string;
+  kind: string;
+  recipient_name?: string | undefined;
+  recipient_email?: string | undefined;
+  customer_version?: number | undefined;
+}
+
+function newRequest(input: CreateInput, now: string): PackageRequest {
+  return {
+    id: newId(),
+    customer_id: input.customer_id,
+    kind: input.kind,
+    status: 'pending',
+    recipient_name: input.recipient_name ?? null,
+    recipient_email: input.recipient_email ?? null,
+    customer_version: input.customer_version ?? null,
+    created_at: now,
+    updated_at: now,
+  };
+}
+
+/**
+ * The moves between statuses, each with the statuses it may start from: only a pending request is
+ * shipped or cancelled (PACKAGE_REQUEST_STATUSES says why).
+ */
+export const TRANSITIONS = {
+  cancel: { to: 'cancelled', from: ['pending'] },
+  ship: { to: 'shipped', from: ['pending'] },
+} as const satisfies Record<
+  string,
+  { to: PackageRequestStatus; from: readonly PackageRequestStatus[] }
+>;
+export type Transition = keyof typeof TRANSITIONS;
+
+/**
+ * How a change (an update or a transition) went: `changed`; `unchanged`, when the request already
+ * is what was asked (the same customer version, or the status moved to); `closed`, when it was
+ * shipped or cancelled (and the change is not a repeat of that); `stale`, when it has a newer
+ * customer version; `not_found`.
+ */
+export type ChangeOutcome =
+  | { kind: 'changed'; request: PackageRequest }
+  | { kind: 'unchanged'; request: PackageRequest }
+  | { kind: 'stale'; request: PackageRequest }
+  | { kind: 'closed'; request: PackageRequest; status: Exclude<PackageRequestStatus, 'pending'> }
+  | { kind: 'not_found' };
 
 /** Identifies a customer-and-kind pair, which can have one request. */
 const pairOf = (request: { customer_id: string; kind: string }) =>
@@ -38,20 +105,41 @@ const byPair = (a: PackageRequest, b: PackageRequest) =>
 export type CreateOutcome =
   { created: true; request: PackageRequest } | { created: false; existing: PackageRequest };
 
+type RequestUpdate = UpdateQueryBuilder<
+  InventoryTables,
+  'package_requests',
+  'package_requests',
+  UpdateResult
+>;
+
+/**
+ * One conditional UPDATE of request `id` (`update` adds what it sets and its conditions; it moves
+ * `updated_at`); when it changed no row, the request as it now stands says why (`explain`).
+ */
+async function changeOne(
+  db: Db,
+  id: string,
+  update: (query: RequestUpdate) => RequestUpdate,
+  explain: (request: PackageRequest) => ChangeOutcome,
+): Promise<ChangeOutcome> {
+  const query = db
+    .updateTable('package_requests')
+    .set({ updated_at: new Date().toISOString() })
+    .where('id', '=', id);
+  const row = await update(query).returning(COLUMNS).executeTakeFirst();
+  if (row) return { kind: 'changed', request: toPackageRequest(row) };
+  const request = await packageRequests.get(db, id);
+  return request ? explain(request) : { kind: 'not_found' };
+}
+
 /** Reads and writes Inventory's package requests. Methods take `db` so callers can pass a transaction. */
 export const packageRequests = {
   /**
    * Creates the request unless one exists for the same customer and kind; the database's unique
    * constraint decides, so concurrent creates cannot both win.
    */
-  async create(db: Db, input: { customer_id: string; kind: string }): Promise<CreateOutcome> {
-    const request: PackageRequest = {
-      id: newId(),
-      customer_id: input.customer_id,
-      kind: input.kind,
-      status: 'pending',
-      created_at: new Date().toISOString(),
-    };
+  async create(db: Db, input: CreateInput): Promise<CreateOutcome> {
+    const request = newRequest(input, new Date().toISOString());
     const inserted = await db
       .insertInto('package_requests')
       .values(request)
@@ -73,23 +161,13 @@ export const packageRequests = {
    * order. An input repeating an earlier one's customer and kind gets that earlier one's request as
    * `existing`, as if they had been created one after the other.
    */
-  async createMany(
-    db: Db,
-    inputs: readonly { customer_id: string; kind: string }[],
-  ): Promise<CreateOutcome[]> {
+  async createMany(db: Db, inputs: readonly CreateInput[]): Promise<CreateOutcome[]> {
     if (inputs.length === 0) return [];
     const createdAt = new Date().toISOString();
     const candidates = new Map<string, PackageRequest>();
     for (const input of inputs) {
       const pair = pairOf(input);
-      if (candidates.has(pair)) continue;
-      candidates.set(pair, {
-        id: newId(),
-        customer_id: input.customer_id,
-        kind: input.kind,
-        status: 'pending',
-        created_at: createdAt,
-      });
+      if (!candidates.has(pair)) candidates.set(pair, newRequest(input, createdAt));
     }
     // Sorted so that concurrent batches lock rows in one order: on PostgreSQL, two batches
     // inserting the same pairs in different orders could otherwise deadlock.
@@ -128,6 +206,65 @@ export const packageRequests = {
       if (!other) throw new Error(`No package request for ${pair} after a conflict on it`);
       return { created: false, existing: other };
     });
+  },
+
+  /**
+   * Applies `change` to a pending request whose customer version is older (or unknown), in one
+   * UPDATE whose WHERE clause holds every condition: concurrent changes cannot slip between a read
+   * and a write, so the newest customer version wins whatever order they commit in. When nothing
+   * was updated, the request as it now stands says why.
+   */
+  update(db: Db, id: string, change: PackageRequestChange): Promise<ChangeOutcome> {
+    return changeOne(
+      db,
+      id,
+      (query) =>
+        query
+          .set({
+            ...(change.recipient_name === undefined
+              ? {}
+              : { recipient_name: change.recipient_name }),
+            ...(change.recipient_email === undefined
+              ? {}
+              : { recipient_email: change.recipient_email }),
+            customer_version: change.customer_version,
+          })
+          .where('status', '=', 'pending')
+          .where((eb) =>
+            eb.or([
+              eb('customer_version', 'is', null),
+              eb('customer_version', '<', change.customer_version),
+            ]),
+          ),
+      (request) => {
+        if (request.status !== 'pending')
+          return { kind: 'closed', request, status: request.status };
+        const newer = (request.customer_version ?? 0) > change.customer_version;
+        return { kind: newer ? 'stale' : 'unchanged', request };
+      },
+    );
+  },
+
+  /**
+   * Moves a request to the transition's status, in one UPDATE that names the statuses it may
+   * start from: of a concurrent cancel and ship, one wins and the other finds it moved.
+   */
+  transition(db: Db, id: string, transition: Transition): Promise<ChangeOutcome> {
+    const { to, from } = TRANSITIONS[transition];
+    return changeOne(
+      db,
+      id,
+      (query) => query.set({ status: to }).where('status', 'in', from),
+      (request) => {
+        if (request.status === to) return { kind: 'unchanged', request };
+        if (request.status === 'pending') {
+          throw new Error(
+            `Package request ${id} is pending, yet moving it to ${to} changed no row`,
+          );
+        }
+        return { kind: 'closed', request, status: request.status };
+      },
+    );
   },
 
   async get(db: Db, id: string): Promise<PackageRequest | undefined> {

@@ -8,6 +8,8 @@ import {
   deleteTopology,
   readPublishedIds,
 } from '../support/amqp.js';
+import { connect } from 'amqplib';
+import { prefixedTopology } from '../../src/core/amqp.js';
 import { createTestApp, type TestApp } from '../support/apps.js';
 import { createCustomers, listen, waitUntil } from '../support/platform.js';
 
@@ -66,5 +68,53 @@ describe('AmqpRelay', () => {
     // A batch counts only when all of it is confirmed, and the cursor then moves past it: each
     // event is counted exactly once, however often it was sent.
     expect(await publishedTotal(crm)).toBe(80);
+  }, 60_000);
+
+  it('publishes each event under its type as routing key: a change reaches queues bound to customer.updated, not the customer.created queue', async () => {
+    const prefix = `test-${randomUUID().slice(0, 8)}.`;
+    cleanups.push(() => deleteTopology(prefix));
+    const created = await readPublishedIds(prefix);
+    cleanups.push(created.close);
+    // A consumer of every customer event binds its own queue to customer.*.
+    const connection = await connect(AMQP_URL);
+    cleanups.push(() => connection.close());
+    const channel = await connection.createChannel();
+    const { queue } = await channel.assertQueue('', { exclusive: true });
+    await channel.bindQueue(queue, prefixedTopology(prefix).exchange!, 'customer.*');
+    const everything: { routingKey: string; type: string; version: number }[] = [];
+    await channel.consume(
+      queue,
+      (message) => {
+        if (!message) return;
+        const body = JSON.parse(message.content.toString()) as {
+          type: string;
+          data: { version: number };
+        };
+        everything.push({
+          routingKey: message.fields.routingKey,
+          type: body.type,
+          version: body.data.version,
+        });
+      },
+      { noAck: true },
+    );
+
+    const crm = await createTestApp(crmService, { env: { AMQP_URL, AMQP_NAME_PREFIX: prefix } });
+    cleanups.push(() => crm.close());
+    const url = await listen(crm.app);
+    await crm.runtime.start?.({ url });
+    const [id] = await createCustomers(url, 1);
+    const changed = await fetch(`${url}/customers/${id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Renamed' }),
+    });
+    expect(changed.status).toBe(200);
+    await waitUntil(async () => everything.length === 2, 15_000, 'both events');
+    expect(everything).toEqual([
+      { routingKey: 'customer.created', type: 'customer.created', version: 1 },
+      { routingKey: 'customer.updated', type: 'customer.updated', version: 2 },
+    ]);
+    expect(created.received).toHaveLength(1);
   }, 60_000);
 });

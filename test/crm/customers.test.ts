@@ -31,9 +31,12 @@ describe('POST /customers', () => {
       id: expect.stringMatching(/^[0-9a-f-]{36}$/),
       name: 'Jane Doe',
       email: 'jane.doe@example.com',
+      version: 1,
       created_at: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      updated_at: body.created_at,
     });
     expect(response.headers.location).toBe(`/customers/${body.id}`);
+    expect(response.headers.etag).toBe('"1"');
     const fetched = await t.app.inject({ method: 'GET', url: response.headers.location as string });
     expect(fetched.statusCode).toBe(200);
     expect(fetched.json()).toEqual(body);

@@ -254,6 +254,8 @@ describe('appends that commit out of order (PostgreSQL)', () => {
         name: 'Held',
         email: 'held@example.com',
         created_at: new Date().toISOString(),
+        version: 1,
+        updated_at: new Date().toISOString(),
       };
       let release!: () => void;
       const released = new Promise<void>((resolve) => (release = resolve));
@@ -300,12 +302,7 @@ describe('appends that commit out of order (PostgreSQL)', () => {
         log.append(
           {
             type: 'customer.created',
-            data: broken as unknown as {
-              id: string;
-              name: string;
-              email: string;
-              created_at: string;
-            },
+            data: broken as unknown as Customer,
             occurredAt: new Date().toISOString(),
           },
           broken,
@@ -374,6 +371,8 @@ describe('creates made while another commits (group commit)', () => {
       email: `b${i}@example.com`,
       email_normalized: `b${i}@example.com`,
       created_at: new Date().toISOString(),
+      version: 1,
+      updated_at: new Date().toISOString(),
     }));
     const answers = await Promise.all(
       customers.map(({ email_normalized: _, ...customer }, i) =>
@@ -413,6 +412,8 @@ describe('creates made while another commits (group commit)', () => {
       name: `Batched ${i}`,
       email: `b${i}@example.com`,
       created_at: new Date().toISOString(),
+      version: 1,
+      updated_at: new Date().toISOString(),
     });
     // The first goes alone; the other three share the next transaction, which the broken one
     // (no id: the event's customer_id is not null) makes fail.

@@ -164,6 +164,31 @@ describe('webhook delivery', () => {
     ).toThrow();
   });
 
+  it('POSTs a change as customer.updated with the whole new state and the changed fields, after the creation', async () => {
+    const receiver = await startReceiver();
+    closers.push(receiver.close);
+    await start();
+    const { secret } = (await post('/webhook-endpoints', { url: receiver.url })).json();
+    const customer = await createCustomer();
+    const changed = await t!.app.inject({
+      method: 'PATCH',
+      url: `/customers/${customer.id}`,
+      headers: { 'content-type': 'application/json' },
+      payload: { email: 'jane.roe@example.com' },
+    });
+    await waitUntil(() => receiver.calls.length === 2, 5_000, 'both webhooks');
+    const payloads = receiver.calls.map((call) =>
+      new Webhook(secret).verify(call.body, call.headers as Record<string, string>),
+    );
+    expect(payloads[1]).toEqual({
+      type: 'customer.updated',
+      timestamp: expect.any(String),
+      position: (payloads[0] as { position: number }).position + 1,
+      data: changed.json(),
+      changed_fields: ['email'],
+    });
+  });
+
   it('retries failures with backoff until a 2xx, recording every attempt', async () => {
     const receiver = await startReceiver((n) => ({ status: n <= 2 ? 500 : 204 }));
     closers.push(receiver.close);

@@ -333,7 +333,9 @@ describe('mip customers create', () => {
       id: expect.stringMatching(new RegExp(`^${UUID}$`)),
       name: 'John Roe',
       email: 'john@example.com',
+      version: 1,
       created_at: expect.any(String),
+      updated_at: expect.any(String),
     });
 
     const invalid = await mipCrm(['customers', 'create', '--name', 'No Mail', '--email', 'nope']);

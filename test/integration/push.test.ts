@@ -90,6 +90,30 @@ describe('webhook mode', () => {
     expect(positions.pushed).toEqual(positions.feed);
   });
 
+  it("passes a customer's change and deletion by without a second package, and remembers their feed positions", async () => {
+    await startWebhookMode();
+    const [id] = await createCustomers(upstreams!.crmUrl, 1);
+    // Delivered first: a customer deleted before anyone saw its creation gets no package at all.
+    await waitUntil(async () => (await delivered()) === 1, 10_000, 'the delivery');
+    const changed = await fetch(`${upstreams!.crmUrl}/customers/${id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Changed' }),
+    });
+    expect(changed.status).toBe(200);
+    const deleted = await fetch(`${upstreams!.crmUrl}/customers/${id}`, { method: 'DELETE' });
+    expect(deleted.status).toBe(204);
+    await waitUntil(
+      async () => (await pushedAndFeedPositions()).pushed.length === 3,
+      10_000,
+      'three webhooks',
+    );
+    // The feed keeps only the deletion; the positions of all three were pushed.
+    const positions = await pushedAndFeedPositions();
+    expect(positions.pushed.at(-1)).toEqual(positions.feed.at(-1));
+    expect((await packageRequestsByCustomer(upstreams!.inventory)).get(id!)).toBe(1);
+  });
+
   it('registers idempotently: a restart reuses the endpoint instead of adding one', async () => {
     const first = await startWebhookMode();
     await integration!.close();

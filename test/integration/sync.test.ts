@@ -62,6 +62,24 @@ describe('the integration service in poll mode', () => {
     expect(metrics).toMatch(/integration_deliveries\{state="delivered",service="integration"\} 40/);
   });
 
+  it("reads a customer's change in the feed without a second package, and moves past it", async () => {
+    integration = await startIntegration(upstreams);
+    const [id] = await createCustomers(upstreams.crmUrl, 1);
+    const changed = await fetch(`${upstreams.crmUrl}/customers/${id}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ email: 'changed@example.com' }),
+    });
+    expect(changed.status).toBe(200);
+    await waitUntil(
+      async () => (await status()).cursor === 2,
+      10_000,
+      'the cursor past the change',
+    );
+    expect(await delivered()).toBe(1);
+    expect((await packageRequestsByCustomer(upstreams.inventory)).get(id!)).toBe(1);
+  });
+
   it('picks up customers created before it started, from the start of the feed', async () => {
     const ids = await createCustomers(upstreams.crmUrl, 15);
     integration = await startIntegration(upstreams);

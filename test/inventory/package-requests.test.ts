@@ -35,7 +35,11 @@ describe('POST /package-requests', () => {
       customer_id: customerId,
       kind: 'welcome_package',
       status: 'pending',
+      recipient_name: null,
+      recipient_email: null,
+      customer_version: null,
       created_at: expect.any(String),
+      updated_at: body.created_at,
     });
     expect(response.headers.location).toBe(`/package-requests/${body.id}`);
     const fetched = await t.app.inject({ method: 'GET', url: response.headers.location as string });

@@ -29,6 +29,8 @@ function describeStatus(status: number): string {
       return 'No such resource.';
     case 409:
       return 'Conflicts with the current state.';
+    case 412:
+      return 'The resource changed since the version `If-Match` names; read it again.';
     case 413:
       return 'The body is larger than 64 KiB.';
     case 415:

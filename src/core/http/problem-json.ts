@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import { HttpProblem } from '../errors.js';
+import { narrowUnionErrors } from '../union-errors.js';
 import { describeValidationErrors } from '../validation-messages.js';
 import { BODY_LIMIT_BYTES } from './body-rules.js';
 import { setSecurityHeaders } from './security-headers.js';
@@ -8,11 +9,9 @@ import { pathOf, sendProblem } from './send-problem.js';
 
 function validationProblem(error: FastifyError): HttpProblem {
   const location = error.validationContext ?? 'body';
-  const errors = describeValidationErrors(error.validation ?? []).map(({ field, message }) => ({
-    location,
-    field,
-    message,
-  }));
+  const errors = describeValidationErrors(narrowUnionErrors(error.validation ?? [])).map(
+    ({ field, message }) => ({ location, field, message }),
+  );
   const detail =
     errors.length > 0
       ? errors.map((e) => `${e.location} ${e.field} ${e.message}`).join('; ')

@@ -12,6 +12,9 @@ function createValidators(): Record<HttpPart, Ajv> {
       removeAdditional: false,
       useDefaults: true,
       strict: false,
+      // Errors carry the schema and value they are about, so a failed union can be narrowed to
+      // the branch that was meant (union-errors.ts).
+      verbose: true,
     });
     addFormats.default(ajv);
     return ajv;

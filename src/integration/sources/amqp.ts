@@ -12,7 +12,11 @@ import { traceIdFromTraceparent } from '../../core/tracing.js';
 import { NonRetryableError } from '../../core/retryable-errors.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import { customerCreatedToDelivery } from '../store/new-delivery.js';
-import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../../contracts/customer-events.js';
+import {
+  CUSTOMER_CREATED,
+  parseDeliverableCustomer,
+  parsePushedCustomerEvent,
+} from '../../contracts/customer-events.js';
 import type { Inbox, Source, SourceContext } from './source.js';
 
 export interface AmqpSourceOptions {
@@ -105,8 +109,16 @@ export class AmqpSource implements Source {
     }
     const event = parsed.value;
     if (event.type !== CUSTOMER_CREATED) return;
+    const customer = parseDeliverableCustomer(event.data);
+    if (!customer.ok) {
+      metrics.pushRejected.inc({ source: 'amqp' });
+      throw new NonRetryableError(
+        `a customer.created event whose data is not a customer: ${customer.problems.join('; ')}`,
+        400,
+      );
+    }
     const item = customerCreatedToDelivery(
-      event.data,
+      customer.value,
       messageId,
       'amqp',
       message.headers.traceparent,

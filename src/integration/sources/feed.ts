@@ -3,7 +3,12 @@ import { retryDelayMs } from '../../core/backoff.js';
 import type { Logger } from '../../core/logging.js';
 import { RepeatingTask, type NextStep } from '../../core/repeating-task.js';
 import { traceIdFromTraceparent } from '../../core/tracing.js';
-import type { FeedEvent } from '../../contracts/customer-events.js';
+import {
+  CUSTOMER_CREATED,
+  parseDeliverableCustomer,
+  type DeliverableCustomer,
+  type FeedEvent,
+} from '../../contracts/customer-events.js';
 import type { CrmClient } from '../clients.js';
 import { TransientError } from '../../core/retryable-errors.js';
 import { isoOrNull } from '../../core/iso.js';
@@ -247,9 +252,12 @@ export class FeedSource implements Source {
       FEED_CURSOR,
       from,
       to,
-      events.map((event) =>
-        customerCreatedToDelivery(event.data, event.id, this.name, event.traceparent),
-      ),
+      // Until changes are synced, only new customers become deliveries; the cursor passes the rest.
+      events
+        .filter((event) => event.type === CUSTOMER_CREATED)
+        .map((event) =>
+          customerCreatedToDelivery(newCustomerOf(event), event.id, this.name, event.traceparent),
+        ),
       lease,
     );
     metrics.pollDuration.observe((performance.now() - requestStarted) / 1000);
@@ -269,6 +277,15 @@ export class FeedSource implements Source {
     if (this.options.reconcile) metrics.reconciliationFound.inc(fresh.length);
     return page.length === batchSize && events.length === page.length;
   }
+}
+
+/** The customer a customer.created event of the feed brings; throws when it brings none. */
+function newCustomerOf(event: FeedEvent): DeliverableCustomer {
+  const customer = parseDeliverableCustomer(event.data);
+  if (customer.ok) return customer.value;
+  throw new Error(
+    `The CRM's feed holds customer.created event ${event.id} (position ${event.position}) whose data is not a customer: ${customer.problems.join('; ')}`,
+  );
 }
 
 /** The feed source with the service's settings; `reconcile` as in `FeedSourceOptions`. */

@@ -12,7 +12,11 @@ import type { CrmClient } from '../clients.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import type { RecordPushed } from '../store/inbox.js';
 import { customerCreatedToDelivery } from '../store/new-delivery.js';
-import { CUSTOMER_CREATED, parsePushedCustomerEvent } from '../../contracts/customer-events.js';
+import {
+  CUSTOMER_CREATED,
+  parseDeliverableCustomer,
+  parsePushedCustomerEvent,
+} from '../../contracts/customer-events.js';
 import { MatchingString } from '../../core/validation-messages.js';
 import type { Inbox, Source, SourceContext } from './source.js';
 
@@ -193,17 +197,27 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
         throw new HttpProblem(
           400,
           'invalid_payload',
-          `The webhook payload is not a customer.created event: ${parsed.problems.join('; ')}.`,
+          `The webhook payload is not a customer event: ${parsed.problems.join('; ')}.`,
         );
       }
       const event = parsed.value;
       const messageId = request.headers['webhook-id'] as string;
       if (event.type !== CUSTOMER_CREATED) {
+        // Nothing to deliver, but its feed position is seen: the repair need not read it again.
         request.log.debug(`Ignoring webhook of type ${event.type}`);
+        await record({ id: messageId, source: 'webhook', feedPosition: event.position }, []);
         return reply.code(204).send(null);
       }
+      const customer = parseDeliverableCustomer(event.data);
+      if (!customer.ok) {
+        throw new HttpProblem(
+          400,
+          'invalid_payload',
+          `The webhook payload is a customer.created event whose data is not a customer: ${customer.problems.join('; ')}.`,
+        );
+      }
       const item = customerCreatedToDelivery(
-        event.data,
+        customer.value,
         messageId,
         'webhook',
         request.headers.traceparent,

@@ -3,7 +3,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Registry } from 'prom-client';
 import { migrate } from '../../../src/core/migrations.js';
 import { createLogger } from '../../../src/core/logging.js';
-import type { FeedEvent as CustomerCreatedEvent } from '../../../src/contracts/customer-events.js';
+import type { DeliverableCustomer, FeedEvent } from '../../../src/contracts/customer-events.js';
+
+/** A customer.created event as the feed client reads it. */
+type CustomerCreatedEvent = FeedEvent & { data: DeliverableCustomer & { email: string } };
 import type { CrmClient } from '../../../src/integration/clients.js';
 import { createIntegrationMetrics } from '../../../src/integration/metrics.js';
 import {
