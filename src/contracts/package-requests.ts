@@ -86,8 +86,12 @@ export const NewPackageRequestSchema = Type.Object(
 );
 export type NewPackageRequest = Static<typeof NewPackageRequestSchema>;
 
+/**
+ * `schema` or null, as OpenAPI 3.0 says it (`nullable`): serializing a created request's answer
+ * through a union would check each such field against every branch.
+ */
 const Nullable = <T extends TSchema>(schema: T, description: string) =>
-  Type.Union([schema, Type.Null()], { description });
+  Type.Unsafe<Static<T> | null>({ ...schema, nullable: true, description });
 
 export const PackageRequestSchema = Type.Object(
   {
@@ -181,8 +185,8 @@ export const BatchResponseSchema = Type.Object(
       Type.Object({
         status: Type.Union(
           [
-            Type.Literal(200),
             Type.Literal(201),
+            Type.Literal(200),
             Type.Literal(404),
             Type.Literal(409),
             Type.Literal(422),

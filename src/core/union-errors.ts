@@ -7,6 +7,9 @@ export type VerboseError = ValidationError & {
   data?: unknown;
 };
 
+/** Errors looked at: the first ones of a body, which is what its sender reads. */
+const MAX_ERRORS_NARROWED = 100;
+
 interface Branch {
   properties?: Record<string, { const?: unknown }>;
   required?: string[];
@@ -85,15 +88,22 @@ function narrowed(union: VerboseError, under: VerboseError[]): VerboseError[] | 
  * asked for. Needs Ajv's `verbose` errors; others pass unchanged.
  */
 export function narrowUnionErrors(errors: readonly VerboseError[]): VerboseError[] {
-  let result = [...errors];
+  // A body with thousands of bad items gives thousands of errors: a person reads the first ones,
+  // and narrowing them all would cost time quadratic in their number.
+  let result = errors.slice(0, MAX_ERRORS_NARROWED);
   // Outermost first: narrowing it drops the errors of nested unions in branches not meant.
-  const unions = errors
+  const unions = result
     .filter((error) => error.keyword === 'anyOf' && Array.isArray(error.schema) && error.schemaPath)
     .sort((a, b) => a.schemaPath!.length - b.schemaPath!.length);
   for (const union of unions) {
     if (!result.includes(union)) continue;
+    // Under it: errors of its branches about the same value (an array's items share schema paths).
     const under = result.filter(
-      (error) => error === union || error.schemaPath?.startsWith(`${union.schemaPath}/`),
+      (error) =>
+        error === union ||
+        (error.schemaPath?.startsWith(`${union.schemaPath}/`) &&
+          (error.instancePath === union.instancePath ||
+            error.instancePath.startsWith(`${union.instancePath}/`))),
     );
     const replacement = narrowed(union, under);
     if (!replacement) continue;

@@ -46,8 +46,11 @@ type CustomerUpdate = Customer;
  * answers which were written. An email taken meanwhile throws, failing that update alone.
  */
 const updateCustomers: BatchWrites<CustomerUpdate> = async (trx, updates) => {
-  const written: boolean[] = [];
-  for (const customer of updates) {
+  const written = updates.map(() => false);
+  // In id order, so that two processes' transactions lock rows in one order: no deadlock.
+  const order = updates.map((_, i) => i).sort((a, b) => (updates[a]!.id < updates[b]!.id ? -1 : 1));
+  for (const index of order) {
+    const customer = updates[index]!;
     const result = await trx
       .updateTable('customers')
       .set({
@@ -60,7 +63,7 @@ const updateCustomers: BatchWrites<CustomerUpdate> = async (trx, updates) => {
       .where('id', '=', customer.id)
       .where('version', '=', customer.version - 1)
       .executeTakeFirst();
-    written.push(result.numUpdatedRows === 1n);
+    written[index] = result.numUpdatedRows === 1n;
   }
   return written;
 };

@@ -80,7 +80,7 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
       );
       request.log.info(
         { customer_id: customer.id },
-        `Customer updated: ${customer.name} (ID: ${customer.id}, version ${customer.version})`,
+        `Customer updated: ID ${customer.id} (version ${customer.version})`,
       );
       return reply.header('etag', etagOf(customer.version)).send(customer);
     },

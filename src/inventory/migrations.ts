@@ -73,6 +73,11 @@ export const inventoryMigrations: Migration[] = [
       } where state = 'completed' and response_status = 201`.execute(db);
 
       if (dialect === 'postgres') {
+        // A process of the previous version, still running during a rolling upgrade, inserts
+        // without updated_at: the default keeps its creates working.
+        await sql`alter table package_requests alter column updated_at set default now()`.execute(
+          db,
+        );
         await sql`alter table package_requests alter column updated_at set not null`.execute(db);
         await sql`alter table package_requests add constraint package_requests_status_valid check (status in (${statuses}))`.execute(
           db,
@@ -108,7 +113,8 @@ export interface InventoryTables {
     /** bigint on PostgreSQL, read as a number (safe integers only, as the schema allows). */
     customer_version: number | null;
     created_at: string | Date;
-    updated_at: string | Date;
+    /** Null only on SQLite, in rows a process of the previous version wrote during an upgrade. */
+    updated_at: string | Date | null;
   };
   idempotency_keys: {
     key: string;

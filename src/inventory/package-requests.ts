@@ -34,7 +34,8 @@ function toPackageRequest(row: Pick<Row, (typeof COLUMNS)[number]>): PackageRequ
     recipient_email: row.recipient_email,
     customer_version: row.customer_version === null ? null : Number(row.customer_version),
     created_at: toIsoString(row.created_at),
-    updated_at: toIsoString(row.updated_at),
+    // Null only from a process of the previous version still running during an upgrade.
+    updated_at: toIsoString(row.updated_at ?? row.created_at),
   };
 }
 

@@ -66,4 +66,33 @@ describe('narrowUnionErrors', () => {
     expect(plain.length).toBeGreaterThan(2);
     expect(plain).toContainEqual(['(root)', 'must match a schema in anyOf']);
   });
+
+  it('tells each item of an array its own errors, whichever branch each item meant', () => {
+    const validate = new Ajv({ allErrors: true, strict: false, verbose: true }).compile({
+      type: 'array',
+      items: schema,
+    });
+    expect(validate([{ op: 'rename', id: 'x', first: 'A' }, { name: '' }])).toBe(false);
+    const errors = describeValidationErrors(narrowUnionErrors(validate.errors as VerboseError[]));
+    expect(errors.map(({ field, message }) => [field, message])).toEqual([
+      ['0.id', 'must be a whole number'],
+      ['1.name', 'must not be empty'],
+    ]);
+  });
+
+  it('narrows only the first 100 errors of a body with many bad items', () => {
+    const validate = new Ajv({ allErrors: true, strict: false, verbose: true }).compile({
+      type: 'array',
+      items: schema,
+    });
+    expect(
+      validate(Array.from({ length: 5_000 }, () => ({ op: 'rename', id: 'x', first: 'A' }))),
+    ).toBe(false);
+    const narrowed = narrowUnionErrors(validate.errors as VerboseError[]);
+    expect(narrowed.length).toBeLessThanOrEqual(100);
+    expect(describeValidationErrors(narrowed)[0]).toEqual({
+      field: '0.id',
+      message: 'must be a whole number',
+    });
+  });
 });

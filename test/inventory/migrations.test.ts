@@ -75,6 +75,23 @@ describe('inventory migrations', () => {
     }
   });
 
+  it('keep the creates of a process of the previous version working during a rolling upgrade', async () => {
+    const db = await atVersionOne();
+    await migrate(database!, inventoryMigrations);
+    // What the previous version inserts: none of the new columns.
+    const old = request('pending');
+    await db.insertInto('package_requests').values(old).execute();
+    const app = await createTestApp(inventoryService, { database: database! });
+    try {
+      const read = await app.app.inject({ method: 'GET', url: `/package-requests/${old.id}` });
+      expect(read.statusCode).toBe(200);
+      expect(read.json()).toMatchObject({ id: old.id, status: 'pending', recipient_name: null });
+      expect(Number.isNaN(Date.parse(read.json().updated_at))).toBe(false);
+    } finally {
+      await app.close();
+    }
+  });
+
   it('accept every status of the list and refuse any other, on insert and update', async () => {
     const db = await atVersionOne();
     await migrate(database!, inventoryMigrations);
