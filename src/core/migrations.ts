@@ -86,3 +86,54 @@ function checkOrder(migrations: readonly Migration[]): void {
     }
   });
 }
+
+export interface AllowedValues {
+  table: string;
+  column: string;
+  allowed: readonly string[];
+  /** How the rows are called in the refusal, e.g. `package requests`. */
+  rows: string;
+  /** How the column is called in the refusal, e.g. `a status`. */
+  what: string;
+}
+
+/**
+ * Makes the database refuse values of `table.column` outside `allowed`, at once however large the
+ * table: a CHECK `<table>_<column>_valid` on PostgreSQL; on SQLite, which cannot add a CHECK
+ * without copying the table, triggers on insert and update. Rows already there are checked first:
+ * any outside the list stop the migration, saying how many to correct.
+ */
+export async function refuseValuesOutside(
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- migrations run before the typed schema exists
+  db: Transaction<any>,
+  dialect: DialectName,
+  { table, column, allowed, rows, what }: AllowedValues,
+): Promise<void> {
+  const values = sql.join(allowed.map((value) => sql.lit(value)));
+  const invalid = await sql<{ count: number }>`
+    select count(*) as count from ${sql.table(table)} where ${sql.ref(column)} not in (${values})`.execute(
+    db,
+  );
+  const count = Number(invalid.rows[0]?.count ?? 0);
+  if (count > 0) {
+    throw new Error(
+      `${count} ${rows} have ${what} other than ${allowed.join(', ')}; correct them before upgrading.`,
+    );
+  }
+  const name = `${table}_${column}_valid`;
+  if (dialect === 'postgres') {
+    await sql`alter table ${sql.table(table)} add constraint ${sql.id(name)} check (${sql.ref(column)} in (${values}))`.execute(
+      db,
+    );
+    return;
+  }
+  const refusal = sql.lit(`${table}.${column} must be one of ${allowed.join(', ')}`);
+  for (const [suffix, event] of [
+    ['on_insert', sql`insert`],
+    ['on_update', sql`update of ${sql.ref(column)}`],
+  ] as const) {
+    await sql`create trigger ${sql.id(`${name}_${suffix}`)} before ${event} on ${sql.table(table)}
+      when new.${sql.ref(column)} not in (${values})
+      begin select raise(abort, ${refusal}); end`.execute(db);
+  }
+}

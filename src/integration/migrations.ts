@@ -1,6 +1,6 @@
-import { sql, type Generated, type Selectable } from 'kysely';
+import type { Generated, Selectable } from 'kysely';
 import { DELIVERY_STATES, type DeliveryState } from '../contracts/admin-api.js';
-import type { Migration } from '../core/migrations.js';
+import { refuseValuesOutside, type Migration } from '../core/migrations.js';
 
 /** The integration service's tables, forward only: add a new entry, never edit a released one. */
 export const integrationMigrations: Migration[] = [
@@ -85,33 +85,13 @@ export const integrationMigrations: Migration[] = [
     version: 5,
     name: 'refuse delivery states outside the list',
     async up(db, _types, dialect) {
-      const states = sql.join(DELIVERY_STATES.map((state) => sql.lit(state)));
-      if (dialect === 'postgres') {
-        await sql`alter table deliveries add constraint deliveries_state_valid check (state in (${states}))`.execute(
-          db,
-        );
-        return;
-      }
-      // SQLite cannot add a CHECK to an existing table, and rebuilding the table would copy every
-      // row: triggers refuse an invalid state instead, at once however large the table. Rows
-      // written before are checked once here, as PostgreSQL's ALTER does.
-      const invalid = await sql<{ count: number }>`
-        select count(*) as count from deliveries where state not in (${states})`.execute(db);
-      const count = Number(invalid.rows[0]?.count ?? 0);
-      if (count > 0) {
-        throw new Error(
-          `${count} deliveries have a state other than ${DELIVERY_STATES.join(', ')}; correct them before upgrading.`,
-        );
-      }
-      const refusal = sql.lit(`deliveries.state must be one of ${DELIVERY_STATES.join(', ')}`);
-      for (const [name, event] of [
-        ['deliveries_state_valid_on_insert', 'insert'],
-        ['deliveries_state_valid_on_update', 'update of state'],
-      ] as const) {
-        await sql`create trigger ${sql.id(name)} before ${sql.raw(event)} on deliveries
-          when new.state not in (${states})
-          begin select raise(abort, ${refusal}); end`.execute(db);
-      }
+      await refuseValuesOutside(db, dialect, {
+        table: 'deliveries',
+        column: 'state',
+        allowed: DELIVERY_STATES,
+        rows: 'deliveries',
+        what: 'a state',
+      });
     },
   },
   {

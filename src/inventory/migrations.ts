@@ -1,5 +1,5 @@
 import { sql, type Generated } from 'kysely';
-import type { Migration } from '../core/migrations.js';
+import { refuseValuesOutside, type Migration } from '../core/migrations.js';
 import {
   PACKAGE_REQUEST_STATUSES,
   type PackageRequestStatus,
@@ -39,18 +39,6 @@ export const inventoryMigrations: Migration[] = [
     version: 2,
     name: 'recipients, customer versions and statuses of package requests',
     async up(db, types, dialect) {
-      const statuses = sql.join(PACKAGE_REQUEST_STATUSES.map((status) => sql.lit(status)));
-      // Rows written before are checked once here, as PostgreSQL's ALTER below would.
-      const invalid = await sql<{ count: number }>`
-        select count(*) as count from package_requests where status not in (${statuses})`.execute(
-        db,
-      );
-      const count = Number(invalid.rows[0]?.count ?? 0);
-      if (count > 0) {
-        throw new Error(
-          `${count} package requests have a status other than ${PACKAGE_REQUEST_STATUSES.join(', ')}; correct them before upgrading.`,
-        );
-      }
       for (const [column, type] of [
         ['recipient_name', 'text'],
         ['recipient_email', 'text'],
@@ -79,24 +67,16 @@ export const inventoryMigrations: Migration[] = [
           db,
         );
         await sql`alter table package_requests alter column updated_at set not null`.execute(db);
-        await sql`alter table package_requests add constraint package_requests_status_valid check (status in (${statuses}))`.execute(
-          db,
-        );
-        return;
       }
-      // SQLite cannot add a CHECK or a NOT NULL to an existing table without rebuilding it (and
-      // copying every row): triggers refuse an invalid status instead. updated_at is always written.
-      const refusal = sql.lit(
-        `package_requests.status must be one of ${PACKAGE_REQUEST_STATUSES.join(', ')}`,
-      );
-      for (const [name, event] of [
-        ['package_requests_status_valid_on_insert', 'insert'],
-        ['package_requests_status_valid_on_update', 'update of status'],
-      ] as const) {
-        await sql`create trigger ${sql.id(name)} before ${sql.raw(event)} on package_requests
-          when new.status not in (${statuses})
-          begin select raise(abort, ${refusal}); end`.execute(db);
-      }
+      // SQLite cannot add a NOT NULL to an existing table without rebuilding it: updated_at is
+      // always written there, and read as created_at where a previous version left it null.
+      await refuseValuesOutside(db, dialect, {
+        table: 'package_requests',
+        column: 'status',
+        allowed: PACKAGE_REQUEST_STATUSES,
+        rows: 'package requests',
+        what: 'a status',
+      });
     },
   },
 ];
