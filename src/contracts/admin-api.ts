@@ -23,6 +23,30 @@ export const DELIVERY_STATE_LABELS: Record<DeliveryState, string> = {
 
 export const DeliveryStateSchema = Type.Enum(DELIVERY_STATES);
 
+/**
+ * What a delivery does to Inventory to make it match the customer's latest known state: `create`
+ * its welcome package (with the latest recipient), `update` the package's recipient to a newer
+ * customer version, or `cancel` the package of a deleted customer. The database CHECK
+ * (integration migration 7), the admin API's schema and the metric labels come from this list.
+ */
+export const DELIVERY_OPERATIONS = ['create', 'update', 'cancel'] as const;
+export type DeliveryOperation = (typeof DELIVERY_OPERATIONS)[number];
+
+/**
+ * How a delivered customer ended up in Inventory: its package `created`, `updated` to the latest
+ * version, or `cancelled` (the customer was deleted); `left_shipped` when the package had shipped
+ * before the change (its recipient stays as the shipping record); `never_created` when the
+ * customer was deleted before a package was asked for.
+ */
+export const DELIVERY_OUTCOMES = [
+  'created',
+  'updated',
+  'cancelled',
+  'left_shipped',
+  'never_created',
+] as const;
+export type DeliveryOutcome = (typeof DELIVERY_OUTCOMES)[number];
+
 /** The most deliveries or dead letters one list answers. */
 export const LIST_LIMIT_MAX = 1000;
 
@@ -32,8 +56,23 @@ const NullableTime = Type.Union([Type.String({ format: 'date-time' }), Type.Null
 /** One customer's delivery to Inventory, as the admin API shows it (a dead letter is one too). */
 export const DeliverySchema = Type.Object({
   customer_id: Uuid('The CRM customer id; also the id of its dead letter.'),
-  customer_name: Type.String(),
+  customer_name: Type.String({ description: 'Empty once the customer is deleted (erased).' }),
+  customer_version: Type.Integer({
+    description: 'The latest customer version this service knows: what Inventory is made to match.',
+  }),
+  customer_deleted: Type.Boolean({ description: 'Whether the customer was deleted in the CRM.' }),
   state: DeliveryStateSchema,
+  operation: Type.Union([Type.Enum(DELIVERY_OPERATIONS), Type.Null()], {
+    description:
+      'What the latest attempt asked Inventory to do (`create`, `update`, `cancel`); null before the first.',
+  }),
+  outcome: Type.Union([Type.Enum(DELIVERY_OUTCOMES), Type.Null()], {
+    description:
+      'Once delivered: `created`, `updated`, `cancelled`, `left_shipped` (it had shipped before the change) or `never_created` (deleted first).',
+  }),
+  applied_version: Type.Union([Type.Integer(), Type.Null()], {
+    description: 'The customer version Inventory’s package request is known to have.',
+  }),
   source: Type.String({ description: 'Which source first reported the customer.' }),
   attempts: Type.Integer({ description: 'Calls made to Inventory since the last replay.' }),
   replays: Type.Integer(),

@@ -125,14 +125,30 @@ const ParsableTime = Type.Refine(
   () => 'must be a date and time, e.g. 2026-01-31T09:30:00Z',
 );
 
-/** What a delivery needs of a new customer: the `data` of a customer.created event. */
+/**
+ * What a delivery needs of a live customer: the `data` of a customer.created or customer.updated
+ * event. `version` and `updated_at` are absent from events recorded before customers changed
+ * (read as version 1, changed when created).
+ */
 const DeliverableCustomerSchema = Type.Object({
   id: Uuid('The customer id.'),
   name: Type.String(),
+  email: Type.Optional(Type.String()),
+  version: Type.Optional(Type.Integer({ minimum: 1 })),
   created_at: ParsableTime,
+  updated_at: Type.Optional(ParsableTime),
 });
 export type DeliverableCustomer = Static<typeof DeliverableCustomerSchema>;
 export const parseDeliverableCustomer = compileParser(DeliverableCustomerSchema);
+
+/** What a delivery needs of a deleted customer: the `data` of a customer.deleted event. */
+const DeliverableDeletionSchema = Type.Object({
+  id: Uuid('The customer id.'),
+  version: Type.Integer({ minimum: 1 }),
+  deleted_at: ParsableTime,
+});
+export type DeliverableDeletion = Static<typeof DeliverableDeletionSchema>;
+export const parseDeliverableDeletion = compileParser(DeliverableDeletionSchema);
 
 /**
  * A customer event pushed to the integration service (webhook body or AMQP message body): its

@@ -258,3 +258,37 @@ export const isClosedRequestAnswer = Compile(
     ]),
   }),
 );
+
+/** What a caller reads of a package request in any answer: which one, its status, its version. */
+const RequestStateSchema = Type.Object({
+  id: Type.String({ minLength: 1 }),
+  status: Type.Enum(PACKAGE_REQUEST_STATUSES),
+  customer_version: Type.Optional(Type.Union([Type.Integer(), Type.Null()])),
+});
+export type RequestState = Static<typeof RequestStateSchema>;
+
+/** A 200 or 201 about one request: the request as it now stands. */
+export const isRequestStateAnswer = Compile(RequestStateSchema);
+
+/**
+ * A 409 that shows the request as it stands: `package_request_exists` (as `existing_request`),
+ * `customer_version_stale`, `package_request_shipped` and `package_request_cancelled` (as
+ * `package_request`).
+ */
+export const isConflictWithRequestAnswer = Compile(
+  Type.Union([
+    Type.Object({
+      code: Type.Literal('package_request_exists'),
+      existing_request: RequestStateSchema,
+    }),
+    Type.Object({ code: Type.String(), package_request: RequestStateSchema }),
+  ]),
+);
+
+/**
+ * A 422 to a key sent before with another body: for a create, the customer's package was asked
+ * for before with an older recipient, so it exists (or is being made).
+ */
+export const isKeyReusedAnswer = Compile(
+  Type.Object({ code: Type.Literal('idempotency_key_reused') }),
+);

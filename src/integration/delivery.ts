@@ -9,29 +9,32 @@ import {
   traceparentOf,
 } from '../core/tracing.js';
 import { WorkLoop } from '../core/work-loop.js';
+import type { DeliveryOperation } from '../contracts/admin-api.js';
 import { isCircuitOpenError, type CircuitState } from './circuit.js';
-import type { PackageRequestReceipt } from './clients.js';
+import { decide, planFor, targetOfRow, type CustomerTarget, type Plan } from './convergence.js';
+import { DeliveryReporter, operationLabel, type LogFields } from './delivery-report.js';
+import type { FoundRequest, PackageChange } from './inventory-client.js';
 import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
 import type { IntegrationMetrics } from './metrics.js';
 import type { DeliveryRow } from './migrations.js';
 import type { Inbox } from './sources/source.js';
 import type { FailedOutcome, Settlement } from './store/claims.js';
-import type { PushedMessage, RecordFromFeed } from './store/inbox.js';
+import { acceptedOf, type PushedMessage, type RecordFromFeed } from './store/inbox.js';
 import type { NewDelivery } from './store/new-delivery.js';
 import type { SyncStore } from './store/sync-store.js';
 
 export interface DeliveryWorkerOptions {
   store: SyncStore;
   /**
-   * Asks Inventory for the customers' welcome packages in one call (through the circuit
-   * breaker). Throws when the call failed as a whole; otherwise answers, per customer in order, a
-   * receipt or that item's error.
+   * Makes Inventory's changes in one call (through the circuit breaker). Throws when the call
+   * failed as a whole; otherwise answers, per change in order, what Inventory holds or that
+   * change's error.
    */
-  send: (
-    customerIds: string[],
+  apply: (
+    changes: PackageChange[],
     headers: Record<string, string>,
     signal: AbortSignal,
-  ) => Promise<(PackageRequestReceipt | Error)[]>;
+  ) => Promise<(FoundRequest | Error)[]>;
   circuitState: () => CircuitState;
   policy: RetryPolicy;
   /** Calls to Inventory in flight at once. */
@@ -49,11 +52,8 @@ export interface DeliveryWorkerOptions {
   idleMs?: number;
 }
 
-/** What every log line about one delivery carries. */
-interface LogFields {
-  customer_id: string;
-  trace_id: string | undefined;
-}
+/** Calls in a row that bring Inventory closer without matching (advanced) before it counts as failing. */
+const MAX_STEPS = 5;
 
 /**
  * Claims due deliveries and calls Inventory for them, a batch per call and up to `concurrency`
@@ -63,10 +63,12 @@ interface LogFields {
  */
 export class DeliveryWorker implements Inbox {
   private readonly loop: WorkLoop<DeliveryRow[]>;
+  private readonly reporter: DeliveryReporter;
   private stopping = false;
 
   constructor(private readonly options: DeliveryWorkerOptions) {
     const { store, concurrency, batchSize, claimMs, instanceId, logger } = options;
+    this.reporter = new DeliveryReporter(logger, options.metrics);
     this.loop = new WorkLoop({
       name: 'deliveries',
       concurrency,
@@ -100,25 +102,37 @@ export class DeliveryWorker implements Inbox {
     const { store, instanceId, claimMs, batchSize } = this.options;
     // While stopping, nothing new starts here: pending, the next instance takes it at once.
     if (this.stopping || this.loop.freeSlots <= 0) {
-      const fresh = await store.inbox.recordMessage(message, items);
-      if (fresh && fresh.length > 0) this.wake();
-      return fresh;
+      const accepted = await store.inbox.recordMessage(message, items);
+      if (accepted && accepted.length > 0) {
+        this.reporter.found(accepted);
+        this.wake();
+      }
+      return accepted;
     }
     const rows = await store.inbox.recordMessageClaimed(message, items, {
       holder: instanceId,
       lockMs: claimMs,
     });
     if (!rows) return undefined;
-    for (const batch of chunk(rows, batchSize)) this.loop.handleNow(batch);
-    const fresh = new Set(rows.map((row) => row.customer_id));
-    return items.filter((item) => fresh.has(item.customerId));
+    const accepted = acceptedOf(items, rows);
+    // Said before any step for them is logged.
+    this.reporter.found(accepted);
+    // Customers seen for the first time were written claimed (revision 0): sent at once. A newer
+    // state of a known customer was written pending (or left to the instance that holds it).
+    const claimed = rows.filter((row) => row.revision === 0 && row.locked_by === instanceId);
+    for (const batch of chunk(claimed, batchSize)) this.loop.handleNow(batch);
+    if (claimed.length < rows.length) this.wake();
+    return accepted;
   }
 
-  /** Records a read of the feed with its cursor's move, and looks for the new customers at once. */
+  /** Records a read of the feed with its cursor's move, and looks for the new states at once. */
   readonly recordFromFeed: RecordFromFeed = async (...page) => {
-    const fresh = await this.options.store.inbox.recordFromFeed(...page);
-    if (fresh && fresh.length > 0) this.wake();
-    return fresh;
+    const accepted = await this.options.store.inbox.recordFromFeed(...page);
+    if (accepted && accepted.length > 0) {
+      this.reporter.found(accepted);
+      this.wake();
+    }
+    return accepted;
   };
 
   /**
@@ -132,10 +146,10 @@ export class DeliveryWorker implements Inbox {
   }
 
   private async deliver(rows: DeliveryRow[], abandoned: AbortSignal): Promise<void> {
-    // Each delivery continues the trace of the CRM request that created its customer. A batch is
-    // one HTTP call, so its span continues the first delivery's trace; every log line carries its
-    // own delivery's trace id.
-    const span = startSpan('create welcome packages', SpanKind.CLIENT, rows[0]!.traceparent);
+    // Each delivery continues the trace of the CRM request that caused its customer's latest
+    // state. A batch is one HTTP call, so its span continues the first delivery's trace; every
+    // log line carries its own delivery's trace id.
+    const span = startSpan('sync package requests', SpanKind.CLIENT, rows[0]!.traceparent);
     try {
       const logs = rows.map((row, index) => ({
         customer_id: row.customer_id,
@@ -153,55 +167,54 @@ export class DeliveryWorker implements Inbox {
     logs: LogFields[],
     abandoned: AbortSignal,
   ): Promise<void> {
-    const { store, instanceId, metrics, logger } = this.options;
+    const { store, instanceId } = this.options;
     if (this.options.circuitState() === 'open') {
       await this.release(rows);
       return;
     }
-    rows.forEach((row, index) =>
-      logger.info(logs[index], `Creating package request for customer ID: ${row.customer_id}`),
-    );
-    let results: (PackageRequestReceipt | Error)[];
-    try {
-      results = await this.options.send(
-        rows.map((row) => row.customer_id),
-        { traceparent },
-        abandoned,
-      );
-    } catch (error) {
-      // Stopped at the shutdown deadline, or refused without a call (the circuit opened
-      // meanwhile): not an attempt; the next instance, or the next look here, sends it again.
-      if (abandoned.aborted) return this.release(rows, 0);
-      if (isCircuitOpenError(error)) return this.release(rows);
-      results = rows.map(() => error as Error);
+    const targets = rows.map(targetOfRow);
+    const plans = targets.map(planFor);
+    rows.forEach((row, index) => this.reporter.starting(row, plans[index]!, logs[index]!));
+    const calls = plans.flatMap((plan, index) => (plan.change ? [{ index, plan }] : []));
+    const results: (FoundRequest | Error | undefined)[] = rows.map(() => undefined);
+    if (calls.length > 0) {
+      let answers: (FoundRequest | Error)[];
+      try {
+        answers = await this.options.apply(
+          calls.map(({ plan }) => plan.change!),
+          { traceparent },
+          abandoned,
+        );
+      } catch (error) {
+        // Stopped at the shutdown deadline, or refused without a call (the circuit opened
+        // meanwhile): not an attempt; the next instance, or the next look here, sends it again.
+        if (abandoned.aborted) return this.release(rows, 0);
+        if (isCircuitOpenError(error)) return this.release(rows);
+        answers = calls.map(() => error as Error);
+      }
+      this.options.metrics.attempts.inc(calls.length);
+      calls.forEach(({ index }, i) => (results[index] = answers[i]));
     }
-    metrics.attempts.inc(rows.length);
     const now = Date.now();
-    const settlements: Settlement[] = rows.map((row, index) => {
-      const result = results[index]!;
-      return {
-        row,
-        outcome:
-          result instanceof Error
-            ? this.failure(row, result, now)
-            : { state: 'delivered', packageRequestId: result.packageRequestId },
-      };
-    });
+    const settlements: Settlement[] = rows.map((row, index) => ({
+      row,
+      outcome: this.outcomeOf(row, targets[index]!, plans[index]!, results[index], now),
+    }));
     let written: boolean[];
     try {
       written = await store.claims.settleClaims(instanceId, settlements, now);
     } catch (error) {
-      logger.error(
+      this.options.logger.error(
         { err: error, deliveries: rows.length },
         'Could not record the outcome of a call to Inventory; the claims will expire and the deliveries will be retried',
       );
       return;
     }
     rows.forEach((row, index) =>
-      this.report(
+      this.reporter.settled(
         row,
         settlements[index]!.outcome,
-        results[index]!,
+        results[index],
         written[index]!,
         logs[index]!,
         now,
@@ -209,8 +222,40 @@ export class DeliveryWorker implements Inbox {
     );
   }
 
+  /** What to record of one delivery's attempt, from what Inventory answered (or nothing asked). */
+  private outcomeOf(
+    row: DeliveryRow,
+    target: CustomerTarget,
+    plan: Plan,
+    result: FoundRequest | Error | undefined,
+    now: number,
+  ): Settlement['outcome'] {
+    const { operation } = plan;
+    // Nothing to ask: deleted before any package was asked for.
+    if (result === undefined) return { state: 'delivered', outcome: 'never_created', operation };
+    if (result instanceof Error) return this.failure(row, operation, result, now);
+    const decision = decide(target, plan, result);
+    if (decision.state === 'refused') return this.failure(row, operation, decision.error, now);
+    if (decision.state === 'advanced' && row.attempts + 1 >= MAX_STEPS) {
+      return this.failure(
+        row,
+        operation,
+        new TransientError(
+          `Inventory did not match customer version ${target.version} after ${MAX_STEPS} calls in a row`,
+        ),
+        now,
+      );
+    }
+    return { ...decision, operation };
+  }
+
   /** What to record for a failed attempt: retry after a backoff, or give up (dead letter). */
-  private failure(row: DeliveryRow, error: Error, now: number): FailedOutcome {
+  private failure(
+    row: DeliveryRow,
+    operation: DeliveryOperation | null,
+    error: Error,
+    now: number,
+  ): FailedOutcome {
     const { policy } = this.options;
     const attempts = row.attempts + 1;
     const permanent = error instanceof NonRetryableError;
@@ -218,6 +263,7 @@ export class DeliveryWorker implements Inbox {
     const retryAfterMs = error instanceof TransientError ? error.retryAfterMs : undefined;
     return {
       state: giveUp ? 'dead' : 'retrying',
+      operation,
       error: error.message,
       status:
         error instanceof NonRetryableError || error instanceof TransientError
@@ -227,53 +273,6 @@ export class DeliveryWorker implements Inbox {
     };
   }
 
-  /** Counts and logs one delivery's outcome once it is written (or found taken over). */
-  private report(
-    row: DeliveryRow,
-    outcome: Settlement['outcome'],
-    result: PackageRequestReceipt | Error,
-    written: boolean,
-    fields: LogFields,
-    now: number,
-  ): void {
-    const { metrics, logger } = this.options;
-    if (!written) {
-      metrics.deliveries.inc({ outcome: 'late_completion' });
-      logger.warn(
-        fields,
-        `The call for customer ID: ${row.customer_id} was made, but this instance's claim had expired; the instance that took it over records it`,
-      );
-      return;
-    }
-    const attempts = row.attempts + 1;
-    if (outcome.state === 'delivered') {
-      const receipt = result as PackageRequestReceipt;
-      metrics.deliveries.inc({ outcome: receipt.created ? 'delivered' : 'duplicate' });
-      metrics.lag.observe(Math.max(0, now - row.customer_created_at) / 1000);
-      logger.info(
-        { ...fields, package_request_id: receipt.packageRequestId },
-        receipt.created
-          ? `Successfully created package request for customer ID: ${row.customer_id}`
-          : `Package request for customer ID: ${row.customer_id} already existed (${receipt.packageRequestId}); nothing to do`,
-      );
-    } else if (outcome.state === 'dead') {
-      metrics.deliveries.inc({ outcome: 'dead_letter' });
-      metrics.deadLettered.inc();
-      logger.error(
-        { ...fields, attempts, status: outcome.status },
-        `Moved customer ID: ${row.customer_id} to the dead letters after ${attempts} attempt(s): ${outcome.error}. Fix the cause, then replay it (mip dlq replay ${row.customer_id}).`,
-      );
-    } else if (outcome.state === 'retrying') {
-      const delay = outcome.nextAttemptAt - now;
-      metrics.deliveries.inc({ outcome: 'retry' });
-      metrics.retries.inc();
-      logger.warn(
-        { ...fields, attempts, status: outcome.status, retry_in_ms: delay },
-        `Attempt ${attempts} for customer ID: ${row.customer_id} failed: ${outcome.error}; retrying in ${(delay / 1000).toFixed(1)} s`,
-      );
-    }
-  }
-
   /** The circuit is open: give the deliveries back untried, due when the circuit probes again. */
   /** Gives claimed rows back unattempted, due again in `retryInMs` (default: the circuit's reset). */
   private async release(
@@ -281,7 +280,10 @@ export class DeliveryWorker implements Inbox {
     retryInMs = this.options.circuitResetMs,
   ): Promise<void> {
     const { store, instanceId, metrics, logger } = this.options;
-    metrics.deliveries.inc({ outcome: 'not_attempted' }, rows.length);
+    for (const row of rows) {
+      const { operation } = planFor(targetOfRow(row));
+      metrics.deliveries.inc({ operation: operationLabel(operation), outcome: 'not_attempted' });
+    }
     const nextAttemptAt = Date.now() + retryInMs;
     try {
       const written = await store.claims.settleClaims(
@@ -290,7 +292,9 @@ export class DeliveryWorker implements Inbox {
       );
       // A claim that expired meanwhile (this process stalled) is another instance's now.
       const late = written.filter((ok) => !ok).length;
-      if (late > 0) metrics.deliveries.inc({ outcome: 'late_completion' }, late);
+      if (late > 0) {
+        metrics.deliveries.inc({ operation: 'none', outcome: 'late_completion' }, late);
+      }
     } catch (error) {
       logger.error({ err: error }, 'Could not release the deliveries; their claims will expire');
     }

@@ -38,13 +38,13 @@ export function createIntegrationMetrics(
     }),
     deliveries: new Counter({
       name: 'integration_deliveries_total',
-      help: 'Finished delivery attempts by outcome: delivered, duplicate (Inventory already had it), retry, dead_letter, late_completion (the claim had expired), not_attempted (circuit open).',
-      labelNames: ['outcome'],
+      help: 'Finished delivery attempts by operation (create, update, cancel, none) and outcome: created, duplicate (Inventory already had it), updated, cancelled, left_shipped (it had shipped before the change), never_created (deleted first), advanced (closer, one more call needed), retry, dead_letter, late_completion (the claim had expired or a newer state arrived), not_attempted (circuit open).',
+      labelNames: ['operation', 'outcome'],
       registers,
     }),
     attempts: new Counter({
       name: 'integration_delivery_attempts_total',
-      help: 'Calls made to Inventory to create a package request.',
+      help: 'Changes asked of Inventory (create, update, cancel or find a package request).',
       registers,
     }),
     retries: new Counter({
@@ -77,7 +77,8 @@ export function createIntegrationMetrics(
     }),
     lag: new Histogram({
       name: 'integration_end_to_end_lag_seconds',
-      help: 'Time from the customer being created in the CRM to its package request being created.',
+      help: 'Time from the CRM recording a customer state to Inventory matching it, by operation: from creation for create, from the change for update and cancel.',
+      labelNames: ['operation'],
       // From push (milliseconds) to polling and retries (seconds to minutes).
       buckets: [
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15, 30, 60, 300,

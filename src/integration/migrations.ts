@@ -1,5 +1,12 @@
-import type { Generated, Selectable } from 'kysely';
-import { DELIVERY_STATES, type DeliveryState } from '../contracts/admin-api.js';
+import { sql, type Generated, type Selectable } from 'kysely';
+import {
+  DELIVERY_OPERATIONS,
+  DELIVERY_OUTCOMES,
+  DELIVERY_STATES,
+  type DeliveryOperation,
+  type DeliveryOutcome,
+  type DeliveryState,
+} from '../contracts/admin-api.js';
 import { refuseValuesOutside, type Migration } from '../core/migrations.js';
 
 /** The integration service's tables, forward only: add a new entry, never edit a released one. */
@@ -111,6 +118,51 @@ export const integrationMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 7,
+    name: 'keep each customer’s latest known state and what Inventory was made to match',
+    async up(db, types, dialect) {
+      const add = (column: string, type: 'text' | 'integer' | 'bigint' | typeof types.epochMs) =>
+        db.schema.alterTable('deliveries').addColumn(column, type).execute();
+      const addCounter = (column: string, type: 'integer' | 'bigint', initial: number) =>
+        db.schema
+          .alterTable('deliveries')
+          .addColumn(column, type, (c) => c.notNull().defaultTo(initial))
+          .execute();
+      // The desired state: the latest customer version known, deleted or not.
+      await add('customer_email', 'text');
+      await addCounter('customer_version', 'bigint', 1);
+      await add('customer_deleted_at', types.epochMs);
+      await add('changed_at', types.epochMs);
+      // +1 whenever a newer state is recorded: settling an attempt at an older one does not close it.
+      await addCounter('revision', 'integer', 0);
+      // What Inventory is known to hold, and what was last asked of it.
+      await add('applied_version', 'bigint');
+      await add('operation', 'text');
+      await add('outcome', 'text');
+      // 1 once a create was claimed: Inventory may then hold a package no answer recorded.
+      await addCounter('create_tried', 'integer', 0);
+      // Every customer so far was a create: delivered ones have version 1 in Inventory, and any
+      // other may have had its create sent.
+      await sql`update deliveries set create_tried = 1, changed_at = customer_created_at`.execute(
+        db,
+      );
+      await sql`update deliveries set applied_version = 1, operation = 'create',
+        outcome = 'created' where state = 'delivered'`.execute(db);
+      for (const [column, allowed, what] of [
+        ['operation', DELIVERY_OPERATIONS, 'an operation'],
+        ['outcome', DELIVERY_OUTCOMES, 'an outcome'],
+      ] as const) {
+        await refuseValuesOutside(db, dialect, {
+          table: 'deliveries',
+          column,
+          allowed,
+          rows: 'deliveries',
+          what,
+        });
+      }
+    },
+  },
 ];
 
 export interface IntegrationTables {
@@ -118,8 +170,20 @@ export interface IntegrationTables {
   deliveries: {
     seq: Generated<number>;
     customer_id: string;
+    /** Empty once the customer is deleted: erased with its email. */
     customer_name: string;
+    customer_email: string | null;
+    /** bigint on PostgreSQL, read as a number. */
+    customer_version: Generated<number>;
+    customer_deleted_at: number | null;
     customer_created_at: number;
+    /** When the CRM recorded the state this row wants (null: rows from before, read as created). */
+    changed_at: number | null;
+    revision: Generated<number>;
+    applied_version: number | null;
+    operation: DeliveryOperation | null;
+    outcome: DeliveryOutcome | null;
+    create_tried: Generated<number>;
     event_id: string;
     source: string;
     state: DeliveryState;

@@ -40,7 +40,12 @@ function toDelivery(row: DeliveryRow): Delivery {
   return {
     customer_id: row.customer_id,
     customer_name: row.customer_name,
+    customer_version: Number(row.customer_version),
+    customer_deleted: row.customer_deleted_at !== null,
     state: row.state,
+    operation: row.operation,
+    outcome: row.outcome,
+    applied_version: row.applied_version === null ? null : Number(row.applied_version),
     source: row.source,
     attempts: row.attempts,
     replays: row.replays,

@@ -3,7 +3,8 @@ import fastifyStatic from '@fastify/static';
 import { redactUrl } from '../core/config.js';
 import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
-import { CrmClient, InventoryClient } from './clients.js';
+import { CrmClient } from './crm-client.js';
+import { InventoryClient, type PackageChange } from './inventory-client.js';
 import { readIntegrationConfig, type SyncMode } from './config.js';
 import { DeliveryWorker } from './delivery.js';
 import { createIntegrationMetrics } from './metrics.js';
@@ -55,8 +56,8 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
     const inventory = new InventoryClient({ ...http, baseUrl: config.inventoryUrl });
     const crm = new CrmClient({ ...http, baseUrl: config.crmUrl });
     const circuit = createCircuit(
-      (customerIds: string[], headers: Record<string, string>, signal: AbortSignal) =>
-        inventory.createWelcomePackages(customerIds, headers, signal),
+      (changes: PackageChange[], headers: Record<string, string>, signal: AbortSignal) =>
+        inventory.apply(changes, headers, signal),
       {
         name: 'inventory',
         resetMs: config.circuitResetMs,
@@ -67,7 +68,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
     );
     const worker = new DeliveryWorker({
       store,
-      send: circuit.fire,
+      apply: circuit.fire,
       circuitState: circuit.state,
       policy: {
         maxAttempts: config.maxAttempts,

@@ -1,11 +1,16 @@
 /**
  * The cloud-function variant of the delivery logic (SPEC §8): an AWS Lambda handler for SQS events
- * carrying the CRM's `customer.created` events, either raw or wrapped in an SNS notification.
+ * carrying the CRM's customer events (`customer.created`, `customer.updated`, `customer.deleted`),
+ * either raw or wrapped in an SNS notification.
  *
- * Each record is delivered exactly like the integration service does it: one
- * `POST /package-requests` with `Idempotency-Key: welcome-package:<customer id>`, where a 201 and a
- * duplicate 409 both mean done. SQS delivers at least once, so the same event may arrive twice;
- * the idempotency key and Inventory's one-request-per-customer rule make that harmless.
+ * Each record brings Inventory to the customer's state in the event, as the integration service
+ * does (src/integration/convergence.ts), but with nothing stored between records: a create (under
+ * `Idempotency-Key: welcome-package:<customer id>:v<version>`), then an update if Inventory holds an
+ * older recipient; for a deletion, a look for the customer's package, then its cancellation. Every
+ * answer shows the package request as it stands, so a duplicated record is harmless and an older
+ * state never overwrites a newer one (Inventory refuses older customer versions). Per-customer
+ * order is the queue's to keep: use a FIFO queue grouped by customer id (`MessageGroupId`), or a
+ * creation redelivered after its customer's deletion could create a package again.
  *
  * Every record that did not succeed (a transient or permanent failure, a malformed body, a missing
  * configuration) is answered in `batchItemFailures`, so SQS makes it visible again and, after the
@@ -34,8 +39,10 @@ import {
 } from '../core/config.js';
 import { createLogger, type Logger } from '../core/logging.js';
 import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
-import { parseCustomerCreatedIds } from '../contracts/customer-events.js';
-import { InventoryClient } from '../integration/clients.js';
+import { parsePushedCustomerEvent } from '../contracts/customer-events.js';
+import { convergeStatelessly } from '../integration/convergence.js';
+import { InventoryClient } from '../integration/inventory-client.js';
+import { deliveryOfEvent, type NewDelivery } from '../integration/store/new-delivery.js';
 
 /** Records processed at once within one invocation. */
 export const RECORD_CONCURRENCY = 10;
@@ -70,16 +77,24 @@ export function readLambdaConfig(env: Env): LambdaConfig {
 /** What happened to one record; written as the `outcome` field of its log line. */
 export type RecordOutcome =
   | 'created' // Inventory created the package request (201)
-  | 'already_exists' // Inventory already had it (duplicate 409): done all the same
+  | 'already_exists' // Inventory already had it at this version or newer: done all the same
+  | 'updated' // its recipient now is the customer's state in the event (or a newer one)
+  | 'cancelled' // the deleted customer's package is cancelled
+  | 'left_shipped' // it had shipped before the change: left as the shipping record
+  | 'never_created' // the deleted customer never had a package
+  | 'ignored' // an event type this function does not handle
   | 'transient_failure' // network error, timeout, 5xx, 429: SQS retries it
   | 'permanent_failure' // a 4xx retrying cannot fix: it reaches the DLQ after maxReceiveCount
-  | 'malformed' // the body is not a customer.created event
+  | 'malformed' // the body is not a customer event
   | 'not_configured' // the function's configuration is missing or invalid
   | 'out_of_time'; // not started because the invocation was about to time out
 
-interface CustomerCreated {
+/** A record's event: the customer state it brings, or none for a type not handled. */
+interface RecordEvent {
   eventId: string | undefined;
+  type: string;
   customerId: string;
+  state: NewDelivery | undefined;
 }
 
 class MalformedRecordError extends Error {
@@ -103,10 +118,10 @@ function parseJson(text: string, what: string): unknown {
 }
 
 /**
- * The customer.created event in a record's body: the event itself, or an SNS notification (SNS to
- * SQS fan-out without raw message delivery) whose `Message` is the event as a JSON string.
+ * The customer event in a record's body: the event itself, or an SNS notification (SNS to SQS
+ * fan-out without raw message delivery) whose `Message` is the event as a JSON string.
  */
-export function parseRecordBody(body: string): CustomerCreated {
+export function parseRecordBody(body: string): RecordEvent {
   let event = parseJson(body, 'The message body');
   if (isSnsNotification.Check(event)) {
     if (typeof event.Message !== 'string') {
@@ -114,10 +129,18 @@ export function parseRecordBody(body: string): CustomerCreated {
     }
     event = parseJson(event.Message, 'The SNS notification Message');
   }
-  const parsed = parseCustomerCreatedIds(event);
+  const parsed = parsePushedCustomerEvent(event);
   if (!parsed.ok) throw new MalformedRecordError(parsed.problems.join('; '));
-  const { id, data } = parsed.value;
-  return { eventId: typeof id === 'string' ? id : undefined, customerId: data.id };
+  const id = (event as { id?: unknown }).id;
+  const eventId = typeof id === 'string' ? id : undefined;
+  const { type, data } = parsed.value;
+  const state = deliveryOfEvent({ type, id: eventId ?? '', data }, 'lambda');
+  if (state && !state.ok) {
+    throw new MalformedRecordError(
+      `a ${type} event whose data is not what that type carries: ${state.problems.join('; ')}`,
+    );
+  }
+  return { eventId, type, customerId: data.id, state: state?.value };
 }
 
 /** Runs `work` on every item, at most `limit` at once. */
@@ -200,13 +223,13 @@ export function createHandler(env: Env, options: HandlerOptions = {}): SqsBatchH
       );
       return false;
     }
-    let event: CustomerCreated;
+    let event: RecordEvent;
     try {
       event = parseRecordBody(record.body);
     } catch (error) {
       logger.error(
         { ...base, outcome: 'malformed' satisfies RecordOutcome },
-        `Not delivered, the message is not a customer.created event: ${errorMessage(error)}`,
+        `Not delivered, the message is not a customer event: ${errorMessage(error)}`,
       );
       return false;
     }
@@ -218,27 +241,45 @@ export function createHandler(env: Env, options: HandlerOptions = {}): SqsBatchH
       );
       return false;
     }
-    try {
-      const receipt = await inventory.createWelcomePackage(event.customerId);
-      const outcome: RecordOutcome = receipt.created ? 'created' : 'already_exists';
+    const { state } = event;
+    if (!state) {
       logger.info(
-        { ...fields, outcome, packageRequestId: receipt.packageRequestId },
-        receipt.created
-          ? `Created welcome package for customer ${event.customerId}`
-          : `Welcome package for customer ${event.customerId} already existed`,
+        { ...fields, outcome: 'ignored' satisfies RecordOutcome },
+        `Ignored a ${event.type} event: not a type this function handles`,
+      );
+      return true;
+    }
+    try {
+      const converged = await convergeStatelessly((change) => inventory.applyOne(change), {
+        customerId: state.customerId,
+        version: state.customerVersion,
+        deleted: state.deletedAt !== null,
+        name: state.customerName,
+        email: state.customerEmail,
+        packageRequestId: null,
+        // Nothing is stored between records: whether a create reached Inventory is unknown.
+        createTried: true,
+      });
+      const outcome: RecordOutcome =
+        converged.outcome === 'created' && !converged.created
+          ? 'already_exists'
+          : converged.outcome;
+      logger.info(
+        { ...fields, outcome, packageRequestId: converged.packageRequestId },
+        `${event.type} of customer ${event.customerId} (version ${state.customerVersion}): ${outcome.replace('_', ' ')}`,
       );
       return true;
     } catch (error) {
       if (error instanceof NonRetryableError) {
         logger.error(
           { ...fields, outcome: 'permanent_failure' satisfies RecordOutcome, status: error.status },
-          `Inventory refused the welcome package for customer ${event.customerId}: ${error.message}`,
+          `Inventory refused the change for customer ${event.customerId}: ${error.message}`,
         );
       } else {
         const status = error instanceof TransientError ? error.status : undefined;
         logger.warn(
           { ...fields, outcome: 'transient_failure' satisfies RecordOutcome, status },
-          `Could not create the welcome package for customer ${event.customerId}; SQS will retry: ${errorMessage(error)}`,
+          `Could not bring the package request of customer ${event.customerId} to its state; SQS will retry: ${errorMessage(error)}`,
         );
       }
       return false;

@@ -27,14 +27,21 @@ beforeEach(async () => {
   hanging = false;
   worker = new DeliveryWorker({
     store,
-    send: async (customerIds, _headers, abandoned) => {
-      calls.push(customerIds);
+    apply: async (changes, _headers, abandoned) => {
+      calls.push(changes.map((change) => change.customerId));
       if (hanging) {
         await new Promise((_resolve, reject) =>
           abandoned.addEventListener('abort', () => reject(new Error('aborted'))),
         );
       }
-      return customerIds.map(() => ({ packageRequestId: randomUUID(), created: true }));
+      return changes.map((change) => ({
+        request: {
+          id: randomUUID(),
+          status: 'pending' as const,
+          customer_version: 'version' in change ? change.version : null,
+        },
+        created: true,
+      }));
     },
     circuitState: () => 'closed',
     policy: { maxAttempts: 3, deadLetterAfterMs: 0, baseMs: 10, maxDelayMs: 100 },
@@ -57,7 +64,12 @@ afterEach(async () => {
 const pushed = (n: number): NewDelivery => ({
   customerId: randomUUID(),
   customerName: `Pushed ${n}`,
+  customerEmail: `pushed${n}@example.com`,
+  customerVersion: 1,
+  deletedAt: null,
   customerCreatedAt: Date.now(),
+  changedAt: Date.now(),
+  eventType: 'customer.created',
   eventId: randomUUID(),
   source: 'webhook',
 });

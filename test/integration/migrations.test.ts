@@ -80,9 +80,72 @@ describe('integration migrations', () => {
       .insertInto('received_messages')
       .values({ message_id: 'm-1', source: 'webhook', received_at: 0 })
       .execute();
-    expect(await migrate(database, integrationMigrations)).toMatchObject({ applied: [6] });
+    expect(await migrate(database, integrationMigrations.slice(0, 6))).toMatchObject({
+      applied: [6],
+    });
     expect(await db.selectFrom('received_messages').selectAll().execute()).toEqual([
       { message_id: 'm-1', source: 'webhook', received_at: 0, feed_position: null },
     ]);
+  });
+
+  it('take the deliveries an older version recorded as creates, and refuse unknown operations', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations.slice(0, 6));
+    const db = database.db as unknown as Kysely<any>;
+    await db
+      .insertInto('deliveries')
+      .values([
+        { ...delivery('c-done', 'delivered'), package_request_id: 'pr-1', customer_created_at: 5 },
+        delivery('c-waiting', 'retrying'),
+      ])
+      .execute();
+    expect(await migrate(database, integrationMigrations)).toMatchObject({ applied: [7] });
+    const rows = await db
+      .selectFrom('deliveries')
+      .select([
+        'customer_id',
+        'customer_version',
+        'customer_deleted_at',
+        'revision',
+        'applied_version',
+        'operation',
+        'outcome',
+        'create_tried',
+        'changed_at',
+      ])
+      .orderBy('customer_id')
+      .execute();
+    expect(rows.map((row) => ({ ...row, customer_version: Number(row.customer_version) }))).toEqual(
+      [
+        {
+          customer_id: 'c-done',
+          customer_version: 1,
+          customer_deleted_at: null,
+          revision: 0,
+          applied_version: 1,
+          operation: 'create',
+          outcome: 'created',
+          create_tried: 1,
+          changed_at: 5,
+        },
+        {
+          customer_id: 'c-waiting',
+          customer_version: 1,
+          customer_deleted_at: null,
+          revision: 0,
+          applied_version: null,
+          operation: null,
+          outcome: null,
+          create_tried: 1,
+          changed_at: 0,
+        },
+      ],
+    );
+    await expect(
+      db.updateTable('deliveries').set({ operation: 'resend' }).execute(),
+    ).rejects.toThrow(/deliveries_operation_valid|deliveries\.operation must be one of/);
+    await expect(db.updateTable('deliveries').set({ outcome: 'lost' }).execute()).rejects.toThrow(
+      /deliveries_outcome_valid|deliveries\.outcome must be one of/,
+    );
   });
 });

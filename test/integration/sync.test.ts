@@ -56,15 +56,21 @@ describe('the integration service in poll mode', () => {
       /integration_customers_seen_total\{source="poll",service="integration"\} 40/,
     );
     expect(metrics).toMatch(
-      /integration_deliveries_total\{outcome="delivered",service="integration"\} 40/,
+      /integration_deliveries_total\{[^}]*operation="create",outcome="created"[^}]*\} 40/,
     );
-    expect(metrics).toMatch(/integration_end_to_end_lag_seconds_count\{service="integration"\} 40/);
+    expect(metrics).toMatch(
+      /integration_end_to_end_lag_seconds_count\{[^}]*operation="create"[^}]*\} 40/,
+    );
     expect(metrics).toMatch(/integration_deliveries\{state="delivered",service="integration"\} 40/);
   });
 
-  it("reads a customer's change in the feed without a second package, and moves past it", async () => {
+  it("applies a customer's change and deletion read from the feed to its one package", async () => {
     integration = await startIntegration(upstreams);
     const [id] = await createCustomers(upstreams.crmUrl, 1);
+    const { db } = upstreams.inventory.database;
+    const packageOf = () =>
+      db.selectFrom('package_requests').selectAll().where('customer_id', '=', id!).execute();
+    await waitUntil(async () => (await packageOf()).length === 1, 10_000, 'the package');
     const changed = await fetch(`${upstreams.crmUrl}/customers/${id}`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json' },
@@ -72,11 +78,30 @@ describe('the integration service in poll mode', () => {
     });
     expect(changed.status).toBe(200);
     await waitUntil(
-      async () => (await status()).cursor === 2,
+      async () => (await packageOf())[0]?.recipient_email === 'changed@example.com',
       10_000,
-      'the cursor past the change',
+      'the recipient changed',
     );
-    expect(await delivered()).toBe(1);
+    expect(await packageOf()).toMatchObject([{ customer_version: 2, status: 'pending' }]);
+    const deleted = await fetch(`${upstreams.crmUrl}/customers/${id}`, { method: 'DELETE' });
+    expect(deleted.status).toBe(204);
+    await waitUntil(
+      async () => (await packageOf())[0]?.status === 'cancelled',
+      10_000,
+      'the package cancelled',
+    );
+    await waitUntil(async () => (await status()).cursor === 3, 10_000, 'the cursor past both');
+    const delivery = (await integration.app.inject({ method: 'GET', url: '/api/deliveries' }))
+      .json<{ customer_id: string }[]>()
+      .find((row) => row.customer_id === id);
+    expect(delivery).toMatchObject({
+      state: 'delivered',
+      operation: 'cancel',
+      outcome: 'cancelled',
+      customer_version: 3,
+      customer_deleted: true,
+      customer_name: '',
+    });
     expect((await packageRequestsByCustomer(upstreams.inventory)).get(id!)).toBe(1);
   });
 

@@ -175,7 +175,7 @@ describe('the SQS handler', () => {
       setTimeout(() => {
         inFlight--;
         response.writeHead(201, { 'content-type': 'application/json' });
-        response.end(JSON.stringify({ id: randomUUID() }));
+        response.end(JSON.stringify({ id: randomUUID(), status: 'pending', customer_version: 1 }));
       }, 50);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -422,9 +422,9 @@ describe('parseRecordBody', () => {
   it('reads the customer id and event id, raw or inside an SNS notification', () => {
     const id = randomUUID();
     const event = customerCreated(id);
-    const expected = { customerId: id, eventId: event.id };
-    expect(parseRecordBody(JSON.stringify(event))).toEqual(expected);
-    expect(parseRecordBody(JSON.stringify(snsNotification(JSON.stringify(event))))).toEqual(
+    const expected = { customerId: id, eventId: event.id, type: 'customer.created' };
+    expect(parseRecordBody(JSON.stringify(event))).toMatchObject(expected);
+    expect(parseRecordBody(JSON.stringify(snsNotification(JSON.stringify(event))))).toMatchObject(
       expected,
     );
   });

@@ -35,7 +35,12 @@ export const record = (items: NewDelivery[], now?: number) =>
 export const item = (n: number): NewDelivery => ({
   customerId: `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`,
   customerName: `C${n}`,
+  customerEmail: `c${n}@example.com`,
+  customerVersion: 1,
+  deletedAt: null,
   customerCreatedAt: 0,
+  changedAt: 0,
+  eventType: 'customer.created',
   eventId: `e${n}`,
   source: 'poll',
 });

@@ -1,8 +1,10 @@
 import { connect, type Channel } from 'amqplib';
+import { CUSTOMER_EVENT_TYPES } from '../../contracts/customer-events.js';
 
 export const CRM_EVENTS_EXCHANGE = 'crm.events';
 export const CUSTOMER_CREATED_ROUTING_KEY = 'customer.created';
 export const CRM_EVENTS_DEAD_LETTER_EXCHANGE = 'crm.events.dlx';
+/** The integration's queue; named when it carried creations only, it now takes every customer event. */
 export const CUSTOMER_CREATED_QUEUE = 'integration.customer-created';
 export const CUSTOMER_CREATED_DEAD_LETTER_QUEUE = 'integration.customer-created.dead';
 export const DEFAULT_DELIVERY_LIMIT = 10;
@@ -11,8 +13,13 @@ export const DEFAULT_DELIVERY_LIMIT = 10;
 export interface Topology {
   /** Durable topic exchange events are published to. Default `crm.events`. */
   exchange: string;
-  /** Routing key published with and bound on. Default `customer.created`. */
+  /** Routing key published with when an event names none. Default `customer.created`. */
   routingKey: string;
+  /**
+   * Routing keys the consumer queue is bound on. Default every customer event type
+   * (`customer.created`, `customer.updated`, `customer.deleted`).
+   */
+  bindingKeys: readonly string[];
   /** Durable quorum queue the consumer reads. Default `integration.customer-created`. */
   queue: string;
   /** Durable topic exchange rejected messages go to. Default `crm.events.dlx`. */
@@ -26,6 +33,7 @@ export interface Topology {
 export const DEFAULT_TOPOLOGY: Readonly<Topology> = Object.freeze({
   exchange: CRM_EVENTS_EXCHANGE,
   routingKey: CUSTOMER_CREATED_ROUTING_KEY,
+  bindingKeys: CUSTOMER_EVENT_TYPES,
   queue: CUSTOMER_CREATED_QUEUE,
   deadLetterExchange: CRM_EVENTS_DEAD_LETTER_EXCHANGE,
   deadLetterQueue: CUSTOMER_CREATED_DEAD_LETTER_QUEUE,
@@ -82,7 +90,11 @@ export async function assertTopology(
     durable: true,
     arguments: buildQueueArguments(topology),
   });
-  await channel.bindQueue(topology.queue, topology.exchange, topology.routingKey);
+  // Binding is idempotent: a queue declared by an earlier version (customer.created only) gains
+  // the new event types here.
+  for (const key of topology.bindingKeys) {
+    await channel.bindQueue(topology.queue, topology.exchange, key);
+  }
   return topology;
 }
 

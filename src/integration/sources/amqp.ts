@@ -8,15 +8,10 @@ import { Gauge, type Registry } from 'prom-client';
 import type { AmqpStatus } from '../../contracts/admin-api.js';
 import { redactUrl } from '../../core/config.js';
 import type { Logger } from '../../core/logging.js';
-import { traceIdFromTraceparent } from '../../core/tracing.js';
 import { NonRetryableError } from '../../core/retryable-errors.js';
 import type { IntegrationMetrics } from '../metrics.js';
-import { customerCreatedToDelivery } from '../store/new-delivery.js';
-import {
-  CUSTOMER_CREATED,
-  parseDeliverableCustomer,
-  parsePushedCustomerEvent,
-} from '../../contracts/customer-events.js';
+import { deliveryOfEvent } from '../store/new-delivery.js';
+import { parsePushedCustomerEvent } from '../../contracts/customer-events.js';
 import type { Inbox, Source, SourceContext } from './source.js';
 
 export interface AmqpSourceOptions {
@@ -96,49 +91,41 @@ export class AmqpSource implements Source {
   }
 
   private async handle(message: ReceivedMessage): Promise<void> {
-    const { metrics, logger } = this.options;
+    const { metrics } = this.options;
     const parsed = parsePushedCustomerEvent(message.body);
     const messageId = message.messageId ?? (message.body as { id?: unknown } | null)?.id;
     if (!parsed.ok || typeof messageId !== 'string') {
       metrics.pushRejected.inc({ source: 'amqp' });
       const problems = parsed.ok ? ['the message has no id'] : parsed.problems;
       throw new NonRetryableError(
-        `not a customer.created event with a message id: ${problems.join('; ')}`,
+        `not a customer event with a message id: ${problems.join('; ')}`,
         400,
       );
     }
     const event = parsed.value;
-    if (event.type !== CUSTOMER_CREATED) return;
-    const customer = parseDeliverableCustomer(event.data);
-    if (!customer.ok) {
+    const delivery = deliveryOfEvent(
+      {
+        type: event.type,
+        id: messageId,
+        data: event.data,
+        traceparent: message.headers.traceparent,
+      },
+      'amqp',
+    );
+    if (delivery && !delivery.ok) {
       metrics.pushRejected.inc({ source: 'amqp' });
       throw new NonRetryableError(
-        `a customer.created event whose data is not a customer: ${customer.problems.join('; ')}`,
+        `a ${event.type} event whose data is not what that type carries: ${delivery.problems.join('; ')}`,
         400,
       );
     }
-    const item = customerCreatedToDelivery(
-      customer.value,
-      messageId,
-      'amqp',
-      message.headers.traceparent,
-    );
-    // The consumer starts after the inbox is set: a message here always has one.
-    const fresh = await this.inbox!.recordPushed(
+    // The consumer starts after the inbox is set: a message here always has one. A type this
+    // service does not handle is recorded with no delivery, its feed position seen.
+    const accepted = await this.inbox!.recordPushed(
       { id: messageId, source: 'amqp', feedPosition: event.position },
-      [item],
+      delivery ? [delivery.value] : [],
     );
-    if (fresh === undefined) {
-      metrics.pushDuplicates.inc({ source: 'amqp' });
-      return;
-    }
-    if (fresh.length > 0) {
-      metrics.customersSeen.inc({ source: 'amqp' });
-      logger.info(
-        { customer_id: item.customerId, trace_id: traceIdFromTraceparent(item.traceparent) },
-        `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
-      );
-    }
+    if (accepted === undefined) metrics.pushDuplicates.inc({ source: 'amqp' });
   }
 }
 

@@ -2,20 +2,14 @@ import type { PollStatus } from '../../contracts/admin-api.js';
 import { retryDelayMs } from '../../core/backoff.js';
 import type { Logger } from '../../core/logging.js';
 import { RepeatingTask, type NextStep } from '../../core/repeating-task.js';
-import { traceIdFromTraceparent } from '../../core/tracing.js';
-import {
-  CUSTOMER_CREATED,
-  parseDeliverableCustomer,
-  type DeliverableCustomer,
-  type FeedEvent,
-} from '../../contracts/customer-events.js';
-import type { CrmClient } from '../clients.js';
+import type { FeedEvent } from '../../contracts/customer-events.js';
+import type { CrmClient } from '../crm-client.js';
 import { TransientError } from '../../core/retryable-errors.js';
 import { isoOrNull } from '../../core/iso.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import type { InboxRepository } from '../store/inbox.js';
 import type { LeasesRepository } from '../store/leases.js';
-import { customerCreatedToDelivery } from '../store/new-delivery.js';
+import { deliveryOfEvent, type NewDelivery } from '../store/new-delivery.js';
 import type { Inbox, Source, SourceContext } from './source.js';
 
 export const POLL_LEASE = 'poll:crm';
@@ -252,12 +246,7 @@ export class FeedSource implements Source {
       FEED_CURSOR,
       from,
       to,
-      // Until changes are synced, only new customers become deliveries; the cursor passes the rest.
-      events
-        .filter((event) => event.type === CUSTOMER_CREATED)
-        .map((event) =>
-          customerCreatedToDelivery(newCustomerOf(event), event.id, this.name, event.traceparent),
-        ),
+      events.flatMap((event) => deliveryOf(event, this.name)),
       lease,
     );
     metrics.pollDuration.observe((performance.now() - requestStarted) / 1000);
@@ -265,26 +254,21 @@ export class FeedSource implements Source {
     if (fresh === undefined) return this.lostLease();
     metrics.polls.inc({ result: 'events' });
     this.state.lastSuccessAt = Date.now();
-    for (const item of fresh) {
-      metrics.customersSeen.inc({ source: this.name });
-      logger.info(
-        { customer_id: item.customerId, trace_id: traceIdFromTraceparent(item.traceparent) },
-        this.options.reconcile
-          ? `Found new customer: ${item.customerName} (ID: ${item.customerId}) by reconciliation; push had not delivered it`
-          : `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
-      );
-    }
     if (this.options.reconcile) metrics.reconciliationFound.inc(fresh.length);
     return page.length === batchSize && events.length === page.length;
   }
 }
 
-/** The customer a customer.created event of the feed brings; throws when it brings none. */
-function newCustomerOf(event: FeedEvent): DeliverableCustomer {
-  const customer = parseDeliverableCustomer(event.data);
-  if (customer.ok) return customer.value;
+/**
+ * The desired state a feed event brings (none for a type this service does not handle); throws
+ * when its data is not what its type carries.
+ */
+function deliveryOf(event: FeedEvent, source: string): NewDelivery[] {
+  const delivery = deliveryOfEvent(event, source);
+  if (!delivery) return [];
+  if (delivery.ok) return [delivery.value];
   throw new Error(
-    `The CRM's feed holds customer.created event ${event.id} (position ${event.position}) whose data is not a customer: ${customer.problems.join('; ')}`,
+    `The CRM's feed holds ${event.type} event ${event.id} (position ${event.position}) whose data is not what that type carries: ${delivery.problems.join('; ')}`,
   );
 }
 

@@ -2,7 +2,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { SourceDetails, SourceStatus } from '../../contracts/admin-api.js';
 import type { Logger } from '../../core/logging.js';
-import type { CrmClient } from '../clients.js';
+import type { CrmClient } from '../crm-client.js';
 import type { IntegrationConfig } from '../config.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import type { RecordFromFeed, RecordPushed } from '../store/inbox.js';

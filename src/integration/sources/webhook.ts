@@ -8,15 +8,11 @@ import { HttpProblem } from '../../core/errors.js';
 import { problemResponses } from '../../core/http.js';
 import type { Logger } from '../../core/logging.js';
 import { RepeatingTask } from '../../core/repeating-task.js';
-import type { CrmClient } from '../clients.js';
+import type { CrmClient } from '../crm-client.js';
 import type { IntegrationMetrics } from '../metrics.js';
 import type { RecordPushed } from '../store/inbox.js';
-import { customerCreatedToDelivery } from '../store/new-delivery.js';
-import {
-  CUSTOMER_CREATED,
-  parseDeliverableCustomer,
-  parsePushedCustomerEvent,
-} from '../../contracts/customer-events.js';
+import { deliveryOfEvent } from '../store/new-delivery.js';
+import { parsePushedCustomerEvent } from '../../contracts/customer-events.js';
 import { MatchingString } from '../../core/validation-messages.js';
 import type { Inbox, Source, SourceContext } from './source.js';
 
@@ -202,39 +198,30 @@ export const webhookReceiver: FastifyPluginAsync<WebhookReceiverOptions> = async
       }
       const event = parsed.value;
       const messageId = request.headers['webhook-id'] as string;
-      if (event.type !== CUSTOMER_CREATED) {
-        // Nothing to deliver, but its feed position is seen: the repair need not read it again.
-        request.log.debug(`Ignoring webhook of type ${event.type}`);
-        await record({ id: messageId, source: 'webhook', feedPosition: event.position }, []);
-        return reply.code(204).send(null);
-      }
-      const customer = parseDeliverableCustomer(event.data);
-      if (!customer.ok) {
+      const delivery = deliveryOfEvent(
+        {
+          type: event.type,
+          id: messageId,
+          data: event.data,
+          traceparent: request.headers.traceparent,
+        },
+        'webhook',
+      );
+      if (delivery && !delivery.ok) {
         throw new HttpProblem(
           400,
           'invalid_payload',
-          `The webhook payload is a customer.created event whose data is not a customer: ${customer.problems.join('; ')}.`,
+          `The webhook payload is a ${event.type} event whose data is not what that type carries: ${delivery.problems.join('; ')}.`,
         );
       }
-      const item = customerCreatedToDelivery(
-        customer.value,
-        messageId,
-        'webhook',
-        request.headers.traceparent,
-      );
-      const fresh = await record(
+      // A type this service does not handle is recorded with no delivery: its feed position counts
+      // as seen, so the repair need not read it again.
+      if (!delivery) request.log.debug(`Ignoring webhook of type ${event.type}`);
+      const accepted = await record(
         { id: messageId, source: 'webhook', feedPosition: event.position },
-        [item],
+        delivery ? [delivery.value] : [],
       );
-      if (fresh === undefined) {
-        metrics.pushDuplicates.inc({ source: 'webhook' });
-      } else if (fresh.length > 0) {
-        metrics.customersSeen.inc({ source: 'webhook' });
-        request.log.info(
-          { customer_id: item.customerId },
-          `Found new customer: ${item.customerName} (ID: ${item.customerId})`,
-        );
-      }
+      if (accepted === undefined) metrics.pushDuplicates.inc({ source: 'webhook' });
       return reply.code(204).send(null);
     },
   );

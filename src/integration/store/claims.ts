@@ -1,5 +1,6 @@
 import { sql, type UpdateObject } from 'kysely';
 import type { Database } from '../../core/db.js';
+import type { DeliveryOperation, DeliveryOutcome } from '../../contracts/admin-api.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
 
 /** Who holds a claim on deliveries, and for how long from now (ms). */
@@ -8,12 +9,31 @@ export interface DeliveryClaim {
   lockMs: number;
 }
 
-export interface DeliveredOutcome {
+/** What Inventory was found to hold for the customer after a call, as far as the answer said. */
+export interface InventoryFacts {
+  /** What the attempt asked Inventory to do (none when nothing was asked). */
+  operation: DeliveryOperation | null;
+  /** The customer's package request, when the answer named one. */
+  packageRequestId?: string | undefined;
+  /** The customer version that request now has, when the answer said. */
+  appliedVersion?: number | null | undefined;
+}
+/** Inventory now matches the state the attempt was for. */
+export interface DeliveredOutcome extends InventoryFacts {
   state: 'delivered';
-  packageRequestId: string;
+  outcome: DeliveryOutcome;
+}
+/**
+ * The call did its part but Inventory does not match yet (a create found an older package to
+ * update; a deleted customer's package was found to cancel): due again at once, no failure.
+ */
+export interface AdvancedOutcome extends InventoryFacts {
+  state: 'advanced';
 }
 export interface FailedOutcome {
   state: 'retrying' | 'dead';
+  /** What the attempt asked Inventory to do; the column is left as it was when absent. */
+  operation?: DeliveryOperation | null | undefined;
   error: string;
   status?: number | undefined;
   nextAttemptAt: number;
@@ -25,8 +45,15 @@ export interface ReleasedOutcome {
 /** What became of one claimed delivery. */
 export interface Settlement {
   row: DeliveryRow;
-  outcome: DeliveredOutcome | FailedOutcome | ReleasedOutcome;
+  outcome: DeliveredOutcome | AdvancedOutcome | FailedOutcome | ReleasedOutcome;
 }
+
+/** The columns that record what Inventory holds; a package request id once known stays. */
+const factsOf = (facts: InventoryFacts): UpdateObject<IntegrationTables, 'deliveries'> => ({
+  operation: facts.operation,
+  ...(facts.packageRequestId === undefined ? {} : { package_request_id: facts.packageRequestId }),
+  ...(facts.appliedVersion === undefined ? {} : { applied_version: facts.appliedVersion }),
+});
 
 /**
  * Claims on due deliveries and their settlement: each delivery is claimed by one instance at a
@@ -64,40 +91,62 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           .execute();
       }
       const written = new Set<string>();
+      /** Writes `changes` to the rows still claimed by `holder`, and only `ifRevision` when set. */
       const update = (
         customerIds: string[],
         changes: UpdateObject<IntegrationTables, 'deliveries'>,
-      ) =>
-        trx
+        ifRevision?: ReturnType<typeof sql<number>> | number,
+      ) => {
+        let query = trx
           .updateTable('deliveries')
           .set({ ...changes, locked_by: null, locked_until: null, updated_at: now })
           .where('customer_id', 'in', customerIds)
           .where('state', '=', 'delivering')
-          .where('locked_by', '=', holder)
+          .where('locked_by', '=', holder);
+        if (ifRevision !== undefined) query = query.where('revision', '=', ifRevision);
+        return query
           .returning('customer_id')
           .execute()
           .then((rows) => rows.forEach((row) => written.add(row.customer_id)));
+      };
+      /** The same customer id → value mapping for a whole statement, as a CASE. */
+      const perCustomer = <T>(items: { row: DeliveryRow }[], value: (index: number) => T) =>
+        sql<T>`case customer_id ${sql.join(
+          items.map(({ row }, index) => sql`when ${row.customer_id} then ${value(index)}`),
+          sql` `,
+        )} end`;
 
-      // Deliveries are the common case: one statement for all of them.
+      // Deliveries are the common case: one statement for all of them whose desired state did
+      // not change during the call.
       const delivered = settlements.flatMap(({ row, outcome }) =>
-        outcome.state === 'delivered' ? [{ id: row.customer_id, outcome }] : [],
+        outcome.state === 'delivered' ? [{ row, outcome }] : [],
       );
       if (delivered.length > 0) {
-        const packageRequestIds = sql.join(
-          delivered.map(({ id, outcome }) => sql`when ${id} then ${outcome.packageRequestId}`),
-          sql` `,
-        );
+        const value = <T>(read: (outcome: DeliveredOutcome, row: DeliveryRow) => T) =>
+          delivered.length === 1
+            ? read(delivered[0]!.outcome, delivered[0]!.row)
+            : perCustomer(delivered, (index) =>
+                read(delivered[index]!.outcome, delivered[index]!.row),
+              );
         await update(
-          delivered.map(({ id }) => id),
+          delivered.map(({ row }) => row.customer_id),
           {
             state: 'delivered',
             attempts: sql`attempts + 1`,
-            package_request_id: sql<string>`case customer_id ${packageRequestIds} end`,
+            operation: value((outcome) => outcome.operation),
+            outcome: value((outcome) => outcome.outcome),
+            package_request_id: value(
+              (outcome, row) => outcome.packageRequestId ?? row.package_request_id,
+            ),
+            applied_version: value((outcome, row) =>
+              outcome.appliedVersion === undefined ? row.applied_version : outcome.appliedVersion,
+            ),
             delivered_at: now,
             last_error: null,
             last_status: null,
             failing_since: null,
           },
+          value((_outcome, row) => row.revision),
         );
       }
       for (const { row, outcome } of settlements) {
@@ -107,16 +156,46 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
             state: row.attempts > 0 ? 'retrying' : 'pending',
             next_attempt_at: outcome.nextAttemptAt,
           });
+        } else if (outcome.state === 'advanced') {
+          await update(
+            [row.customer_id],
+            {
+              ...factsOf(outcome),
+              state: 'pending',
+              attempts: sql`attempts + 1`,
+              next_attempt_at: now,
+            },
+            row.revision,
+          );
         } else if (outcome.state !== 'delivered') {
-          await update([row.customer_id], {
-            state: outcome.state,
-            attempts: sql`attempts + 1`,
-            last_error: outcome.error,
-            last_status: outcome.status ?? null,
-            next_attempt_at: outcome.nextAttemptAt,
-            failing_since: row.failing_since ?? now,
-          });
+          await update(
+            [row.customer_id],
+            {
+              state: outcome.state,
+              ...(outcome.operation === undefined ? {} : { operation: outcome.operation }),
+              attempts: sql`attempts + 1`,
+              last_error: outcome.error,
+              last_status: outcome.status ?? null,
+              next_attempt_at: outcome.nextAttemptAt,
+              failing_since: row.failing_since ?? now,
+            },
+            row.revision,
+          );
         }
+      }
+      // A newer state arrived during the call: what the call found out is kept, and the delivery
+      // goes back in line at once for the newer state, with a fresh attempt budget.
+      for (const { row, outcome } of settlements) {
+        if (written.has(row.customer_id) || outcome.state === 'released') continue;
+        const found =
+          outcome.state === 'delivered' || outcome.state === 'advanced' ? factsOf(outcome) : {};
+        await update([row.customer_id], {
+          ...found,
+          state: 'pending',
+          attempts: 0,
+          failing_since: null,
+          next_attempt_at: now,
+        });
       }
       return settlements.map((s) => written.has(s.row.customer_id));
     });
@@ -171,6 +250,10 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
             locked_by: holder,
             locked_until: now + lockMs,
             updated_at: now,
+            // A claim for a create may reach Inventory and commit there with no answer recorded
+            // (a crash, a dropped connection): a later deletion must then look for that package.
+            create_tried: sql<number>`case when package_request_id is null
+              and customer_deleted_at is null then 1 else create_tried end`,
           })
           .where('seq', 'in', seqs)
           .returningAll()
@@ -179,8 +262,16 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
       });
     },
 
+    /** Settles a claimed create as done: its package request `packageRequestId` was created. */
     markDelivered(row: DeliveryRow, holder: string, packageRequestId: string, now = Date.now()) {
-      return settleOne(holder, { row, outcome: { state: 'delivered', packageRequestId } }, now);
+      const outcome: DeliveredOutcome = {
+        state: 'delivered',
+        outcome: 'created',
+        operation: 'create',
+        packageRequestId,
+        appliedVersion: row.customer_version,
+      };
+      return settleOne(holder, { row, outcome }, now);
     },
 
     markFailed(row: DeliveryRow, holder: string, failure: FailedOutcome, now = Date.now()) {

@@ -1,11 +1,21 @@
-import type { Kysely } from 'kysely';
+import { sql, type Kysely } from 'kysely';
+import type { DeliveryState } from '../../contracts/admin-api.js';
 import type { Database } from '../../core/db.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
 import type { DeliveryClaim } from './claims.js';
 import type { HeldLease, LeasesRepository } from './leases.js';
-import type { NewDelivery } from './new-delivery.js';
+import { newestPerCustomer, type NewDelivery } from './new-delivery.js';
 
 type Db = Kysely<IntegrationTables>;
+
+/** Of the reported states, those the database took: the newest of each customer it wrote. */
+export function acceptedOf(
+  items: readonly NewDelivery[],
+  written: readonly { customer_id: string }[],
+): NewDelivery[] {
+  const ids = new Set(written.map((row) => row.customer_id));
+  return newestPerCustomer(items).filter((item) => ids.has(item.customerId));
+}
 
 /** A message a source was pushed (a webhook call, a RabbitMQ message). */
 export interface PushedMessage {
@@ -49,15 +59,25 @@ export function createInboxRepository(
 ) {
   const { db } = database;
 
-  /** The insert of new deliveries, pending or claimed; a customer already recorded is skipped. */
-  const insertQuery = (trx: Db, items: NewDelivery[], now: number, claim?: DeliveryClaim) =>
+  /**
+   * Records the customers' reported states, pending or claimed: a customer seen for the first
+   * time gets its delivery; one already recorded takes the state only when its version is newer
+   * (stale, duplicated and reordered events change nothing), and is then due again, except while
+   * an instance holds it: that instance's settlement sees the newer revision and puts it back in
+   * line. A deletion blanks the name and email (erasure). Answers the rows it wrote.
+   */
+  const upsertQuery = (trx: Db, items: NewDelivery[], now: number, claim?: DeliveryClaim) =>
     trx
       .insertInto('deliveries')
       .values(
-        items.map((item) => ({
+        newestPerCustomer(items).map((item) => ({
           customer_id: item.customerId,
           customer_name: item.customerName,
+          customer_email: item.customerEmail,
+          customer_version: item.customerVersion,
+          customer_deleted_at: item.deletedAt,
           customer_created_at: item.customerCreatedAt,
+          changed_at: item.changedAt,
           event_id: item.eventId,
           source: item.source,
           next_attempt_at: now,
@@ -69,21 +89,52 @@ export function createInboxRepository(
                 state: 'delivering' as const,
                 locked_by: claim.holder,
                 locked_until: now + claim.lockMs,
+                // Claimed for a create (claims.ts, claimDue, says why this is kept).
+                create_tried: item.deletedAt === null ? 1 : 0,
               }
             : { state: 'pending' as const }),
         })),
       )
-      .onConflict((conflict) => conflict.column('customer_id').doNothing());
+      .onConflict((conflict) =>
+        conflict
+          .column('customer_id')
+          .doUpdateSet((eb) => {
+            const inFlight = sql<boolean>`deliveries.state = 'delivering'`;
+            return {
+              customer_name: eb.ref('excluded.customer_name'),
+              customer_email: eb.ref('excluded.customer_email'),
+              customer_version: eb.ref('excluded.customer_version'),
+              customer_deleted_at: eb.ref('excluded.customer_deleted_at'),
+              changed_at: eb.ref('excluded.changed_at'),
+              event_id: eb.ref('excluded.event_id'),
+              traceparent: eb.ref('excluded.traceparent'),
+              revision: sql<number>`deliveries.revision + 1`,
+              state: sql<DeliveryState>`case when ${inFlight} then deliveries.state else 'pending' end`,
+              // A new desired state is a new operation, with its own attempts and retry budget.
+              attempts: sql<number>`case when ${inFlight} then deliveries.attempts else 0 end`,
+              failing_since: sql<
+                number | null
+              >`case when ${inFlight} then deliveries.failing_since else null end`,
+              next_attempt_at: eb.ref('excluded.next_attempt_at'),
+              updated_at: eb.ref('excluded.updated_at'),
+            };
+          })
+          .where((eb) =>
+            eb('excluded.customer_version', '>', eb.ref('deliveries.customer_version')),
+          ),
+      );
 
-  /** Inserts the customers not recorded yet, as pending deliveries; answers those it inserted. */
+  /** Records the reported states as pending deliveries; answers those it took (new or newer). */
   const insertNew = async (trx: Db, items: NewDelivery[], now: number): Promise<NewDelivery[]> => {
     if (items.length === 0) return [];
-    const inserted = await insertQuery(trx, items, now).returning('customer_id').execute();
-    const fresh = new Set(inserted.map((row) => row.customer_id));
-    return items.filter((item) => fresh.has(item.customerId));
+    const written = await upsertQuery(trx, items, now).returning('customer_id').execute();
+    return acceptedOf(items, written);
   };
 
-  /** Inserts the customers not recorded yet, already claimed by `claim.holder`; answers their rows. */
+  /**
+   * Records the reported states; customers seen for the first time are written already claimed by
+   * `claim.holder`. Answers the rows it wrote: those with revision 0 are the new, claimed ones.
+   */
   const insertClaimed = async (
     trx: Db,
     items: NewDelivery[],
@@ -91,7 +142,7 @@ export function createInboxRepository(
     claim: DeliveryClaim,
   ): Promise<DeliveryRow[]> => {
     if (items.length === 0) return [];
-    return insertQuery(trx, items, now, claim).returningAll().execute();
+    return upsertQuery(trx, items, now, claim).returningAll().execute();
   };
 
   /** Notes a pushed message's id and feed position; false when it was seen before (a redelivery). */

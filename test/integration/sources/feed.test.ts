@@ -7,14 +7,14 @@ import type { DeliverableCustomer, FeedEvent } from '../../../src/contracts/cust
 
 /** A customer.created event as the feed client reads it. */
 type CustomerCreatedEvent = FeedEvent & { data: DeliverableCustomer & { email: string } };
-import type { CrmClient } from '../../../src/integration/clients.js';
+import type { CrmClient } from '../../../src/integration/crm-client.js';
 import { createIntegrationMetrics } from '../../../src/integration/metrics.js';
 import {
   integrationMigrations,
   type IntegrationTables,
 } from '../../../src/integration/migrations.js';
 import { FeedSource } from '../../../src/integration/sources/feed.js';
-import { customerCreatedToDelivery } from '../../../src/integration/store/new-delivery.js';
+import { deliveryOfEvent, type NewDelivery } from '../../../src/integration/store/new-delivery.js';
 import { createSyncStore } from '../../../src/integration/store/sync-store.js';
 import { createTestDatabase, type TestDatabase } from '../../support/databases.js';
 
@@ -25,6 +25,13 @@ afterEach(async () => {
 });
 
 const logger = createLogger({ service: 'test', level: 'silent' });
+
+/** What the webhook receiver records of a pushed customer.created event. */
+function pushedDelivery(event: CustomerCreatedEvent): NewDelivery {
+  const delivery = deliveryOfEvent(event, 'webhook');
+  if (!delivery?.ok) throw new Error('not a customer.created event');
+  return delivery.value;
+}
 
 function event(position: number): CustomerCreatedEvent {
   const id = `00000000-0000-4000-8000-${String(position).padStart(12, '0')}`;
@@ -132,7 +139,7 @@ describe('the feed cursor (model-based)', () => {
                 if (!beside || !pushedEvent) continue;
                 await store.inbox.recordMessage(
                   { id: pushedEvent.id, source: 'webhook', feedPosition: pushedEvent.position },
-                  [customerCreatedToDelivery(pushedEvent.data, pushedEvent.id, 'webhook')],
+                  [pushedDelivery(pushedEvent)],
                 );
                 pushed.add(pushedEvent.position);
               } else if (op.kind === 'expire_lease') {
@@ -215,7 +222,7 @@ describe('the feed repair beside push', () => {
     for (const pushed of feed.events.filter((e) => e.position !== 5)) {
       await store.inbox.recordMessage(
         { id: pushed.id, source: 'webhook', feedPosition: pushed.position },
-        [customerCreatedToDelivery(pushed.data, pushed.id, 'webhook')],
+        [pushedDelivery(pushed)],
       );
     }
     await repair.pollOnce(store.inbox);

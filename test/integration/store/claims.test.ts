@@ -49,16 +49,22 @@ describe('claims', () => {
       await record(ids, 0);
       const rows = await store.claims.claimDue('a', 4, 1_000, 0);
       const failed = { state: 'retrying' as const, error: 'x', nextAttemptAt: 5_000 };
+      const delivered = {
+        state: 'delivered' as const,
+        outcome: 'created' as const,
+        operation: 'create' as const,
+        packageRequestId: 'p',
+      };
       const [first, second] = await Promise.all([
         store.claims.settleClaims('a', [
-          { row: rows[0]!, outcome: { state: 'delivered', packageRequestId: 'p' } },
-          { row: rows[1]!, outcome: { state: 'delivered', packageRequestId: 'p' } },
+          { row: rows[0]!, outcome: delivered },
+          { row: rows[1]!, outcome: delivered },
           { row: rows[2]!, outcome: failed },
           { row: rows[3]!, outcome: failed },
         ]),
         store.claims.settleClaims('a', [
-          { row: rows[2]!, outcome: { state: 'delivered', packageRequestId: 'p' } },
-          { row: rows[3]!, outcome: { state: 'delivered', packageRequestId: 'p' } },
+          { row: rows[2]!, outcome: delivered },
+          { row: rows[3]!, outcome: delivered },
           { row: rows[1]!, outcome: failed },
           { row: rows[0]!, outcome: failed },
         ]),

@@ -1,0 +1,73 @@
+import { TransientError } from '../core/retryable-errors.js';
+import { parseFeedPage, type FeedEvent } from '../contracts/customer-events.js';
+import type {
+  NewWebhookEndpointAnswer,
+  WebhookEndpoint,
+  WebhookSecrets,
+} from '../contracts/webhook-endpoints.js';
+import { callJson, failureOf, type HttpClientOptions } from './http-client.js';
+
+/** Reads the CRM's change feed and manages this service's webhook subscription. */
+export class CrmClient {
+  constructor(private readonly options: HttpClientOptions) {}
+
+  private async expect<T>(
+    status: number,
+    path: string,
+    method: 'GET' | 'POST' = 'GET',
+  ): Promise<T> {
+    const response = await callJson(this.options, path, {
+      method,
+      ...(method === 'POST' ? { body: {} } : {}),
+    });
+    if (response.status !== status) throw failureOf(response, 'CRM');
+    return response.body as T;
+  }
+
+  listWebhookEndpoints(): Promise<WebhookEndpoint[]> {
+    return this.expect(200, '/webhook-endpoints');
+  }
+
+  async createWebhookEndpoint(url: string): Promise<NewWebhookEndpointAnswer> {
+    const response = await callJson(this.options, '/webhook-endpoints', {
+      method: 'POST',
+      body: { url },
+    });
+    if (response.status !== 201) throw failureOf(response, 'CRM');
+    return response.body as NewWebhookEndpointAnswer;
+  }
+
+  webhookSecrets(id: string): Promise<WebhookSecrets> {
+    return this.expect(200, `/webhook-endpoints/${id}/secret`);
+  }
+
+  enableWebhookEndpoint(id: string): Promise<WebhookEndpoint> {
+    return this.expect(200, `/webhook-endpoints/${id}/enable`, 'POST');
+  }
+
+  /** Events after `position`; with `waitMs`, the CRM holds an empty answer up to that long. */
+  async readEvents(
+    position: number,
+    limit: number,
+    waitMs: number,
+    signal?: AbortSignal,
+  ): Promise<FeedEvent[]> {
+    const response = await callJson(
+      this.options,
+      `/events?after=${position}&limit=${limit}&wait=${waitMs}`,
+      {
+        method: 'GET',
+        signal,
+        extraTimeoutMs: waitMs,
+      },
+    );
+    if (response.status !== 200 || !Array.isArray(response.body)) throw failureOf(response, 'CRM');
+    const page = parseFeedPage(response.body);
+    if (!page.ok) {
+      throw new TransientError(
+        `The CRM's feed answered events this service cannot read: ${page.problems.join('; ')}`,
+      );
+    }
+    return page.value;
+  }
+}

@@ -1,0 +1,231 @@
+import { TransientError } from '../core/retryable-errors.js';
+import {
+  DEFAULT_KIND,
+  isBatchAnswer,
+  isConflictWithRequestAnswer,
+  isInFlightAnswer,
+  isKeyReusedAnswer,
+  isRequestStateAnswer,
+  type BatchItem,
+  type BatchRequest,
+  type RequestState,
+} from '../contracts/package-requests.js';
+import { callJson, failureOf, retryAfterOf, type HttpClientOptions } from './http-client.js';
+
+const PATH = '/package-requests';
+
+/** The recipient a package is sent to: the customer's latest name and email. */
+interface Recipient {
+  customerId: string;
+  /** The customer version the name and email come from. */
+  version: number;
+  name: string;
+  email: string | null;
+}
+
+/**
+ * One thing to make Inventory do for a customer: `create` its welcome package, `update` the
+ * package's recipient, `cancel` it, or `find` it (a deleted customer's create may have committed
+ * with no answer recorded).
+ */
+export type PackageChange =
+  | ({ op: 'create' } & Recipient)
+  | ({ op: 'update'; id: string } & Recipient)
+  | { op: 'cancel'; id: string; customerId: string }
+  | { op: 'find'; customerId: string };
+
+/**
+ * What Inventory holds for the customer after the call: its welcome package request as it now
+ * stands (null: it has none), and whether this call created it.
+ */
+export interface FoundRequest {
+  request: RequestState | null;
+  created: boolean;
+}
+
+/** Idempotency keys: a retry of the same change is recognised; a newer version is a new change. */
+const keyOf = (change: Exclude<PackageChange, { op: 'find' }>): string => {
+  switch (change.op) {
+    case 'create':
+      // One key per customer, as first specified: a create with a newer recipient under it is
+      // refused as a reuse (422), and the package it made is looked up instead.
+      return `welcome-package:${change.customerId}`;
+    case 'update':
+      return `package-update:${change.id}:v${change.version}`;
+    case 'cancel':
+      return `package-cancel:${change.id}`;
+  }
+};
+
+const recipientFields = (recipient: Recipient) => ({
+  recipient_name: recipient.name,
+  ...(recipient.email === null ? {} : { recipient_email: recipient.email }),
+  customer_version: recipient.version,
+});
+
+/** The body of the change's single route (a cancel has none). */
+function bodyOf(change: Exclude<PackageChange, { op: 'find' }>) {
+  switch (change.op) {
+    case 'create':
+      return { customer_id: change.customerId, kind: DEFAULT_KIND, ...recipientFields(change) };
+    case 'update':
+      return recipientFields(change);
+    case 'cancel':
+      return {};
+  }
+}
+
+/** The change as an item of `POST /package-requests/batch`. */
+function batchItemOf(change: Exclude<PackageChange, { op: 'find' }>): BatchItem {
+  const idempotency_key = keyOf(change);
+  switch (change.op) {
+    case 'create':
+      return { op: 'create', ...bodyOf(change), idempotency_key } as BatchItem;
+    case 'update':
+      return { op: 'update', id: change.id, ...bodyOf(change), idempotency_key } as BatchItem;
+    case 'cancel':
+      return { op: 'cancel', id: change.id, idempotency_key };
+  }
+}
+
+/**
+ * Reads Inventory's answer about one change (from its single route or one result of the batch):
+ * the request as it now stands, or the error to record. Every conflict that shows the request
+ * (it exists already, a newer version is there, it shipped or was cancelled) is an answer, not a
+ * failure: what to do next depends on the customer's state, which the caller knows.
+ */
+function foundOf(
+  change: PackageChange,
+  status: number,
+  body: unknown,
+  retryAfterMs: number | undefined,
+): FoundRequest | Error {
+  if ((status === 200 || status === 201) && isRequestStateAnswer.Check(body)) {
+    return { request: body, created: status === 201 };
+  }
+  if (status === 409 && isConflictWithRequestAnswer.Check(body)) {
+    return {
+      request: 'existing_request' in body ? body.existing_request : body.package_request,
+      created: false,
+    };
+  }
+  if (status === 409 && isInFlightAnswer.Check(body)) {
+    // Our own earlier call is still running there: ask again later.
+    return new TransientError(
+      `Inventory is still processing an earlier call for customer ${change.customerId}`,
+      409,
+      retryAfterMs,
+    );
+  }
+  return failureOf({ status, body, retryAfterMs }, 'Inventory');
+}
+
+/** A create refused because its key was used for an older recipient: the package exists. */
+const isReusedCreate = (change: PackageChange, status: number, body: unknown) =>
+  change.op === 'create' && status === 422 && isKeyReusedAnswer.Check(body);
+
+/** Calls Inventory: package requests created, changed and cancelled, each safe to retry. */
+export class InventoryClient {
+  constructor(private readonly options: HttpClientOptions) {}
+
+  /**
+   * Makes the changes, in one call where it can (`POST /package-requests/batch`, at most
+   * BATCH_MAX_ITEMS; one change goes to its single route, the smallest call). Throws when a call
+   * failed as a whole; otherwise answers, per change in order, what Inventory holds or that
+   * change's error.
+   */
+  async apply(
+    changes: PackageChange[],
+    headers: Record<string, string> = {},
+    signal?: AbortSignal,
+  ): Promise<(FoundRequest | Error)[]> {
+    if (changes.length === 1) {
+      const answer = await this.applyOne(changes[0]!, headers, signal);
+      // A whole-call failure of the only change is the call's failure (the circuit counts it).
+      if (answer instanceof TransientError && answer.status !== 409) throw answer;
+      return [answer];
+    }
+    const answers: (FoundRequest | Error)[] = [];
+    const batched: { index: number; change: Exclude<PackageChange, { op: 'find' }> }[] = [];
+    for (const [index, change] of changes.entries()) {
+      if (change.op === 'find') answers[index] = await this.find(change, headers, signal);
+      else batched.push({ index, change });
+    }
+    if (batched.length === 0) return answers;
+    const body: BatchRequest = { items: batched.map(({ change }) => batchItemOf(change)) };
+    const response = await callJson(this.options, `${PATH}/batch`, {
+      method: 'POST',
+      headers,
+      body,
+      signal,
+    });
+    if (response.status !== 200 || !isBatchAnswer.Check(response.body)) {
+      throw failureOf(response, 'Inventory');
+    }
+    const { results } = response.body;
+    if (results.length !== batched.length) {
+      throw new TransientError(
+        `Inventory answered ${results.length} results for ${batched.length} items`,
+      );
+    }
+    const retryAfterMs = retryAfterOf(response);
+    for (const [i, { index, change }] of batched.entries()) {
+      const { status, body: answer } = results[i]!;
+      answers[index] = isReusedCreate(change, status, answer)
+        ? await this.find(change, headers, signal)
+        : foundOf(change, status, answer, retryAfterMs);
+    }
+    return answers;
+  }
+
+  /** Makes one change through its single route: what Inventory holds, or the change's error. */
+  async applyOne(
+    change: PackageChange,
+    headers: Record<string, string> = {},
+    signal?: AbortSignal,
+  ): Promise<FoundRequest | Error> {
+    if (change.op === 'find') return this.find(change, headers, signal);
+    const path =
+      change.op === 'create'
+        ? PATH
+        : change.op === 'update'
+          ? `${PATH}/${change.id}`
+          : `${PATH}/${change.id}/cancel`;
+    const response = await callJson(this.options, path, {
+      method: change.op === 'update' ? 'PATCH' : 'POST',
+      headers: { 'idempotency-key': keyOf(change), ...headers },
+      body: bodyOf(change),
+      signal,
+    });
+    if (isReusedCreate(change, response.status, response.body)) {
+      return this.find(change, headers, signal);
+    }
+    return foundOf(change, response.status, response.body, retryAfterOf(response));
+  }
+
+  /** The customer's welcome package request, if Inventory has one. */
+  private async find(
+    change: { customerId: string },
+    headers: Record<string, string>,
+    signal?: AbortSignal,
+  ): Promise<FoundRequest | Error> {
+    const response = await callJson(
+      this.options,
+      `${PATH}?customer_id=${encodeURIComponent(change.customerId)}&limit=100`,
+      { method: 'GET', headers, signal },
+    );
+    if (response.status !== 200 || !Array.isArray(response.body)) {
+      return failureOf(response, 'Inventory');
+    }
+    const welcome = (response.body as { kind?: unknown }[]).find(
+      (request) => request.kind === DEFAULT_KIND,
+    );
+    if (welcome === undefined) return { request: null, created: false };
+    if (!isRequestStateAnswer.Check(welcome)) {
+      return new TransientError(
+        `Inventory listed a package request for customer ${change.customerId} this service cannot read`,
+      );
+    }
+    return { request: welcome, created: false };
+  }
+}
