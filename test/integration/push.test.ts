@@ -90,10 +90,17 @@ describe('webhook mode', () => {
     expect(positions.pushed).toEqual(positions.feed);
   });
 
-  it("passes a customer's change and deletion by without a second package, and remembers their feed positions", async () => {
+  it("applies a customer's change and deletion to its one package, and remembers their feed positions", async () => {
     await startWebhookMode();
     const [id] = await createCustomers(upstreams!.crmUrl, 1);
-    // Delivered first: a customer deleted before anyone saw its creation gets no package at all.
+    const packageOf = async () =>
+      (
+        await upstreams!.inventory.database.db
+          .selectFrom('package_requests')
+          .selectAll()
+          .where('customer_id', '=', id!)
+          .execute()
+      )[0];
     await waitUntil(async () => (await delivered()) === 1, 10_000, 'the delivery');
     const changed = await fetch(`${upstreams!.crmUrl}/customers/${id}`, {
       method: 'PATCH',
@@ -101,8 +108,18 @@ describe('webhook mode', () => {
       body: JSON.stringify({ name: 'Changed' }),
     });
     expect(changed.status).toBe(200);
+    await waitUntil(
+      async () => (await packageOf())?.recipient_name === 'Changed',
+      10_000,
+      'the recipient changed',
+    );
     const deleted = await fetch(`${upstreams!.crmUrl}/customers/${id}`, { method: 'DELETE' });
     expect(deleted.status).toBe(204);
+    await waitUntil(
+      async () => (await packageOf())?.status === 'cancelled',
+      10_000,
+      'the package cancelled',
+    );
     await waitUntil(
       async () => (await pushedAndFeedPositions()).pushed.length === 3,
       10_000,
@@ -112,6 +129,13 @@ describe('webhook mode', () => {
     const positions = await pushedAndFeedPositions();
     expect(positions.pushed.at(-1)).toEqual(positions.feed.at(-1));
     expect((await packageRequestsByCustomer(upstreams!.inventory)).get(id!)).toBe(1);
+    // Erased here too: the integration keeps neither the name nor the email of the deleted customer.
+    const kept = await integration!.database.db
+      .selectFrom('deliveries')
+      .select(['customer_name', 'customer_email', 'customer_version'])
+      .where('customer_id', '=', id!)
+      .executeTakeFirstOrThrow();
+    expect(kept).toEqual({ customer_name: '', customer_email: null, customer_version: 3 });
   });
 
   it('registers idempotently: a restart reuses the endpoint instead of adding one', async () => {
@@ -278,6 +302,34 @@ describe('amqp mode', () => {
     );
     const positions = await pushedAndFeedPositions();
     expect(positions.pushed).toEqual(positions.feed);
+
+    // A change and a deletion arrive by RabbitMQ too (the feed repair waits a minute here).
+    const renamed = await fetch(`${upstreams.crmUrl}/customers/${ids[0]}`, {
+      method: 'PATCH',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Renamed' }),
+    });
+    expect(renamed.status).toBe(200);
+    expect(
+      (await fetch(`${upstreams.crmUrl}/customers/${ids[1]}`, { method: 'DELETE' })).status,
+    ).toBe(204);
+    const requests = () =>
+      upstreams!.inventory.database.db
+        .selectFrom('package_requests')
+        .select(['customer_id', 'recipient_name', 'status'])
+        .where('customer_id', 'in', [ids[0]!, ids[1]!])
+        .execute();
+    await waitUntil(
+      async () => {
+        const rows = await requests();
+        return (
+          rows.find((row) => row.customer_id === ids[0])?.recipient_name === 'Renamed' &&
+          rows.find((row) => row.customer_id === ids[1])?.status === 'cancelled'
+        );
+      },
+      10_000,
+      'the change and the deletion applied',
+    );
 
     // Publish a duplicate of a real event, and a malformed message.
     const logger = createLogger({ service: 'test', level: 'silent' });

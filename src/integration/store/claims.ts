@@ -109,10 +109,20 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           .execute()
           .then((rows) => rows.forEach((row) => written.add(row.customer_id)));
       };
-      /** The same customer id → value mapping for a whole statement, as a CASE. */
-      const perCustomer = <T>(items: { row: DeliveryRow }[], value: (index: number) => T) =>
+      /**
+       * The same customer id → value mapping for a whole statement, as a CASE whose values are
+       * cast to `type` (PostgreSQL reads an untyped parameter as text).
+       */
+      const perCustomer = <T>(
+        items: { row: DeliveryRow }[],
+        type: 'text' | 'bigint',
+        value: (index: number) => T,
+      ) =>
         sql<T>`case customer_id ${sql.join(
-          items.map(({ row }, index) => sql`when ${row.customer_id} then ${value(index)}`),
+          items.map(
+            ({ row }, index) =>
+              sql`when ${row.customer_id} then cast(${value(index)} as ${sql.raw(type)})`,
+          ),
           sql` `,
         )} end`;
 
@@ -122,10 +132,13 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
         outcome.state === 'delivered' ? [{ row, outcome }] : [],
       );
       if (delivered.length > 0) {
-        const value = <T>(read: (outcome: DeliveredOutcome, row: DeliveryRow) => T) =>
+        const value = <T>(
+          type: 'text' | 'bigint',
+          read: (outcome: DeliveredOutcome, row: DeliveryRow) => T,
+        ) =>
           delivered.length === 1
             ? read(delivered[0]!.outcome, delivered[0]!.row)
-            : perCustomer(delivered, (index) =>
+            : perCustomer(delivered, type, (index) =>
                 read(delivered[index]!.outcome, delivered[index]!.row),
               );
         await update(
@@ -133,12 +146,13 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           {
             state: 'delivered',
             attempts: sql`attempts + 1`,
-            operation: value((outcome) => outcome.operation),
-            outcome: value((outcome) => outcome.outcome),
+            operation: value('text', (outcome) => outcome.operation),
+            outcome: value('text', (outcome) => outcome.outcome),
             package_request_id: value(
+              'text',
               (outcome, row) => outcome.packageRequestId ?? row.package_request_id,
             ),
-            applied_version: value((outcome, row) =>
+            applied_version: value('bigint', (outcome, row) =>
               outcome.appliedVersion === undefined ? row.applied_version : outcome.appliedVersion,
             ),
             delivered_at: now,
@@ -146,7 +160,7 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
             last_status: null,
             failing_since: null,
           },
-          value((_outcome, row) => row.revision),
+          value('bigint', (_outcome, row) => row.revision),
         );
       }
       for (const { row, outcome } of settlements) {

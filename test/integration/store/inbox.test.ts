@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import type { NewDelivery } from '../../../src/integration/store/new-delivery.js';
 import { item, record, useSyncStore } from '../../support/sync-store.js';
 
 const store = useSyncStore();
@@ -91,5 +92,82 @@ describe('recording', () => {
     expect(await store.inbox.passPushed('crm', lease, 1, now)).toBe(5);
     expect(await store.inbox.passPushed('crm', lease, 100, now)).toBe(6);
     expect(await store.inbox.passPushed('crm', lease, 100, now)).toBe(6);
+  });
+});
+
+describe('customer states', () => {
+  const version = (n: number, customerVersion: number, changes: Partial<NewDelivery> = {}) => ({
+    ...item(n),
+    customerVersion,
+    eventType: 'customer.updated' as const,
+    customerName: `C${n} v${customerVersion}`,
+    ...changes,
+  });
+  const deletion = (n: number, customerVersion: number) =>
+    version(n, customerVersion, {
+      eventType: 'customer.deleted',
+      customerName: '',
+      customerEmail: null,
+      deletedAt: 5_000,
+    });
+  const rowOf = (n: number) => store.readModels.get(item(n).customerId);
+
+  it('takes a newer state, ignores an older or equal one, and erases name and email on deletion', async () => {
+    await record([item(1)]);
+    // Newer: taken. Equal or older, reordered or duplicated: nothing changes.
+    expect(await record([version(1, 3)])).toEqual([version(1, 3)]);
+    expect(await record([version(1, 2)])).toEqual([]);
+    expect(await record([version(1, 3, { customerName: 'Other' })])).toEqual([]);
+    expect(await rowOf(1)).toMatchObject({ customer_name: 'C1 v3', customer_version: 3 });
+    // Several states of one customer in one read of the feed: the newest wins, written once.
+    expect(await record([version(2, 2), version(2, 4), version(2, 3)])).toEqual([version(2, 4)]);
+    expect(await rowOf(2)).toMatchObject({ customer_version: 4, revision: 0 });
+    // A deletion is the newest state there is: it blanks the personal data.
+    expect(await record([deletion(1, 4)])).toEqual([deletion(1, 4)]);
+    expect(await rowOf(1)).toMatchObject({
+      customer_name: '',
+      customer_email: null,
+      customer_deleted_at: 5_000,
+      customer_version: 4,
+      revision: 2,
+    });
+    expect(await record([version(1, 3)])).toEqual([]);
+    // A deletion seen first records the customer as deleted, with nothing personal.
+    expect(await record([deletion(3, 2)])).toEqual([deletion(3, 2)]);
+    expect(await rowOf(3)).toMatchObject({ customer_name: '', customer_deleted_at: 5_000 });
+  });
+
+  it('puts a delivered customer back in line for a newer state, with a fresh attempt budget', async () => {
+    await record([item(1)], 0);
+    const [claimed] = await store.claims.claimDue('a', 1, 1_000, 0);
+    expect(claimed!.create_tried).toBe(1);
+    await store.claims.markDelivered(claimed!, 'a', 'pr-1', 10);
+    await record([version(1, 2)], 20);
+    expect(await rowOf(1)).toMatchObject({
+      state: 'pending',
+      attempts: 0,
+      package_request_id: 'pr-1',
+      applied_version: 1,
+      outcome: 'created',
+    });
+  });
+
+  it('settles an attempt at an older state as pending when a newer one arrived during the call, keeping what it found', async () => {
+    await record([item(1)], 0);
+    const [claimed] = await store.claims.claimDue('a', 1, 1_000, 0);
+    // The change arrives while the create is in flight: the claim stays with its holder.
+    await record([version(1, 2)], 10);
+    expect(await rowOf(1)).toMatchObject({ state: 'delivering', locked_by: 'a', revision: 1 });
+    expect(await store.claims.markDelivered(claimed!, 'a', 'pr-1', 20)).toBe(true);
+    expect(await rowOf(1)).toMatchObject({
+      state: 'pending',
+      locked_by: null,
+      package_request_id: 'pr-1',
+      applied_version: 1,
+      next_attempt_at: 20,
+    });
+    // The next claim is for the update.
+    const [next] = await store.claims.claimDue('a', 1, 1_000, 30);
+    expect(next).toMatchObject({ customer_version: 2, package_request_id: 'pr-1', revision: 1 });
   });
 });
