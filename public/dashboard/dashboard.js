@@ -29,12 +29,20 @@ function cell(content, className) {
 function customerCell(delivery) {
   const wrapper = document.createElement('div');
   const name = document.createElement('div');
-  name.textContent = delivery.customer_name;
+  // A deleted customer's name is erased: say so rather than show nothing.
+  name.textContent = delivery.customer_deleted ? '(deleted customer)' : delivery.customer_name;
   const id = document.createElement('div');
   id.className = 'id';
   id.textContent = delivery.customer_id;
   wrapper.append(name, id);
   return wrapper;
+}
+
+/** What the latest attempt asked of Inventory, at which customer version, and how it ended. */
+function operationText(delivery) {
+  const operation = delivery.operation ?? (delivery.customer_deleted ? 'cancel' : 'create');
+  const outcome = delivery.outcome ? ` · ${delivery.outcome.replace('_', ' ')}` : '';
+  return `${operation} v${delivery.customer_version}${outcome}`;
 }
 
 /** How each delivery state reads, from the service's one list of states. */
@@ -137,7 +145,7 @@ function renderDeadLetters(letters) {
         button.disabled = true;
         try {
           await post(`/api/dead-letters/${letter.customer_id}/replay`);
-          toast(`Replaying ${letter.customer_name}`);
+          toast(`Replaying ${letter.customer_name || letter.customer_id}`);
         } catch (error) {
           toast(`Replay failed: ${error.message}`);
         }
@@ -145,6 +153,7 @@ function renderDeadLetters(letters) {
       });
       row.append(
         cell(customerCell(letter)),
+        cell(operationText(letter)),
         cell(String(letter.attempts)),
         cell(letter.last_error ?? '', 'error'),
         cell(ago(letter.failing_since)),
@@ -167,6 +176,7 @@ function renderRecent(deliveries) {
       row.append(
         cell(customerCell(delivery)),
         cell(stateBadge(delivery.state)),
+        cell(operationText(delivery)),
         cell(String(delivery.attempts)),
         cell(delivery.source),
         cell(delivery.last_error ?? '', 'error'),

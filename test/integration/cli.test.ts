@@ -103,12 +103,12 @@ describe('mip against a running integration service', () => {
     expect(table).toMatchObject({ code: 0, stderr: '' });
     const [header, ...rows] = table.stdout.trimEnd().split('\n');
     expect(header).toMatch(
-      /^CUSTOMER ID\s+NAME\s+ATTEMPTS\s+LAST STATUS\s+LAST ERROR\s+FAILING SINCE$/,
+      /^CUSTOMER ID\s+NAME\s+OPERATION\s+ATTEMPTS\s+LAST STATUS\s+LAST ERROR\s+FAILING SINCE$/,
     );
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatch(
       new RegExp(
-        `^${customerId}\\s+Jane Doe\\s+20\\s+422\\s+Inventory answered 422: .*\\s+\\d{4}-\\d\\d-\\d\\dT`,
+        `^${customerId}\\s+Jane Doe\\s+create v1\\s+20\\s+422\\s+Inventory answered 422: .*\\s+\\d{4}-\\d\\d-\\d\\dT`,
       ),
     );
 

@@ -57,6 +57,8 @@ it('shows deliveries live, lists a dead letter, and delivers it once after Repla
   const row = page.locator('#dead-table tbody tr', { hasText: held! });
   await expect.poll(() => row.count()).toBe(1);
   expect(await row.textContent()).toContain('this customer is on hold');
+  // What the failing attempt asked Inventory, at which customer version.
+  expect(await row.textContent()).toContain('create v1');
   expect(await page.isEnabled('#replay-all')).toBe(true);
 
   fs.mkdirSync(ARTIFACTS, { recursive: true });
@@ -72,6 +74,8 @@ it('shows deliveries live, lists a dead letter, and delivers it once after Repla
   await expect.poll(() => page.textContent('#count-dead')).toBe('0');
   expect(await page.isHidden('#dead-table')).toBe(true);
   expect((await packageRequestsByCustomer(upstreams.inventory)).get(held!)).toBe(1);
+  const delivered = page.locator('#recent-table tbody tr', { hasText: held! });
+  await expect.poll(() => delivered.textContent()).toContain('create v1 · created');
   await page.screenshot({ path: new URL('dashboard.png', ARTIFACTS).pathname, fullPage: true });
 
   await waitUntil(

@@ -19,6 +19,7 @@ export async function seedDeadLetter(
       event_id: `crm:${customerId}`,
       source: 'poll',
       state,
+      operation: 'create',
       attempts: 20,
       next_attempt_at: now,
       failing_since: now - 3_600_000,

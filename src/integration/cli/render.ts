@@ -108,13 +108,22 @@ export function formatDeadLetters(deadLetters: Delivery[], limit: number): strin
   if (deadLetters.length === 0) return `No ${DELIVERY_STATE_LABELS.dead}s.`;
   const rows = deadLetters.map((letter) => [
     letter.customer_id,
-    oneLine(letter.customer_name),
+    letter.customer_deleted ? '(deleted)' : oneLine(letter.customer_name),
+    `${letter.operation ?? '-'} v${letter.customer_version}`,
     String(letter.attempts),
     letter.last_status === null ? '-' : String(letter.last_status),
     letter.last_error === null ? '-' : truncate(oneLine(letter.last_error), 60),
     letter.failing_since ?? '-',
   ]);
-  const header = ['CUSTOMER ID', 'NAME', 'ATTEMPTS', 'LAST STATUS', 'LAST ERROR', 'FAILING SINCE'];
+  const header = [
+    'CUSTOMER ID',
+    'NAME',
+    'OPERATION',
+    'ATTEMPTS',
+    'LAST STATUS',
+    'LAST ERROR',
+    'FAILING SINCE',
+  ];
   const lines = [columns([header, ...rows])];
   if (deadLetters.length === limit) {
     lines.push(`(showing ${limit}; there may be more: raise --limit, up to ${LIST_LIMIT_MAX})`);
