@@ -37,6 +37,12 @@ export function figureRows(results: BenchResults): Row[] {
     ...results.push_lag.flatMap((lag): Row[] => [
       [`push lag p50, ${lag.mode} (ms)`, lag.p50_ms, null, 'lower'],
       [`push lag p99, ${lag.mode} (ms)`, lag.p99_ms, null, 'lower'],
+      ...(lag.update_lag
+        ? ([
+            [`update lag p50, ${lag.mode} (ms)`, lag.update_lag.p50_ms, null, 'lower'],
+            [`update lag p99, ${lag.mode} (ms)`, lag.update_lag.p99_ms, null, 'lower'],
+          ] satisfies Row[])
+        : []),
     ]),
     [
       `backlog ${size(sizes.backlog)} (customers/s)`,

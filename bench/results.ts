@@ -2,6 +2,7 @@
  * The shape of bench/results.json: what `npm run bench` measured, on which commit and machine. The
  * table the bench prints and docs/figures/bench.md are both rendered from it (bench/figures.ts).
  */
+import type { UpdateLagFigures } from './update-lag.js';
 
 /**
  * User + system CPU milliseconds per customer delivered, by service process (`crm`, `inventory`,
@@ -24,6 +25,8 @@ export interface LagFigures {
   cpu_ms_per_customer: CpuPerCustomer | null;
   /** Customers delivered in that window. */
   cpu_customers: number;
+  /** Hybrid mode only: every measured customer changed once, PATCH answered → Inventory updated. */
+  update_lag?: UpdateLagFigures;
 }
 
 /** backlog, empty_poll and rss at one size, for the platform or the baseline. */

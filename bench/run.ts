@@ -17,6 +17,7 @@ import { cpuPerCustomer, describeCpu, readCpu, type CpuReading } from './cpu.js'
 import { formatTable, writeFiguresMarkdown } from './figures.js';
 import { median, percentile, round } from './numbers.js';
 import { printProfileSummaries } from './profile-summary.js';
+import { measureUpdateLag } from './update-lag.js';
 import type { BacklogRun, BenchResults, LagFigures, System } from './results.js';
 import {
   DIST,
@@ -283,6 +284,18 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
     );
     if (delivered === null) say(`${label}: not every package request arrived within the timeout`);
     const cpuAfter = readCpu(services);
+    // The default mode also measures changes: each measured customer changed once, at the rate.
+    const updateLag =
+      mode === 'hybrid'
+        ? await measureUpdateLag({
+            crmUrl: stack.crm.url,
+            inventoryUrl: stack.inventory.url,
+            customerIds: [...createdAt.keys()].filter((id) => !warmupIds.has(id)),
+            rate,
+            drainTimeoutMs: PUSH_DRAIN_TIMEOUT_MS,
+            progress,
+          })
+        : undefined;
     const cpuCustomers = (await inventoryCount(stack.inventory)) - (cpuWindow?.delivered ?? 0);
     const cpu = cpuWindow ? cpuPerCustomer(cpuWindow.cpu, cpuAfter, cpuCustomers) : null;
     // Read Inventory's created_at of each package request only now, so reading adds no load during the run.
@@ -336,6 +349,7 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
       },
       cpu_ms_per_customer: cpu,
       cpu_customers: cpuCustomers,
+      ...(updateLag ? { update_lag: updateLag } : {}),
       sorted: lags,
     };
     say(
@@ -348,6 +362,14 @@ async function pushLag(mode: string, env: Record<string, string>): Promise<LagRe
           ? ` (${result.customers - lags.length} never delivered)`
           : ''),
     );
+    if (updateLag) {
+      say(
+        `update_lag ${mode.padEnd(8)} ${updateLag.changes} changes at ${updateLag.rate}/s: ` +
+          `p50 ${updateLag.p50_ms} ms, p99 ${updateLag.p99_ms} ms, max ${updateLag.max_ms} ms` +
+          (updateLag.failed > 0 ? ` (${updateLag.failed} changes failed)` : '') +
+          (updateLag.not_applied > 0 ? ` (${updateLag.not_applied} never applied)` : ''),
+      );
+    }
     return result;
   } finally {
     await stack.stopAll();
