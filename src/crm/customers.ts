@@ -131,9 +131,14 @@ export class CustomerStore {
   /** The last change queued per customer in this process. */
   private readonly changing = new Map<string, Promise<unknown>>();
 
+  /**
+   * `afterErasure` runs after each deletion commits (e.g. `Database.checkpointSoon`, so the erased
+   * name and email leave SQLite's write-ahead log too). Default: nothing.
+   */
   constructor(
     private readonly db: Kysely<CrmTables>,
     private readonly events: EventLog,
+    private readonly afterErasure: () => void = () => {},
   ) {}
 
   /** Runs the changes of one customer one after another, so they do not lose races to each other. */
@@ -215,8 +220,12 @@ export class CustomerStore {
    * id, the next version and the time, nothing personal. Its name and email are erased from the
    * CRM (the customer row and its earlier events); a tombstone keeps the id. Throws 404 or 412.
    */
-  delete(id: string, condition: VersionCondition, traceparent?: string): Promise<DeletedCustomer> {
-    return this.changeCurrent(id, condition, async (current) => {
+  async delete(
+    id: string,
+    condition: VersionCondition,
+    traceparent?: string,
+  ): Promise<DeletedCustomer> {
+    const deleted = await this.changeCurrent(id, condition, async (current) => {
       const deletedAt = new Date().toISOString();
       const deleted = { id, version: current.version + 1, deleted_at: deletedAt };
       const event = {
@@ -227,6 +236,8 @@ export class CustomerStore {
       } as const;
       return (await this.events.append(event, deleted, deleteCustomers)) ? deleted : undefined;
     });
+    this.afterErasure();
+    return deleted;
   }
 
   /**

@@ -83,7 +83,9 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
           }
         },
         routes: async (app) => {
-          await app.register(customerRoutes, { customers: new CustomerStore(database.db, events) });
+          await app.register(customerRoutes, {
+            customers: new CustomerStore(database.db, events, () => database.checkpointSoon?.()),
+          });
           await app.register(eventRoutes, { events });
           await app.register(asyncApiRoute, { version: PLATFORM_VERSION });
           const endpoints = new WebhookEndpoints(database.db, keyring);

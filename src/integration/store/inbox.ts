@@ -58,6 +58,17 @@ export function createInboxRepository(
   leases: LeasesRepository,
 ) {
   const { db } = database;
+  /** After a deletion was written, the erased name and email leave SQLite's log soon too. */
+  const checkpointIfErased = <
+    Written extends readonly { customer_deleted_at?: number | null; deletedAt?: number | null }[],
+  >(
+    written: Written | undefined,
+  ): Written | undefined => {
+    if (written?.some((row) => (row.customer_deleted_at ?? row.deletedAt ?? null) !== null)) {
+      database.checkpointSoon?.();
+    }
+    return written;
+  };
 
   /**
    * Records the customers' reported states, pending or claimed: a customer seen for the first
@@ -171,14 +182,16 @@ export function createInboxRepository(
    * again and none is skipped. Refused (answers undefined, nothing written) unless `lease.holder`
    * still holds the poll lease and the cursor is still at `from`.
    */
-  const recordFromFeed: RecordFromFeed = (source, from, to, items, lease, now = Date.now()) =>
-    db.transaction().execute(async (trx) => {
-      if (!(await leases.holdsLeaseIn(trx, lease, now))) return undefined;
-      if ((await leases.readCursorIn(trx, source)) !== from) return undefined;
-      const fresh = await insertNew(trx, items, now);
-      await leases.moveCursorIn(trx, source, to, now);
-      return fresh;
-    });
+  const recordFromFeed: RecordFromFeed = async (source, from, to, items, lease, now = Date.now()) =>
+    checkpointIfErased(
+      await db.transaction().execute(async (trx) => {
+        if (!(await leases.holdsLeaseIn(trx, lease, now))) return undefined;
+        if ((await leases.readCursorIn(trx, source)) !== from) return undefined;
+        const fresh = await insertNew(trx, items, now);
+        await leases.moveCursorIn(trx, source, to, now);
+        return fresh;
+      }),
+    );
 
   /**
    * Moves the feed cursor of `source` over the positions pushed messages have recorded, as far as
@@ -219,10 +232,12 @@ export function createInboxRepository(
       items: NewDelivery[],
       now = Date.now(),
     ): Promise<NewDelivery[] | undefined> {
-      return db.transaction().execute(async (trx) => {
-        if (!(await rememberMessage(trx, message, now))) return undefined;
-        return insertNew(trx, items, now);
-      });
+      return checkpointIfErased(
+        await db.transaction().execute(async (trx) => {
+          if (!(await rememberMessage(trx, message, now))) return undefined;
+          return insertNew(trx, items, now);
+        }),
+      );
     },
 
     /**
@@ -238,10 +253,12 @@ export function createInboxRepository(
       claim: DeliveryClaim,
       now = Date.now(),
     ): Promise<DeliveryRow[] | undefined> {
-      return db.transaction().execute(async (trx) => {
-        if (!(await rememberMessage(trx, message, now))) return undefined;
-        return insertClaimed(trx, items, now, claim);
-      });
+      return checkpointIfErased(
+        await db.transaction().execute(async (trx) => {
+          if (!(await rememberMessage(trx, message, now))) return undefined;
+          return insertClaimed(trx, items, now, claim);
+        }),
+      );
     },
   };
 }
