@@ -7,8 +7,11 @@ import {
   PostgresDialect,
   SqliteDialect,
   SqliteDriver,
+  SqliteQueryCompiler,
   sql,
   type ColumnDefinitionBuilder,
+  type QueryCompiler,
+  type SelectModifierNode,
   type DatabaseConnection,
   type Driver,
   type SqliteDialectConfig,
@@ -77,6 +80,27 @@ class ImmediateSqliteDriver extends SqliteDriver {
   }
 }
 
+const ROW_LOCKS = new Set([
+  'ForKeyShare',
+  'ForNoKeyUpdate',
+  'ForUpdate',
+  'ForShare',
+  'NoWait',
+  'SkipLocked',
+]);
+
+/**
+ * SQLite has no row locks, and needs none: a write transaction (`begin immediate`) holds the whole
+ * database until it commits. Leaving out `for share`, `for update` and the like lets a query lock
+ * the rows it reads on PostgreSQL and run unchanged on SQLite.
+ */
+class SqliteCompilerWithoutRowLocks extends SqliteQueryCompiler {
+  protected override visitSelectModifier(node: SelectModifierNode): void {
+    if (node.modifier !== undefined && ROW_LOCKS.has(node.modifier)) return;
+    super.visitSelectModifier(node);
+  }
+}
+
 class ImmediateSqliteDialect extends SqliteDialect {
   readonly #config: SqliteDialectConfig;
   constructor(config: SqliteDialectConfig) {
@@ -85,6 +109,9 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
   override createDriver(): Driver {
     return new ImmediateSqliteDriver(this.#config);
+  }
+  override createQueryCompiler(): QueryCompiler {
+    return new SqliteCompilerWithoutRowLocks();
   }
 }
 

@@ -13,6 +13,12 @@ import type { EventLog } from './events.js';
 import { etagOf, VersionCondition } from './versions.js';
 
 const CustomerId = Type.Object({ id: Uuid('The customer id.') });
+/** The condition of a change or deletion (`VersionCondition.fromIfMatch` reads it). */
+const IfMatchHeaders = Type.Object({
+  'if-match': Type.Optional(
+    Type.String({ description: 'The ETag of the version you read, e.g. "3"; or *.' }),
+  ),
+});
 const etagHeader = {
   etag: { type: 'string', description: 'The customer’s version as a strong entity tag, e.g. "3".' },
 };
@@ -58,11 +64,7 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
         description:
           'Changes the fields given and records a `customer.updated` event with the new state and version, in one transaction. With `If-Match: "<version>"` (the `ETag` you read) the change is made only if nobody changed the customer since: else 412. A change that gives no field a new value answers the customer as it is, and records nothing.',
         params: CustomerId,
-        headers: Type.Object({
-          'if-match': Type.Optional(
-            Type.String({ description: 'The ETag of the version you read, e.g. "3"; or *.' }),
-          ),
-        }),
+        headers: IfMatchHeaders,
         body: CustomerChangeSchema,
         response: {
           200: { ...CustomerSchema, headers: etagHeader },
@@ -109,11 +111,7 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
         description:
           'Deletes the customer and records a `customer.deleted` event (id, next version, time; nothing personal), in one transaction. The CRM keeps only a tombstone: the earlier events of the customer leave the feed, so no reader can find the name or email again. The email is free for a new customer, who gets a new id. `If-Match` makes the deletion conditional (412 when stale).',
         params: CustomerId,
-        headers: Type.Object({
-          'if-match': Type.Optional(
-            Type.String({ description: 'The ETag of the version you read, e.g. "3"; or *.' }),
-          ),
-        }),
+        headers: IfMatchHeaders,
         response: {
           204: Type.Null({ description: 'Deleted.' }),
           ...problemResponses(404, 412),

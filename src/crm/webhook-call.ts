@@ -1,12 +1,7 @@
 import type { Selectable } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { Agent, request } from 'undici';
-import {
-  CUSTOMER_DELETED,
-  CUSTOMER_UPDATED,
-  type CustomerEvent,
-  type CustomerEventWebhook,
-} from '../contracts/customer-events.js';
+import type { CustomerEvent, CustomerEventWebhook } from '../contracts/customer-events.js';
 import type { CrmTables } from './migrations.js';
 import { StoredSecretError, type SecretsKeyring } from './secrets-at-rest.js';
 import {
@@ -20,16 +15,13 @@ type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
 
 /**
  * The Standard Webhooks body: the event's type, when it happened, its feed position, its data, and
- * an update's changed fields.
+ * an update's changed fields. That is the event itself, `occurred_at` named `timestamp`, without its
+ * id and trace context, which go in headers (`webhook-id`, `traceparent`).
  */
 export function webhookBody(event: CustomerEvent): string {
-  const common = { timestamp: event.occurred_at, position: event.position };
-  const payload: CustomerEventWebhook =
-    event.type === CUSTOMER_UPDATED
-      ? { type: event.type, ...common, data: event.data, changed_fields: event.changed_fields }
-      : event.type === CUSTOMER_DELETED
-        ? { type: event.type, ...common, data: event.data }
-        : { type: event.type, ...common, data: event.data };
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars -- left out of the body, named to drop them
+  const { id, traceparent, occurred_at: timestamp, ...rest } = event;
+  const payload: CustomerEventWebhook = { ...rest, timestamp };
   return JSON.stringify(payload);
 }
 

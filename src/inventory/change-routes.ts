@@ -23,7 +23,7 @@ const TRANSITION_DOCS: Record<Transition, { summary: string; description: string
   cancel: {
     summary: 'Cancel a pending package request, e.g. when its customer leaves',
     description:
-      'A pending request becomes `cancelled` (200); one already cancelled is answered 200 unchanged; a shipped one 409 `package_request_shipped`: the package is on its way.',
+      'A pending request becomes `cancelled` (200) and its `recipient_name` and `recipient_email` are erased (null), in the request and in every answer stored about it under an idempotency key; one already cancelled is answered 200 unchanged; a shipped one 409 `package_request_shipped`: the package is on its way, and keeps its recipient.',
   },
   ship: {
     summary: 'Mark a pending package request shipped (the warehouse’s action)',

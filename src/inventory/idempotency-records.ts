@@ -6,6 +6,7 @@ import { createHash } from 'node:crypto';
 import type { Kysely, Selectable } from 'kysely';
 import { HttpProblem } from '../core/errors.js';
 import type { InventoryTables } from './migrations.js';
+import { inCurrentShape, packageRequestIdOf } from './stored-answers.js';
 
 export type Db = Kysely<InventoryTables>;
 
@@ -48,9 +49,10 @@ export const keyTakenOver = (key: string) =>
  */
 export const isRemembered = (response: StoredResponse) => response.status !== 404;
 
+/** The answer stored in `row`, in the shape this version answers (`inCurrentShape`). */
 export const storedResponseOf = (row: KeyRow): StoredResponse => ({
   status: row.response_status ?? 500,
-  body: JSON.parse(row.response_body ?? 'null') as unknown,
+  body: inCurrentShape(JSON.parse(row.response_body ?? 'null')),
 });
 
 export const completedColumns = (response: StoredResponse) => ({
@@ -59,6 +61,8 @@ export const completedColumns = (response: StoredResponse) => ({
   locked_until: null,
   response_status: response.status,
   response_body: JSON.stringify(response.body),
+  // A cancel finds by it the answers to erase (`eraseStoredRecipients`).
+  package_request_id: packageRequestIdOf(response.body),
 });
 
 export const byKey = (a: { key: string }, b: { key: string }) =>

@@ -114,7 +114,10 @@ export class IdempotencyKeys {
     run: (db: Db) => Promise<StoredResponse>,
     onReleaseError: (error: unknown) => void,
   ): Promise<{ response: StoredResponse; replayed: boolean }> {
-    if (key === undefined) return { response: await run(this.db), replayed: false };
+    // In a transaction even without a key: a change (a cancel's erasure) is more than one statement.
+    if (key === undefined) {
+      return { response: await this.db.transaction().execute(run), replayed: false };
+    }
     const claim = await this.claim(key, fingerprint);
     if (claim.kind === 'replay') return { response: claim.response, replayed: true };
     try {

@@ -1,4 +1,5 @@
 import { sql, type Generated } from 'kysely';
+import type { DialectName } from '../core/db.js';
 import { refuseValuesOutside, type Migration } from '../core/migrations.js';
 import {
   PACKAGE_REQUEST_STATUSES,
@@ -79,7 +80,61 @@ export const inventoryMigrations: Migration[] = [
       });
     },
   },
+  {
+    version: 3,
+    name: 'package request of each stored answer; cancelled requests erased',
+    async up(db, _types, dialect) {
+      // Which request a stored answer is about, so a cancel finds the answers to erase at once.
+      await db.schema
+        .alterTable('idempotency_keys')
+        .addColumn('package_request_id', 'text')
+        .execute();
+      await db.schema
+        .createIndex('idempotency_keys_package_request_id')
+        .on('idempotency_keys')
+        .column('package_request_id')
+        .execute();
+      // A 200 or 201 answer is the request itself; a 409 names it as existing_request or
+      // package_request.
+      await sql`update idempotency_keys set package_request_id = ${
+        dialect === 'postgres'
+          ? sql`coalesce(response_body::jsonb -> 'existing_request' ->> 'id',
+              response_body::jsonb -> 'package_request' ->> 'id', response_body::jsonb ->> 'id')`
+          : sql`coalesce(json_extract(response_body, '$.existing_request.id'),
+              json_extract(response_body, '$.package_request.id'), json_extract(response_body, '$.id'))`
+      } where state = 'completed' and response_status in (200, 201, 409)`.execute(db);
+
+      // Requests cancelled before this version kept their recipient: erase it as a cancel now does.
+      await sql`update package_requests set recipient_name = null, recipient_email = null
+        where status = 'cancelled'`.execute(db);
+      await sql`update idempotency_keys set response_body = ${recipientErased(dialect)}
+        where package_request_id in (select id from package_requests where status = 'cancelled')`.execute(
+        db,
+      );
+    },
+  },
 ];
+
+/** The recipient fields wherever a stored answer holds the request, as JSON paths. */
+const RECIPIENT_PATHS = ['', 'existing_request.', 'package_request.'].flatMap((prefix) =>
+  ['recipient_name', 'recipient_email'].map((field) => `${prefix}${field}`),
+);
+
+/** `response_body` with every recipient field it has set to null, and none added. */
+function recipientErased(dialect: DialectName) {
+  if (dialect === 'postgres') {
+    // create_missing false: a path the body lacks leaves it as it is.
+    const erased = RECIPIENT_PATHS.reduce(
+      (body, path) =>
+        sql`jsonb_set(${body}, ${`{${path.replace('.', ',')}}`}::text[], 'null', false)`,
+      sql`response_body::jsonb`,
+    );
+    return sql`(${erased})::text`;
+  }
+  // json_replace changes only the paths the body has.
+  const pairs = RECIPIENT_PATHS.map((path) => sql`${`$.${path}`}, null`);
+  return sql`json_replace(response_body, ${sql.join(pairs)})`;
+}
 
 export interface InventoryTables {
   package_requests: {
@@ -105,5 +160,7 @@ export interface InventoryTables {
     response_status: number | null;
     response_body: string | null;
     created_at: string | Date;
+    /** The package request the stored answer is about, if any (migration 3). */
+    package_request_id: string | null;
   };
 }

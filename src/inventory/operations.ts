@@ -15,8 +15,10 @@ import {
 } from '../contracts/package-requests.js';
 import { fingerprintRequest, type StoredResponse } from './idempotency.js';
 import type { InventoryTables } from './migrations.js';
+import { eraseStoredRecipients } from './stored-answers.js';
 import {
   packageRequests,
+  TRANSITIONS,
   type ChangeOutcome,
   type CreateInput,
   type CreateOutcome,
@@ -177,6 +179,9 @@ async function runChange(db: Db, operation: ChangeOperation): Promise<Answered> 
     operation.op === 'update'
       ? await packageRequests.update(db, operation.id, operation.change)
       : await packageRequests.transition(db, operation.id, operation.op);
+  const erases = operation.op !== 'update' && TRANSITIONS[operation.op].erasesRecipient;
+  // The row's recipient went in the UPDATE; the answers stored about it go in its transaction.
+  if (erases && outcome.kind === 'changed') await eraseStoredRecipients(db, operation.id);
   return changeAnswer(operation, outcome);
 }
 
@@ -190,9 +195,11 @@ export async function runOne(db: Db, operation: Operation): Promise<Answered> {
 
 /**
  * Runs many operations in one transaction, answering each as its single route would, in input
- * order: the creates first, in two statements at most (`createMany`); then the changes, one
- * statement each, ordered by request id so that concurrent batches lock rows in one order and
- * cannot deadlock on PostgreSQL. Changes of one request run in input order.
+ * order: the creates first, in two statements at most (`createMany`); then one statement locks, in
+ * id order, the existing requests the creates name and those the changes change; then the changes,
+ * one statement each, in id order. Concurrent batches thus lock rows in one order and cannot
+ * deadlock on PostgreSQL, and a create's answer holds its request as a concurrent cancel left it.
+ * Changes of one request run in input order.
  */
 export async function runMany(trx: Db, operations: readonly Operation[]): Promise<Answered[]> {
   const answers: Answered[] = [];
@@ -206,13 +213,18 @@ export async function runMany(trx: Db, operations: readonly Operation[]): Promis
     trx,
     creates.map(({ input }) => input),
   );
-  created.forEach((outcome, i) => {
-    answers[creates[i]!.index] = createAnswer(outcome);
-  });
   // Array.prototype.sort is stable: equal ids keep their input order.
   changes.sort((a, b) =>
     a.operation.id < b.operation.id ? -1 : a.operation.id > b.operation.id ? 1 : 0,
   );
+  const locked = await packageRequests.lockInIdOrder(trx, [
+    ...created.flatMap((outcome) => (outcome.created ? [] : [outcome.existing.id])),
+    ...changes.map(({ operation }) => operation.id),
+  ]);
+  created.forEach((outcome, i) => {
+    const existing = outcome.created ? undefined : locked.get(outcome.existing.id);
+    answers[creates[i]!.index] = createAnswer(existing ? { created: false, existing } : outcome);
+  });
   for (const { index, operation } of changes) answers[index] = await runChange(trx, operation);
   return answers;
 }

@@ -64,14 +64,15 @@ function newRequest(input: CreateInput, now: string): PackageRequest {
 
 /**
  * The moves between statuses, each with the statuses it may start from: only a pending request is
- * shipped or cancelled (PACKAGE_REQUEST_STATUSES says why).
+ * shipped or cancelled (PACKAGE_REQUEST_STATUSES says why). A cancel erases the recipient (its
+ * customer left and no package goes out); a shipped request keeps it as the shipping record.
  */
 export const TRANSITIONS = {
-  cancel: { to: 'cancelled', from: ['pending'] },
-  ship: { to: 'shipped', from: ['pending'] },
+  cancel: { to: 'cancelled', from: ['pending'], erasesRecipient: true },
+  ship: { to: 'shipped', from: ['pending'], erasesRecipient: false },
 } as const satisfies Record<
   string,
-  { to: PackageRequestStatus; from: readonly PackageRequestStatus[] }
+  { to: PackageRequestStatus; from: readonly PackageRequestStatus[]; erasesRecipient: boolean }
 >;
 export type Transition = keyof typeof TRANSITIONS;
 
@@ -114,6 +115,13 @@ type RequestUpdate = UpdateQueryBuilder<
 >;
 
 /**
+ * Reads requests to put in an answer that may be stored under an idempotency key: locked (FOR
+ * SHARE, PostgreSQL) until the answer commits, so a concurrent cancel either commits first and is
+ * read, erased, or waits and then erases the stored answer too.
+ */
+const readForAnswer = (db: Db) => db.selectFrom('package_requests').select(COLUMNS).forShare();
+
+/**
  * One conditional UPDATE of request `id` (`update` adds what it sets and its conditions; it moves
  * `updated_at`); when it changed no row, the request as it now stands says why (`explain`).
  */
@@ -129,8 +137,8 @@ async function changeOne(
     .where('id', '=', id);
   const row = await update(query).returning(COLUMNS).executeTakeFirst();
   if (row) return { kind: 'changed', request: toPackageRequest(row) };
-  const request = await packageRequests.get(db, id);
-  return request ? explain(request) : { kind: 'not_found' };
+  const request = await readForAnswer(db).where('id', '=', id).executeTakeFirst();
+  return request ? explain(toPackageRequest(request)) : { kind: 'not_found' };
 }
 
 /** Reads and writes Inventory's package requests. Methods take `db` so callers can pass a transaction. */
@@ -148,9 +156,7 @@ export const packageRequests = {
       .returning('id')
       .executeTakeFirst();
     if (inserted) return { created: true, request };
-    const existing = await db
-      .selectFrom('package_requests')
-      .select(COLUMNS)
+    const existing = await readForAnswer(db)
       .where('customer_id', '=', input.customer_id)
       .where('kind', '=', input.kind)
       .executeTakeFirstOrThrow();
@@ -186,6 +192,7 @@ export const packageRequests = {
     const existing = new Map<string, PackageRequest>();
     const lost = rows.filter((row) => !inserted.has(row.id));
     if (lost.length > 0) {
+      // Not locked here: `runMany` locks every request a batch answers about in one order.
       const found = await db
         .selectFrom('package_requests')
         .select(COLUMNS)
@@ -251,11 +258,12 @@ export const packageRequests = {
    * start from: of a concurrent cancel and ship, one wins and the other finds it moved.
    */
   transition(db: Db, id: string, transition: Transition): Promise<ChangeOutcome> {
-    const { to, from } = TRANSITIONS[transition];
+    const { to, from, erasesRecipient } = TRANSITIONS[transition];
+    const erased = erasesRecipient ? { recipient_name: null, recipient_email: null } : {};
     return changeOne(
       db,
       id,
-      (query) => query.set({ status: to }).where('status', 'in', from),
+      (query) => query.set({ status: to, ...erased }).where('status', 'in', from),
       (request) => {
         if (request.status === to) return { kind: 'unchanged', request };
         if (request.status === 'pending') {
@@ -266,6 +274,22 @@ export const packageRequests = {
         return { kind: 'closed', request, status: request.status };
       },
     );
+  },
+
+  /**
+   * Locks requests `ids` (FOR UPDATE, PostgreSQL) in id order, the order every batch locks rows
+   * in, so two batches cannot deadlock; answers them as they now stand, by id.
+   */
+  async lockInIdOrder(db: Db, ids: readonly string[]): Promise<Map<string, PackageRequest>> {
+    if (ids.length === 0) return new Map();
+    const rows = await db
+      .selectFrom('package_requests')
+      .select(COLUMNS)
+      .where('id', 'in', [...new Set(ids)])
+      .orderBy('id')
+      .forUpdate()
+      .execute();
+    return new Map(rows.map((row) => [row.id, toPackageRequest(row)]));
   },
 
   async get(db: Db, id: string): Promise<PackageRequest | undefined> {

@@ -130,6 +130,26 @@ describe('DELETE /customers/{id}', () => {
     }
   });
 
+  it('answers GET /customers?after=<a deleted customer> exactly as after an unknown id: 400 unknown_cursor', async () => {
+    const before = await create('Ann Lee', 'ann@example.com');
+    const jane = await create('Jane Doe', 'jane@example.com');
+    await create('John Roe', 'john@example.com');
+    const listAfter = (id: string) =>
+      t.app.inject({ method: 'GET', url: `/customers?limit=10&after=${id}` });
+    expect((await listAfter(jane.id)).json()).toHaveLength(1);
+    expect((await remove(jane.id)).statusCode).toBe(204);
+
+    const unknown = '00000000-0000-4000-8000-000000000000';
+    const [deletedAnswer, unknownAnswer] = [await listAfter(jane.id), await listAfter(unknown)];
+    const deleted = expectProblem(deletedAnswer, 400);
+    expect(deleted.code).toBe('unknown_cursor');
+    // The same answer, but for the id it names: nothing tells that the customer existed.
+    const unknownBody = expectProblem(unknownAnswer, 400);
+    expect(JSON.parse(JSON.stringify(deleted).replaceAll(jane.id, unknown))).toEqual(unknownBody);
+    expect(deletedAnswer.headers['content-type']).toBe(unknownAnswer.headers['content-type']);
+    expect((await listAfter(before.id)).json()).toHaveLength(1);
+  });
+
   it.runIf(!postgresUrlFor('crm'))(
     'leaves no trace of the name or email in the SQLite file once checkpointed',
     async () => {

@@ -13,6 +13,7 @@ const create = (payload: unknown, headers: Record<string, string> = {}) =>
   inventory.create(payload, headers);
 const countRequests = () => inventory.count('package_requests');
 const countKeys = () => inventory.count('idempotency_keys');
+const { pending } = inventory;
 
 const fingerprintOf = (customerId: string) =>
   fingerprintRequest('POST', '/package-requests', {
@@ -142,6 +143,25 @@ describe('POST /package-requests/batch, racing', () => {
         for (const [status, body] of answers) {
           if (status === 201) expect(body.id).toBe(rows[0]!.id);
           else expect(body.code).toBe('idempotency_key_in_flight');
+        }
+      }
+    },
+  );
+
+  it.runIf(postgresUrlFor('inventory'))(
+    'never deadlocks batches whose creates name the requests the other one changes',
+    async () => {
+      for (let round = 0; round < 10; round += 1) {
+        const [a, b] = await Promise.all([pending(), pending()]);
+        // Each batch answers its duplicate create with one request and cancels the other.
+        const [first, second] = await Promise.all([
+          postBatch({ items: [{ customer_id: a.customer_id }, { op: 'cancel', id: b.id }] }),
+          postBatch({ items: [{ customer_id: b.customer_id }, { op: 'cancel', id: a.id }] }),
+        ]);
+        for (const response of [first, second]) {
+          expect(response.statusCode, response.body).toBe(200);
+          const results = (response.json() as { results: Result[] }).results;
+          expect(results.map((result) => result.status)).toEqual([409, 200]);
         }
       }
     },
