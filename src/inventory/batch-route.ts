@@ -107,6 +107,13 @@ export function batchRoute(api: HttpServer, context: RouteContext): void {
         },
       );
       context.telemetry.recordBatch(request.log, operations, answers, ran);
+      if (
+        operations.some(
+          (operation, index) => operation.op === 'cancel' && ran[index]?.outcome === 'changed',
+        )
+      ) {
+        context.afterErasure();
+      }
       return {
         results: answers.map((answer, index) => resultOf(answer, routeOf(operations[index]!).path)),
       };

@@ -26,6 +26,8 @@ export { BATCH_BODY_LIMIT_BYTES } from './batch-route.js';
 export interface PackageRequestRoutesOptions {
   db: Kysely<InventoryTables>;
   idempotencyKeys: IdempotencyKeys;
+  /** Runs after a cancel erased a recipient (e.g. `Database.checkpointSoon`). Default: nothing. */
+  afterErasure?: () => void;
 }
 
 /**
@@ -37,7 +39,11 @@ export const packageRequestRoutes: FastifyPluginAsync<PackageRequestRoutesOption
   options,
 ) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const context: RouteContext = { ...options, telemetry: new Telemetry(app.metrics) };
+  const context: RouteContext = {
+    ...options,
+    afterErasure: options.afterErasure ?? (() => {}),
+    telemetry: new Telemetry(app.metrics),
+  };
   const { db } = context;
 
   api.post(

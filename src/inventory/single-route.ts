@@ -12,6 +12,8 @@ export interface RouteContext {
   db: Kysely<InventoryTables>;
   idempotencyKeys: IdempotencyKeys;
   telemetry: Telemetry;
+  /** Runs after a cancel committed (its erasure): e.g. `Database.checkpointSoon`. */
+  afterErasure: () => void;
 }
 
 /** The `Idempotency-Key` header every POST and PATCH takes. */
@@ -55,6 +57,7 @@ export async function answerRequest(
     (error) => request.log.warn({ err: error }, 'Could not release the idempotency key'),
   );
   context.telemetry.record(request.log, operation, replayed ? undefined : ran);
+  if (ran?.outcome === 'changed' && operation.op === 'cancel') context.afterErasure();
   if (replayed) reply.header('idempotent-replayed', 'true');
   return send(reply, response, operation.op === 'create');
 }
