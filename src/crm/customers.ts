@@ -95,7 +95,8 @@ const deleteCustomers: BatchWrites<DeletedCustomer> = async (trx, deletions) => 
       .deleteFrom('webhook_messages')
       .where('event_id', 'in', (eb) => eb.selectFrom('events').select('id').where(erased))
       .execute();
-    await trx.deleteFrom('events').where(erased).execute();
+    const gone = await trx.deleteFrom('events').where(erased).returning('position').execute();
+    if (gone.length > 0) await trx.insertInto('erased_positions').values(gone).execute();
     written.push(true);
   }
   return written;

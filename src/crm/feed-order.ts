@@ -22,6 +22,8 @@ import {
  *   transaction may still fill: one whose id lies between the ids on either side of the gap. A
  *   transaction outside that range cannot hold a position inside it; one that has ended has
  *   committed (and is visible) or rolled back or deleted the event (and left a gap for good).
+ *   A gap made only of positions a customer's deletion erased (`erased_positions`) is settled
+ *   too: otherwise a gap between old events would wait on every transaction running since.
  * So the transactions of several processes commit concurrently, an event is readable as soon as
  * every lower position is, and no position is read before a lower one that will still commit.
  * SQLite has a single writer, so its positions commit in order.
@@ -60,7 +62,10 @@ export function selectFeedPage(after: number, limit: number) {
     select position, id, type, payload, changed_fields, occurred_at, traceparent,
       position = previous_position + 1 or not exists (
         select from running where running.xid > page.previous_xid and running.xid < page.xid
-      ) as settled
+      ) or (
+        select count(*) from erased_positions e
+        where e.position > page.previous_position and e.position < page.position
+      ) = position - previous_position - 1 as settled
     from page
     where position > ${after}
     order by position

@@ -187,6 +187,19 @@ export const crmMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 8,
+    name: 'remember the feed positions a deletion erased',
+    async up(db, types) {
+      // A deletion leaves gaps in the feed's positions for good; on PostgreSQL a reader must know
+      // them from gaps a running transaction may still fill (feed-order.ts), or it would wait on
+      // every transaction older than the events after them.
+      await db.schema
+        .createTable('erased_positions')
+        .addColumn('position', types.epochMs, (c) => c.primaryKey())
+        .execute();
+    },
+  },
 ];
 
 export interface CrmTables {
@@ -256,4 +269,6 @@ export interface CrmTables {
     changed_fields: string | null;
     // On PostgreSQL also `xid` (xid8, the writing transaction), read and written only in SQL.
   };
+  /** Feed positions whose events a deletion erased: gaps that no transaction will fill. */
+  erased_positions: { position: number };
 }

@@ -168,4 +168,29 @@ describe('DELETE /customers/{id}', () => {
       }
     },
   );
+
+  it.runIf(postgresUrlFor('crm'))(
+    'serves the events after an erased one at once, while an older transaction still runs elsewhere',
+    async () => {
+      const { sql } = await import('kysely');
+      await t.database.db.connection().execute(async (older) => {
+        // A transaction with an id, older than every event below, open throughout.
+        await sql`begin`.execute(older);
+        await sql`select pg_current_xact_id()`.execute(older);
+        try {
+          const gone = await create('Erased Soon', 'erased-soon@example.com');
+          const kept = await create('Kept Here', 'kept-here@example.com');
+          expect((await remove(gone.id)).statusCode).toBe(204);
+          // Positions 1 (erased) then 2 and 3: the gap before 2 is the deletion's, filled by no one.
+          const events = await feed();
+          expect(events.map((event) => [event.type, event.data.id])).toEqual([
+            ['customer.created', kept.id],
+            ['customer.deleted', gone.id],
+          ]);
+        } finally {
+          await sql`rollback`.execute(older);
+        }
+      });
+    },
+  );
 });
