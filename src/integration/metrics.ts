@@ -33,7 +33,7 @@ export function createIntegrationMetrics(
     }),
     reconciliationFound: new Counter({
       name: 'integration_reconciliation_found_total',
-      help: 'Customers the reconciliation poll recorded first: push had missed them (or not yet delivered them).',
+      help: 'Customer states (new, changed or deleted) the reconciliation poll recorded first: push had missed them (or not yet delivered them).',
       registers,
     }),
     deliveries: new Counter({

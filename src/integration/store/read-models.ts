@@ -36,16 +36,22 @@ export function createReadModelsRepository(database: Database<IntegrationTables>
       return counts;
     },
 
-    /** End-to-end lags (ms) of the latest deliveries since `sinceMs`, at most `limit` of them. */
+    /**
+     * End-to-end lags (ms) of the latest deliveries since `sinceMs`, at most `limit` of them: from
+     * the CRM recording the state delivered (its creation, change or deletion) to Inventory
+     * matching it.
+     */
     async recentLags(sinceMs: number, limit = 5_000): Promise<number[]> {
       const rows = await db
         .selectFrom('deliveries')
-        .select(['delivered_at', 'customer_created_at'])
+        .select(['delivered_at', 'customer_created_at', 'changed_at'])
         .where('delivered_at', '>=', sinceMs)
         .orderBy('delivered_at', 'desc')
         .limit(limit)
         .execute();
-      return rows.map((row) => Math.max(0, (row.delivered_at ?? 0) - row.customer_created_at));
+      return rows.map((row) =>
+        Math.max(0, (row.delivered_at ?? 0) - (row.changed_at ?? row.customer_created_at)),
+      );
     },
 
     /** Deliveries completed per `bucketMs` since `sinceMs`, as [bucket start, count] pairs. */
