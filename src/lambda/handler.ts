@@ -143,6 +143,26 @@ export function parseRecordBody(body: string): RecordEvent {
   return { eventId, type, customerId: data.id, state: state?.value };
 }
 
+/**
+ * The records as groups to process one after another: those of one FIFO message group
+ * (`MessageGroupId`, e.g. a customer id) in their order; any other record a group of its own.
+ */
+function inOrderGroups(records: readonly SQSRecord[]): SQSRecord[][] {
+  const groups = new Map<string, SQSRecord[]>();
+  const alone: SQSRecord[][] = [];
+  for (const record of records) {
+    const groupId = record.attributes?.MessageGroupId;
+    if (groupId === undefined) {
+      alone.push([record]);
+    } else {
+      const group = groups.get(groupId);
+      if (group) group.push(record);
+      else groups.set(groupId, [record]);
+    }
+  }
+  return [...groups.values(), ...alone];
+}
+
 /** Runs `work` on every item, at most `limit` at once. */
 async function forEachLimited<T>(
   items: readonly T[],
@@ -288,16 +308,25 @@ export function createHandler(env: Env, options: HandlerOptions = {}): SqsBatchH
 
   return async (event, context) => {
     const batchItemFailures: SQSBatchItemFailure[] = [];
-    await forEachLimited(event.Records ?? [], RECORD_CONCURRENCY, async (record) => {
-      let ok: boolean;
-      try {
-        ok = await processRecord(record, context);
-      } catch (error) {
-        // Only a logging failure could land here; the record is retried all the same.
-        ok = false;
-        logger.error({ messageId: record.messageId, err: error }, 'Unexpected error');
+    await forEachLimited(inOrderGroups(event.Records ?? []), RECORD_CONCURRENCY, async (group) => {
+      let failed = false;
+      for (const record of group) {
+        // After a failure in a FIFO group, the rest of the group goes back unprocessed, so SQS
+        // delivers it again after the failed record, in order.
+        let ok = false;
+        if (!failed) {
+          try {
+            ok = await processRecord(record, context);
+          } catch (error) {
+            // Only a logging failure could land here; the record is retried all the same.
+            logger.error({ messageId: record.messageId, err: error }, 'Unexpected error');
+          }
+        }
+        if (!ok) {
+          failed = true;
+          batchItemFailures.push({ itemIdentifier: record.messageId });
+        }
       }
-      if (!ok) batchItemFailures.push({ itemIdentifier: record.messageId });
     });
     return { batchItemFailures };
   };

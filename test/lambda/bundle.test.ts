@@ -105,6 +105,9 @@ describe('deploy/lambda/template.yaml', () => {
   it('has the queue, and a dead-letter queue it redrives to after 5 receives', () => {
     expect(resources.CustomerCreatedQueue.Type).toBe('AWS::SQS::Queue');
     expect(resources.CustomerCreatedDeadLetterQueue.Type).toBe('AWS::SQS::Queue');
+    // FIFO, so each customer's events (grouped by customer id) arrive in order.
+    expect(resources.CustomerCreatedQueue.Properties.FifoQueue).toBe(true);
+    expect(resources.CustomerCreatedDeadLetterQueue.Properties.FifoQueue).toBe(true);
     expect(resources.CustomerCreatedQueue.Properties.RedrivePolicy).toEqual({
       deadLetterTargetArn: { 'Fn::GetAtt': ['CustomerCreatedDeadLetterQueue', 'Arn'] },
       maxReceiveCount: 5,

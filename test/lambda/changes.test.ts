@@ -118,4 +118,37 @@ describe('the SQS handler with changes and deletions', () => {
     expect(response.batchItemFailures).toEqual([{ itemIdentifier: broken.messageId }]);
     expect(lines.map((line) => line.outcome).sort()).toEqual(['ignored', 'malformed']);
   });
+
+  it("handles a FIFO group's records in order, and sends the rest of a group back after a failure", async () => {
+    const inGroup = (event: unknown, groupId: string) => {
+      const record = recordOf(event);
+      return { ...record, attributes: { ...record.attributes, MessageGroupId: groupId } };
+    };
+    const id = randomUUID();
+    const { handler } = lambda.handlerFor();
+    // One customer's whole life in one batch: created, changed, deleted.
+    const life = [
+      customerCreated(id),
+      customerUpdated(id, 2, { name: 'Changed', email: 'changed@example.com' }),
+      customerDeleted(id, 3),
+    ].map((event) => inGroup(event, id));
+    expect((await handler(eventOf(life))).batchItemFailures).toEqual([]);
+    expect(await requestsOf(id)).toMatchObject([{ status: 'cancelled' }]);
+
+    // A record that fails holds back the ones after it in its group, not other groups.
+    const other = randomUUID();
+    const held = randomUUID();
+    const batch = [
+      inGroup({ type: 'customer.updated', data: { id: held } }, held),
+      inGroup(customerCreated(held), held),
+      inGroup(customerCreated(other), other),
+    ];
+    const response = await handler(eventOf(batch));
+    expect(response.batchItemFailures.map((failure) => failure.itemIdentifier)).toEqual([
+      batch[0]!.messageId,
+      batch[1]!.messageId,
+    ]);
+    expect(await requestsOf(held)).toEqual([]);
+    expect(await requestsOf(other)).toHaveLength(1);
+  });
 });
