@@ -74,3 +74,26 @@ export async function countRows<Tables>(db: Kysely<Tables>, table: keyof Tables 
   }>`select count(*) as n from ${sql.table(table)}`.execute(db);
   return Number(rows[0]!.n);
 }
+
+/** The tables of the app's database: its PostgreSQL schema, or its SQLite file. */
+export async function tablesOf(test: { database: Database<unknown> }): Promise<string[]> {
+  const db = test.database.db as Kysely<any>;
+  const { rows } =
+    test.database.dialect === 'postgres'
+      ? await sql<{ name: string }>`select table_name as name from information_schema.tables
+          where table_schema = current_schema() and table_type = 'BASE TABLE'`.execute(db)
+      : await sql<{ name: string }>`select name from sqlite_master
+          where type = 'table' and name not like 'sqlite_%'`.execute(db);
+  return rows.map((row) => row.name);
+}
+
+/** How many rows each table of the app's database holds. */
+export async function rowCounts(test: {
+  database: Database<unknown>;
+}): Promise<Map<string, number>> {
+  const counts = new Map<string, number>();
+  for (const table of await tablesOf(test)) {
+    counts.set(table, await countRows(test.database.db as Kysely<any>, table));
+  }
+  return counts;
+}

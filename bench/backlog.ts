@@ -1,0 +1,134 @@
+/**
+ * backlog, empty_poll and rss, for the platform and the baseline: a backlog of customers already
+ * in the CRM when the consumer starts, how fast it is delivered, then an empty poll's time and
+ * every process's memory.
+ */
+import { cpuPerCustomer, describeCpu, readCpu } from './cpu.js';
+import { median, round } from './numbers.js';
+import { BASELINE_EMPTY_POLL_BUDGET_MS, EMPTY_POLL_CALLS } from './options.js';
+import { progress, say } from './output.js';
+import type { BacklogRun, System } from './results.js';
+import { rssFileMb, rssMb, startBaseline, type Service } from './services.js';
+import { inventoryCount, startIntegration, startStack, waitForDeliveries } from './stack.js';
+
+/** Times one empty read of the CRM's feed after its last position, the way the poller reads it. */
+async function platformEmptyPoll(
+  crm: Service,
+  lastPosition: number,
+): Promise<{ ms: number; calls: number }> {
+  const times: number[] = [];
+  for (let i = 0; i < EMPTY_POLL_CALLS; i++) {
+    const started = performance.now();
+    const answer = await fetch(`${crm.url}/events?after=${lastPosition}&limit=500&wait=0`);
+    const events = (await answer.json()) as unknown[];
+    times.push(performance.now() - started);
+    if (events.length > 0) throw new Error(`the feed was not empty after position ${lastPosition}`);
+  }
+  return { ms: median(times), calls: times.length };
+}
+
+/** Asks the baseline process for polls (each lists every customer and finds nothing new). */
+async function baselineEmptyPoll(baseline: Service): Promise<{ ms: number; calls: number }> {
+  const times: number[] = [];
+  const started = performance.now();
+  while (
+    times.length < 3 ||
+    (times.length < EMPTY_POLL_CALLS && performance.now() - started < BASELINE_EMPTY_POLL_BUDGET_MS)
+  ) {
+    const answer = await new Promise<{ ms: number; created: number }>((resolve) => {
+      const onMessage = (message: { type?: string; ms: number; created: number }) => {
+        if (message.type !== 'polled') return;
+        baseline.child.off('message', onMessage);
+        resolve(message);
+      };
+      baseline.child.on('message', onMessage);
+      baseline.child.send({ type: 'poll' });
+    });
+    if (answer.created > 0) throw new Error('the baseline found new customers in an empty poll');
+    times.push(answer.ms);
+  }
+  return { ms: median(times), calls: times.length };
+}
+
+/** One backlog of `size` customers for `system`, then its empty poll and memory. */
+export async function backlogRun(system: System, size: number): Promise<BacklogRun> {
+  const label = `${system} ${size.toLocaleString('en')}`;
+  const stack = await startStack(`${system}-${size}`, {}, size);
+  let consumer: Service | undefined;
+  try {
+    // Timed from the consumer's start: it starts empty, with the whole backlog waiting in the CRM.
+    const started = performance.now();
+    consumer =
+      system === 'platform'
+        ? await startIntegration(stack, 'poll', {})
+        : await startBaseline({ CRM_URL: stack.crm.url, INVENTORY_URL: stack.inventory.url });
+    const services = {
+      crm: stack.crm,
+      inventory: stack.inventory,
+      [system === 'platform' ? 'integration' : 'baseline']: consumer,
+    };
+    // CPU is measured from the consumer's readiness (its start-up is not per customer) to the end.
+    const cpuBefore = readCpu(services);
+    const deliveredBefore = await inventoryCount(stack.inventory);
+    const ms = await waitForDeliveries(stack.inventory, size, `backlog ${label}`, started);
+    const cpuAfter = readCpu(services);
+    const cpuCustomers = (await inventoryCount(stack.inventory)) - deliveredBefore;
+    const cpu = cpuPerCustomer(cpuBefore, cpuAfter, cpuCustomers);
+    const backlogPerS = ms === null ? null : round(size / (ms / 1000), 0);
+    let emptyPoll: { ms: number; calls: number } | null = null;
+    if (ms !== null) {
+      progress(`empty_poll ${label}`);
+      emptyPoll =
+        system === 'platform'
+          ? await platformEmptyPoll(stack.crm, size)
+          : await baselineEmptyPoll(consumer);
+    }
+    const byProcess = (read: (pid: number | undefined) => number | null) =>
+      Object.fromEntries(
+        Object.entries(services).map(([name, service]) => [name, read(service.child.pid)]),
+      );
+    const rss = byProcess(rssMb);
+    const rssFile = byProcess(rssFileMb);
+    const values = Object.values(rss);
+    const fileValues = Object.values(rssFile);
+    const total = values.every((value) => value !== null)
+      ? round(
+          values.reduce((a, b) => a! + b!, 0)!,
+          1,
+        )
+      : null;
+    const together =
+      total !== null && fileValues.every((value) => value !== null)
+        ? round(
+            total -
+              fileValues.reduce((a, b) => a! + b!, 0)! +
+              Math.max(...(fileValues as number[])),
+            1,
+          )
+        : null;
+    say(
+      `${system.padEnd(8)} ${size.toLocaleString('en').padStart(9)} customers: ` +
+        `backlog ${backlogPerS ?? 'timed out'} customers/s, ` +
+        `empty poll ${emptyPoll ? `${round(emptyPoll.ms, 3)} ms (median of ${emptyPoll.calls})` : 'n/a'}, ` +
+        `rss ${total ?? 'n/a'} MB (${Object.entries(rss)
+          .map(([name, mb]) => `${name} ${mb}`)
+          .join(', ')}; ${together ?? 'n/a'} MB with the node binary counted once), ` +
+        `CPU ${describeCpu(cpu)}`,
+    );
+    return {
+      size,
+      backlog_per_s: backlogPerS,
+      empty_poll_ms: emptyPoll ? round(emptyPoll.ms, 3) : null,
+      empty_poll_calls: emptyPoll?.calls ?? 0,
+      rss_mb: rss,
+      rss_mb_total: total,
+      rss_file_mb: rssFile,
+      resident_together_mb: together,
+      cpu_ms_per_customer: cpu,
+      cpu_customers: cpuCustomers,
+    };
+  } finally {
+    await consumer?.stop();
+    await stack.stopAll();
+  }
+}

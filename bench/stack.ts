@@ -1,0 +1,91 @@
+/** The services a scenario runs: CRM and Inventory on a fresh DATA_DIR, and the integration. */
+import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { bulkInsertCustomers } from './bulk-insert.js';
+import { DELIVERY_TIMEOUT_MS } from './options.js';
+import { progress } from './output.js';
+import { sleep, startService, tempDataDir, type Service } from './services.js';
+
+export interface Stack {
+  crm: Service;
+  inventory: Service;
+  dataDir: string;
+  stopAll(): Promise<void>;
+}
+
+/** CRM and Inventory on a fresh DATA_DIR; with `customers`, that many already in the CRM. */
+export async function startStack(
+  label: string,
+  env: Record<string, string>,
+  customers = 0,
+): Promise<Stack> {
+  const { dir, cleanup } = tempDataDir(label);
+  const common = { DATA_DIR: dir, ...env };
+  if (customers > 0) {
+    // Start the CRM once so its own migrations create the schema, then fill it while it is stopped.
+    const migrate = await startService('crm', 'crm/main.js', 'CRM_PORT', common);
+    await migrate.stop();
+    progress(
+      `${label}: inserting ${customers.toLocaleString('en')} customers into crm.sqlite directly`,
+    );
+    bulkInsertCustomers(
+      path.join(dir, 'crm.sqlite'),
+      customers,
+      `${label}-${randomBytes(3).toString('hex')}`,
+    );
+  }
+  const [crm, inventory] = await Promise.all([
+    startService('crm', 'crm/main.js', 'CRM_PORT', common),
+    startService('inventory', 'inventory/main.js', 'INVENTORY_PORT', common),
+  ]);
+  return {
+    crm,
+    inventory,
+    dataDir: dir,
+    stopAll: async () => {
+      await Promise.all([crm, inventory].map((service) => service.stop()));
+      cleanup();
+    },
+  };
+}
+
+export function startIntegration(
+  stack: Stack,
+  mode: string,
+  env: Record<string, string>,
+): Promise<Service> {
+  return startService('integration', 'integration/main.js', 'INTEGRATION_PORT', {
+    DATA_DIR: stack.dataDir,
+    SYNC_MODE: mode,
+    CRM_URL: stack.crm.url,
+    INVENTORY_URL: stack.inventory.url,
+    ...env,
+  });
+}
+
+/** Package requests Inventory has created, from its Prometheus counter (one cheap GET). */
+export async function inventoryCount(inventory: Service): Promise<number> {
+  const text = await (await fetch(`${inventory.url}/metrics`)).text();
+  const match = /^inventory_package_requests_created_total(?:\{[^}]*\})? (\d+)/m.exec(text);
+  return match ? Number(match[1]) : 0;
+}
+
+/** Waits until Inventory holds `target` package requests; answers the ms it took, or null on timeout. */
+export async function waitForDeliveries(
+  inventory: Service,
+  target: number,
+  label: string,
+  since: number,
+  timeoutMs = DELIVERY_TIMEOUT_MS,
+) {
+  for (;;) {
+    const count = await inventoryCount(inventory);
+    const seconds = (performance.now() - since) / 1000;
+    progress(
+      `${label}: ${count.toLocaleString('en')}/${target.toLocaleString('en')} package requests, ${Math.round(count / seconds)}/s`,
+    );
+    if (count >= target) return performance.now() - since;
+    if (performance.now() - since > timeoutMs) return null;
+    await sleep(100);
+  }
+}
