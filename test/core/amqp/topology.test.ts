@@ -18,6 +18,7 @@ describe('assertTopology', () => {
     expect(DEFAULT_TOPOLOGY).toEqual({
       exchange: 'crm.events',
       routingKey: 'customer.created',
+      bindingKeys: ['customer.created', 'customer.updated', 'customer.deleted'],
       queue: 'integration.customer-created',
       deadLetterExchange: 'crm.events.dlx',
       deadLetterQueue: 'integration.customer-created.dead',
