@@ -93,10 +93,10 @@ export function batchRoute(api: HttpServer, context: RouteContext): void {
       const operations = request.body.items.map(operationOf);
       const ran: (Answered | undefined)[] = [];
       const answers = await context.idempotencyKeys.answerMany(
-        request.body.items.map((item, index) => ({
-          key: item.idempotency_key,
-          fingerprint: fingerprintOf(operations[index]!),
-        })),
+        // Digested only under a key: an item without one is never compared with anything.
+        request.body.items.map(({ idempotency_key: key }, index) =>
+          key === undefined ? {} : { key, fingerprint: fingerprintOf(operations[index]!) },
+        ),
         async (trx, indexes) => {
           const answered = await runMany(
             trx,

@@ -15,12 +15,13 @@ import {
   type StoredResponse,
 } from './idempotency-records.js';
 
-/** One request of a batch: its `Idempotency-Key`, if it has one, and what it asks for. */
-export interface BatchRequest {
-  key?: string | undefined;
-  /** `fingerprintRequest` of the request, as the single request with that key would compute it. */
-  fingerprint: string;
-}
+/**
+ * One request of a batch: its `Idempotency-Key`, if it has one, and then what it asks for
+ * (`fingerprintRequest` of the request, as the single request with that key would compute it).
+ * A request without a key needs no fingerprint.
+ */
+export type BatchRequest =
+  { key: string; fingerprint: string } | { key?: undefined; fingerprint?: string | undefined };
 
 /**
  * How one request of a batch was answered: `ran` in this batch; `replayed`, the response stored for
@@ -57,13 +58,14 @@ export async function answerManyOnce(
   // The request of this batch that runs for a key; later ones with that key are its retries.
   const runsFor = new Map<string, { index: number; fingerprint: string }>();
   const retries: { index: number; of: number }[] = [];
-  const newKeys: { index: number; key: string }[] = [];
+  const newKeys: { index: number; key: string; fingerprint: string }[] = [];
   const takeovers: { index: number; key: string; claimId: string | null }[] = [];
-  for (const [index, { key, fingerprint }] of requests.entries()) {
-    if (key === undefined) {
+  for (const [index, request] of requests.entries()) {
+    if (request.key === undefined) {
       toRun.push(index);
       continue;
     }
+    const { key, fingerprint } = request;
     const first = runsFor.get(key);
     if (first) {
       if (first.fingerprint !== fingerprint) {
@@ -90,7 +92,7 @@ export async function answerManyOnce(
       }
       takeovers.push({ index, key, claimId: row.claim_id });
     } else {
-      newKeys.push({ index, key });
+      newKeys.push({ index, key, fingerprint });
     }
     runsFor.set(key, { index, fingerprint });
     toRun.push(index);
@@ -115,9 +117,9 @@ export async function answerManyOnce(
   const remembered = newKeys.filter(({ index }) => isRemembered(responseOf.get(index)!));
   if (remembered.length > 0) {
     const createdAt = new Date(now).toISOString();
-    const rows = remembered.sort(byKey).map(({ index, key }) => ({
+    const rows = remembered.sort(byKey).map(({ index, key, fingerprint }) => ({
       key,
-      request_fingerprint: requests[index]!.fingerprint,
+      request_fingerprint: fingerprint,
       created_at: createdAt,
       ...completedColumns(responseOf.get(index)!),
     }));

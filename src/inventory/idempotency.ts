@@ -106,11 +106,12 @@ export class IdempotencyKeys {
    * Answers one request: without a key, `run` just runs; with one, the first request claims the
    * key and stores its response in the transaction `run` changes things in (`claim`, `complete`);
    * a retry gets that response again (`replayed`); a request that fails without a response frees
-   * the key for its retry (`onReleaseError` hears when even that fails).
+   * the key for its retry (`onReleaseError` hears when even that fails). `fingerprint` is only
+   * called when there is a key: a request without one is not digested.
    */
   async answer(
     key: string | undefined,
-    fingerprint: string,
+    fingerprint: () => string,
     run: (db: Db) => Promise<StoredResponse>,
     onReleaseError: (error: unknown) => void,
   ): Promise<{ response: StoredResponse; replayed: boolean }> {
@@ -118,7 +119,7 @@ export class IdempotencyKeys {
     if (key === undefined) {
       return { response: await this.db.transaction().execute(run), replayed: false };
     }
-    const claim = await this.claim(key, fingerprint);
+    const claim = await this.claim(key, fingerprint());
     if (claim.kind === 'replay') return { response: claim.response, replayed: true };
     try {
       const response = await this.db.transaction().execute(async (trx) => {

@@ -49,7 +49,7 @@ export async function answerRequest(
   let ran: Answered | undefined;
   const { response, replayed } = await context.idempotencyKeys.answer(
     request.headers['idempotency-key'],
-    fingerprintOf(operation),
+    () => fingerprintOf(operation),
     async (db) => {
       ran = await runOne(db, operation);
       return ran.response;

@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
+import { levels } from 'pino';
 import { Counter, type Registry } from 'prom-client';
 import type { BatchAnswer } from './idempotency.js';
-import type { Answered, Operation, Outcome } from './operations.js';
+import type { Answered, ChangeOperation, Operation, Outcome } from './operations.js';
 
 /** The line operators follow for each change made (the seed's story, for every action). */
 function logAnswered(log: FastifyBaseLogger, operation: Operation, answered: Answered): void {
@@ -38,6 +39,28 @@ function logAnswered(log: FastifyBaseLogger, operation: Operation, answered: Ans
 }
 
 type BatchCount = Outcome | 'replayed' | 'refused';
+
+/**
+ * Whether `log` writes info lines. A logger that does not say its level (e.g. a test's) is taken
+ * to write them.
+ */
+function logsInfo(log: FastifyBaseLogger): boolean {
+  const level = log.level as string | undefined;
+  if (level === undefined) return true;
+  if (level === 'silent') return false;
+  const value = levels.values[level];
+  return value === undefined || value <= levels.values.info!;
+}
+
+/** How many times each key was seen. */
+class Tally<K> extends Map<K, number> {
+  add(key: K): void {
+    this.set(key, (this.get(key) ?? 0) + 1);
+  }
+  of(key: K): number {
+    return this.get(key) ?? 0;
+  }
+}
 
 /** Counts and logs what Inventory answered, on the single routes and per item of a batch. */
 export class Telemetry {
@@ -78,8 +101,9 @@ export class Telemetry {
   }
 
   /**
-   * A batch answered: each item as `record` would count and log it (`ran[i]` is the item's answer
-   * when it ran), and one line for the batch.
+   * A batch answered: each item counted and logged as `record` would (`ran[i]` is the item's answer
+   * when it ran), and one line for the batch. Each counter moves once per label, by the batch's
+   * count; the items' lines are only made when info lines are written.
    */
   recordBatch(
     log: FastifyBaseLogger,
@@ -87,20 +111,36 @@ export class Telemetry {
     answers: readonly BatchAnswer[],
     ran: readonly (Answered | undefined)[],
   ): void {
-    const counts = new Map<BatchCount, number>();
-    const count = (outcome: BatchCount) => counts.set(outcome, (counts.get(outcome) ?? 0) + 1);
+    const counts = new Tally<BatchCount>();
+    const createOutcomes = new Tally<Outcome | 'replayed'>();
+    const changeOutcomes = new Map<ChangeOperation['op'], Tally<Outcome | 'replayed'>>();
+    const logsItems = logsInfo(log);
     answers.forEach((answer, index) => {
       if (answer.kind === 'refused') {
-        count('refused');
+        counts.add('refused');
         return;
       }
+      const operation = operations[index]!;
       const answered = answer.kind === 'ran' ? ran[index] : undefined;
-      this.record(log, operations[index]!, answered);
-      count(answered?.outcome ?? 'replayed');
+      const outcome = answered?.outcome ?? 'replayed';
+      counts.add(outcome);
+      if (operation.op === 'create') {
+        createOutcomes.add(outcome);
+      } else {
+        const tally = changeOutcomes.get(operation.op) ?? new Tally();
+        tally.add(outcome);
+        changeOutcomes.set(operation.op, tally);
+      }
+      if (answered && logsItems) logAnswered(log, operation, answered);
     });
-    const n = (outcome: BatchCount) => counts.get(outcome) ?? 0;
+    if (createOutcomes.of('created') > 0) this.created.inc(createOutcomes.of('created'));
+    for (const [outcome, times] of createOutcomes) this.createAnswers.inc({ outcome }, times);
+    for (const [operation, tally] of changeOutcomes) {
+      for (const [outcome, times] of tally) this.changeAnswers.inc({ operation, outcome }, times);
+    }
+    const n = (outcome: BatchCount) => counts.of(outcome);
     const changes = operations.filter((operation) => operation.op !== 'create').length;
-    const changeCounts =
+    const changeTotals =
       changes === 0
         ? {}
         : {
@@ -116,7 +156,7 @@ export class Telemetry {
         duplicate: n('duplicate'),
         replayed: n('replayed'),
         refused: n('refused'),
-        ...changeCounts,
+        ...changeTotals,
       },
       `Answered a batch of ${answers.length} package requests: ${n('created')} created, ${n('duplicate')} duplicate, ${n('replayed')} replayed, ${n('refused')} refused` +
         (changes === 0

@@ -151,7 +151,7 @@ describe('cancelling a package request', () => {
       } else {
         await keys.answer(
           'duplicate',
-          fingerprint,
+          () => fingerprint,
           async (trx) => (await runThenCancel(trx))[0]!,
           () => {},
         );

@@ -10,9 +10,10 @@ import { useInventory } from '../support/inventory.js';
 const inventory = useInventory();
 
 /** A logger that keeps its info lines. */
-function captureLog() {
+function captureLog(level?: string) {
   const lines: { fields: Record<string, unknown>; message: string }[] = [];
   const log = {
+    ...(level === undefined ? {} : { level }),
     info: (fields: Record<string, unknown>, message: string) => lines.push({ fields, message }),
   } as unknown as FastifyBaseLogger;
   return { log, lines };
@@ -99,5 +100,51 @@ describe('Telemetry', () => {
     expect(counted('ship', 'changed')).toBe('1');
     expect(counted('ship', 'unchanged')).toBe('1');
     expect(counted('cancel', 'conflict')).toBe('1');
+  });
+
+  it('counts a batch by outcome, and makes the item lines only when info lines are written', async () => {
+    const create = (customer: string): Operation => ({
+      op: 'create',
+      input: { customer_id: customer, kind: 'k' },
+    });
+    const operations: Operation[] = [
+      create('c-1'),
+      create('c-2'),
+      create('c-3'),
+      { op: 'ship', id: 'r-1' },
+    ];
+    const answers = operations.map(() => ({
+      kind: 'ran' as const,
+      response: { status: 201, body: {} },
+    }));
+    const ran = [
+      answered('created', { customer_id: 'c-1' }),
+      answered('created', { customer_id: 'c-2' }),
+      answered('duplicate', { customer_id: 'c-3' }),
+      answered('changed', { status: 'shipped' }),
+    ];
+    for (const [level, itemLines] of [
+      ['info', 3],
+      ['warn', 0],
+    ] as const) {
+      const { log, lines } = captureLog(level);
+      const registry = new Registry();
+      new Telemetry(registry).recordBatch(log, operations, answers, ran);
+      // The item lines, then the batch's (which the logger drops below info).
+      expect(lines).toHaveLength(itemLines + 1);
+      expect(lines.at(-1)!.fields).toMatchObject({
+        items: 4,
+        created: 2,
+        duplicate: 1,
+        changed: 1,
+      });
+      const text = await registry.metrics();
+      expect(text).toMatch(/^inventory_package_requests_created_total 2$/m);
+      expect(text).toMatch(/^inventory_create_responses_total\{outcome="created"\} 2$/m);
+      expect(text).toMatch(/^inventory_create_responses_total\{outcome="duplicate"\} 1$/m);
+      expect(text).toMatch(
+        /^inventory_change_responses_total\{operation="ship",outcome="changed"\} 1$/m,
+      );
+    }
   });
 });
