@@ -48,7 +48,8 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-const HOP_BY_HOP = new Set([
+/** Headers that belong to one connection, not to the message: never passed on. */
+export const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
   'transfer-encoding',
