@@ -192,6 +192,8 @@ describe.each(SYNC_MODES)('convergence in %s mode', (mode) => {
     expect(counts.converged).toBe(customers);
     expect(drainMs).not.toBeNull();
     expect(kills).toBeGreaterThanOrEqual(2);
+    // Deletions reached packages, not only customers whose package did not exist yet.
+    expect(counts.cancelled).toBeGreaterThan(0);
     if (relay) expect(relay.counts.duplicated).toBeGreaterThan(0);
     // The search finds what is stored: every live customer's name and email, at least.
     expect(inRows.crm.size).toBeGreaterThanOrEqual(2 * counts.live);

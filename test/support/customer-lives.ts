@@ -137,10 +137,10 @@ export class CustomerLives {
       }
     }
     if (!fate.deleted) return;
-    // Late deletions find their package created (or give up waiting after 3 s): its cancel is
+    // Late deletions find their package created (or give up waiting after 10 s): its cancel is
     // what they test.
     if (!fate.deletedAtOnce) {
-      const deadline = performance.now() + 3_000;
+      const deadline = performance.now() + 10_000;
       while (!(await this.hasPackage(id)) && performance.now() < deadline) await sleep(100);
       await sleep(Math.floor(random() * 300));
     }
