@@ -17,6 +17,8 @@ export interface FaultPlan {
   retryAfterSeconds?: number;
   /** How long `delay` holds a call, in ms. */
   delayMs?: number;
+  /** Holds `delay` calls until this settles, instead of `delayMs`: on the wire until let go. */
+  delayUntil?: Promise<unknown>;
 }
 
 export interface ProxiedCall {
@@ -194,7 +196,7 @@ export class FaultProxy {
       response.end(mergeResults(Buffer.alloc(0)));
       return;
     }
-    const { rate, kinds } = this.plan;
+    const { rate, kinds, delayMs, delayUntil } = this.plan;
     const fault =
       kinds.length > 0 && this.random() < rate
         ? kinds[Math.floor(this.random() * kinds.length)]
@@ -223,7 +225,7 @@ export class FaultProxy {
         request.socket.destroy();
         return;
       case 'delay':
-        await new Promise((resolve) => setTimeout(resolve, this.plan.delayMs ?? 2_000));
+        await (delayUntil ?? new Promise((resolve) => setTimeout(resolve, delayMs ?? 2_000)));
         break;
       default:
         break;
