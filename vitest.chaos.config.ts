@@ -29,7 +29,11 @@ export default defineConfig({
       test: {
         name,
         // The battery only: test/chaos/reporter.test.ts is a unit test that `npm test` runs.
-        include: ['test/chaos/battery.test.ts', 'test/chaos/incidents.test.ts'],
+        include: [
+          'test/chaos/battery.test.ts',
+          'test/chaos/incidents.test.ts',
+          'test/chaos/convergence.test.ts',
+        ],
         pool: 'forks',
         env: {
           CHAOS_SCALE: 'full',

@@ -44,8 +44,14 @@ export function planFor(target: CustomerTarget): Plan {
   const { customerId, packageRequestId: id } = target;
   if (target.deleted) {
     if (id !== null) return { operation: 'cancel', change: { op: 'cancel', id, customerId } };
-    // A create may have committed with no answer recorded: look for its package first.
-    if (target.createTried) return { operation: 'cancel', change: { op: 'find', customerId } };
+    // A create may have committed with no answer recorded, or still be on its way: a search
+    // could miss it, a fence under its key cannot (inventory-client.ts).
+    if (target.createTried) {
+      return {
+        operation: 'cancel',
+        change: { op: 'fence', customerId, version: target.version },
+      };
+    }
     return { operation: null, change: null };
   }
   const recipient = {
@@ -79,7 +85,7 @@ const versionOf = (found: NonNullable<FoundRequest['request']>) => found.custome
 export function decide(target: CustomerTarget, plan: Plan, found: FoundRequest): Decision {
   const request = found.request;
   if (request === null) {
-    // Only a search answers "none": a deleted customer whose create never committed.
+    // Only a search answers "none" (after a fence refused for its key, which a create used).
     return target.deleted
       ? { state: 'delivered', outcome: 'never_created' }
       : { state: 'advanced', packageRequestId: undefined };

@@ -71,7 +71,7 @@ export class DeliveryReporter {
           `Updating package request for customer ID: ${id} to version ${plan.change.version}`,
         );
       case 'cancel':
-      case 'find':
+      case 'fence':
         return this.logger.info(fields, `Cancelling package request for customer ID: ${id}`);
       default:
         return undefined;

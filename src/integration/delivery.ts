@@ -237,14 +237,20 @@ export class DeliveryWorker implements Inbox {
     const decision = decide(target, plan, result);
     if (decision.state === 'refused') return this.failure(row, operation, decision.error, now);
     if (decision.state === 'advanced' && row.attempts + 1 >= MAX_STEPS) {
-      return this.failure(
-        row,
-        operation,
-        new TransientError(
-          `Inventory did not match customer version ${target.version} after ${MAX_STEPS} calls in a row`,
+      return {
+        ...this.failure(
+          row,
+          operation,
+          new TransientError(
+            `Inventory did not match customer version ${target.version} after ${MAX_STEPS} calls in a row`,
+          ),
+          now,
         ),
-        now,
-      );
+        // What the call found out is kept, so the retry starts from it: without the package
+        // request's id it would ask for the same create (or search) again, forever.
+        packageRequestId: decision.packageRequestId,
+        appliedVersion: decision.appliedVersion,
+      };
     }
     return { ...decision, operation };
   }

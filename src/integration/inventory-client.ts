@@ -25,14 +25,17 @@ interface Recipient {
 
 /**
  * One thing to make Inventory do for a customer: `create` its welcome package, `update` the
- * package's recipient, `cancel` it, or `find` it (a deleted customer's create may have committed
- * with no answer recorded).
+ * package's recipient, `cancel` it, or `fence` it. A fence is for a deleted customer whose create
+ * may have committed with no answer recorded, or may still be on its way: the create again, under
+ * the same idempotency key, with nothing personal. Either it makes the package now, or that create
+ * got there first (the key's other body is refused, and the package is looked up); so there is one
+ * package to cancel, and a create arriving later is refused.
  */
 export type PackageChange =
   | ({ op: 'create' } & Recipient)
   | ({ op: 'update'; id: string } & Recipient)
   | { op: 'cancel'; id: string; customerId: string }
-  | { op: 'find'; customerId: string };
+  | { op: 'fence'; customerId: string; version: number };
 
 /**
  * What Inventory holds for the customer after the call: its welcome package request as it now
@@ -44,9 +47,10 @@ export interface FoundRequest {
 }
 
 /** Idempotency keys: a retry of the same change is recognised; a newer version is a new change. */
-const keyOf = (change: Exclude<PackageChange, { op: 'find' }>): string => {
+const keyOf = (change: PackageChange): string => {
   switch (change.op) {
     case 'create':
+    case 'fence':
       // One key per customer, as first specified: a create with a newer recipient under it is
       // refused as a reuse (422), and the package it made is looked up instead.
       return `welcome-package:${change.customerId}`;
@@ -64,10 +68,16 @@ const recipientFields = (recipient: Recipient) => ({
 });
 
 /** The body of the change's single route (a cancel has none). */
-function bodyOf(change: Exclude<PackageChange, { op: 'find' }>) {
+function bodyOf(change: PackageChange) {
   switch (change.op) {
     case 'create':
       return { customer_id: change.customerId, kind: DEFAULT_KIND, ...recipientFields(change) };
+    case 'fence':
+      return {
+        customer_id: change.customerId,
+        kind: DEFAULT_KIND,
+        customer_version: change.version,
+      };
     case 'update':
       return recipientFields(change);
     case 'cancel':
@@ -76,10 +86,11 @@ function bodyOf(change: Exclude<PackageChange, { op: 'find' }>) {
 }
 
 /** The change as an item of `POST /package-requests/batch`. */
-function batchItemOf(change: Exclude<PackageChange, { op: 'find' }>): BatchItem {
+function batchItemOf(change: PackageChange): BatchItem {
   const idempotency_key = keyOf(change);
   switch (change.op) {
     case 'create':
+    case 'fence':
       return { op: 'create', ...bodyOf(change), idempotency_key } as BatchItem;
     case 'update':
       return { op: 'update', id: change.id, ...bodyOf(change), idempotency_key } as BatchItem;
@@ -120,9 +131,11 @@ function foundOf(
   return failureOf({ status, body, retryAfterMs }, 'Inventory');
 }
 
-/** A create refused because its key was used for an older recipient: the package exists. */
+/** A create refused because its key was used for another recipient: the package exists. */
 const isReusedCreate = (change: PackageChange, status: number, body: unknown) =>
-  change.op === 'create' && status === 422 && isKeyReusedAnswer.Check(body);
+  (change.op === 'create' || change.op === 'fence') &&
+  status === 422 &&
+  isKeyReusedAnswer.Check(body);
 
 /** Calls Inventory: package requests created, changed and cancelled, each safe to retry. */
 export class InventoryClient {
@@ -145,14 +158,7 @@ export class InventoryClient {
       if (answer instanceof TransientError && answer.status !== 409) throw answer;
       return [answer];
     }
-    const answers: (FoundRequest | Error)[] = [];
-    const batched: { index: number; change: Exclude<PackageChange, { op: 'find' }> }[] = [];
-    for (const [index, change] of changes.entries()) {
-      if (change.op === 'find') answers[index] = await this.find(change, headers, signal);
-      else batched.push({ index, change });
-    }
-    if (batched.length === 0) return answers;
-    const body: BatchRequest = { items: batched.map(({ change }) => batchItemOf(change)) };
+    const body: BatchRequest = { items: changes.map(batchItemOf) };
     const response = await callJson(this.options, `${PATH}/batch`, {
       method: 'POST',
       headers,
@@ -163,17 +169,20 @@ export class InventoryClient {
       throw failureOf(response, 'Inventory');
     }
     const { results } = response.body;
-    if (results.length !== batched.length) {
+    if (results.length !== changes.length) {
       throw new TransientError(
-        `Inventory answered ${results.length} results for ${batched.length} items`,
+        `Inventory answered ${results.length} results for ${changes.length} items`,
       );
     }
     const retryAfterMs = retryAfterOf(response);
-    for (const [i, { index, change }] of batched.entries()) {
-      const { status, body: answer } = results[i]!;
-      answers[index] = isReusedCreate(change, status, answer)
-        ? await this.find(change, headers, signal)
-        : foundOf(change, status, answer, retryAfterMs);
+    const answers: (FoundRequest | Error)[] = [];
+    for (const [index, change] of changes.entries()) {
+      const { status, body: answer } = results[index]!;
+      answers.push(
+        isReusedCreate(change, status, answer)
+          ? await this.find(change, headers, signal)
+          : foundOf(change, status, answer, retryAfterMs),
+      );
     }
     return answers;
   }
@@ -184,9 +193,8 @@ export class InventoryClient {
     headers: Record<string, string> = {},
     signal?: AbortSignal,
   ): Promise<FoundRequest | Error> {
-    if (change.op === 'find') return this.find(change, headers, signal);
     const path =
-      change.op === 'create'
+      change.op === 'create' || change.op === 'fence'
         ? PATH
         : change.op === 'update'
           ? `${PATH}/${change.id}`

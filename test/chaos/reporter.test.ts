@@ -8,7 +8,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { TestModule } from 'vitest/node';
-import type { ReportedScenario } from '../support/chaos.js';
+import type { ReportedScenario } from '../support/scenario-report.js';
 import ChaosSummaryReporter, { describeCommit, type ChaosReporterOptions } from './reporter.js';
 
 interface FakeTest {

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as prettier from 'prettier';
 import type { Reporter, TestModule, TestRunEndReason } from 'vitest/node';
-import { REPORT_FILE, type ReportedScenario } from '../support/chaos.js';
+import { REPORT_FILE, type ReportedScenario } from '../support/scenario-report.js';
 
 export interface ChaosReporterOptions {
   /**

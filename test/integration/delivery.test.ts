@@ -3,7 +3,9 @@ import { Registry } from 'prom-client';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createLogger } from '../../src/core/logging.js';
 import { migrate } from '../../src/core/migrations.js';
+import type { RetryPolicy } from '../../src/core/backoff.js';
 import { DeliveryWorker } from '../../src/integration/delivery.js';
+import type { FoundRequest, PackageChange } from '../../src/integration/inventory-client.js';
 import { createIntegrationMetrics } from '../../src/integration/metrics.js';
 import { integrationMigrations, type IntegrationTables } from '../../src/integration/migrations.js';
 import type { NewDelivery } from '../../src/integration/store/new-delivery.js';
@@ -18,14 +20,22 @@ let worker: DeliveryWorker | undefined;
 let calls: string[][];
 /** When true, "Inventory" never answers: a call ends only when the worker abandons it. */
 let hanging: boolean;
+/** What "Inventory" answers a change; by default it creates a pending package at its version. */
+let inventory: (change: PackageChange) => FoundRequest;
 
-beforeEach(async () => {
-  database = await createTestDatabase<IntegrationTables>('integration');
-  await migrate(database, integrationMigrations);
-  store = createSyncStore(database);
-  calls = [];
-  hanging = false;
-  worker = new DeliveryWorker({
+const createsPackage = (change: PackageChange): FoundRequest => ({
+  request: {
+    id: randomUUID(),
+    status: 'pending' as const,
+    customer_version: 'version' in change ? change.version : null,
+  },
+  created: true,
+});
+
+const startWorker = (
+  policy: RetryPolicy = { maxAttempts: 3, deadLetterAfterMs: 0, baseMs: 10, maxDelayMs: 100 },
+) =>
+  new DeliveryWorker({
     store,
     apply: async (changes, _headers, abandoned) => {
       calls.push(changes.map((change) => change.customerId));
@@ -34,17 +44,10 @@ beforeEach(async () => {
           abandoned.addEventListener('abort', () => reject(new Error('aborted'))),
         );
       }
-      return changes.map((change) => ({
-        request: {
-          id: randomUUID(),
-          status: 'pending' as const,
-          customer_version: 'version' in change ? change.version : null,
-        },
-        created: true,
-      }));
+      return changes.map((change) => inventory(change));
     },
     circuitState: () => 'closed',
-    policy: { maxAttempts: 3, deadLetterAfterMs: 0, baseMs: 10, maxDelayMs: 100 },
+    policy,
     concurrency: 2,
     batchSize: 10,
     claimMs: 30_000,
@@ -55,6 +58,15 @@ beforeEach(async () => {
     // Long, so only a hand-off (not the loop's own look for due work) can send within the test.
     idleMs: 60_000,
   });
+
+beforeEach(async () => {
+  database = await createTestDatabase<IntegrationTables>('integration');
+  await migrate(database, integrationMigrations);
+  store = createSyncStore(database);
+  calls = [];
+  hanging = false;
+  inventory = createsPackage;
+  worker = startWorker();
 });
 afterEach(async () => {
   await worker?.stop();
@@ -126,5 +138,72 @@ describe('pushed customers', () => {
     const row = await rowOf(item.customerId);
     expect(row).toMatchObject({ state: 'pending', attempts: 0, locked_by: null, last_error: null });
     expect(row.next_attempt_at).toBeLessThanOrEqual(Date.now());
+  });
+});
+
+describe('a customer whose package Inventory holds at an older version', () => {
+  it('is updated once a call found the package, even when that call used up the steps in a row', async () => {
+    await worker!.stop();
+    // Failures are retried, never dead-lettered within the test.
+    worker = startWorker({
+      maxAttempts: 20,
+      deadLetterAfterMs: 3_600_000,
+      baseMs: 1,
+      maxDelayMs: 5,
+    });
+    const customerId = randomUUID();
+    const packageId = randomUUID();
+    // A create whose answer was lost made version 1's package; the customer is at version 3 now,
+    // and four attempts have failed meanwhile.
+    const operations: string[] = [];
+    inventory = (change) => {
+      operations.push(change.op);
+      return {
+        request: {
+          id: packageId,
+          status: 'pending',
+          customer_version: change.op === 'update' ? change.version : 1,
+        },
+        created: false,
+      };
+    };
+    const now = Date.now();
+    await database.db
+      .insertInto('deliveries')
+      .values({
+        customer_id: customerId,
+        customer_name: 'Changed Name',
+        customer_email: 'changed@example.com',
+        customer_version: 3,
+        customer_created_at: now - 60_000,
+        changed_at: now - 1_000,
+        event_id: randomUUID(),
+        source: 'poll',
+        state: 'retrying',
+        attempts: 4,
+        create_tried: 1,
+        failing_since: now - 30_000,
+        next_attempt_at: now,
+        recorded_at: now - 60_000,
+        updated_at: now,
+      })
+      .execute();
+    worker.start();
+    await waitUntil(
+      async () => {
+        worker!.wake();
+        return (await stateOf(customerId)) === 'delivered';
+      },
+      5_000,
+      'delivered',
+    );
+    // The create found the package (a step without a match, the fifth attempt: a failure); the
+    // retry updated it, rather than asking for the create again.
+    expect(operations).toEqual(['create', 'update']);
+    expect(await rowOf(customerId)).toMatchObject({
+      package_request_id: packageId,
+      applied_version: 3,
+      outcome: 'updated',
+    });
   });
 });

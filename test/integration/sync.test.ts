@@ -105,6 +105,34 @@ describe('the integration service in poll mode', () => {
     expect((await packageRequestsByCustomer(upstreams.inventory)).get(id!)).toBe(1);
   });
 
+  it("refuses a deleted customer's create that reaches Inventory after the deletion was handled", async () => {
+    integration = await startIntegration(upstreams);
+    // The create is held on the wire (past the integration's timeout) until let go.
+    let letGo!: () => void;
+    const held = new Promise<void>((resolve) => (letGo = resolve));
+    upstreams.proxy.plan = { rate: 1, kinds: ['delay'], delayUntil: held };
+    const [id] = await createCustomers(upstreams.crmUrl, 1);
+    await waitUntil(() => upstreams.proxy.calls.length > 0, 10_000, 'the create on the wire');
+    upstreams.proxy.plan = { rate: 0, kinds: [] };
+    const deleted = await fetch(`${upstreams.crmUrl}/customers/${id}`, { method: 'DELETE' });
+    expect(deleted.status).toBe(204);
+    // The deletion is handled while the create is still on its way.
+    await waitUntil(async () => (await delivered()) === 1, 10_000, 'the deletion delivered');
+    letGo();
+    const [create] = upstreams.proxy.calls;
+    await waitUntil(() => create!.status !== undefined, 10_000, 'the held create answered');
+    // Refused: its key was taken by the fence, whose package (nothing personal) was cancelled.
+    expect(create!.status).toBe(422);
+    const packages = await upstreams.inventory.database.db
+      .selectFrom('package_requests')
+      .select(['status', 'recipient_name', 'recipient_email'])
+      .where('customer_id', '=', id!)
+      .execute();
+    expect(packages).toEqual([
+      { status: 'cancelled', recipient_name: null, recipient_email: null },
+    ]);
+  });
+
   it('picks up customers created before it started, from the start of the feed', async () => {
     const ids = await createCustomers(upstreams.crmUrl, 15);
     integration = await startIntegration(upstreams);

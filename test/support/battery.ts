@@ -3,14 +3,8 @@
  * the drain bound, and how each reports its counts and reads the services' metrics.
  */
 import { postgresUrlFor } from './databases.js';
-import {
-  reportScenario,
-  scaled,
-  type ChaosPlatform,
-  type Counts,
-  type ScenarioReport,
-  type SyncMode,
-} from './chaos.js';
+import { scaled, type ChaosPlatform, type SyncMode } from './chaos.js';
+import { reportScenario, type Counts, type ScenarioReport } from './scenario-report.js';
 
 export const SEED = Number(process.env.CHAOS_SEED ?? 20261127);
 export const DATABASE = postgresUrlFor('integration') ? 'postgres' : 'sqlite';

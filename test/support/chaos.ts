@@ -1,6 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import { sql } from 'kysely';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
@@ -9,9 +7,9 @@ import { AMQP_URL, closeBrokerConnections, countDeadLettered, deleteTopology } f
 import { createTestDatabase, type TestDatabase } from './databases.js';
 import { FaultProxy } from './fault-proxy.js';
 import { packageRequestsByCustomer } from './platform.js';
-import { DIST, freePort, sleep } from './processes.js';
+import { freePort, sleep } from './processes.js';
 import { ManagedProcess } from './managed-process.js';
-import { expect } from 'vitest';
+import type { Counts } from './scenario-report.js';
 
 export { sleep };
 
@@ -32,6 +30,8 @@ export interface ChaosPlatformOptions {
   instances?: number;
   /** Extra environment for the integration instances. */
   integrationEnv?: Record<string, string>;
+  /** Extra environment for the CRM (e.g. its webhook sender's settings). */
+  crmEnv?: Record<string, string>;
 }
 
 /**
@@ -47,7 +47,8 @@ export class ChaosPlatform {
     readonly mode: SyncMode,
     readonly crm: ManagedProcess,
     readonly inventory: ManagedProcess,
-    private readonly databases: {
+    /** The test's own connections to each service's database, to count outcomes in. */
+    readonly databases: {
       crm: TestDatabase<CrmTables>;
       inventory: TestDatabase<InventoryTables>;
       integration: TestDatabase<IntegrationTables>;
@@ -77,6 +78,7 @@ export class ChaosPlatform {
       WEBHOOK_RETRY_MAX_DELAY_MS: '1000',
       WEBHOOK_MAX_ATTEMPTS: '100',
       WEBHOOK_TIMEOUT_MS: '2000',
+      ...options.crmEnv,
     });
     const inventory = new ManagedProcess(
       'inventory/main.js',
@@ -318,6 +320,15 @@ export class ChaosPlatform {
     };
   }
 
+  /**
+   * Stops every process with SIGTERM, as an operator would: each closes its database (on SQLite
+   * the last connection to close checkpoints the write-ahead log). Answers the exit codes.
+   */
+  async stopGracefully(): Promise<(number | null)[]> {
+    const instances = await Promise.all(this.instances.map((instance) => instance.stop('SIGTERM')));
+    return [...instances, await this.crm.stop('SIGTERM'), await this.inventory.stop('SIGTERM')];
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.instances.map((instance) => instance.stop('SIGKILL')));
     await Promise.all([this.crm.stop('SIGKILL'), this.inventory.stop('SIGKILL')]);
@@ -326,53 +337,3 @@ export class ChaosPlatform {
     if (this.amqpPrefix) await deleteTopology(this.amqpPrefix);
   }
 }
-
-export interface Counts {
-  created: number;
-  delivered: number;
-  duplicates: number;
-  missing: number;
-  /** Package requests for customers the CRM does not have. */
-  strays: number;
-  dead_letters: number;
-}
-
-export interface ScenarioReport extends Counts {
-  scenario: string;
-  mode: SyncMode;
-  database: 'sqlite' | 'postgres';
-  seed: number;
-  seconds: number;
-  /** Scenario-specific figures (kills, drain time, calls before Retry-After, …). */
-  details: Record<string, number | string | boolean>;
-}
-
-/** A scenario's report as the summary reads it: the test that wrote it, and its printed line. */
-export interface ReportedScenario extends ScenarioReport {
-  /** The test's name, `describe > it`, as the reporter's TestCase.fullName spells it. */
-  test: string;
-  line: string;
-}
-
-const REPORT_FILE = path.join(DIST, '..', 'test-artifacts', 'chaos.jsonl');
-
-/** Prints the scenario's one line and appends it to test-artifacts/chaos.jsonl for the summary. */
-export function reportScenario(report: ScenarioReport): void {
-  const details = Object.entries(report.details)
-    .map(([key, value]) => `${key}=${value}`)
-    .join(' ');
-  const line =
-    `chaos ${report.scenario} [${report.mode}, ${report.database}] ` +
-    `created=${report.created} delivered=${report.delivered} duplicates=${report.duplicates} ` +
-    `missing=${report.missing} dead_letters=${report.dead_letters} ${details} (${report.seconds.toFixed(1)} s)`;
-  process.stdout.write(`${line}\n`);
-  fs.mkdirSync(path.dirname(REPORT_FILE), { recursive: true });
-  const reported: ReportedScenario = {
-    ...report,
-    test: expect.getState().currentTestName ?? '',
-    line,
-  };
-  fs.appendFileSync(REPORT_FILE, `${JSON.stringify(reported)}\n`);
-}
-
-export { REPORT_FILE };

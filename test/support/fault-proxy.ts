@@ -17,6 +17,8 @@ export interface FaultPlan {
   retryAfterSeconds?: number;
   /** How long `delay` holds a call, in ms. */
   delayMs?: number;
+  /** Holds `delay` calls until this settles, instead of `delayMs`: on the wire until let go. */
+  delayUntil?: Promise<unknown>;
 }
 
 export interface ProxiedCall {
@@ -48,7 +50,8 @@ export function seededRandom(seed: number): () => number {
   };
 }
 
-const HOP_BY_HOP = new Set([
+/** Headers that belong to one connection, not to the message: never passed on. */
+export const HOP_BY_HOP = new Set([
   'connection',
   'keep-alive',
   'transfer-encoding',
@@ -193,7 +196,7 @@ export class FaultProxy {
       response.end(mergeResults(Buffer.alloc(0)));
       return;
     }
-    const { rate, kinds } = this.plan;
+    const { rate, kinds, delayMs, delayUntil } = this.plan;
     const fault =
       kinds.length > 0 && this.random() < rate
         ? kinds[Math.floor(this.random() * kinds.length)]
@@ -222,7 +225,7 @@ export class FaultProxy {
         request.socket.destroy();
         return;
       case 'delay':
-        await new Promise((resolve) => setTimeout(resolve, this.plan.delayMs ?? 2_000));
+        await (delayUntil ?? new Promise((resolve) => setTimeout(resolve, delayMs ?? 2_000)));
         break;
       default:
         break;

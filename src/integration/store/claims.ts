@@ -30,7 +30,7 @@ export interface DeliveredOutcome extends InventoryFacts {
 export interface AdvancedOutcome extends InventoryFacts {
   state: 'advanced';
 }
-export interface FailedOutcome {
+export interface FailedOutcome extends Omit<InventoryFacts, 'operation'> {
   state: 'retrying' | 'dead';
   /** What the attempt asked Inventory to do; the column is left as it was when absent. */
   operation?: DeliveryOperation | null | undefined;
@@ -49,10 +49,16 @@ export interface Settlement {
 }
 
 /** The columns that record what Inventory holds; a package request id once known stays. */
-const factsOf = (facts: InventoryFacts): UpdateObject<IntegrationTables, 'deliveries'> => ({
-  operation: facts.operation,
+const knownOf = (
+  facts: Omit<InventoryFacts, 'operation'>,
+): UpdateObject<IntegrationTables, 'deliveries'> => ({
   ...(facts.packageRequestId === undefined ? {} : { package_request_id: facts.packageRequestId }),
   ...(facts.appliedVersion === undefined ? {} : { applied_version: facts.appliedVersion }),
+});
+/** Those columns, and the operation the attempt asked for. */
+const factsOf = (facts: InventoryFacts): UpdateObject<IntegrationTables, 'deliveries'> => ({
+  operation: facts.operation,
+  ...knownOf(facts),
 });
 
 /**
@@ -187,6 +193,7 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
             {
               state: outcome.state,
               ...(outcome.operation === undefined ? {} : { operation: outcome.operation }),
+              ...knownOf(outcome),
               attempts: sql`attempts + 1`,
               last_error: outcome.error,
               last_status: outcome.status ?? null,
@@ -202,7 +209,9 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
       for (const { row, outcome } of settlements) {
         if (written.has(row.customer_id) || outcome.state === 'released') continue;
         const found =
-          outcome.state === 'delivered' || outcome.state === 'advanced' ? factsOf(outcome) : {};
+          outcome.state === 'delivered' || outcome.state === 'advanced'
+            ? factsOf(outcome)
+            : knownOf(outcome);
         await update([row.customer_id], {
           ...found,
           state: 'pending',
