@@ -23,19 +23,9 @@ import {
   countTokensInFiles,
   countTokensInRows,
   leftovers,
-  tokensInventoryKeepsAfterCancel,
-  unexplained,
   type TokenCounts,
 } from '../support/erasure.js';
 import { WebhookRelay } from '../support/webhook-relay.js';
-
-/**
- * TODO(Inventory erasure on cancel, another helper's branch): Inventory's cancel does not yet null
- * a package's recipient nor erase it from the answers stored under idempotency keys. Until that
- * lands, what Inventory holds there is left out of its check (and reported as
- * kept_by_inventory_cancel); anything else must be gone. Set this to true once it lands.
- */
-const INVENTORY_ERASES_ON_CANCEL = false;
 
 /**
  * TODO(erasure in SQLite files, src/core/db.ts): `secure_delete` zeroes a deleted row, but not the
@@ -108,14 +98,10 @@ describe.each(SYNC_MODES)('convergence in %s mode', (mode) => {
     const { pattern } = lives.personal;
     await p.stopGracefully();
     await relay?.stop();
-    const keptByInventory = INVENTORY_ERASES_ON_CANCEL
-      ? new Map<string, number>()
-      : await tokensInventoryKeepsAfterCancel(p, pattern);
     const inRows = await countTokensInRows(p, pattern);
     const inFiles = await countTokensInFiles(p, pattern);
     // Each deleted customer's names and emails, but a reused email (rightly kept for its new
-    // customer), and in Inventory neither a shipped package's recipient (its shipping record) nor
-    // what its cancel does not erase yet.
+    // customer), and in Inventory not a shipped package's recipient (its shipping record).
     const leftIn = (stored: TokenCounts) => {
       const of = (service: ServiceName, tokens = stored[service]) =>
         leftovers(tokens, outcome.erased, {
@@ -124,7 +110,7 @@ describe.each(SYNC_MODES)('convergence in %s mode', (mode) => {
         });
       return {
         crm: of('crm'),
-        inventory: of('inventory', unexplained(stored.inventory, keptByInventory)),
+        inventory: of('inventory'),
         integration: of('integration'),
       };
     };
@@ -165,14 +151,6 @@ describe.each(SYNC_MODES)('convergence in %s mode', (mode) => {
         unsettled: counts.unsettled,
         left_in_rows: figure(leftInRows),
         ...(leftInFiles ? { left_in_files: figure(leftInFiles) } : {}),
-        ...(INVENTORY_ERASES_ON_CANCEL
-          ? {}
-          : {
-              kept_by_inventory_cancel: leftovers(keptByInventory, outcome.erased, {
-                excludedTokens: outcome.reused,
-                excludedCustomers: shipped,
-              }).occurrences,
-            }),
         client_retried: describeFailures(outcome.failures),
       },
     );

@@ -77,42 +77,6 @@ export async function countTokensInFiles(
   return counts;
 }
 
-/**
- * The tokens Inventory keeps where its cancel does not yet erase them: the recipient of a
- * cancelled package, and the answers stored under idempotency keys.
- */
-export async function tokensInventoryKeepsAfterCancel(
-  platform: ChaosPlatform,
-  pattern: string,
-): Promise<Map<string, number>> {
-  const { db } = platform.databases.inventory;
-  const cancelled = await db
-    .selectFrom('package_requests')
-    .select(['recipient_name', 'recipient_email'])
-    .where('status', '=', 'cancelled')
-    .execute();
-  const answers = await db.selectFrom('idempotency_keys').select('response_body').execute();
-  return tally(
-    [
-      ...cancelled.flatMap((row) => [row.recipient_name, row.recipient_email]),
-      ...answers.map((row) => row.response_body),
-    ],
-    pattern,
-  );
-}
-
-/** Tokens `stored` holds more often than `explained` accounts for. */
-export function unexplained(
-  stored: Map<string, number>,
-  explained: Map<string, number>,
-): Map<string, number> {
-  const left = new Map<string, number>();
-  for (const [token, n] of stored) {
-    if (n > (explained.get(token) ?? 0)) left.set(token, n - (explained.get(token) ?? 0));
-  }
-  return left;
-}
-
 /** Occurrences, in `stored`, of the tokens each customer had, leaving out `excluded` customers. */
 export function leftovers(
   stored: Map<string, number>,
