@@ -79,13 +79,18 @@ describe('the SQS handler with changes and deletions', () => {
     ]);
   });
 
-  it('creates nothing for a customer deleted before any package was asked for', async () => {
+  it('leaves only a cancelled package with nothing personal for a customer deleted before any package was asked for', async () => {
     const id = randomUUID();
+    // The function cannot know whether a create for the customer is on its way: it fences the
+    // customer's key, so a create arriving later is refused.
     const lines = await deliverInOrder([customerDeleted(id, 2)]);
-    expect(await requestsOf(id)).toEqual([]);
-    expect(lines.find((line) => line.customerId === id)).toMatchObject({
-      outcome: 'never_created',
-    });
+    expect(await requestsOf(id)).toEqual([
+      { status: 'cancelled', recipient_name: null, recipient_email: null, customer_version: 2 },
+    ]);
+    expect(lines.find((line) => line.customerId === id)).toMatchObject({ outcome: 'cancelled' });
+    const { handler } = lambda.handlerFor();
+    expect((await handler(eventOf([recordOf(customerCreated(id))]))).batchItemFailures).toEqual([]);
+    expect(await requestsOf(id)).toMatchObject([{ status: 'cancelled', recipient_name: null }]);
   });
 
   it('leaves a package that shipped before the change as it shipped', async () => {
