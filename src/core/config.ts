@@ -137,6 +137,8 @@ export interface CommonConfig {
   host: string;
   /** Folder for the embedded SQLite files. Default `./data`. */
   dataDir: string;
+  /** How long after an erasure a SQLite file is scrubbed (`SQLITE_SCRUB_AFTER_MS`). Default 60 s. */
+  sqliteScrubAfterMs: number;
   /** Pino log level. Default `info`. */
   logLevel: string;
   /** `pretty` on a terminal, `json` otherwise, unless `LOG_FORMAT` says. */
@@ -234,6 +236,10 @@ export function readCommonConfig(env: Env): CommonConfig {
   return {
     host,
     dataDir: path.resolve(readString(env, 'DATA_DIR', './data')),
+    sqliteScrubAfterMs: readInteger(env, 'SQLITE_SCRUB_AFTER_MS', 60_000, {
+      min: 0,
+      max: 86_400_000,
+    }),
     logLevel: readChoice(env, 'LOG_LEVEL', 'info', LOG_LEVELS),
     logFormat: readChoice<LogFormat>(env, 'LOG_FORMAT', process.stdout.isTTY ? 'pretty' : 'json', [
       'pretty',

@@ -18,6 +18,7 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import { redactUrl } from './config.js';
+import { SQLITE_BUSY_TIMEOUT_MS, SqliteScrubber } from './sqlite-scrub.js';
 
 // Counts and sequence values come back from PostgreSQL as int8 strings; ours stay far below 2^53.
 pg.types.setTypeParser(pg.types.builtins.INT8, (value) => Number(value));
@@ -42,11 +43,12 @@ export interface Database<Tables> {
     onError: (error: Error) => void,
   ): Promise<() => Promise<void>>;
   /**
-   * SQLite only: soon (within a second, once however often it is called), copies the write-ahead
-   * log into the database file and truncates it, so that what a deletion erased does not linger in
-   * the log's older frames. Best effort: when another process is reading, it tries again later.
+   * SQLite only: records that a deletion erased personal data; within `scrubAfterMs` (once
+   * however often it is called) the file is rewritten and its write-ahead log emptied, so no byte
+   * of it is left (see `SqliteScrubber`). Best effort against other processes: while one holds
+   * the file it tries again later, and a scrub still due survives a crash.
    */
-  checkpointSoon?(): void;
+  scrubSoon?(): void;
   close(): Promise<void>;
 }
 
@@ -67,6 +69,8 @@ export interface OpenDatabaseOptions {
   schema?: string | undefined;
   /** Largest number of pooled PostgreSQL connections. Default 10. */
   maxConnections?: number;
+  /** SQLite: how long after an erasure its file is scrubbed, in ms. Default 60,000. */
+  scrubAfterMs?: number;
 }
 
 /**
@@ -175,13 +179,14 @@ export async function openDatabase<Tables>(
   sqlite.pragma('synchronous = NORMAL');
   sqlite.pragma(`busy_timeout = ${SQLITE_BUSY_TIMEOUT_MS}`);
   sqlite.pragma('foreign_keys = ON');
-  // Deleted and overwritten content is zeroed in the file, so an erased customer's name and email
-  // do not linger in free pages.
+  // Deleted and overwritten content is zeroed where it lay at once; the scrub after erasures
+  // clears the copies a page rebalance left elsewhere.
   sqlite.pragma('secure_delete = ON');
   const db = new Kysely<Tables>({
     dialect: new ImmediateSqliteDialect({ database: withStatementCache(sqlite) }),
   });
-  const checkpoint = new SoonCheckpoint(db);
+  const scrubber = new SqliteScrubber(db, options.sqliteFile, options.scrubAfterMs ?? 60_000);
+  scrubber.resume();
   return {
     db,
     dialect: 'sqlite',
@@ -189,64 +194,12 @@ export async function openDatabase<Tables>(
     ping: async () => {
       await sql`select 1`.execute(db);
     },
-    checkpointSoon: () => checkpoint.soon(),
+    scrubSoon: () => scrubber.erased(),
     close: async () => {
-      await checkpoint.stop();
+      await scrubber.stop();
       await db.destroy();
     },
   };
-}
-
-/** How long a SQLite statement waits for another process's lock before failing, in ms. */
-const SQLITE_BUSY_TIMEOUT_MS = 5_000;
-
-/** After erasures, `wal_checkpoint(TRUNCATE)` at most once a second, never blocking on a reader. */
-class SoonCheckpoint {
-  private timer: NodeJS.Timeout | undefined;
-  private running: Promise<void> | undefined;
-  private tries = 0;
-
-  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- pragmas need no typed tables
-  constructor(private readonly db: Kysely<any>) {}
-
-  soon(delayMs = 1_000): void {
-    if (this.timer) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.running = this.run().finally(() => (this.running = undefined));
-    }, delayMs);
-    this.timer.unref();
-  }
-
-  private async run(): Promise<void> {
-    const busy = await this.db
-      .connection()
-      .execute(async (connection) => {
-        // With no busy wait: a reader in another process makes it report busy at once, rather
-        // than hold this process's one connection (and its event loop) for the busy timeout.
-        await sql`pragma busy_timeout = 0`.execute(connection);
-        try {
-          const { rows } = await sql<{ busy: number }>`pragma wal_checkpoint(TRUNCATE)`.execute(
-            connection,
-          );
-          return rows[0]?.busy === 1;
-        } finally {
-          await sql`pragma busy_timeout = ${sql.raw(String(SQLITE_BUSY_TIMEOUT_MS))}`.execute(
-            connection,
-          );
-        }
-      })
-      .catch(() => true);
-    this.tries = busy ? this.tries + 1 : 0;
-    // A few more tries, further apart; the next erasure starts over.
-    if (busy && this.tries < 5) this.soon(1_000 * 2 ** this.tries);
-  }
-
-  async stop(): Promise<void> {
-    clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.running;
-  }
 }
 
 /** Prepared statements kept per SQLite connection, most recently used first out last. */

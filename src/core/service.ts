@@ -183,6 +183,7 @@ export async function startService<Tables>(
   const database = await openDatabase<Tables>({
     url: config.databaseUrl,
     sqliteFile: path.join(config.dataDir, `${definition.name}.sqlite`),
+    scrubAfterMs: config.sqliteScrubAfterMs,
   });
   logger.info(`Using ${database.dialect} database at ${database.location}`);
   let service: ServiceApp;

@@ -133,8 +133,8 @@ export class CustomerStore {
   private readonly changing = new Map<string, Promise<unknown>>();
 
   /**
-   * `afterErasure` runs after each deletion commits (e.g. `Database.checkpointSoon`, so the erased
-   * name and email leave SQLite's write-ahead log too). Default: nothing.
+   * `afterErasure` runs after each deletion commits (e.g. `Database.scrubSoon`, so no byte of the
+   * erased name and email is left in SQLite's files). Default: nothing.
    */
   constructor(
     private readonly db: Kysely<CrmTables>,

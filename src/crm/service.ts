@@ -84,7 +84,7 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
         },
         routes: async (app) => {
           await app.register(customerRoutes, {
-            customers: new CustomerStore(database.db, events, () => database.checkpointSoon?.()),
+            customers: new CustomerStore(database.db, events, () => database.scrubSoon?.()),
           });
           await app.register(eventRoutes, { events });
           await app.register(asyncApiRoute, { version: PLATFORM_VERSION });

@@ -26,7 +26,7 @@ export { BATCH_BODY_LIMIT_BYTES } from './batch-route.js';
 export interface PackageRequestRoutesOptions {
   db: Kysely<InventoryTables>;
   idempotencyKeys: IdempotencyKeys;
-  /** Runs after a cancel erased a recipient (e.g. `Database.checkpointSoon`). Default: nothing. */
+  /** Runs after a cancel erased a recipient (e.g. `Database.scrubSoon`). Default: nothing. */
   afterErasure?: () => void;
 }
 

@@ -16,7 +16,7 @@ export const inventoryService: ServiceDefinition<InventoryTables> = {
       await app.register(packageRequestRoutes, {
         db: database.db,
         idempotencyKeys: new IdempotencyKeys(database.db),
-        afterErasure: () => database.checkpointSoon?.(),
+        afterErasure: () => database.scrubSoon?.(),
       });
     },
   }),

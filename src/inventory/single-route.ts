@@ -12,7 +12,7 @@ export interface RouteContext {
   db: Kysely<InventoryTables>;
   idempotencyKeys: IdempotencyKeys;
   telemetry: Telemetry;
-  /** Runs after a cancel committed (its erasure): e.g. `Database.checkpointSoon`. */
+  /** Runs after a cancel committed (its erasure): e.g. `Database.scrubSoon`. */
   afterErasure: () => void;
 }
 

@@ -23,19 +23,10 @@ import {
   countTokensInFiles,
   countTokensInRows,
   leftovers,
+  waitUntilScrubbed,
   type TokenCounts,
 } from '../support/erasure.js';
 import { WebhookRelay } from '../support/webhook-relay.js';
-
-/**
- * TODO(erasure in SQLite files, src/core/db.ts): `secure_delete` zeroes a deleted row, but not the
- * copies SQLite leaves behind when it rebalances a b-tree page (rebuildPage does not clear the
- * page's unallocated space): a row moved to another page, and later changed or deleted there,
- * can linger in its old page's free space, readable in the file though no SQL reaches it. Until
- * the services scrub those (e.g. VACUUM after deletions), what the files hold is reported
- * (left_in_files) but not required to be 0; the rows must hold nothing. Set this to true then.
- */
-const SQLITE_ERASES_MOVED_CELLS = false;
 
 let platform: ChaosPlatform | undefined;
 let relay: WebhookRelay | undefined;
@@ -96,6 +87,8 @@ describe.each(SYNC_MODES)('convergence in %s mode', (mode) => {
     const unconverged = await describeCustomers(p, counts.examples);
 
     const { pattern } = lives.personal;
+    // SQLite: every service scrubs its file after erasures (SQLITE_SCRUB_AFTER_MS, shortened here).
+    await waitUntilScrubbed(p);
     await p.stopGracefully();
     await relay?.stop();
     const inRows = await countTokensInRows(p, pattern);
@@ -177,7 +170,7 @@ describe.each(SYNC_MODES)('convergence in %s mode', (mode) => {
     expect(inRows.crm.size).toBeGreaterThanOrEqual(2 * counts.live);
     const none = { occurrences: 0, customers: [] };
     expect(leftInRows).toEqual({ crm: none, inventory: none, integration: none });
-    if (leftInFiles && SQLITE_ERASES_MOVED_CELLS) {
+    if (leftInFiles) {
       expect(leftInFiles).toEqual({ crm: none, inventory: none, integration: none });
     }
   }, 600_000);

@@ -122,10 +122,13 @@ async function startPlatformOnSharedDatabase() {
 describe.runIf(postgresUrlFor('integration'))('several instances on one PostgreSQL', () => {
   it('three instances deliver 1,000 customers with no call reaching Inventory twice', async () => {
     const { env, platform, shared } = await startPlatformOnSharedDatabase();
+    // One customer per call and two calls in flight per instance: no instance can drain a feed
+    // page alone before the others' next look for work, so the claims really contend.
+    const contended = { ...env, DELIVERY_BATCH_SIZE: '1', DELIVERY_CONCURRENCY: '2' };
     const instances = await Promise.all([
-      startInstance(env),
-      startInstance(env),
-      startInstance(env),
+      startInstance(contended),
+      startInstance(contended),
+      startInstance(contended),
     ]);
     const ids = await createCustomers(platform.crmUrl, 1000, { concurrency: 8 });
     await waitUntil(

@@ -59,7 +59,8 @@ export async function createTestDatabase<Tables>(
   const database = await openDatabase<Tables>({ sqliteFile: path.join(dir, `${service}.sqlite`) });
   return {
     ...database,
-    env: { DATA_DIR: dir },
+    // Scrubs after erasures within a second, so tests can wait for them.
+    env: { DATA_DIR: dir, SQLITE_SCRUB_AFTER_MS: '1000' },
     drop: async () => {
       await database.close();
       fs.rmSync(dir, { recursive: true, force: true });

@@ -53,6 +53,21 @@ export async function countTokensInRows(
   return counts;
 }
 
+/** SQLite: waits until no service has a scrub of its file due (see `SqliteScrubber`). */
+export async function waitUntilScrubbed(
+  platform: ChaosPlatform,
+  timeoutMs = 60_000,
+): Promise<void> {
+  const markers = Object.values(platform.databases)
+    .filter((database) => database.dialect === 'sqlite')
+    .map((database) => `${database.location}-scrub`);
+  await platform.waitUntil(
+    async () => markers.every((marker) => !fs.existsSync(marker)),
+    'every SQLite file scrubbed after its erasures',
+    timeoutMs,
+  );
+}
+
 /**
  * SQLite: the bytes of each database's files, whatever rows they belong to, live or not. Call
  * with every service stopped: it closes the test's own connections, so the last one to close

@@ -58,14 +58,14 @@ export function createInboxRepository(
   leases: LeasesRepository,
 ) {
   const { db } = database;
-  /** After a deletion was written, the erased name and email leave SQLite's log soon too. */
-  const checkpointIfErased = <
+  /** After a deletion was written, SQLite scrubs the erased name and email from its files soon. */
+  const scrubIfErased = <
     Written extends readonly { customer_deleted_at?: number | null; deletedAt?: number | null }[],
   >(
     written: Written | undefined,
   ): Written | undefined => {
     if (written?.some((row) => (row.customer_deleted_at ?? row.deletedAt ?? null) !== null)) {
-      database.checkpointSoon?.();
+      database.scrubSoon?.();
     }
     return written;
   };
@@ -183,7 +183,7 @@ export function createInboxRepository(
    * still holds the poll lease and the cursor is still at `from`.
    */
   const recordFromFeed: RecordFromFeed = async (source, from, to, items, lease, now = Date.now()) =>
-    checkpointIfErased(
+    scrubIfErased(
       await db.transaction().execute(async (trx) => {
         if (!(await leases.holdsLeaseIn(trx, lease, now))) return undefined;
         if ((await leases.readCursorIn(trx, source)) !== from) return undefined;
@@ -232,7 +232,7 @@ export function createInboxRepository(
       items: NewDelivery[],
       now = Date.now(),
     ): Promise<NewDelivery[] | undefined> {
-      return checkpointIfErased(
+      return scrubIfErased(
         await db.transaction().execute(async (trx) => {
           if (!(await rememberMessage(trx, message, now))) return undefined;
           return insertNew(trx, items, now);
@@ -253,7 +253,7 @@ export function createInboxRepository(
       claim: DeliveryClaim,
       now = Date.now(),
     ): Promise<DeliveryRow[] | undefined> {
-      return checkpointIfErased(
+      return scrubIfErased(
         await db.transaction().execute(async (trx) => {
           if (!(await rememberMessage(trx, message, now))) return undefined;
           return insertClaimed(trx, items, now, claim);
