@@ -93,13 +93,32 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
     {
       schema: {
         tags: ['customers'],
-        summary: 'List customers in creation order, one page at a time',
-        querystring: Type.Object(PageQuery, { additionalProperties: false }),
+        summary: 'List customers in creation order, one page at a time, or find one by email',
+        querystring: Type.Object(
+          {
+            ...PageQuery,
+            email: Type.Optional(
+              Type.String({
+                minLength: 1,
+                maxLength: 320,
+                description:
+                  'Only the customer with this email, in any letter case: a list of one, or empty.',
+              }),
+            ),
+          },
+          { additionalProperties: false },
+        ),
         response: { 200: Type.Array(CustomerSchema, { headers: paginationHeaders }) },
       },
     },
-    async (request, reply) =>
-      sendPage(request, reply, await customers.list(request.query), request.query),
+    async (request, reply) => {
+      const { email, ...page } = request.query;
+      if (email !== undefined) {
+        const found = await customers.findByEmail(email);
+        return found ? [found] : [];
+      }
+      return sendPage(request, reply, await customers.list(page), page);
+    },
   );
 
   api.delete(

@@ -7,6 +7,7 @@ import {
   ReplayOneSchema,
   StatusSchema,
 } from '../contracts/admin-api.js';
+import { TIMELINE_LIMIT_MAX, TimelineSchema, type Timeline } from '../contracts/timeline.js';
 import { ConfigError, readOptionalString, type Env } from '../core/config.js';
 import {
   ApiClient,
@@ -17,6 +18,7 @@ import {
   type Service,
 } from './cli/api-client.js';
 import { formatDeadLetters, formatStatus, oneLine } from './cli/render.js';
+import { formatTimeline } from './cli/render-timeline.js';
 import type { ProgressStream } from './cli/progress.js';
 import { formatRetryWindows, retryWindows } from './cli/retry-windows.js';
 import { seedCustomers, type SeedOptions } from './cli/seed.js';
@@ -43,6 +45,35 @@ interface Customer {
   name: string;
   email: string;
   created_at: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** The id of the CRM customer who has `email`; a CliFailure when none has. */
+async function customerIdOfEmail(crm: ApiClient, email: string): Promise<string> {
+  const found = await crm.request<Customer[]>(
+    'GET',
+    `/customers?email=${encodeURIComponent(email)}`,
+  );
+  if (found.length === 0) {
+    throw new CliFailure(
+      `No customer in the CRM has the email ${email}. A deleted customer's email is erased: trace them by id.`,
+    );
+  }
+  return found[0]!.id;
+}
+
+/** A customer's whole timeline, read page by page. */
+async function readTimeline(client: ApiClient, customerId: string): Promise<Timeline> {
+  const shape = Compile(TimelineSchema);
+  const path = `/api/customers/${encodeURIComponent(customerId)}/timeline?limit=${TIMELINE_LIMIT_MAX}`;
+  const first = await client.request('GET', path, { shape });
+  let page = first;
+  while (page.next_after !== null) {
+    page = await client.request('GET', `${path}&after=${page.next_after}`, { shape });
+    first.entries.push(...page.entries);
+  }
+  return { ...first, next_after: null };
 }
 
 const formatCustomer = (customer: Customer) =>
@@ -196,6 +227,22 @@ function buildProgram(io: CliIo): Command {
         );
       },
     );
+
+  program
+    .command('trace')
+    .description('show what happened to one customer: events received, attempts, operator actions')
+    .argument('<customer>', 'the customer id, or their email (looked up in the CRM)')
+    .action(async (customer: string, _options, command: Command) => {
+      const id = UUID.test(customer)
+        ? customer.toLowerCase()
+        : customer.includes('@')
+          ? await customerIdOfEmail(context(command, CRM).client, customer)
+          : command.error(`"${customer}" is neither a customer id (a UUID) nor an email address.`, {
+              exitCode: USAGE_ERROR,
+            });
+      const { client, show } = context(command, INTEGRATION);
+      show(await readTimeline(client, id), formatTimeline);
+    });
 
   const customers = program.command('customers').description('create customers in the CRM');
 

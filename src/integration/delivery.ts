@@ -176,6 +176,7 @@ export class DeliveryWorker implements Inbox {
     const plans = targets.map(planFor);
     rows.forEach((row, index) => this.reporter.starting(row, plans[index]!, logs[index]!));
     const calls = plans.flatMap((plan, index) => (plan.change ? [{ index, plan }] : []));
+    const startedAt = Date.now();
     const results: (FoundRequest | Error | undefined)[] = rows.map(() => undefined);
     if (calls.length > 0) {
       let answers: (FoundRequest | Error)[];
@@ -199,6 +200,7 @@ export class DeliveryWorker implements Inbox {
     const settlements: Settlement[] = rows.map((row, index) => ({
       row,
       outcome: this.outcomeOf(row, targets[index]!, plans[index]!, results[index], now),
+      attempt: { startedAt, traceId: logs[index]!.trace_id },
     }));
     let written: boolean[];
     try {

@@ -7,6 +7,14 @@ import {
   type DeliveryOutcome,
   type DeliveryState,
 } from '../contracts/admin-api.js';
+import {
+  TIMELINE_ACTIONS,
+  TIMELINE_KINDS,
+  TIMELINE_RESULTS,
+  type TimelineAction,
+  type TimelineKind,
+  type TimelineResult,
+} from '../contracts/timeline.js';
 import { refuseValuesOutside, type Migration } from '../core/migrations.js';
 
 /** The integration service's tables, forward only: add a new entry, never edit a released one. */
@@ -163,6 +171,41 @@ export const integrationMigrations: Migration[] = [
       }
     },
   },
+  {
+    version: 8,
+    name: 'keep a timeline per customer: events received, attempts, operator actions',
+    async up(db, types) {
+      // A new table takes its CHECKs at creation, on both databases (no triggers needed).
+      const oneOf = (column: string, allowed: readonly string[]) =>
+        sql`${sql.ref(column)} in (${sql.join(allowed.map((value) => sql.lit(value)))})`;
+      await db.schema
+        .createTable('timeline_entries')
+        .addColumn('seq', types.serialPrimaryKey, types.serialKey)
+        .addColumn('customer_id', 'text', (c) => c.notNull())
+        .addColumn('at', types.epochMs, (c) => c.notNull())
+        .addColumn('kind', 'text', (c) => c.notNull().check(oneOf('kind', TIMELINE_KINDS)))
+        .addColumn('result', 'text', (c) => c.notNull().check(oneOf('result', TIMELINE_RESULTS)))
+        .addColumn('source', 'text')
+        .addColumn('event_type', 'text')
+        .addColumn('event_id', 'text')
+        .addColumn('message_id', 'text')
+        .addColumn('version', 'bigint')
+        .addColumn('operation', 'text', (c) => c.check(oneOf('operation', DELIVERY_OPERATIONS)))
+        .addColumn('outcome', 'text', (c) => c.check(oneOf('outcome', DELIVERY_OUTCOMES)))
+        .addColumn('duration_ms', 'integer')
+        .addColumn('status', 'integer')
+        .addColumn('error', 'text')
+        .addColumn('trace_id', 'text')
+        .addColumn('instance', 'text')
+        .addColumn('action', 'text', (c) => c.check(oneOf('action', TIMELINE_ACTIONS)))
+        .execute();
+      await db.schema
+        .createIndex('timeline_entries_customer')
+        .on('timeline_entries')
+        .columns(['customer_id', 'seq'])
+        .execute();
+    },
+  },
 ];
 
 export interface IntegrationTables {
@@ -202,6 +245,27 @@ export interface IntegrationTables {
     traceparent: string | null;
   };
   leases: { name: string; holder: string; expires_at: number };
+  timeline_entries: {
+    seq: Generated<number>;
+    customer_id: string;
+    at: number;
+    kind: TimelineKind;
+    result: TimelineResult;
+    source: string | null;
+    event_type: string | null;
+    event_id: string | null;
+    message_id: string | null;
+    /** bigint on PostgreSQL, read as a number. */
+    version: number | null;
+    operation: DeliveryOperation | null;
+    outcome: DeliveryOutcome | null;
+    duration_ms: number | null;
+    status: number | null;
+    error: string | null;
+    trace_id: string | null;
+    instance: string | null;
+    action: TimelineAction | null;
+  };
   received_messages: {
     message_id: string;
     source: string;

@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync } from 'fastify';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
@@ -21,6 +21,7 @@ import type { SyncMode } from './config.js';
 import { isoOrNull as iso } from '../core/iso.js';
 import type { DeliveryRow } from './migrations.js';
 import { readSourceStatus, type Source } from './sources/source.js';
+import type { Actor } from './store/read-models.js';
 import type { SyncStore } from './store/sync-store.js';
 
 export interface AdminRoutesOptions {
@@ -35,7 +36,8 @@ export interface AdminRoutesOptions {
   onReplay: () => void;
 }
 
-function toDelivery(row: DeliveryRow): Delivery {
+/** A delivery row as the admin API shows it. */
+export function toDelivery(row: DeliveryRow): Delivery {
   const waiting = row.state === 'pending' || row.state === 'retrying';
   return {
     customer_id: row.customer_id,
@@ -90,6 +92,10 @@ export function summariseLags(lags: number[]) {
 export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, options) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const store = options.store.readModels;
+  const actorOf = (request: FastifyRequest): Actor => ({
+    who: request.accessScope,
+    instance: options.instanceId,
+  });
 
   const readStatus = async (): Promise<Status> => {
     const sources = await Promise.all(options.sources.map(readSourceStatus));
@@ -254,7 +260,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
     },
     async (request) => {
       const { customerId } = request.params;
-      if (!(await store.replay(customerId))) {
+      if (!(await store.replay(customerId, actorOf(request)))) {
         const delivery = await store.get(customerId);
         if (!delivery) throw notFound(`No delivery exists for customer ${customerId}.`);
         throw new HttpProblem(
@@ -285,7 +291,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
       },
     },
     async (request) => {
-      const replayed = await store.replayAll();
+      const replayed = await store.replayAll(actorOf(request));
       request.log.info(`Replaying ${replayed} dead letter(s)`);
       if (replayed > 0) options.onReplay();
       return { replayed };

@@ -10,6 +10,7 @@ import { DeliveryWorker } from './delivery.js';
 import { createIntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
 import { adminRoutes } from './routes.js';
+import { timelineRoutes } from './timeline-routes.js';
 import { createAmqpSource } from './sources/amqp.js';
 import { createFeedSource, FEED_CURSOR } from './sources/feed.js';
 import type { Source, SourceContext } from './sources/source.js';
@@ -98,6 +99,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           cursor: () => store.leases.readCursor(FEED_CURSOR),
           onReplay: () => worker.wake(),
         });
+        await app.register(timelineRoutes, { store });
         // The dashboard: static files, no build step; the page reads /api/dashboard.
         await app.register(fastifyStatic, {
           root: DASHBOARD_DIR,

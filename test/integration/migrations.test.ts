@@ -99,7 +99,9 @@ describe('integration migrations', () => {
         delivery('c-waiting', 'retrying'),
       ])
       .execute();
-    expect(await migrate(database, integrationMigrations)).toMatchObject({ applied: [7] });
+    expect(await migrate(database, integrationMigrations.slice(0, 7))).toMatchObject({
+      applied: [7],
+    });
     const rows = await db
       .selectFrom('deliveries')
       .select([
@@ -147,5 +149,29 @@ describe('integration migrations', () => {
     await expect(db.updateTable('deliveries').set({ outcome: 'lost' }).execute()).rejects.toThrow(
       /deliveries_outcome_valid|deliveries\.outcome must be one of/,
     );
+  });
+
+  it('create a timeline that refuses a kind, result, operation or action outside the lists', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations);
+    const { db } = database;
+    const entry = { customer_id: 'c-1', at: 0, kind: 'event', result: 'taken' } as const;
+    await db.insertInto('timeline_entries').values(entry).execute();
+    for (const wrong of [
+      { kind: 'note' },
+      { result: 'ok' },
+      { operation: 'delete' },
+      { action: 'pause' },
+    ]) {
+      await expect(
+        db
+          .insertInto('timeline_entries')
+          .values({ ...entry, ...(wrong as object) })
+          .execute(),
+      ).rejects.toThrow(/check constraint|CHECK constraint/i);
+    }
+    expect(await db.selectFrom('timeline_entries').select('kind').execute()).toEqual([
+      { kind: 'event' },
+    ]);
   });
 });

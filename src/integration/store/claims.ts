@@ -2,6 +2,7 @@ import { sql, type UpdateObject } from 'kysely';
 import type { Database } from '../../core/db.js';
 import type { DeliveryOperation, DeliveryOutcome } from '../../contracts/admin-api.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
+import { insertTimeline, type NewTimelineEntry } from './timeline.js';
 
 /** Who holds a claim on deliveries, and for how long from now (ms). */
 export interface DeliveryClaim {
@@ -46,6 +47,8 @@ export interface ReleasedOutcome {
 export interface Settlement {
   row: DeliveryRow;
   outcome: DeliveredOutcome | AdvancedOutcome | FailedOutcome | ReleasedOutcome;
+  /** For the customer's timeline: when the attempt started, and its call's trace id. */
+  attempt?: { startedAt: number; traceId?: string | undefined };
 }
 
 /** The columns that record what Inventory holds; a package request id once known stays. */
@@ -60,6 +63,38 @@ const factsOf = (facts: InventoryFacts): UpdateObject<IntegrationTables, 'delive
   operation: facts.operation,
   ...knownOf(facts),
 });
+
+/** A settled attempt's timeline entry (none for a delivery given back untried). */
+function attemptEntry(
+  { row, outcome, attempt }: Settlement,
+  holder: string,
+  now: number,
+  written: ReadonlySet<string>,
+  superseded: ReadonlySet<string>,
+): NewTimelineEntry[] {
+  if (outcome.state === 'released') return [];
+  const failed = outcome.state === 'retrying' || outcome.state === 'dead';
+  return [
+    {
+      customer_id: row.customer_id,
+      at: now,
+      kind: 'attempt',
+      result: !written.has(row.customer_id)
+        ? 'late'
+        : superseded.has(row.customer_id)
+          ? 'superseded'
+          : outcome.state,
+      version: row.customer_version,
+      operation: outcome.operation ?? null,
+      outcome: outcome.state === 'delivered' ? outcome.outcome : null,
+      duration_ms: attempt ? Math.max(0, now - attempt.startedAt) : null,
+      status: failed ? (outcome.status ?? null) : null,
+      error: failed ? outcome.error : null,
+      trace_id: attempt?.traceId ?? null,
+      instance: holder,
+    },
+  ];
+}
 
 /**
  * Claims on due deliveries and their settlement: each delivery is claimed by one instance at a
@@ -206,8 +241,10 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
       }
       // A newer state arrived during the call: what the call found out is kept, and the delivery
       // goes back in line at once for the newer state, with a fresh attempt budget.
+      const superseded = new Set<string>();
       for (const { row, outcome } of settlements) {
         if (written.has(row.customer_id) || outcome.state === 'released') continue;
+        superseded.add(row.customer_id);
         const found =
           outcome.state === 'delivered' || outcome.state === 'advanced'
             ? factsOf(outcome)
@@ -220,6 +257,12 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           next_attempt_at: now,
         });
       }
+      await insertTimeline(
+        trx,
+        settlements.flatMap((settlement) =>
+          attemptEntry(settlement, holder, now, written, superseded),
+        ),
+      );
       return settlements.map((s) => written.has(s.row.customer_id));
     });
   };

@@ -5,15 +5,18 @@ import type { DeliveryRow, IntegrationTables } from '../migrations.js';
 import type { DeliveryClaim } from './claims.js';
 import type { HeldLease, LeasesRepository } from './leases.js';
 import { newestPerCustomer, type NewDelivery } from './new-delivery.js';
+import { eventEntries, insertTimeline } from './timeline.js';
 
 type Db = Kysely<IntegrationTables>;
+
+const idsOf = (rows: readonly { customer_id: string }[]) => new Set(rows.map((r) => r.customer_id));
 
 /** Of the reported states, those the database took: the newest of each customer it wrote. */
 export function acceptedOf(
   items: readonly NewDelivery[],
   written: readonly { customer_id: string }[],
 ): NewDelivery[] {
-  const ids = new Set(written.map((row) => row.customer_id));
+  const ids = idsOf(written);
   return newestPerCustomer(items).filter((item) => ids.has(item.customerId));
 }
 
@@ -136,9 +139,15 @@ export function createInboxRepository(
       );
 
   /** Records the reported states as pending deliveries; answers those it took (new or newer). */
-  const insertNew = async (trx: Db, items: NewDelivery[], now: number): Promise<NewDelivery[]> => {
+  const insertNew = async (
+    trx: Db,
+    items: NewDelivery[],
+    now: number,
+    messageId?: string,
+  ): Promise<NewDelivery[]> => {
     if (items.length === 0) return [];
     const written = await upsertQuery(trx, items, now).returning('customer_id').execute();
+    await insertTimeline(trx, eventEntries(items, idsOf(written), now, messageId));
     return acceptedOf(items, written);
   };
 
@@ -151,9 +160,12 @@ export function createInboxRepository(
     items: NewDelivery[],
     now: number,
     claim: DeliveryClaim,
+    messageId: string,
   ): Promise<DeliveryRow[]> => {
     if (items.length === 0) return [];
-    return upsertQuery(trx, items, now, claim).returningAll().execute();
+    const written = await upsertQuery(trx, items, now, claim).returningAll().execute();
+    await insertTimeline(trx, eventEntries(items, idsOf(written), now, messageId));
+    return written;
   };
 
   /** Notes a pushed message's id and feed position; false when it was seen before (a redelivery). */
@@ -219,6 +231,26 @@ export function createInboxRepository(
       return to;
     });
 
+  /**
+   * Writes a pushed message's customers with `write`, in one transaction with its id; a
+   * redelivered id writes nothing but its events' `duplicate` entries, and answers undefined.
+   */
+  const recordOnce = async <Written extends Parameters<typeof scrubIfErased>[0]>(
+    message: PushedMessage,
+    items: NewDelivery[],
+    now: number,
+    write: (trx: Db) => Promise<NonNullable<Written>>,
+  ): Promise<Written | undefined> =>
+    scrubIfErased(
+      await db.transaction().execute(async (trx) => {
+        if (!(await rememberMessage(trx, message, now))) {
+          await insertTimeline(trx, eventEntries(items, 'duplicate', now, message.id));
+          return undefined;
+        }
+        return write(trx);
+      }),
+    );
+
   return {
     recordFromFeed,
     passPushed,
@@ -232,12 +264,7 @@ export function createInboxRepository(
       items: NewDelivery[],
       now = Date.now(),
     ): Promise<NewDelivery[] | undefined> {
-      return scrubIfErased(
-        await db.transaction().execute(async (trx) => {
-          if (!(await rememberMessage(trx, message, now))) return undefined;
-          return insertNew(trx, items, now);
-        }),
-      );
+      return recordOnce(message, items, now, (trx) => insertNew(trx, items, now, message.id));
     },
 
     /**
@@ -253,11 +280,8 @@ export function createInboxRepository(
       claim: DeliveryClaim,
       now = Date.now(),
     ): Promise<DeliveryRow[] | undefined> {
-      return scrubIfErased(
-        await db.transaction().execute(async (trx) => {
-          if (!(await rememberMessage(trx, message, now))) return undefined;
-          return insertClaimed(trx, items, now, claim);
-        }),
+      return recordOnce(message, items, now, (trx) =>
+        insertClaimed(trx, items, now, claim, message.id),
       );
     },
   };

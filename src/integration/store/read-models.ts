@@ -1,15 +1,22 @@
-import { sql } from 'kysely';
+import { sql, type Kysely } from 'kysely';
 import { DELIVERY_STATES, type DeliveryState } from '../../contracts/admin-api.js';
 import type { Database } from '../../core/db.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
+import { actionEntries, insertTimeline } from './timeline.js';
+
+/** Who did an operator's action, for the timeline: e.g. `admin`, on instance `instance`. */
+export interface Actor {
+  who: string;
+  instance: string;
+}
 
 /** What the admin API, the dashboard and the metrics read, and the replay of dead letters. */
 export function createReadModelsRepository(database: Database<IntegrationTables>) {
   const { db } = database;
 
   /** Every dead letter, put back in line with a fresh attempt budget (narrow it with `where`). */
-  const requeueDead = (now: number) =>
-    db
+  const requeueDead = (trx: Kysely<IntegrationTables>, now: number) =>
+    trx
       .updateTable('deliveries')
       .set((eb) => ({
         state: 'pending',
@@ -20,6 +27,17 @@ export function createReadModelsRepository(database: Database<IntegrationTables>
         updated_at: now,
       }))
       .where('state', '=', 'dead');
+
+  /** Requeues the dead letters (of `customerId` only, when given) and notes it in their timelines. */
+  const replayWhere = (by: Actor, now: number, customerId?: string) =>
+    db.transaction().execute(async (trx) => {
+      let query = requeueDead(trx, now);
+      if (customerId !== undefined) query = query.where('customer_id', '=', customerId);
+      const replayed = await query.returning('customer_id').execute();
+      const ids = replayed.map((row) => row.customer_id);
+      await insertTimeline(trx, actionEntries(ids, 'replay', by.who, by.instance, now));
+      return ids.length;
+    });
 
   return {
     async countByState(): Promise<Record<DeliveryState, number>> {
@@ -90,19 +108,17 @@ export function createReadModelsRepository(database: Database<IntegrationTables>
     },
 
     /**
-     * Replays one customer's dead letter. Answers false when the customer has none (never
-     * recorded, or already replayed): replaying twice still delivers once.
+     * Replays one customer's dead letter, noted in its timeline as `by`'s action. Answers false
+     * when the customer has none (never recorded, or already replayed): replaying twice still
+     * delivers once.
      */
-    async replay(customerId: string, now = Date.now()): Promise<boolean> {
-      const result = await requeueDead(now)
-        .where('customer_id', '=', customerId)
-        .executeTakeFirst();
-      return Number(result.numUpdatedRows) === 1;
+    async replay(customerId: string, by: Actor, now = Date.now()): Promise<boolean> {
+      return (await replayWhere(by, now, customerId)) === 1;
     },
 
-    /** Replays every dead letter; answers how many. */
-    async replayAll(now = Date.now()): Promise<number> {
-      return Number((await requeueDead(now).executeTakeFirst()).numUpdatedRows);
+    /** Replays every dead letter, each noted in its customer's timeline; answers how many. */
+    async replayAll(by: Actor, now = Date.now()): Promise<number> {
+      return replayWhere(by, now);
     },
   };
 }

@@ -4,6 +4,7 @@ import { createClaimsRepository } from './claims.js';
 import { createInboxRepository } from './inbox.js';
 import { createLeasesRepository } from './leases.js';
 import { createReadModelsRepository } from './read-models.js';
+import { createTimelineRepository } from './timeline.js';
 
 /** The integration service's durable state, one repository per concern. */
 export function createSyncStore(database: Database<IntegrationTables>) {
@@ -17,6 +18,8 @@ export function createSyncStore(database: Database<IntegrationTables>) {
     leases,
     /** Queries for the admin API, dashboard and metrics; replays of dead letters. */
     readModels: createReadModelsRepository(database),
+    /** Each customer's timeline (written by the inbox, the claims and the replays). */
+    timeline: createTimelineRepository(database),
   };
 }
 

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { item, record, useSyncStore } from '../../support/sync-store.js';
 
 const store = useSyncStore();
+const admin = { who: 'admin', instance: 'test' };
 
 describe('replays', () => {
   it('replays a dead letter once with a fresh attempt budget; a second replay does nothing', async () => {
@@ -13,10 +14,10 @@ describe('replays', () => {
       { state: 'dead', error: 'bad', status: 422, nextAttemptAt: 0 },
       0,
     );
-    expect(await store.readModels.replay(row!.customer_id)).toBe(true);
-    expect(await store.readModels.replay(row!.customer_id)).toBe(false);
+    expect(await store.readModels.replay(row!.customer_id, admin)).toBe(true);
+    expect(await store.readModels.replay(row!.customer_id, admin)).toBe(false);
     const replayed = await store.readModels.get(row!.customer_id);
     expect(replayed).toMatchObject({ state: 'pending', attempts: 0, replays: 1 });
-    expect(await store.readModels.replayAll()).toBe(0);
+    expect(await store.readModels.replayAll(admin)).toBe(0);
   });
 });
