@@ -85,3 +85,7 @@ export const TimelineSchema = Type.Object({
   ),
 });
 export type Timeline = Static<typeof TimelineSchema>;
+
+/** `GET /api/customers/lookup?email=`. */
+export const CustomerLookupSchema = Type.Object({ customer_id: Uuid('The CRM customer id.') });
+export type CustomerLookup = Static<typeof CustomerLookupSchema>;

@@ -7,7 +7,12 @@ import {
   ReplayOneSchema,
   StatusSchema,
 } from '../contracts/admin-api.js';
-import { TIMELINE_LIMIT_MAX, TimelineSchema, type Timeline } from '../contracts/timeline.js';
+import {
+  CustomerLookupSchema,
+  TIMELINE_LIMIT_MAX,
+  TimelineSchema,
+  type Timeline,
+} from '../contracts/timeline.js';
 import { ConfigError, readOptionalString, type Env } from '../core/config.js';
 import {
   ApiClient,
@@ -49,18 +54,14 @@ interface Customer {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** The id of the CRM customer who has `email`; a CliFailure when none has. */
-async function customerIdOfEmail(crm: ApiClient, email: string): Promise<string> {
-  const found = await crm.request<Customer[]>(
+/** The id of the customer who has `email`, which the integration service asks the CRM. */
+async function customerIdOfEmail(client: ApiClient, email: string): Promise<string> {
+  const found = await client.request(
     'GET',
-    `/customers?email=${encodeURIComponent(email)}`,
+    `/api/customers/lookup?email=${encodeURIComponent(email)}`,
+    { shape: Compile(CustomerLookupSchema) },
   );
-  if (found.length === 0) {
-    throw new CliFailure(
-      `No customer in the CRM has the email ${email}. A deleted customer's email is erased: trace them by id.`,
-    );
-  }
-  return found[0]!.id;
+  return found.customer_id;
 }
 
 /** A customer's whole timeline, read page by page. */
@@ -231,16 +232,19 @@ function buildProgram(io: CliIo): Command {
   program
     .command('trace')
     .description('show what happened to one customer: events received, attempts, operator actions')
-    .argument('<customer>', 'the customer id, or their email (looked up in the CRM)')
+    .argument(
+      '<customer>',
+      'the customer id, or their email (the integration service asks the CRM)',
+    )
     .action(async (customer: string, _options, command: Command) => {
+      const { client, show } = context(command, INTEGRATION);
       const id = UUID.test(customer)
         ? customer.toLowerCase()
         : customer.includes('@')
-          ? await customerIdOfEmail(context(command, CRM).client, customer)
+          ? await customerIdOfEmail(client, customer)
           : command.error(`"${customer}" is neither a customer id (a UUID) nor an email address.`, {
               exitCode: USAGE_ERROR,
             });
-      const { client, show } = context(command, INTEGRATION);
       show(await readTimeline(client, id), formatTimeline);
     });
 

@@ -45,6 +45,15 @@ export class CrmClient {
     return this.expect(200, `/webhook-endpoints/${id}/enable`, 'POST');
   }
 
+  /** The id of the customer who has `email` (in any letter case); undefined when none has. */
+  async findCustomerIdByEmail(email: string): Promise<string | undefined> {
+    const found = await this.expect<{ id: string }[]>(
+      200,
+      `/customers?email=${encodeURIComponent(email)}`,
+    );
+    return found[0]?.id;
+  }
+
   /** Events after `position`; with `waitMs`, the CRM holds an empty answer up to that long. */
   async readEvents(
     position: number,

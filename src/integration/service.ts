@@ -99,7 +99,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           cursor: () => store.leases.readCursor(FEED_CURSOR),
           onReplay: () => worker.wake(),
         });
-        await app.register(timelineRoutes, { store });
+        await app.register(timelineRoutes, { store, crm });
         // The dashboard: static files, no build step; the page reads /api/dashboard.
         await app.register(fastifyStatic, {
           root: DASHBOARD_DIR,

@@ -3,19 +3,23 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import {
   TIMELINE_LIMIT_MAX,
+  CustomerLookupSchema,
   TimelineSchema,
   type Timeline,
   type TimelineEntry,
 } from '../contracts/timeline.js';
-import { notFound } from '../core/errors.js';
+import { HttpProblem, notFound } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import { toDelivery } from './routes.js';
+import type { CrmClient } from './crm-client.js';
 import type { TimelineRow } from './store/timeline.js';
 import type { SyncStore } from './store/sync-store.js';
 
 export interface TimelineRoutesOptions {
   store: SyncStore;
+  /** Finds a customer's id by email in the CRM. */
+  crm: Pick<CrmClient, 'findCustomerIdByEmail'>;
 }
 
 function toEntry(row: TimelineRow): TimelineEntry {
@@ -40,9 +44,45 @@ function toEntry(row: TimelineRow): TimelineEntry {
   };
 }
 
-/** `GET /api/customers/{id}/timeline`: what happened to one customer, step by step. */
+/**
+ * `GET /api/customers/{id}/timeline`: what happened to one customer, step by step; and
+ * `GET /api/customers/lookup?email=`: which customer that is, asked of the CRM.
+ */
 export const timelineRoutes: FastifyPluginAsync<TimelineRoutesOptions> = async (app, options) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
+  api.get(
+    '/api/customers/lookup',
+    {
+      schema: {
+        tags: ['admin'],
+        summary: 'Find a customer’s id by email, in the CRM (any letter case)',
+        querystring: Type.Object(
+          { email: Type.String({ minLength: 3, maxLength: 320, pattern: '@' }) },
+          { additionalProperties: false },
+        ),
+        response: { 200: CustomerLookupSchema, ...problemResponses(404, 502) },
+      },
+    },
+    async (request) => {
+      const { email } = request.query;
+      let customerId: string | undefined;
+      try {
+        customerId = await options.crm.findCustomerIdByEmail(email);
+      } catch (error) {
+        throw new HttpProblem(
+          502,
+          'crm_unavailable',
+          `The CRM could not be asked who has the email ${email}: ${(error as Error).message}. Try again, or trace the customer by id.`,
+        );
+      }
+      if (customerId === undefined) {
+        throw notFound(
+          `No customer in the CRM has the email ${email}. A deleted customer's email is erased: trace them by id.`,
+        );
+      }
+      return { customer_id: customerId };
+    },
+  );
   api.get(
     '/api/customers/:customerId/timeline',
     {

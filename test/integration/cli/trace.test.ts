@@ -57,7 +57,7 @@ describe('mip trace', () => {
       'the update',
     );
 
-    const human = await mip(url, ['--crm-url', upstreams.crmUrl, 'trace', email]);
+    const human = await mip(url, ['trace', email]);
     expect(human).toMatchObject({ code: 0, stderr: '' });
     const lines = human.stdout.trimEnd().split('\n');
     expect(lines[0]).toBe(`Customer ${id}`);
@@ -100,7 +100,7 @@ describe('mip trace', () => {
     integration = await startIntegration(upstreams);
     const url = `http://127.0.0.1:${(integration.app.server.address() as AddressInfo).port}`;
 
-    const noEmail = await mip(url, ['--crm-url', upstreams.crmUrl, 'trace', 'nobody@example.com']);
+    const noEmail = await mip(url, ['trace', 'nobody@example.com']);
     expect(noEmail.code).toBe(1);
     expect(noEmail.stderr).toBe(
       "mip: No customer in the CRM has the email nobody@example.com. A deleted customer's email is erased: trace them by id.\n",
