@@ -1,58 +1,22 @@
 // The dashboard polls /api/dashboard every two seconds and redraws; no build step, no framework.
+import {
+  $,
+  ago,
+  cell,
+  customerCell,
+  formatMs,
+  operationText,
+  post,
+  setStateLabels,
+  stateBadge,
+  toast,
+} from './common.js';
+import { customerOfAddress, renderCustomer, wireCustomerPage } from './customer.js';
+
 const REFRESH_MS = 2000;
-const $ = (selector) => document.querySelector(selector);
 
 function text(selector, value) {
   $(selector).textContent = value;
-}
-
-function formatMs(ms) {
-  if (ms === null || ms === undefined) return '–';
-  if (ms < 1000) return `${Math.round(ms)} ms`;
-  if (ms < 60_000) return `${(ms / 1000).toFixed(1)} s`;
-  return `${Math.round(ms / 60_000)} min`;
-}
-
-function ago(iso) {
-  if (!iso) return 'never';
-  return `${formatMs(Date.now() - Date.parse(iso))} ago`;
-}
-
-function cell(content, className) {
-  const td = document.createElement('td');
-  if (className) td.className = className;
-  if (content instanceof Node) td.append(content);
-  else td.textContent = content ?? '';
-  return td;
-}
-
-function customerCell(delivery) {
-  const wrapper = document.createElement('div');
-  const name = document.createElement('div');
-  // A deleted customer's name is erased: say so rather than show nothing.
-  name.textContent = delivery.customer_deleted ? '(deleted customer)' : delivery.customer_name;
-  const id = document.createElement('div');
-  id.className = 'id';
-  id.textContent = delivery.customer_id;
-  wrapper.append(name, id);
-  return wrapper;
-}
-
-/** What the latest attempt asked of Inventory, at which customer version, and how it ended. */
-function operationText(delivery) {
-  const operation = delivery.operation ?? (delivery.customer_deleted ? 'cancel' : 'create');
-  const outcome = delivery.outcome ? ` · ${delivery.outcome.replace('_', ' ')}` : '';
-  return `${operation} v${delivery.customer_version}${outcome}`;
-}
-
-/** How each delivery state reads, from the service's one list of states. */
-let stateLabels = {};
-
-function stateBadge(state) {
-  const span = document.createElement('span');
-  span.className = `state ${state}`;
-  span.textContent = stateLabels[state] ?? state;
-  return span;
 }
 
 function pill(textContent, tone, title) {
@@ -101,20 +65,6 @@ function sourcePill(source) {
   return pill(`${name} ok`, 'good');
 }
 
-function toast(message) {
-  const element = $('#toast');
-  element.textContent = message;
-  element.classList.add('show');
-  setTimeout(() => element.classList.remove('show'), 2500);
-}
-
-async function post(path) {
-  const response = await fetch(path, { method: 'POST' });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail ?? `HTTP ${response.status}`);
-  return body;
-}
-
 function drawChart(points) {
   const svg = $('#chart');
   const width = 600;
@@ -149,6 +99,7 @@ function renderDeadLetters(letters) {
         } catch (error) {
           toast(`Replay failed: ${error.message}`);
         }
+        wireCustomerPage(refresh);
         refresh();
       });
       row.append(
@@ -189,7 +140,7 @@ function renderRecent(deliveries) {
 
 function render(data) {
   const { status, lag, throughput } = data;
-  stateLabels = Object.fromEntries(data.states.map(({ state, label }) => [state, label]));
+  setStateLabels(data.states);
   canReplay = data.access === 'admin';
   $('#read-only').hidden = canReplay;
   const counts = status.deliveries;
@@ -219,10 +170,15 @@ function render(data) {
 let timer;
 async function refresh() {
   clearTimeout(timer);
+  // The address says which page shows: the overview, or one customer's (#/customers/<id>).
+  const customerId = customerOfAddress();
+  $('#overview').hidden = customerId !== undefined;
+  $('#customer-page').hidden = customerId === undefined;
   try {
     const response = await fetch('/api/dashboard');
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     render(await response.json());
+    if (customerId !== undefined) await renderCustomer(customerId, canReplay);
   } catch (error) {
     const updated = $('#updated');
     updated.textContent = `cannot reach the service (${error.message})`;
@@ -239,7 +195,9 @@ $('#replay-all').addEventListener('click', async () => {
   } catch (error) {
     toast(`Replay failed: ${error.message}`);
   }
+  wireCustomerPage(refresh);
   refresh();
 });
 
+wireCustomerPage(refresh);
 refresh();
