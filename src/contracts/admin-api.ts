@@ -192,8 +192,41 @@ export const ReplayOneSchema = Type.Object({
 });
 export type ReplayOne = Static<typeof ReplayOneSchema>;
 
+/** The body of `POST /api/dead-letters/replay`: every field narrows the replay; none means all. */
+export const ReplayFilterSchema = Type.Object(
+  {
+    since: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'Only dead letters that became dead at or after this time.',
+      }),
+    ),
+    error_contains: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 200,
+        description: 'Only those whose last error contains this text, in any letter case.',
+      }),
+    ),
+    status: Type.Optional(
+      Type.Integer({
+        minimum: 100,
+        maximum: 599,
+        description: 'Only those whose last attempt got this HTTP status.',
+      }),
+    ),
+    dry_run: Type.Optional(
+      Type.Boolean({ description: 'Count what would be replayed, and replay nothing.' }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ReplayFilter = Static<typeof ReplayFilterSchema>;
+
 /** `POST /api/dead-letters/replay`. */
 export const ReplayAllSchema = Type.Object({
-  replayed: Type.Integer({ description: 'How many were replayed.' }),
+  matched: Type.Integer({ description: 'How many dead letters the filter took when counted.' }),
+  replayed: Type.Integer({ description: 'How many were replayed (0 on a dry run).' }),
+  dry_run: Type.Boolean(),
 });
 export type ReplayAll = Static<typeof ReplayAllSchema>;

@@ -1,4 +1,4 @@
-import { Command, CommanderError, InvalidArgumentError } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { Compile } from 'typebox/compile';
 import {
   DeliveryListSchema,
@@ -22,8 +22,9 @@ import {
   INTEGRATION,
   type Service,
 } from './cli/api-client.js';
-import { formatDeadLetters, formatStatus, oneLine } from './cli/render.js';
+import { formatBulkReplay, formatDeadLetters, formatStatus, oneLine } from './cli/render.js';
 import { formatTimeline } from './cli/render-timeline.js';
+import { parsePrefix, parseSince, wholeNumber } from './cli/option-parsers.js';
 import type { ProgressStream } from './cli/progress.js';
 import { formatRetryWindows, retryWindows } from './cli/retry-windows.js';
 import { seedCustomers, type SeedOptions } from './cli/seed.js';
@@ -80,22 +81,12 @@ async function readTimeline(client: ApiClient, customerId: string): Promise<Time
 const formatCustomer = (customer: Customer) =>
   `Created customer ${customer.id}: ${oneLine(customer.name)} <${customer.email}>`;
 
-/** An option parser for a whole number from `min` to `max`. */
-function wholeNumber(min: number, max: number): (value: string) => number {
-  return (value) => {
-    const number = /^\d+$/.test(value) ? Number(value) : Number.NaN;
-    if (!(number >= min && number <= max)) {
-      throw new InvalidArgumentError(`It must be a whole number from ${min} to ${max}.`);
-    }
-    return number;
-  };
-}
-
-function parsePrefix(value: string): string {
-  if (!/^[A-Za-z0-9_-]{1,40}$/.test(value)) {
-    throw new InvalidArgumentError('It must be 1 to 40 letters, digits, "-" or "_".');
-  }
-  return value;
+interface ReplayOptions {
+  all?: boolean;
+  since?: string;
+  errorContains?: string;
+  status?: number;
+  dryRun?: boolean;
 }
 
 function buildProgram(io: CliIo): Command {
@@ -194,40 +185,62 @@ function buildProgram(io: CliIo): Command {
     .command('replay')
     .description('deliver dead letters again with a fresh attempt budget')
     .argument('[customerId]', 'the customer id of the dead letter to replay')
-    .option('--all', 'replay every dead letter')
-    .action(
-      async (customerId: string | undefined, options: { all?: boolean }, command: Command) => {
-        if (customerId === undefined && !options.all) {
-          command.error('dlq replay needs a customer id or --all.', { exitCode: USAGE_ERROR });
-        }
-        if (customerId !== undefined && options.all) {
-          command.error('give either a customer id or --all, not both.', { exitCode: USAGE_ERROR });
-        }
-        const { client, show } = context(command, INTEGRATION);
-        if (customerId === undefined) {
-          const answer = await client.request('POST', '/api/dead-letters/replay', {
-            shape: Compile(ReplayAllSchema),
-          });
-          show(answer, ({ replayed }) =>
-            replayed === 0
-              ? 'No dead letters to replay.'
-              : `Replayed ${replayed} dead letter${replayed === 1 ? '' : 's'}; they will be delivered again shortly.`,
-          );
-          return;
-        }
-        const answer = await client.request(
-          'POST',
-          `/api/dead-letters/${encodeURIComponent(customerId)}/replay`,
-          { shape: Compile(ReplayOneSchema) },
+    .option('--all', 'replay every dead letter (narrowed by the options below)')
+    .option(
+      '--since <time>',
+      'with --all: only those dead-lettered since this time (ISO 8601, or e.g. 30m, 2h, 1d ago)',
+      (value: string) => parseSince(value),
+    )
+    .option('--error-contains <text>', 'with --all: only those whose last error has this text')
+    .option(
+      '--status <code>',
+      'with --all: only those whose last status was this',
+      wholeNumber(100, 599),
+    )
+    .option('--dry-run', 'with --all: print how many would be replayed, and replay nothing')
+    .action(async (customerId: string | undefined, options: ReplayOptions, command: Command) => {
+      const filtered =
+        options.since !== undefined ||
+        options.errorContains !== undefined ||
+        options.status !== undefined ||
+        options.dryRun === true;
+      if (customerId === undefined && !options.all) {
+        command.error('dlq replay needs a customer id or --all.', { exitCode: USAGE_ERROR });
+      }
+      if (customerId !== undefined && (options.all || filtered)) {
+        command.error(
+          'give either a customer id, or --all with its filters (--since, --error-contains, --status, --dry-run), not both.',
+          { exitCode: USAGE_ERROR },
         );
-        show(
-          answer,
-          ({ delivery }) =>
-            `Replayed the dead letter for customer ${delivery.customer_id} (${oneLine(delivery.customer_name)}): ` +
-            `now ${delivery.state}, to be delivered again shortly (replay ${delivery.replays}).`,
-        );
-      },
-    );
+      }
+      const { client, show } = context(command, INTEGRATION);
+      if (customerId === undefined) {
+        const answer = await client.request('POST', '/api/dead-letters/replay', {
+          body: {
+            ...(options.since === undefined ? {} : { since: options.since }),
+            ...(options.errorContains === undefined
+              ? {}
+              : { error_contains: options.errorContains }),
+            ...(options.status === undefined ? {} : { status: options.status }),
+            ...(options.dryRun ? { dry_run: true } : {}),
+          },
+          shape: Compile(ReplayAllSchema),
+        });
+        show(answer, (result) => formatBulkReplay(result, filtered));
+        return;
+      }
+      const answer = await client.request(
+        'POST',
+        `/api/dead-letters/${encodeURIComponent(customerId)}/replay`,
+        { shape: Compile(ReplayOneSchema) },
+      );
+      show(
+        answer,
+        ({ delivery }) =>
+          `Replayed the dead letter for customer ${delivery.customer_id} (${oneLine(delivery.customer_name)}): ` +
+          `now ${delivery.state}, to be delivered again shortly (replay ${delivery.replays}).`,
+      );
+    });
 
   program
     .command('trace')

@@ -8,6 +8,7 @@ import {
   DeliveryStateSchema,
   LIST_LIMIT_MAX,
   ReplayAllSchema,
+  ReplayFilterSchema,
   ReplayOneSchema,
   StatusSchema,
   type Delivery,
@@ -21,7 +22,7 @@ import type { SyncMode } from './config.js';
 import { isoOrNull as iso } from '../core/iso.js';
 import type { DeliveryRow } from './migrations.js';
 import { readSourceStatus, type Source } from './sources/source.js';
-import type { Actor } from './store/read-models.js';
+import type { Actor, DeadLetterFilter } from './store/read-models.js';
 import type { SyncStore } from './store/sync-store.js';
 
 export interface AdminRoutesOptions {
@@ -284,17 +285,29 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
     {
       schema: {
         tags: ['admin'],
-        summary: 'Replay every dead letter',
-        response: {
-          200: ReplayAllSchema,
-        },
+        summary:
+          'Replay every dead letter, or those a filter takes; `dry_run` counts them and replays nothing',
+        body: ReplayFilterSchema,
+        response: { 200: ReplayAllSchema },
+      },
+      // A bulk replay without a body, as before filters existed, replays every dead letter.
+      preValidation: async (request) => {
+        request.body ??= {};
       },
     },
     async (request) => {
-      const replayed = await store.replayAll(actorOf(request));
+      const { body } = request;
+      const filter: DeadLetterFilter = {
+        since: body.since === undefined ? undefined : Date.parse(body.since),
+        errorContains: body.error_contains,
+        status: body.status,
+      };
+      const matched = await store.countDead(filter);
+      if (body.dry_run) return { matched, replayed: 0, dry_run: true };
+      const replayed = await store.replayAll(actorOf(request), filter);
       request.log.info(`Replaying ${replayed} dead letter(s)`);
       if (replayed > 0) options.onReplay();
-      return { replayed };
+      return { matched, replayed, dry_run: false };
     },
   );
 };

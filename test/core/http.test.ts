@@ -52,6 +52,8 @@ const services = [
       'GET /api/dead-letters',
       'POST /api/dead-letters/{customerId}/replay',
       'POST /api/dead-letters/replay',
+      'GET /api/customers/lookup',
+      'GET /api/customers/{customerId}/timeline',
       'POST /webhooks/crm',
     ],
     postPath: '/api/deliveries',
@@ -95,9 +97,12 @@ describe.each(services)('$definition.title', ({ definition, routes, postPath }) 
           expect(
             operation.requestBody.content['application/json'].schema.additionalProperties,
           ).toBe(false);
-          // A create answers 201, a batch of creates 200 with a status per item.
+          // A create answers 201, a batch of creates 200 with a status per item; an admin action
+          // (a filtered replay) 200.
           expect(statuses).toEqual(
-            expect.arrayContaining([path.endsWith('/batch') ? '200' : '201', '409']),
+            path.startsWith('/api/')
+              ? expect.arrayContaining(['200'])
+              : expect.arrayContaining([path.endsWith('/batch') ? '200' : '201', '409']),
           );
         }
       }
@@ -331,6 +336,27 @@ it('refuses a body on a route that takes none, instead of ignoring its fields', 
   t = (await createTestApp(integrationService as never, {
     env: { SYNC_MODE: 'poll' },
   })) as TestApp<unknown>;
+  const replayOne = (payload?: unknown) =>
+    t!.app.inject({
+      method: 'POST',
+      url: '/api/dead-letters/00000000-0000-4000-8000-000000000001/replay',
+      ...(payload === undefined
+        ? {}
+        : { headers: { 'content-type': 'application/json' }, payload: JSON.stringify(payload) }),
+    });
+  const refused = expectProblem(await replayOne({ all: true }), 400);
+  expect(refused.code).toBe('unexpected_body');
+  expect(refused.detail).toContain('takes no body');
+  for (const payload of [[], 'all', 1, null]) expectProblem(await replayOne(payload), 400);
+  // Without a body (or an empty one) it is looked up: there is no such dead letter.
+  expect((await replayOne()).statusCode).toBe(404);
+  expect((await replayOne({})).statusCode).toBe(404);
+});
+
+it('takes a bulk replay with no body, an empty one or a filter, and refuses a filter it cannot read', async () => {
+  t = (await createTestApp(integrationService as never, {
+    env: { SYNC_MODE: 'poll' },
+  })) as TestApp<unknown>;
   const replayAll = (payload?: unknown) =>
     t!.app.inject({
       method: 'POST',
@@ -339,13 +365,21 @@ it('refuses a body on a route that takes none, instead of ignoring its fields', 
         ? {}
         : { headers: { 'content-type': 'application/json' }, payload: JSON.stringify(payload) }),
     });
-  const refused = expectProblem(
-    await replayAll({ customer_id: '00000000-0000-4000-8000-000000000001' }),
-    400,
-  );
-  expect(refused.code).toBe('unexpected_body');
-  expect(refused.detail).toContain('takes no body');
-  for (const payload of [[], 'all', 1, null]) expectProblem(await replayAll(payload), 400);
-  expect((await replayAll()).statusCode).toBe(200);
-  expect((await replayAll({})).statusCode).toBe(200);
+  const nothing = { matched: 0, replayed: 0, dry_run: false };
+  expect((await replayAll()).json()).toEqual(nothing);
+  expect((await replayAll({})).json()).toEqual(nothing);
+  expect(
+    (await replayAll({ since: '2026-12-01T00:00:00Z', status: 503, dry_run: true })).json(),
+  ).toEqual({ ...nothing, dry_run: true });
+  for (const payload of [
+    { since: 'yesterday' },
+    { status: 99 },
+    { status: '503' },
+    { error_contains: '' },
+    { customer_id: '00000000-0000-4000-8000-000000000001' },
+    [],
+    'all',
+  ]) {
+    expectProblem(await replayAll(payload), 400);
+  }
 });

@@ -49,7 +49,7 @@ it('finds a customer by email, shows its timeline, and replays its dead letter f
 
   await page.fill('#search-input', 'PAGE-0@example.com');
   await page.click('#search button');
-  await expect.poll(() => page.evaluate(() => location.hash)).toBe(`#/customers/${holdId}`);
+  await expect.poll(() => new URL(page.url()).hash).toBe(`#/customers/${holdId}`);
   expect(await page.isHidden('#overview')).toBe(true);
   const rows = page.locator('#timeline-table tbody tr');
   await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(2);
@@ -75,7 +75,7 @@ it('finds a customer by email, shows its timeline, and replays its dead letter f
   // Back on the overview, each recent delivery links to its customer's page.
   await page.click('#customer-back');
   await page.locator('#recent-table a', { hasText: holdId! }).click();
-  await expect.poll(() => page.evaluate(() => location.hash)).toBe(`#/customers/${holdId}`);
+  await expect.poll(() => new URL(page.url()).hash).toBe(`#/customers/${holdId}`);
   await expect.poll(() => rows.count()).toBe(4);
 
   // Something that is neither an id nor an email, or an email nobody has, says so.

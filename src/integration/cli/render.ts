@@ -4,6 +4,7 @@ import {
   type AmqpStatus,
   type Delivery,
   type PollStatus,
+  type ReplayAll,
   type SourceStatus,
   type Status,
   type WebhookStatus,
@@ -129,4 +130,16 @@ export function formatDeadLetters(deadLetters: Delivery[], limit: number): strin
     lines.push(`(showing ${limit}; there may be more: raise --limit, up to ${LIST_LIMIT_MAX})`);
   }
   return lines.join('\n');
+}
+
+/** `mip dlq replay --all`: how many matched, and what was done with them. */
+export function formatBulkReplay(result: ReplayAll, filtered: boolean): string {
+  const letters = (n: number) => `${n} dead letter${n === 1 ? '' : 's'}`;
+  const which = filtered ? ' match' : '';
+  if (result.dry_run) {
+    return `${letters(result.matched)}${which || ' in all'}; nothing replayed (a dry run: leave out --dry-run to replay them).`;
+  }
+  if (result.replayed === 0)
+    return filtered ? 'No dead letters match.' : 'No dead letters to replay.';
+  return `Replayed ${letters(result.replayed)}${filtered ? ` of ${result.matched} that matched` : ''}; they will be delivered again shortly.`;
 }

@@ -1,8 +1,21 @@
-import { sql, type Kysely } from 'kysely';
+import { expressionBuilder, sql, type Expression, type Kysely, type SqlBool } from 'kysely';
 import { DELIVERY_STATES, type DeliveryState } from '../../contracts/admin-api.js';
 import type { Database } from '../../core/db.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
 import { actionEntries, insertTimeline } from './timeline.js';
+
+/** Which dead letters a bulk replay takes; each field narrows it, none means all. */
+export interface DeadLetterFilter {
+  /** Dead-lettered at or after this time, ms since the epoch. */
+  since?: number | undefined;
+  /** Whose last error contains this text, in any letter case. */
+  errorContains?: string | undefined;
+  /** Whose last attempt got this HTTP status. */
+  status?: number | undefined;
+}
+
+/** `text` as a LIKE pattern that matches it literally anywhere (`\` escapes `%`, `_` and itself). */
+const containing = (text: string) => `%${text.toLowerCase().replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 
 /** Who did an operator's action, for the timeline: e.g. `admin`, on instance `instance`. */
 export interface Actor {
@@ -28,10 +41,29 @@ export function createReadModelsRepository(database: Database<IntegrationTables>
       }))
       .where('state', '=', 'dead');
 
+  /** The condition a dead letter meets to be taken by `filter` (true for an empty one). */
+  const takenBy = (filter: DeadLetterFilter) => {
+    const eb = expressionBuilder<IntegrationTables, 'deliveries'>();
+    const conditions: Expression<SqlBool>[] = [];
+    if (filter.since !== undefined) conditions.push(eb('updated_at', '>=', filter.since));
+    if (filter.status !== undefined) conditions.push(eb('last_status', '=', filter.status));
+    if (filter.errorContains !== undefined) {
+      conditions.push(
+        sql<SqlBool>`lower(last_error) like ${containing(filter.errorContains)} escape '\\'`,
+      );
+    }
+    return eb.and(conditions);
+  };
+
   /** Requeues the dead letters (of `customerId` only, when given) and notes it in their timelines. */
-  const replayWhere = (by: Actor, now: number, customerId?: string) =>
+  const replayWhere = (
+    by: Actor,
+    now: number,
+    customerId?: string,
+    filter: DeadLetterFilter = {},
+  ) =>
     db.transaction().execute(async (trx) => {
-      let query = requeueDead(trx, now);
+      let query = requeueDead(trx, now).where(takenBy(filter));
       if (customerId !== undefined) query = query.where('customer_id', '=', customerId);
       const replayed = await query.returning('customer_id').execute();
       const ids = replayed.map((row) => row.customer_id);
@@ -116,9 +148,23 @@ export function createReadModelsRepository(database: Database<IntegrationTables>
       return (await replayWhere(by, now, customerId)) === 1;
     },
 
-    /** Replays every dead letter, each noted in its customer's timeline; answers how many. */
-    async replayAll(by: Actor, now = Date.now()): Promise<number> {
-      return replayWhere(by, now);
+    /**
+     * Replays every dead letter `filter` takes (all by default), each noted in its customer's
+     * timeline; answers how many.
+     */
+    async replayAll(by: Actor, filter: DeadLetterFilter = {}, now = Date.now()): Promise<number> {
+      return replayWhere(by, now, undefined, filter);
+    },
+
+    /** How many dead letters `filter` takes: what `replayAll` would replay now. */
+    async countDead(filter: DeadLetterFilter = {}): Promise<number> {
+      const row = await db
+        .selectFrom('deliveries')
+        .where('state', '=', 'dead')
+        .where(takenBy(filter))
+        .select((eb) => eb.fn.countAll<number>().as('count'))
+        .executeTakeFirstOrThrow();
+      return Number(row.count);
     },
   };
 }

@@ -29,8 +29,11 @@ function useService(apiToken?: string, apiReadToken?: string): void {
   afterEach(() => t.close());
 }
 
-const seedDeadLetter = (name: string, state?: 'dead' | 'delivered') =>
-  seedDeadLetterIn(t.database, name, state);
+const seedDeadLetter = (
+  name: string,
+  state?: 'dead' | 'delivered',
+  last?: Parameters<typeof seedDeadLetterIn>[3],
+) => seedDeadLetterIn(t.database, name, state, last);
 const stateOf = (customerId: string) => deliveryStateOf(t.database, customerId);
 
 describe('mip against a running integration service', () => {
@@ -121,7 +124,58 @@ describe('mip against a running integration service', () => {
 
     const none = await mip(url, ['dlq', 'replay', '--all', '--json']);
     expect(none.code).toBe(0);
-    expect(JSON.parse(none.stdout)).toEqual({ replayed: 0 });
+    expect(JSON.parse(none.stdout)).toEqual({ matched: 0, replayed: 0, dry_run: false });
+  });
+
+  it('replays only the dead letters --since, --status and --error-contains take, counting first with --dry-run', async () => {
+    const refused = await seedDeadLetter('Refused Rita');
+    const failing = await seedDeadLetter('Failing Fred', 'dead', {
+      status: 503,
+      error: 'Inventory answered 503: 50% of nodes down',
+    });
+    const old = await seedDeadLetter('Old Olga', 'dead', {
+      status: 503,
+      error: 'Inventory answered 503: request TIMED OUT',
+      at: Date.now() - 3 * 3_600_000,
+    });
+    const states = async () =>
+      Promise.all([refused, failing, old].map((customerId) => stateOf(customerId)));
+
+    const dry = await mip(url, ['dlq', 'replay', '--all', '--status', '503', '--dry-run']);
+    expect(dry).toMatchObject({ code: 0, stderr: '' });
+    expect(dry.stdout).toBe(
+      '2 dead letters match; nothing replayed (a dry run: leave out --dry-run to replay them).\n',
+    );
+    expect(await states()).toEqual(['dead', 'dead', 'dead']);
+
+    const recent = await mip(url, ['dlq', 'replay', '--all', '--status', '503', '--since', '1h']);
+    expect(recent.stdout).toBe(
+      'Replayed 1 dead letter of 1 that matched; they will be delivered again shortly.\n',
+    );
+    expect(await states()).toEqual(['dead', 'pending', 'dead']);
+
+    // `%` and `_` are matched as themselves, and letter case does not matter.
+    const percent = await mip(url, ['dlq', 'replay', '--all', '--error-contains', '0%', '--json']);
+    expect(JSON.parse(percent.stdout)).toEqual({ matched: 0, replayed: 0, dry_run: false });
+    const timedOut = await mip(url, ['dlq', 'replay', '--all', '--error-contains', 'timed out']);
+    expect(timedOut.stdout).toContain('Replayed 1 dead letter of 1 that matched');
+    expect(await states()).toEqual(['dead', 'pending', 'pending']);
+
+    const since = new Date(Date.now() - 60_000).toISOString();
+    const iso = await mip(url, ['--json', 'dlq', 'replay', '--all', '--since', since, '--dry-run']);
+    expect(JSON.parse(iso.stdout)).toEqual({ matched: 1, replayed: 0, dry_run: true });
+  });
+
+  it('refuses a filter it cannot read, or a filter beside a customer id (exit 2)', async () => {
+    const badTime = await mip(url, ['dlq', 'replay', '--all', '--since', 'yesterday']);
+    expect(badTime.code).toBe(2);
+    expect(badTime.stderr).toContain('a time such as 2026-12-03T09:00:00Z, or a span ago');
+    const badStatus = await mip(url, ['dlq', 'replay', '--all', '--status', '99']);
+    expect(badStatus.code).toBe(2);
+    expect(badStatus.stderr).toContain('a whole number from 100 to 599');
+    const withId = await mip(url, ['dlq', 'replay', randomUUID(), '--status', '503']);
+    expect(withId.code).toBe(2);
+    expect(withId.stderr).toContain('give either a customer id, or --all with its filters');
   });
 
   it('answers 404 for an unknown customer with exit code 1 and the detail', async () => {
@@ -140,7 +194,9 @@ describe('mip against a running integration service', () => {
 
     const both = await mip(url, ['dlq', 'replay', customerId, '--all']);
     expect(both.code).toBe(2);
-    expect(both.stderr).toMatch(/^mip: give either a customer id or --all, not both\./);
+    expect(both.stderr).toMatch(
+      /^mip: give either a customer id, or --all with its filters .*, not both\./,
+    );
     // A usage error never reaches the service.
     expect(await stateOf(customerId)).toBe('dead');
   });

@@ -132,7 +132,7 @@ describe('a customer’s timeline', () => {
         5,
       );
     }
-    expect(await store.readModels.replayAll(admin, 10)).toBe(2);
+    expect(await store.readModels.replayAll(admin, {}, 10)).toBe(2);
     for (const n of [1, 2]) {
       expect(
         (await timelineOf(item(n).customerId)).map(([kind, result]) => `${kind}:${result}`),
