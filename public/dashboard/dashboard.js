@@ -99,6 +99,23 @@ function renderDeadLetters(letters) {
         } catch (error) {
           toast(`Replay failed: ${error.message}`);
         }
+        $('#pause-toggle').addEventListener('click', async () => {
+          const toggle = $('#pause-toggle');
+          toggle.disabled = true;
+          try {
+            const { paused, backlog } = await post(`/api/delivery/${toggle.dataset.action}`);
+            toast(
+              paused
+                ? `Delivery paused (${backlog} waiting)`
+                : `Delivery resumed (${backlog} waiting)`,
+            );
+          } catch (error) {
+            toast(`Could not change it: ${error.message}`);
+          }
+          toggle.disabled = false;
+          refresh();
+        });
+
         wireCustomerPage(refresh);
         refresh();
       });
@@ -159,6 +176,17 @@ function render(data) {
   circuit.textContent = `circuit ${status.circuit.replace('_', '-')}`;
   circuit.className = `pill ${status.circuit === 'closed' ? 'good' : status.circuit === 'open' ? 'bad' : 'warn'}`;
   $('#sources').replaceChildren(...status.sources.map(sourcePill));
+  // While paused nothing is sent: say since when, and how much waits.
+  const paused = $('#paused');
+  paused.hidden = status.paused === null;
+  if (status.paused) {
+    paused.textContent = `delivery paused · ${status.backlog} waiting`;
+    paused.title = `Paused by ${status.paused.by ?? 'unknown'} since ${status.paused.since}`;
+  }
+  const toggle = $('#pause-toggle');
+  toggle.hidden = !canReplay;
+  toggle.textContent = status.paused ? 'Resume delivery' : 'Pause delivery';
+  toggle.dataset.action = status.paused ? 'resume' : 'pause';
   drawChart(throughput);
   renderDeadLetters(data.dead_letters);
   renderRecent(data.recent);
@@ -195,7 +223,37 @@ $('#replay-all').addEventListener('click', async () => {
   } catch (error) {
     toast(`Replay failed: ${error.message}`);
   }
+  $('#pause-toggle').addEventListener('click', async () => {
+    const toggle = $('#pause-toggle');
+    toggle.disabled = true;
+    try {
+      const { paused, backlog } = await post(`/api/delivery/${toggle.dataset.action}`);
+      toast(
+        paused ? `Delivery paused (${backlog} waiting)` : `Delivery resumed (${backlog} waiting)`,
+      );
+    } catch (error) {
+      toast(`Could not change it: ${error.message}`);
+    }
+    toggle.disabled = false;
+    refresh();
+  });
+
   wireCustomerPage(refresh);
+  refresh();
+});
+
+$('#pause-toggle').addEventListener('click', async () => {
+  const toggle = $('#pause-toggle');
+  toggle.disabled = true;
+  try {
+    const { paused, backlog } = await post(`/api/delivery/${toggle.dataset.action}`);
+    toast(
+      paused ? `Delivery paused (${backlog} waiting)` : `Delivery resumed (${backlog} waiting)`,
+    );
+  } catch (error) {
+    toast(`Could not change it: ${error.message}`);
+  }
+  toggle.disabled = false;
   refresh();
 });
 

@@ -157,6 +157,20 @@ export const CircuitStateSchema = Type.Union([
   Type.Literal('open'),
 ]);
 
+/** A pause of delivery to Inventory: since when, by whom. */
+export const PauseSchema = Type.Object({
+  since: Type.String({ format: 'date-time' }),
+  by: Type.Union([Type.String(), Type.Null()], { description: 'Who paused: admin.' }),
+});
+
+/** `POST /api/delivery/pause` and `POST /api/delivery/resume`. */
+export const PauseAnswerSchema = Type.Object({
+  paused: Type.Union([PauseSchema, Type.Null()]),
+  changed: Type.Boolean({ description: 'False when it already was so (nothing was done).' }),
+  backlog: Type.Integer({ description: 'Deliveries waiting: they go out once resumed.' }),
+});
+export type PauseAnswer = Static<typeof PauseAnswerSchema>;
+
 /** `GET /api/status`. */
 export const StatusSchema = Type.Object({
   mode: Type.String(),
@@ -170,6 +184,12 @@ export const StatusSchema = Type.Object({
     { description: 'Count of deliveries in each state.' },
   ),
   circuit: CircuitStateSchema,
+  paused: Type.Union([PauseSchema, Type.Null()], {
+    description: 'Set while delivery to Inventory is paused (`mip pause`); null while it runs.',
+  }),
+  backlog: Type.Integer({
+    description: 'Deliveries waiting to be made: pending, retrying or being delivered.',
+  }),
   poll: Type.Union([PollStatusSchema, Type.Null()], {
     description: 'The feed poll (poll and hybrid modes); null otherwise.',
   }),

@@ -33,8 +33,11 @@ export const TIMELINE_RESULTS = [
 ] as const;
 export type TimelineResult = (typeof TIMELINE_RESULTS)[number];
 
-/** Operator actions a timeline records. */
-export const TIMELINE_ACTIONS = ['replay'] as const;
+/**
+ * Operator actions a timeline records: a `replay` of the customer's dead letter, and a `pause` or
+ * `resume` of all delivery to Inventory (in every customer's timeline from its first entry on).
+ */
+export const TIMELINE_ACTIONS = ['replay', 'pause', 'resume'] as const;
 export type TimelineAction = (typeof TIMELINE_ACTIONS)[number];
 
 /** The most entries one read of a timeline answers. */
@@ -68,6 +71,9 @@ export const TimelineEntrySchema = Type.Object({
   trace_id: Nullable(Type.String({ description: 'Attempt: the W3C trace id of its call.' })),
   instance: Nullable(Type.String({ description: 'Attempt or action: the instance that made it.' })),
   action: Nullable(Type.Enum(TIMELINE_ACTIONS)),
+  all_customers: Type.Boolean({
+    description: 'An action on every customer (a pause or resume), not on this one alone.',
+  }),
 });
 export type TimelineEntry = Static<typeof TimelineEntrySchema>;
 

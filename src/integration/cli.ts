@@ -3,6 +3,7 @@ import { Compile } from 'typebox/compile';
 import {
   DeliveryListSchema,
   LIST_LIMIT_MAX,
+  PauseAnswerSchema,
   ReplayAllSchema,
   ReplayOneSchema,
   StatusSchema,
@@ -22,7 +23,13 @@ import {
   INTEGRATION,
   type Service,
 } from './cli/api-client.js';
-import { formatBulkReplay, formatDeadLetters, formatStatus, oneLine } from './cli/render.js';
+import {
+  formatBulkReplay,
+  formatDeadLetters,
+  formatPause,
+  formatStatus,
+  oneLine,
+} from './cli/render.js';
 import { formatTimeline } from './cli/render-timeline.js';
 import { parsePrefix, parseSince, wholeNumber } from './cli/option-parsers.js';
 import type { ProgressStream } from './cli/progress.js';
@@ -150,6 +157,25 @@ function buildProgram(io: CliIo): Command {
         formatStatus,
       );
     });
+
+  for (const action of ['pause', 'resume'] as const) {
+    program
+      .command(action)
+      .description(
+        action === 'pause'
+          ? 'stop sending to Inventory on every instance (events are still recorded; nothing dead-letters)'
+          : 'send to Inventory again: the backlog goes out, at INVENTORY_MAX_RPS',
+      )
+      .action(async (_options, command: Command) => {
+        const { client, show } = context(command, INTEGRATION);
+        show(
+          await client.request('POST', `/api/delivery/${action}`, {
+            shape: Compile(PauseAnswerSchema),
+          }),
+          formatPause,
+        );
+      });
+  }
 
   program
     .command('retry-windows')

@@ -60,6 +60,8 @@ export interface IntegrationConfig {
   retryMaxDelayMs: number;
   /** Timeout of one HTTP call to the CRM or Inventory, in ms. Default 5000. */
   requestTimeoutMs: number;
+  /** Most calls a second this instance makes to Inventory, evenly spaced. Default 0: no limit. */
+  inventoryMaxRps: number;
   /** How long the circuit stays open before a probe call, in ms. Default 5000. */
   circuitResetMs: number;
   /** How long a poll lease or a delivery claim lasts without renewal, in ms. Default 30000. */
@@ -94,6 +96,7 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     retryBaseMs: ms('RETRY_BASE_MS', 500, 1, 3_600_000),
     retryMaxDelayMs: ms('RETRY_MAX_DELAY_MS', 300_000, 1, 86_400_000),
     requestTimeoutMs: ms('REQUEST_TIMEOUT_MS', 5_000, 10, 300_000),
+    inventoryMaxRps: readInteger(env, 'INVENTORY_MAX_RPS', 0, { min: 0, max: 1_000_000 }),
     circuitResetMs: ms('CIRCUIT_RESET_MS', 5_000, 10, 3_600_000),
     leaseMs: ms('LEASE_MS', 30_000, 100, 3_600_000),
     instanceId: readInstanceId(env),

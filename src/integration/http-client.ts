@@ -1,5 +1,6 @@
 import { Agent, request } from 'undici';
 import { parseRetryAfter } from '../core/backoff.js';
+import type { CallThrottle } from '../core/call-throttle.js';
 import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
 
 export interface HttpClientOptions {
@@ -8,6 +9,8 @@ export interface HttpClientOptions {
   apiToken?: string | undefined;
   /** Per-call timeout in ms. */
   timeoutMs: number;
+  /** Spaces the calls out (`INVENTORY_MAX_RPS`); the wait is not part of the timeout. Default none. */
+  throttle?: Pick<CallThrottle, 'take'> | undefined;
 }
 
 export interface JsonResponse {
@@ -35,6 +38,7 @@ export async function callJson(
     extraTimeoutMs?: number;
   },
 ): Promise<JsonResponse> {
+  await options.throttle?.take(init.signal);
   const timeout = AbortSignal.timeout(options.timeoutMs + (init.extraTimeoutMs ?? 0));
   const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
   let status: number;

@@ -206,7 +206,24 @@ export const integrationMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 9,
+    name: 'let operators pause delivery to Inventory',
+    async up(db, types) {
+      // One row per destination ('inventory'); paused while paused_at is set.
+      await db.schema
+        .createTable('delivery_controls')
+        .addColumn('destination', 'text', (c) => c.primaryKey())
+        .addColumn('paused_at', types.epochMs)
+        .addColumn('paused_by', 'text')
+        .addColumn('updated_at', types.epochMs, (c) => c.notNull())
+        .execute();
+    },
+  },
 ];
+
+/** The `customer_id` of timeline entries about every customer (a pause, a resume). */
+export const ALL_CUSTOMERS = '*';
 
 export interface IntegrationTables {
   sync_cursors: { source: string; position: number; updated_at: number };
@@ -245,6 +262,12 @@ export interface IntegrationTables {
     traceparent: string | null;
   };
   leases: { name: string; holder: string; expires_at: number };
+  delivery_controls: {
+    destination: string;
+    paused_at: number | null;
+    paused_by: string | null;
+    updated_at: number;
+  };
   timeline_entries: {
     seq: Generated<number>;
     customer_id: string;

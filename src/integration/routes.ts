@@ -12,6 +12,7 @@ import {
   ReplayOneSchema,
   StatusSchema,
   type Delivery,
+  type DeliveryState,
   type Status,
 } from '../contracts/admin-api.js';
 import { HttpProblem, notFound } from '../core/errors.js';
@@ -22,6 +23,7 @@ import type { SyncMode } from './config.js';
 import { isoOrNull as iso } from '../core/iso.js';
 import type { DeliveryRow } from './migrations.js';
 import { readSourceStatus, type Source } from './sources/source.js';
+import type { PauseState } from './store/controls.js';
 import type { Actor, DeadLetterFilter } from './store/read-models.js';
 import type { SyncStore } from './store/sync-store.js';
 
@@ -76,6 +78,20 @@ const ListQuery = Type.Object(
   { additionalProperties: false },
 );
 
+/** Who makes an operator's request, for the timeline: its access scope, on this instance. */
+export const actorOfRequest = (request: FastifyRequest, instanceId: string): Actor => ({
+  who: request.accessScope,
+  instance: instanceId,
+});
+
+/** Deliveries still to be made, of the counts by state. */
+export const backlogOf = (counts: Record<DeliveryState, number>) =>
+  counts.pending + counts.retrying + counts.delivering;
+
+/** A pause as the admin API shows it, or null while delivery runs. */
+export const pauseOf = (state: PauseState) =>
+  state.since === null ? null : { since: new Date(state.since).toISOString(), by: state.by };
+
 /** p50, p99 and max of a list of lags in ms; nulls when it is empty. */
 export function summariseLags(lags: number[]) {
   if (lags.length === 0) return { count: 0, p50_ms: null, p99_ms: null, max_ms: null };
@@ -93,10 +109,7 @@ export function summariseLags(lags: number[]) {
 export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, options) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
   const store = options.store.readModels;
-  const actorOf = (request: FastifyRequest): Actor => ({
-    who: request.accessScope,
-    instance: options.instanceId,
-  });
+  const actorOf = (request: FastifyRequest): Actor => actorOfRequest(request, options.instanceId);
 
   const readStatus = async (): Promise<Status> => {
     const sources = await Promise.all(options.sources.map(readSourceStatus));
@@ -106,12 +119,15 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
         source.statusField ? [[source.statusField, sources[index]!.details]] : [],
       ),
     ) as Partial<Pick<Status, 'poll' | 'webhook' | 'amqp'>>;
+    const deliveries = await store.countByState();
     return {
       mode: options.mode,
       instance_id: options.instanceId,
       cursor: await options.cursor(),
-      deliveries: await store.countByState(),
+      deliveries,
       circuit: options.circuit(),
+      paused: pauseOf(await options.store.controls.read()),
+      backlog: backlogOf(deliveries),
       poll: null,
       webhook: null,
       amqp: null,

@@ -3,6 +3,7 @@ import fastifyStatic from '@fastify/static';
 import { redactUrl } from '../core/config.js';
 import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
+import { CallThrottle } from '../core/call-throttle.js';
 import { CrmClient } from './crm-client.js';
 import { InventoryClient, type PackageChange } from './inventory-client.js';
 import { readIntegrationConfig, type SyncMode } from './config.js';
@@ -11,6 +12,7 @@ import { createIntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
 import { adminRoutes } from './routes.js';
 import { timelineRoutes } from './timeline-routes.js';
+import { controlRoutes } from './control-routes.js';
 import { createAmqpSource } from './sources/amqp.js';
 import { createFeedSource, FEED_CURSOR } from './sources/feed.js';
 import type { Source, SourceContext } from './sources/source.js';
@@ -54,7 +56,11 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
     const store = createSyncStore(database);
     const metrics = createIntegrationMetrics(registry, store.readModels);
     const http = { apiToken: config.apiToken, timeoutMs: config.requestTimeoutMs };
-    const inventory = new InventoryClient({ ...http, baseUrl: config.inventoryUrl });
+    const inventory = new InventoryClient({
+      ...http,
+      baseUrl: config.inventoryUrl,
+      throttle: config.inventoryMaxRps > 0 ? new CallThrottle(config.inventoryMaxRps) : undefined,
+    });
     const crm = new CrmClient({ ...http, baseUrl: config.crmUrl });
     const circuit = createCircuit(
       (changes: PackageChange[], headers: Record<string, string>, signal: AbortSignal) =>
@@ -100,6 +106,11 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           onReplay: () => worker.wake(),
         });
         await app.register(timelineRoutes, { store, crm });
+        await app.register(controlRoutes, {
+          store,
+          instanceId: config.instanceId,
+          onResume: () => worker.wake(),
+        });
         // The dashboard: static files, no build step; the page reads /api/dashboard.
         await app.register(fastifyStatic, {
           root: DASHBOARD_DIR,

@@ -13,6 +13,7 @@ import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import { toDelivery } from './routes.js';
 import type { CrmClient } from './crm-client.js';
+import { ALL_CUSTOMERS } from './migrations.js';
 import type { TimelineRow } from './store/timeline.js';
 import type { SyncStore } from './store/sync-store.js';
 
@@ -41,6 +42,7 @@ function toEntry(row: TimelineRow): TimelineEntry {
     trace_id: row.trace_id,
     instance: row.instance,
     action: row.action,
+    all_customers: row.customer_id === ALL_CUSTOMERS,
   };
 }
 

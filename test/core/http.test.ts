@@ -53,6 +53,8 @@ const services = [
       'POST /api/dead-letters/{customerId}/replay',
       'POST /api/dead-letters/replay',
       'GET /api/customers/lookup',
+      'POST /api/delivery/pause',
+      'POST /api/delivery/resume',
       'GET /api/customers/{customerId}/timeline',
       'POST /webhooks/crm',
     ],

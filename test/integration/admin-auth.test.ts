@@ -34,6 +34,9 @@ it('with API_TOKEN, the dashboard and admin API need it; browsers get a Basic pr
     ['GET', '/api/dashboard'],
     ['GET', '/api/dead-letters'],
     ['POST', '/api/dead-letters/replay'],
+    ['POST', '/api/delivery/pause'],
+    ['POST', '/api/delivery/resume'],
+    ['GET', '/api/customers/00000000-0000-4000-8000-000000000001/timeline?after=1'],
     ['GET', '/dashboard.js'],
   ] as const) {
     const anonymous = await t.app.inject({ method, url });

@@ -3,6 +3,7 @@ import {
   LIST_LIMIT_MAX,
   type AmqpStatus,
   type Delivery,
+  type PauseAnswer,
   type PollStatus,
   type ReplayAll,
   type SourceStatus,
@@ -101,6 +102,10 @@ export function formatStatus(status: Status): string {
     ['cursor', String(status.cursor)],
     ['deliveries', deliveries || 'none yet'],
     ['circuit', status.circuit],
+    [
+      'delivery',
+      `${status.paused ? `PAUSED since ${status.paused.since} by ${status.paused.by ?? 'unknown'}` : 'running'} (backlog ${status.backlog})`,
+    ],
     ...status.sources.flatMap(sourceRows),
   ]);
 }
@@ -142,4 +147,13 @@ export function formatBulkReplay(result: ReplayAll, filtered: boolean): string {
   if (result.replayed === 0)
     return filtered ? 'No dead letters match.' : 'No dead letters to replay.';
   return `Replayed ${letters(result.replayed)}${filtered ? ` of ${result.matched} that matched` : ''}; they will be delivered again shortly.`;
+}
+
+/** `mip pause` and `mip resume`: the state now, and whether the command changed it. */
+export function formatPause(answer: PauseAnswer): string {
+  const backlog = `${answer.backlog} deliver${answer.backlog === 1 ? 'y' : 'ies'} waiting`;
+  if (answer.paused) {
+    return `${answer.changed ? 'Paused' : 'Already paused'}: nothing is sent to Inventory on any instance since ${answer.paused.since}; events are still recorded (${backlog}).`;
+  }
+  return `${answer.changed ? 'Resumed' : 'Not paused'}: delivering to Inventory (${backlog}).`;
 }

@@ -2,6 +2,7 @@ import { sql, type UpdateObject } from 'kysely';
 import type { Database } from '../../core/db.js';
 import type { DeliveryOperation, DeliveryOutcome } from '../../contracts/admin-api.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
+import { notPaused } from './controls.js';
 import { insertTimeline, type NewTimelineEntry } from './timeline.js';
 
 /** Who holds a claim on deliveries, and for how long from now (ms). */
@@ -303,6 +304,8 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
             .select('seq')
             .where('state', '=', state)
             .where(column, state === 'delivering' ? '<' : '<=', now)
+            // Nothing is claimed while delivery is paused (read in this transaction).
+            .where(notPaused)
             .orderBy(column)
             .limit(limit - seqs.length);
           if (dialect === 'postgres') due = due.forUpdate().skipLocked();

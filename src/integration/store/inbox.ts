@@ -5,6 +5,7 @@ import type { DeliveryRow, IntegrationTables } from '../migrations.js';
 import type { DeliveryClaim } from './claims.js';
 import type { HeldLease, LeasesRepository } from './leases.js';
 import { newestPerCustomer, type NewDelivery } from './new-delivery.js';
+import { isPausedIn } from './controls.js';
 import { eventEntries, insertTimeline } from './timeline.js';
 
 type Db = Kysely<IntegrationTables>;
@@ -153,13 +154,14 @@ export function createInboxRepository(
 
   /**
    * Records the reported states; customers seen for the first time are written already claimed by
-   * `claim.holder`. Answers the rows it wrote: those with revision 0 are the new, claimed ones.
+   * `claim.holder` (pending without a claim). Answers the rows it wrote: those with revision 0
+   * and `locked_by` the holder are the new, claimed ones.
    */
   const insertClaimed = async (
     trx: Db,
     items: NewDelivery[],
     now: number,
-    claim: DeliveryClaim,
+    claim: DeliveryClaim | undefined,
     messageId: string,
   ): Promise<DeliveryRow[]> => {
     if (items.length === 0) return [];
@@ -280,8 +282,9 @@ export function createInboxRepository(
       claim: DeliveryClaim,
       now = Date.now(),
     ): Promise<DeliveryRow[] | undefined> {
-      return recordOnce(message, items, now, (trx) =>
-        insertClaimed(trx, items, now, claim, message.id),
+      // While delivery is paused, they are recorded pending like any other.
+      return recordOnce(message, items, now, async (trx) =>
+        insertClaimed(trx, items, now, (await isPausedIn(trx)) ? undefined : claim, message.id),
       );
     },
   };

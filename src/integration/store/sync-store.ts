@@ -1,6 +1,7 @@
 import type { Database } from '../../core/db.js';
 import type { IntegrationTables } from '../migrations.js';
 import { createClaimsRepository } from './claims.js';
+import { createControlsRepository } from './controls.js';
 import { createInboxRepository } from './inbox.js';
 import { createLeasesRepository } from './leases.js';
 import { createReadModelsRepository } from './read-models.js';
@@ -18,6 +19,8 @@ export function createSyncStore(database: Database<IntegrationTables>) {
     leases,
     /** Queries for the admin API, dashboard and metrics; replays of dead letters. */
     readModels: createReadModelsRepository(database),
+    /** Pausing and resuming delivery to Inventory. */
+    controls: createControlsRepository(database),
     /** Each customer's timeline (written by the inbox, the claims and the replays). */
     timeline: createTimelineRepository(database),
   };

@@ -1,7 +1,7 @@
 import type { Insertable, Kysely, Selectable } from 'kysely';
 import type { TimelineAction, TimelineResult } from '../../contracts/timeline.js';
 import type { Database } from '../../core/db.js';
-import type { IntegrationTables } from '../migrations.js';
+import { ALL_CUSTOMERS, type IntegrationTables } from '../migrations.js';
 import { newestPerCustomer, type NewDelivery } from './new-delivery.js';
 
 type Db = Kysely<IntegrationTables>;
@@ -80,12 +80,30 @@ export function actionEntries(
 export function createTimelineRepository(database: Database<IntegrationTables>) {
   const { db } = database;
   return {
-    /** The entries of `customerId` after `after` (a `seq`; 0 from the start), oldest first. */
+    /**
+     * The entries of `customerId` after `after` (a `seq`; 0 from the start), oldest first, with
+     * the actions on every customer (pauses, resumes) from its first entry on.
+     */
     async read(customerId: string, after: number, limit: number): Promise<TimelineRow[]> {
       return db
         .selectFrom('timeline_entries')
         .selectAll()
-        .where('customer_id', '=', customerId)
+        .where((eb) =>
+          eb.or([
+            eb('customer_id', '=', customerId),
+            eb.and([
+              eb('customer_id', '=', ALL_CUSTOMERS),
+              eb(
+                'at',
+                '>=',
+                eb
+                  .selectFrom('timeline_entries as first')
+                  .select((inner) => inner.fn.min('first.at').as('at'))
+                  .where('first.customer_id', '=', customerId),
+              ),
+            ]),
+          ]),
+        )
         .where('seq', '>', after)
         .orderBy('seq')
         .limit(limit)

@@ -50,10 +50,15 @@ describe('API_READ_TOKEN on the integration service', () => {
     }
   });
 
-  it('cannot replay: 403 naming the scope and the admin token, and the dead letter stays', async () => {
+  it('cannot replay, pause or resume: 403 naming the scope and the admin token, and nothing changes', async () => {
     const app = await start(integrationService);
     const customerId = await seedDeadLetter(t!.database, 'Jane Doe');
-    for (const url of ['/api/dead-letters/replay', `/api/dead-letters/${customerId}/replay`]) {
+    for (const url of [
+      '/api/dead-letters/replay',
+      `/api/dead-letters/${customerId}/replay`,
+      '/api/delivery/pause',
+      '/api/delivery/resume',
+    ]) {
       const refused = await app.inject({ method: 'POST', url, headers: as(READER) });
       const problem = expectProblem(refused, 403);
       expect(problem).toMatchObject({ code: 'insufficient_scope', required_scope: 'admin' });
@@ -61,12 +66,15 @@ describe('API_READ_TOKEN on the integration service', () => {
       expect(refused.headers['www-authenticate']).toContain('insufficient_scope');
     }
     expect(await deliveryStateOf(t!.database, customerId)).toBe('dead');
+    expect(
+      (await app.inject({ method: 'GET', url: '/api/status', headers: as(READER) })).json(),
+    ).toMatchObject({ paused: null });
     const replayed = await app.inject({
       method: 'POST',
       url: '/api/dead-letters/replay',
       headers: as(ADMIN),
     });
-    expect(replayed.json()).toEqual({ replayed: 1 });
+    expect(replayed.json()).toEqual({ matched: 1, replayed: 1, dry_run: false });
     expect(await deliveryStateOf(t!.database, customerId)).toBe('pending');
   });
 
