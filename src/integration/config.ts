@@ -1,4 +1,5 @@
 import { BATCH_MAX_ITEMS } from '../contracts/package-requests.js';
+import { readRetentionMs } from '../core/retention.js';
 import {
   ConfigError,
   readChoice,
@@ -62,6 +63,8 @@ export interface IntegrationConfig {
   requestTimeoutMs: number;
   /** Most calls a second this instance makes to Inventory, evenly spaced. Default 0: no limit. */
   inventoryMaxRps: number;
+  /** How long pushed message ids and timeline entries are kept (`RETENTION_DAYS`). Default 30 days. */
+  retentionMs: number;
   /** How long the circuit stays open before a probe call, in ms. Default 5000. */
   circuitResetMs: number;
   /** How long a poll lease or a delivery claim lasts without renewal, in ms. Default 30000. */
@@ -100,7 +103,14 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     circuitResetMs: ms('CIRCUIT_RESET_MS', 5_000, 10, 3_600_000),
     leaseMs: ms('LEASE_MS', 30_000, 100, 3_600_000),
     instanceId: readInstanceId(env),
+    retentionMs: 0,
   };
+  // Pushed message ids must outlive every redelivery the retries can cause.
+  config.retentionMs = readRetentionMs(
+    env,
+    config.deadLetterAfterMs,
+    `a message can be redelivered until its delivery is dead-lettered (DEAD_LETTER_AFTER_MS=${config.deadLetterAfterMs})`,
+  );
   if (config.syncMode === 'amqp' && !config.amqpUrl) {
     throw new ConfigError(
       'SYNC_MODE',

@@ -220,6 +220,22 @@ export const integrationMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 10,
+    name: 'index pushed message ids and timeline entries by age, for the retention sweep',
+    async up(db) {
+      await db.schema
+        .createIndex('received_messages_received_at')
+        .on('received_messages')
+        .column('received_at')
+        .execute();
+      await db.schema
+        .createIndex('timeline_entries_at')
+        .on('timeline_entries')
+        .column('at')
+        .execute();
+    },
+  },
 ];
 
 /** The `customer_id` of timeline entries about every customer (a pause, a resume). */

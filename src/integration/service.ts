@@ -4,6 +4,7 @@ import { redactUrl } from '../core/config.js';
 import type { ServiceDefinition } from '../core/service.js';
 import { createCircuit, type CircuitState } from './circuit.js';
 import { CallThrottle } from '../core/call-throttle.js';
+import { RetentionSweeper, type RetainedTable } from '../core/retention.js';
 import { CrmClient } from './crm-client.js';
 import { InventoryClient, type PackageChange } from './inventory-client.js';
 import { readIntegrationConfig, type SyncMode } from './config.js';
@@ -20,6 +21,12 @@ import { createWebhookSource } from './sources/webhook.js';
 import { createSyncStore } from './store/sync-store.js';
 
 /** `public/dashboard`, found from both `src/integration` (tests) and `dist/integration`. */
+/** What the integration keeps for RETENTION_DAYS: pushed message ids and timeline entries. */
+export const INTEGRATION_RETAINED: RetainedTable[] = [
+  { table: 'received_messages', key: 'message_id', writtenAt: 'received_at', cutoff: (ms) => ms },
+  { table: 'timeline_entries', key: 'seq', writtenAt: 'at', cutoff: (ms) => ms },
+];
+
 const DASHBOARD_DIR = fileURLToPath(new URL('../../public/dashboard/', import.meta.url));
 
 const CIRCUIT_STATE_VALUE: Record<CircuitState, number> = { closed: 0, half_open: 1, open: 2 };
@@ -91,6 +98,12 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       logger,
       metrics,
     });
+    const sweeper = new RetentionSweeper(
+      database.db,
+      INTEGRATION_RETAINED,
+      config.retentionMs,
+      logger,
+    );
     const sources = SOURCES[config.syncMode]({ config, crm, store, metrics, registry, logger });
     metrics.showSources(sources.map((source) => source.name));
 
@@ -126,6 +139,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         );
         worker.start();
         for (const source of sources) source.start(worker, listening);
+        sweeper.start();
       },
       stop: async (abandonAfterMs) => {
         // Stop taking work first; then let the deliveries in flight finish, or release them.
@@ -135,6 +149,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           abandonAfterMs === undefined ? undefined : abandonAfterMs - (Date.now() - started),
         );
         circuit.shutdown();
+        await sweeper.stop();
       },
       checkReady: async () => {
         const reasons = sources.flatMap((source) => source.notReadyReason() ?? []);

@@ -113,6 +113,17 @@ export const inventoryMigrations: Migration[] = [
       );
     },
   },
+  {
+    version: 4,
+    name: 'index idempotency records by age, for the retention sweep',
+    async up(db) {
+      await db.schema
+        .createIndex('idempotency_keys_created_at')
+        .on('idempotency_keys')
+        .column('created_at')
+        .execute();
+    },
+  },
 ];
 
 /** The recipient fields wherever a stored answer holds the request, as JSON paths. */

@@ -161,7 +161,7 @@ describe('integration migrations', () => {
       { kind: 'note' },
       { result: 'ok' },
       { operation: 'delete' },
-      { action: 'pause' },
+      { action: 'restart' },
     ]) {
       await expect(
         db
