@@ -35,7 +35,8 @@ export type TimelineResult = (typeof TIMELINE_RESULTS)[number];
 
 /**
  * Operator actions a timeline records: a `replay` of the customer's dead letter, and a `pause` or
- * `resume` of all delivery to Inventory (in every customer's timeline from its first entry on).
+ * `resume` of all delivery to Inventory (in every customer's timeline, from the one in force when
+ * the customer arrived on).
  */
 export const TIMELINE_ACTIONS = ['replay', 'pause', 'resume'] as const;
 export type TimelineAction = (typeof TIMELINE_ACTIONS)[number];

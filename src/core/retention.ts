@@ -54,6 +54,8 @@ export class RetentionSweeper {
   ) {}
 
   start(): void {
+    if (this.timer || this.running) return;
+    this.stopped = false;
     const tick = () => {
       this.running = this.sweep()
         .catch((error: unknown) =>
@@ -87,7 +89,8 @@ export class RetentionSweeper {
           limit ${SWEEP_BATCH})`.execute(this.db);
         const deleted = Number(result.numAffectedRows ?? 0);
         total += deleted;
-        if (deleted < SWEEP_BATCH) break;
+        // A stop waits for one statement at most, not for the whole backlog.
+        if (deleted < SWEEP_BATCH || this.stopped) break;
         await yieldToOthers();
       }
       swept[table] = total;

@@ -1,7 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
-import { notFound } from '../core/errors.js';
+import { HttpProblem, notFound } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { sendPage } from '../core/pagination.js';
 import { traceparentOf } from '../core/tracing.js';
@@ -114,6 +114,13 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
     async (request, reply) => {
       const { email, ...page } = request.query;
       if (email !== undefined) {
+        if (page.after !== undefined) {
+          throw new HttpProblem(
+            400,
+            'invalid_request',
+            'email finds one customer: leave out after, which pages through the whole list.',
+          );
+        }
         const found = await customers.findByEmail(email);
         return found ? [found] : [];
       }

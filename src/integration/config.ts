@@ -73,6 +73,11 @@ export interface IntegrationConfig {
   instanceId: string;
 }
 
+/** How long an instance's claim on deliveries lasts: a lease, and at least three call timeouts. */
+export function claimMsOf(config: Pick<IntegrationConfig, 'leaseMs' | 'requestTimeoutMs'>): number {
+  return Math.max(config.leaseMs, config.requestTimeoutMs * 3);
+}
+
 export function readIntegrationConfig(env: Env): IntegrationConfig {
   const http = ['http:', 'https:'];
   const ms = (name: string, fallback: number, min: number, max: number) =>
@@ -105,6 +110,18 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     instanceId: readInstanceId(env),
     retentionMs: 0,
   };
+  const claimMs = claimMsOf(config);
+  if (config.inventoryMaxRps > 0) {
+    // Calls waiting for their turn hold their claims: the wait must stay well inside a claim.
+    const waitMs = (config.deliveryConcurrency / config.inventoryMaxRps) * 1000;
+    if (waitMs > claimMs / 2) {
+      throw new ConfigError(
+        'INVENTORY_MAX_RPS',
+        String(config.inventoryMaxRps),
+        `with DELIVERY_CONCURRENCY=${config.deliveryConcurrency} a call may wait ${Math.round(waitMs)} ms for its turn, past half a claim (${claimMs} ms); use at least ${Math.ceil((config.deliveryConcurrency * 2000) / claimMs)}, or lower DELIVERY_CONCURRENCY`,
+      );
+    }
+  }
   // Pushed message ids must outlive every redelivery the retries can cause.
   config.retentionMs = readRetentionMs(
     env,

@@ -1,10 +1,12 @@
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import type { ControlsRepository } from './store/controls.js';
 import type { ReadModelsRepository } from './store/read-models.js';
 
 /** Every metric the integration service exports; the README lists them. */
 export function createIntegrationMetrics(
   registry: Registry,
   store: Pick<ReadModelsRepository, 'countByState'>,
+  controls: Pick<ControlsRepository, 'read'>,
 ) {
   const registers = [registry];
   const customersSeen = new Counter({
@@ -94,6 +96,14 @@ export function createIntegrationMetrics(
       async collect() {
         const counts = await store.countByState();
         for (const [state, count] of Object.entries(counts)) this.set({ state }, count);
+      },
+    }),
+    paused: new Gauge({
+      name: 'integration_delivery_paused',
+      help: 'Whether delivery to Inventory is paused (mip pause): 1 while paused, else 0.',
+      registers,
+      async collect() {
+        this.set((await controls.read()).paused ? 1 : 0);
       },
     }),
   };

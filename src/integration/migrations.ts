@@ -218,6 +218,11 @@ export const integrationMigrations: Migration[] = [
         .addColumn('paused_by', 'text')
         .addColumn('updated_at', types.epochMs, (c) => c.notNull())
         .execute();
+      // The row exists from the start: a pause or resume is one conditional UPDATE of it.
+      await db
+        .insertInto('delivery_controls')
+        .values({ destination: 'inventory', paused_at: null, paused_by: null, updated_at: 0 })
+        .execute();
     },
   },
   {

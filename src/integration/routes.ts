@@ -313,8 +313,16 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
     },
     async (request) => {
       const { body } = request;
+      const since = body.since === undefined ? undefined : Date.parse(body.since);
+      if (since !== undefined && !Number.isFinite(since)) {
+        throw new HttpProblem(
+          400,
+          'invalid_request',
+          `since=${body.since} is not a time this service can compare; give an ISO 8601 time such as 2026-12-03T09:00:00Z.`,
+        );
+      }
       const filter: DeadLetterFilter = {
-        since: body.since === undefined ? undefined : Date.parse(body.since),
+        since,
         errorContains: body.error_contains,
         status: body.status,
       };

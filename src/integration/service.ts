@@ -7,7 +7,7 @@ import { CallThrottle } from '../core/call-throttle.js';
 import { RetentionSweeper, type RetainedTable } from '../core/retention.js';
 import { CrmClient } from './crm-client.js';
 import { InventoryClient, type PackageChange } from './inventory-client.js';
-import { readIntegrationConfig, type SyncMode } from './config.js';
+import { claimMsOf, readIntegrationConfig, type SyncMode } from './config.js';
 import { DeliveryWorker } from './delivery.js';
 import { createIntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
@@ -61,7 +61,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
   setup: ({ database, logger, metrics: registry, env }) => {
     const config = readIntegrationConfig(env);
     const store = createSyncStore(database);
-    const metrics = createIntegrationMetrics(registry, store.readModels);
+    const metrics = createIntegrationMetrics(registry, store.readModels, store.controls);
     const http = { apiToken: config.apiToken, timeoutMs: config.requestTimeoutMs };
     const inventory = new InventoryClient({
       ...http,
@@ -92,7 +92,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       },
       concurrency: config.deliveryConcurrency,
       batchSize: config.deliveryBatchSize,
-      claimMs: Math.max(config.leaseMs, config.requestTimeoutMs * 3),
+      claimMs: claimMsOf(config),
       circuitResetMs: config.circuitResetMs,
       instanceId: config.instanceId,
       logger,

@@ -71,10 +71,11 @@ export const timelineRoutes: FastifyPluginAsync<TimelineRoutesOptions> = async (
       try {
         customerId = await options.crm.findCustomerIdByEmail(email);
       } catch (error) {
+        request.log.warn({ err: error }, 'The CRM did not answer a lookup by email');
         throw new HttpProblem(
           502,
           'crm_unavailable',
-          `The CRM could not be asked who has the email ${email}: ${(error as Error).message}. Try again, or trace the customer by id.`,
+          'The CRM did not answer who has that email (see the service log). Try again, or trace the customer by id.',
         );
       }
       if (customerId === undefined) {
@@ -97,6 +98,7 @@ export const timelineRoutes: FastifyPluginAsync<TimelineRoutesOptions> = async (
           {
             after: Type.Integer({
               minimum: 0,
+              maximum: Number.MAX_SAFE_INTEGER,
               default: 0,
               description: 'Only entries after this `seq` (the previous answer’s `next_after`).',
             }),
@@ -113,7 +115,8 @@ export const timelineRoutes: FastifyPluginAsync<TimelineRoutesOptions> = async (
       },
     },
     async (request): Promise<Timeline> => {
-      const { customerId } = request.params;
+      // A UUID in capitals names the same customer.
+      const customerId = request.params.customerId.toLowerCase();
       const { after, limit } = request.query;
       // One more than asked tells whether more follow.
       const [delivery, rows] = await Promise.all([

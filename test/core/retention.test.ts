@@ -67,7 +67,7 @@ describe('the retention sweep', () => {
     const record = (key: string, at: number) => ({
       key,
       request_fingerprint: 'f',
-      state: 'completed',
+      state: 'completed' as const,
       response_status: 201,
       response_body: '{}',
       created_at: new Date(at).toISOString(),
@@ -93,6 +93,17 @@ describe('RETENTION_DAYS', () => {
       readIntegrationConfig({ RETENTION_DAYS: '2', DEAD_LETTER_AFTER_MS: String(3 * DAY) }),
     ).toThrow(
       'Invalid configuration: RETENTION_DAYS="2" is not allowed; keep records at least 3 day(s): a message can be redelivered until its delivery is dead-lettered (DEAD_LETTER_AFTER_MS=259200000).',
+    );
+  });
+});
+
+describe('INVENTORY_MAX_RPS', () => {
+  it('is refused when a call could wait for its turn past half its claim', () => {
+    expect(readIntegrationConfig({ INVENTORY_MAX_RPS: '1' }).inventoryMaxRps).toBe(1);
+    expect(() =>
+      readIntegrationConfig({ INVENTORY_MAX_RPS: '1', DELIVERY_CONCURRENCY: '64' }),
+    ).toThrow(
+      'INVENTORY_MAX_RPS="1" is not allowed; with DELIVERY_CONCURRENCY=64 a call may wait 64000 ms for its turn, past half a claim (30000 ms); use at least 5, or lower DELIVERY_CONCURRENCY.',
     );
   });
 });

@@ -54,7 +54,7 @@ const startWorker = (
     circuitResetMs: 1_000,
     instanceId: 'instance-a',
     logger: createLogger({ service: 'integration', level: 'silent' }),
-    metrics: createIntegrationMetrics(new Registry(), store.readModels),
+    metrics: createIntegrationMetrics(new Registry(), store.readModels, store.controls),
     // Long, so only a hand-off (not the loop's own look for due work) can send within the test.
     idleMs: 60_000,
   });

@@ -37,27 +37,32 @@ export const notPaused = sql<boolean>`not exists (select 1 from delivery_control
 export function createControlsRepository(database: Database<IntegrationTables>) {
   const { db } = database;
 
-  /** Sets the pause (`pausedAt`, or null to resume); answers false when it already was so. */
+  /**
+   * Sets or lifts the pause, its row locked first (of two concurrent pauses one changes it);
+   * answers false when it already was so. A resume moves the failure clocks of the deliveries
+   * that were failing on by the pause's length: time paused never counts towards a dead letter.
+   */
   const setPause = (by: Actor, pause: boolean, now: number) =>
     db.transaction().execute(async (trx) => {
-      const before = await isPausedIn(trx);
-      if (before === pause) return false;
+      const row = await trx
+        .selectFrom('delivery_controls')
+        .select('paused_at')
+        .where('destination', '=', INVENTORY)
+        .forUpdate()
+        .executeTakeFirstOrThrow();
+      if ((row.paused_at !== null) === pause) return false;
       await trx
-        .insertInto('delivery_controls')
-        .values({
-          destination: INVENTORY,
-          paused_at: pause ? now : null,
-          paused_by: pause ? by.who : null,
-          updated_at: now,
-        })
-        .onConflict((conflict) =>
-          conflict.column('destination').doUpdateSet({
-            paused_at: pause ? now : null,
-            paused_by: pause ? by.who : null,
-            updated_at: now,
-          }),
-        )
+        .updateTable('delivery_controls')
+        .set({ paused_at: pause ? now : null, paused_by: pause ? by.who : null, updated_at: now })
+        .where('destination', '=', INVENTORY)
         .execute();
+      if (row.paused_at !== null) {
+        await trx
+          .updateTable('deliveries')
+          .set({ failing_since: sql<number>`failing_since + ${Math.max(0, now - row.paused_at)}` })
+          .where('failing_since', 'is not', null)
+          .execute();
+      }
       await insertTimeline(
         trx,
         actionEntries([ALL_CUSTOMERS], pause ? 'pause' : 'resume', by.who, by.instance, now),

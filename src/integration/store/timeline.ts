@@ -1,4 +1,4 @@
-import type { Insertable, Kysely, Selectable } from 'kysely';
+import { sql, type Insertable, type Kysely, type Selectable } from 'kysely';
 import type { TimelineAction, TimelineResult } from '../../contracts/timeline.js';
 import type { Database } from '../../core/db.js';
 import { ALL_CUSTOMERS, type IntegrationTables } from '../migrations.js';
@@ -82,26 +82,19 @@ export function createTimelineRepository(database: Database<IntegrationTables>) 
   return {
     /**
      * The entries of `customerId` after `after` (a `seq`; 0 from the start), oldest first, with
-     * the actions on every customer (pauses, resumes) from its first entry on.
+     * the actions on every customer (pauses, resumes) from the one in force at its first entry on.
      */
     async read(customerId: string, after: number, limit: number): Promise<TimelineRow[]> {
+      const firstSeq = sql<number>`(select min(seq) from timeline_entries where customer_id = ${customerId})`;
+      const globalFrom = sql<number>`coalesce((select max(seq) from timeline_entries
+        where customer_id = ${ALL_CUSTOMERS} and seq < ${firstSeq}), ${firstSeq})`;
       return db
         .selectFrom('timeline_entries')
         .selectAll()
         .where((eb) =>
           eb.or([
             eb('customer_id', '=', customerId),
-            eb.and([
-              eb('customer_id', '=', ALL_CUSTOMERS),
-              eb(
-                'at',
-                '>=',
-                eb
-                  .selectFrom('timeline_entries as first')
-                  .select((inner) => inner.fn.min('first.at').as('at'))
-                  .where('first.customer_id', '=', customerId),
-              ),
-            ]),
+            eb.and([eb('customer_id', '=', ALL_CUSTOMERS), eb('seq', '>=', globalFrom)]),
           ]),
         )
         .where('seq', '>', after)

@@ -157,6 +157,17 @@ describe('mip against a running integration service', () => {
     // `%` and `_` are matched as themselves, and letter case does not matter.
     const percent = await mip(url, ['dlq', 'replay', '--all', '--error-contains', '0%', '--json']);
     expect(JSON.parse(percent.stdout)).toEqual({ matched: 0, replayed: 0, dry_run: false });
+    const underscore = await mip(url, [
+      '--json',
+      'dlq',
+      'replay',
+      '--all',
+      '--error-contains',
+      'r_',
+      '--dry-run',
+    ]);
+    // Only "customer_id" has it: as a wildcard, "r_" would match "re" and "er" in every error.
+    expect(JSON.parse(underscore.stdout)).toEqual({ matched: 1, replayed: 0, dry_run: true });
     const timedOut = await mip(url, ['dlq', 'replay', '--all', '--error-contains', 'timed out']);
     expect(timedOut.stdout).toContain('Replayed 1 dead letter of 1 that matched');
     expect(await states()).toEqual(['dead', 'pending', 'pending']);

@@ -109,6 +109,18 @@ describe('mip trace', () => {
     const noId = await mip(url, ['trace', unknown]);
     expect(noId.code).toBe(1);
     expect(noId.stderr).toContain(`has no record of customer ${unknown}`);
+    // The API: an id in capitals is the same customer; a cursor past any seq is refused.
+    const upper = await integration.app.inject({
+      method: 'GET',
+      url: `/api/customers/${unknown.toUpperCase()}/timeline`,
+    });
+    expect(upper.statusCode).toBe(404);
+    expect(upper.json().detail).toContain(unknown);
+    const huge = await integration.app.inject({
+      method: 'GET',
+      url: `/api/customers/${unknown}/timeline?after=1e21`,
+    });
+    expect(huge.statusCode).toBe(400);
     const neither = await mip(url, ['trace', 'jane']);
     expect(neither.code).toBe(2);
     expect(neither.stderr).toContain(

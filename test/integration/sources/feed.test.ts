@@ -109,7 +109,11 @@ describe('the feed cursor (model-based)', () => {
           try {
             await migrate(database, integrationMigrations);
             const store = createSyncStore(database);
-            const metrics = createIntegrationMetrics(new Registry(), store.readModels);
+            const metrics = createIntegrationMetrics(
+              new Registry(),
+              store.readModels,
+              store.controls,
+            );
             const feed = new FakeFeed();
             const pollers = [0, 1].map(
               (i) =>
@@ -214,7 +218,7 @@ describe('the feed repair beside push', () => {
       leaseMs: 60_000,
       instanceId: 'a',
       logger,
-      metrics: createIntegrationMetrics(new Registry(), store.readModels),
+      metrics: createIntegrationMetrics(new Registry(), store.readModels, store.controls),
       reconcile: true,
       passPushed: store.inbox.passPushed,
     });
