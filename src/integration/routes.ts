@@ -308,7 +308,8 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
       },
       // A bulk replay without a body, as before filters existed, replays every dead letter.
       preValidation: async (request) => {
-        request.body ??= {};
+        // Only a missing body: a JSON `null` is refused like any other non-object.
+        if (request.body === undefined) request.body = {};
       },
     },
     async (request) => {

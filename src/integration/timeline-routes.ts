@@ -59,7 +59,13 @@ export const timelineRoutes: FastifyPluginAsync<TimelineRoutesOptions> = async (
         tags: ['admin'],
         summary: 'Find a customer’s id by email, in the CRM (any letter case)',
         querystring: Type.Object(
-          { email: Type.String({ minLength: 3, maxLength: 320, pattern: '@' }) },
+          {
+            email: Type.String({
+              minLength: 3,
+              maxLength: 320,
+              description: 'The email, in any letter case.',
+            }),
+          },
           { additionalProperties: false },
         ),
         response: { 200: CustomerLookupSchema, ...problemResponses(404, 502) },
@@ -67,6 +73,13 @@ export const timelineRoutes: FastifyPluginAsync<TimelineRoutesOptions> = async (
     },
     async (request) => {
       const { email } = request.query;
+      if (!email.includes('@')) {
+        throw new HttpProblem(
+          400,
+          'invalid_request',
+          `email=${email} is not an email address; give one such as jane.doe@example.com, or trace the customer by id.`,
+        );
+      }
       let customerId: string | undefined;
       try {
         customerId = await options.crm.findCustomerIdByEmail(email);
