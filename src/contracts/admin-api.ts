@@ -171,6 +171,40 @@ export const PauseAnswerSchema = Type.Object({
 });
 export type PauseAnswer = Static<typeof PauseAnswerSchema>;
 
+/** The body of `POST /api/resync`: where in the CRM feed to read again from. */
+export const ResyncRequestSchema = Type.Object(
+  {
+    since_position: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: Number.MAX_SAFE_INTEGER,
+        description: 'Read the feed again after this position (0: from the start).',
+      }),
+    ),
+    since: Type.Optional(
+      Type.String({
+        format: 'date-time',
+        description: 'Read again every event the CRM recorded at or after this time.',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type ResyncRequest = Static<typeof ResyncRequestSchema>;
+
+/** A resync under way: the feed is read again from the cursor up to `until`. */
+export const ResyncProgressSchema = Type.Object({
+  cursor: Type.Integer({ description: 'The feed position read up to now.' }),
+  until: Type.Integer({ description: 'Where the cursor stood when the resync began.' }),
+});
+
+/** `POST /api/resync`. */
+export const ResyncAnswerSchema = Type.Object({
+  from: Type.Integer({ description: 'The feed is read again after this position.' }),
+  until: Type.Integer({ description: 'Up to here every event is read, pushed or not.' }),
+});
+export type ResyncAnswer = Static<typeof ResyncAnswerSchema>;
+
 /** `GET /api/status`. */
 export const StatusSchema = Type.Object({
   mode: Type.String(),
@@ -189,6 +223,9 @@ export const StatusSchema = Type.Object({
   }),
   backlog: Type.Integer({
     description: 'Deliveries waiting to be made: pending, retrying or being delivered.',
+  }),
+  resync: Type.Union([ResyncProgressSchema, Type.Null()], {
+    description: 'A resync reading the CRM feed again (`mip resync`); null when none runs.',
   }),
   poll: Type.Union([PollStatusSchema, Type.Null()], {
     description: 'The feed poll (poll and hybrid modes); null otherwise.',

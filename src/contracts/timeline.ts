@@ -35,10 +35,10 @@ export type TimelineResult = (typeof TIMELINE_RESULTS)[number];
 
 /**
  * Operator actions a timeline records: a `replay` of the customer's dead letter, and a `pause` or
- * `resume` of all delivery to Inventory (in every customer's timeline, from the one in force when
+ * `resume` of all delivery to Inventory or a `resync` from the CRM feed (in every customer's timeline, from the one in force when
  * the customer arrived on).
  */
-export const TIMELINE_ACTIONS = ['replay', 'pause', 'resume'] as const;
+export const TIMELINE_ACTIONS = ['replay', 'pause', 'resume', 'resync'] as const;
 export type TimelineAction = (typeof TIMELINE_ACTIONS)[number];
 
 /** The most entries one read of a timeline answers. */

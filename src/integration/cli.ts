@@ -5,15 +5,10 @@ import {
   LIST_LIMIT_MAX,
   PauseAnswerSchema,
   ReplayAllSchema,
+  ResyncAnswerSchema,
   ReplayOneSchema,
   StatusSchema,
 } from '../contracts/admin-api.js';
-import {
-  CustomerLookupSchema,
-  TIMELINE_LIMIT_MAX,
-  TimelineSchema,
-  type Timeline,
-} from '../contracts/timeline.js';
 import { ConfigError, readOptionalString, type Env } from '../core/config.js';
 import {
   ApiClient,
@@ -31,7 +26,8 @@ import {
   oneLine,
 } from './cli/render.js';
 import { formatTimeline } from './cli/render-timeline.js';
-import { parsePrefix, parseSince, wholeNumber } from './cli/option-parsers.js';
+import { parsePrefix, parseSince, parseSinceOrUsage, wholeNumber } from './cli/option-parsers.js';
+import { customerIdOfEmail, readTimeline, UUID } from './cli/timeline-client.js';
 import type { ProgressStream } from './cli/progress.js';
 import { formatRetryWindows, retryWindows } from './cli/retry-windows.js';
 import { seedCustomers, type SeedOptions } from './cli/seed.js';
@@ -58,31 +54,6 @@ interface Customer {
   name: string;
   email: string;
   created_at: string;
-}
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-
-/** The id of the customer who has `email`, which the integration service asks the CRM. */
-async function customerIdOfEmail(client: ApiClient, email: string): Promise<string> {
-  const found = await client.request(
-    'GET',
-    `/api/customers/lookup?email=${encodeURIComponent(email)}`,
-    { shape: Compile(CustomerLookupSchema) },
-  );
-  return found.customer_id;
-}
-
-/** A customer's whole timeline, read page by page. */
-async function readTimeline(client: ApiClient, customerId: string): Promise<Timeline> {
-  const shape = Compile(TimelineSchema);
-  const path = `/api/customers/${encodeURIComponent(customerId)}/timeline?limit=${TIMELINE_LIMIT_MAX}`;
-  const first = await client.request('GET', path, { shape });
-  let page = first;
-  while (page.next_after !== null) {
-    page = await client.request('GET', `${path}&after=${page.next_after}`, { shape });
-    first.entries.push(...page.entries);
-  }
-  return { ...first, next_after: null };
 }
 
 const formatCustomer = (customer: Customer) =>
@@ -176,6 +147,27 @@ function buildProgram(io: CliIo): Command {
         );
       });
   }
+
+  program
+    .command('resync')
+    .description(
+      'read the CRM feed again from a position or a time, in the background (progress in mip status); newer states are taken, nothing is duplicated',
+    )
+    .requiredOption(
+      '--since <position | time>',
+      'a feed position (0: from the start), or a time (ISO 8601, or a span ago such as 2h)',
+    )
+    .action(async (options: { since: string }, command: Command) => {
+      const body = /^\d+$/.test(options.since)
+        ? { since_position: Number(options.since) }
+        : { since: parseSinceOrUsage(options.since, command, USAGE_ERROR) };
+      const { client, show } = context(command, INTEGRATION);
+      show(
+        await client.request('POST', '/api/resync', { body, shape: Compile(ResyncAnswerSchema) }),
+        ({ from, until }) =>
+          `Reading the CRM feed again from position ${from} up to ${until}; newer customer states will be delivered (see mip status).`,
+      );
+    });
 
   program
     .command('retry-windows')

@@ -26,6 +26,7 @@ import { readSourceStatus, type Source } from './sources/source.js';
 import type { PauseState } from './store/controls.js';
 import type { Actor, DeadLetterFilter } from './store/read-models.js';
 import type { SyncStore } from './store/sync-store.js';
+import { FEED_CURSOR } from './sources/feed.js';
 
 export interface AdminRoutesOptions {
   store: SyncStore;
@@ -128,6 +129,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
       circuit: options.circuit(),
       paused: pauseOf(await options.store.controls.read()),
       backlog: backlogOf(deliveries),
+      resync: (await options.store.leases.readResync(FEED_CURSOR)) ?? null,
       poll: null,
       webhook: null,
       amqp: null,

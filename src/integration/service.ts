@@ -121,6 +121,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         await app.register(timelineRoutes, { store, crm });
         await app.register(controlRoutes, {
           store,
+          crm,
           instanceId: config.instanceId,
           onResume: () => worker.wake(),
         });

@@ -55,6 +55,7 @@ const services = [
       'GET /api/customers/lookup',
       'POST /api/delivery/pause',
       'POST /api/delivery/resume',
+      'POST /api/resync',
       'GET /api/customers/{customerId}/timeline',
       'POST /webhooks/crm',
     ],

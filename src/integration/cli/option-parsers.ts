@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from 'commander';
+import { InvalidArgumentError, type Command } from 'commander';
 
 /** An option parser for a whole number from `min` to `max`. */
 export function wholeNumber(min: number, max: number): (value: string) => number {
@@ -35,4 +35,18 @@ export function parsePrefix(value: string): string {
     throw new InvalidArgumentError('It must be 1 to 40 letters, digits, "-" or "_".');
   }
   return value;
+}
+
+/** `--since` of resync as a time, or a usage error that says what it takes. */
+export function parseSinceOrUsage(value: string, command: Command, usageExitCode: number): string {
+  try {
+    return parseSince(value);
+  } catch (error) {
+    return command.error(
+      `option '--since <position | time>' argument '${value}' is invalid. It must be a feed position, or ${(error as Error).message.replace(/^It must be /, '')}`,
+      {
+        exitCode: usageExitCode,
+      },
+    );
+  }
 }

@@ -106,6 +106,14 @@ export function formatStatus(status: Status): string {
       'delivery',
       `${status.paused ? `PAUSED since ${status.paused.since} by ${status.paused.by ?? 'unknown'}` : 'running'} (backlog ${status.backlog})`,
     ],
+    ...(status.resync
+      ? [
+          [
+            'resync',
+            `reading the CRM feed again: at ${status.resync.cursor} of ${status.resync.until}`,
+          ] as [string, string],
+        ]
+      : []),
     ...status.sources.flatMap(sourceRows),
   ]);
 }

@@ -229,9 +229,12 @@ export class FeedSource implements Source {
     if (!leader) return false;
 
     const lease = { name: POLL_LEASE, holder: instanceId };
-    const from = this.options.passPushed
-      ? await this.options.passPushed(FEED_CURSOR, lease, PASS_PUSHED_LIMIT)
-      : await leases.readCursor(FEED_CURSOR);
+    // During a resync every event is read again, pushed or not (a restored database, lost rows).
+    const resyncing = this.options.passPushed && (await leases.readResync(FEED_CURSOR));
+    const from =
+      this.options.passPushed && !resyncing
+        ? await this.options.passPushed(FEED_CURSOR, lease, PASS_PUSHED_LIMIT)
+        : await leases.readCursor(FEED_CURSOR);
     if (from === undefined) return this.lostLease();
     const requestStarted = performance.now();
     const page = await crm.readEvents(from, batchSize, this.waitMs(), this.abort.signal);

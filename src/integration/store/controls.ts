@@ -1,6 +1,7 @@
 import { sql, type Kysely } from 'kysely';
 import type { Database } from '../../core/db.js';
 import { ALL_CUSTOMERS, type IntegrationTables } from '../migrations.js';
+import type { LeasesRepository } from './leases.js';
 import type { Actor } from './read-models.js';
 import { actionEntries, insertTimeline } from './timeline.js';
 
@@ -34,7 +35,10 @@ export const notPaused = sql<boolean>`not exists (select 1 from delivery_control
   where destination = ${INVENTORY} and paused_at is not null)`;
 
 /** Pausing and resuming delivery to Inventory, each noted in every customer's timeline. */
-export function createControlsRepository(database: Database<IntegrationTables>) {
+export function createControlsRepository(
+  database: Database<IntegrationTables>,
+  leases: Pick<LeasesRepository, 'rewindCursorIn'>,
+) {
   const { db } = database;
 
   /**
@@ -75,6 +79,21 @@ export function createControlsRepository(database: Database<IntegrationTables>) 
     pause: (by: Actor, now = Date.now()) => setPause(by, true, now),
     /** Lets calls to Inventory start again; answers false when it was not paused. */
     resume: (by: Actor, now = Date.now()) => setPause(by, false, now),
+
+    /**
+     * Resync: the feed cursor `source` goes back to `to`, so the feed is read again from there
+     * (see `rewindCursorIn`), noted in every customer's timeline. Answers where it reads from, and
+     * up to where every event is read again.
+     */
+    resync: (by: Actor, source: string, to: number, now = Date.now()) =>
+      db.transaction().execute(async (trx) => {
+        const rewound = await leases.rewindCursorIn(trx, source, to, now);
+        await insertTimeline(
+          trx,
+          actionEntries([ALL_CUSTOMERS], 'resync', by.who, by.instance, now),
+        );
+        return rewound;
+      }),
 
     async read(): Promise<PauseState> {
       const row = await db

@@ -14,6 +14,9 @@ async function readCursorWith(db: Db, source: string): Promise<number> {
   return row?.position ?? 0;
 }
 
+/** The row that holds how far a resync of `source` reads before gaps alone are read again. */
+const resyncMark = (source: string) => `resync:${source}`;
+
 /** A named lease and the instance that must still hold it. */
 export interface HeldLease {
   name: string;
@@ -82,6 +85,44 @@ export function createLeasesRepository(database: Database<IntegrationTables>) {
         .returning('holder')
         .executeTakeFirst();
       return row?.holder === holder;
+    },
+
+    /**
+     * Resync: moves `source`'s cursor back to `to` (never forward), so the feed is read again from
+     * there, and records the position it had as `resync:<source>`: until the cursor is back there,
+     * the feed repair reads every event, not only the gaps push left. Answers both positions.
+     */
+    async rewindCursorIn(
+      trx: Db,
+      source: string,
+      to: number,
+      now: number,
+    ): Promise<{ from: number; until: number }> {
+      const current = await readCursorWith(trx, source);
+      const until = Math.max(current, await readCursorWith(trx, resyncMark(source)));
+      const from = Math.min(current, to);
+      for (const [name, position] of [
+        [source, from],
+        [resyncMark(source), until],
+      ] as const) {
+        await trx
+          .insertInto('sync_cursors')
+          .values({ source: name, position, updated_at: now })
+          .onConflict((conflict) =>
+            conflict.column('source').doUpdateSet({ position, updated_at: now }),
+          )
+          .execute();
+      }
+      return { from, until };
+    },
+
+    /** While a resync runs, how far it goes and where the cursor is; undefined otherwise. */
+    async readResync(source: string): Promise<{ until: number; cursor: number } | undefined> {
+      const [until, cursor] = await Promise.all([
+        readCursorWith(db, resyncMark(source)),
+        readCursorWith(db, source),
+      ]);
+      return cursor < until ? { until, cursor } : undefined;
     },
 
     async releaseLease(name: string, holder: string): Promise<void> {

@@ -20,7 +20,7 @@ export function createSyncStore(database: Database<IntegrationTables>) {
     /** Queries for the admin API, dashboard and metrics; replays of dead letters. */
     readModels: createReadModelsRepository(database),
     /** Pausing and resuming delivery to Inventory. */
-    controls: createControlsRepository(database),
+    controls: createControlsRepository(database, leases),
     /** Each customer's timeline (written by the inbox, the claims and the replays). */
     timeline: createTimelineRepository(database),
   };

@@ -10,6 +10,7 @@ const status = (sources: Status['sources']): Status => ({
   circuit: 'closed',
   paused: null,
   backlog: 1,
+  resync: null,
   poll: null,
   webhook: null,
   amqp: null,
