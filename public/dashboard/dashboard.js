@@ -99,24 +99,6 @@ function renderDeadLetters(letters) {
         } catch (error) {
           toast(`Replay failed: ${error.message}`);
         }
-        $('#pause-toggle').addEventListener('click', async () => {
-          const toggle = $('#pause-toggle');
-          toggle.disabled = true;
-          try {
-            const { paused, backlog } = await post(`/api/delivery/${toggle.dataset.action}`);
-            toast(
-              paused
-                ? `Delivery paused (${backlog} waiting)`
-                : `Delivery resumed (${backlog} waiting)`,
-            );
-          } catch (error) {
-            toast(`Could not change it: ${error.message}`);
-          }
-          toggle.disabled = false;
-          refresh();
-        });
-
-        wireCustomerPage(refresh);
         refresh();
       });
       row.append(
@@ -223,22 +205,6 @@ $('#replay-all').addEventListener('click', async () => {
   } catch (error) {
     toast(`Replay failed: ${error.message}`);
   }
-  $('#pause-toggle').addEventListener('click', async () => {
-    const toggle = $('#pause-toggle');
-    toggle.disabled = true;
-    try {
-      const { paused, backlog } = await post(`/api/delivery/${toggle.dataset.action}`);
-      toast(
-        paused ? `Delivery paused (${backlog} waiting)` : `Delivery resumed (${backlog} waiting)`,
-      );
-    } catch (error) {
-      toast(`Could not change it: ${error.message}`);
-    }
-    toggle.disabled = false;
-    refresh();
-  });
-
-  wireCustomerPage(refresh);
   refresh();
 });
 

@@ -1,23 +1,14 @@
 import fs from 'node:fs';
 import type { Browser } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
-import type { IntegrationTables } from '../../src/integration/migrations.js';
-import type { TestApp } from '../support/apps.js';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { launchChromium } from '../support/browser.js';
-import {
-  createCustomers,
-  packageRequestsByCustomer,
-  startIntegration,
-  startUpstreams,
-  type Upstreams,
-} from '../support/platform.js';
+import { createCustomers, packageRequestsByCustomer, usePlatform } from '../support/platform.js';
 
 /** Where the test leaves its screenshot (CI keeps it as an artifact). */
 const ARTIFACTS = new URL('../../test-artifacts/', import.meta.url);
 
 let browser: Browser;
-let upstreams: Upstreams | undefined;
-let integration: TestApp<IntegrationTables> | undefined;
+const start = usePlatform();
 
 beforeAll(async () => {
   browser = await launchChromium();
@@ -25,21 +16,16 @@ beforeAll(async () => {
 afterAll(async () => {
   await browser?.close();
 });
-afterEach(async () => {
-  await integration?.close();
-  await upstreams?.close();
-  integration = upstreams = undefined;
-});
 
 it('finds a customer by email, shows its timeline, and replays its dead letter from its page', async () => {
-  upstreams = await startUpstreams();
   let holding = true;
-  upstreams.proxy.answer = (call) =>
-    holding && call.customerId !== undefined
-      ? { status: 422, body: { detail: 'this customer is on hold', code: 'on_hold' } }
-      : undefined;
-  integration = await startIntegration(upstreams);
-  const dashboardUrl = `http://127.0.0.1:${(integration.app.server.address() as { port: number }).port}/`;
+  const { upstreams, url } = await start({}, (upstreams) => {
+    upstreams.proxy.answer = (call) =>
+      holding && call.customerId !== undefined
+        ? { status: 422, body: { detail: 'this customer is on hold', code: 'on_hold' } }
+        : undefined;
+  });
+  const dashboardUrl = `${url}/`;
   const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   await page.goto(dashboardUrl);
 

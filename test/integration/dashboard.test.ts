@@ -78,6 +78,18 @@ it('shows deliveries live, lists a dead letter, and delivers it once after Repla
   await expect.poll(() => delivered.textContent()).toContain('create v1 · created');
   await page.screenshot({ path: new URL('dashboard.png', ARTIFACTS).pathname, fullPage: true });
 
+  // Pause and resume from the header: one click, one request, whatever was clicked before.
+  const actions: string[] = [];
+  page.on('request', (request) => {
+    if (request.url().includes('/api/delivery/')) actions.push(new URL(request.url()).pathname);
+  });
+  await page.click('#pause-toggle');
+  await expect.poll(() => page.isVisible('#paused')).toBe(true);
+  expect(await page.textContent('#pause-toggle')).toBe('Resume delivery');
+  await page.click('#pause-toggle');
+  await expect.poll(() => page.isHidden('#paused')).toBe(true);
+  expect(actions).toEqual(['/api/delivery/pause', '/api/delivery/resume']);
+
   await waitUntil(
     async () => (await page.textContent('#lag-p50')) !== '–',
     5_000,

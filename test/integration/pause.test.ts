@@ -1,36 +1,23 @@
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { IntegrationTables } from '../../src/integration/migrations.js';
-import type { TestApp } from '../support/apps.js';
+import { describe, expect, it } from 'vitest';
 import { mip } from '../support/mip.js';
 import {
   createCustomers,
   packageRequestsByCustomer,
-  startIntegration,
-  startUpstreams,
+  usePlatform,
   waitUntil,
-  type Upstreams,
 } from '../support/platform.js';
 
-let upstreams: Upstreams | undefined;
-let integration: TestApp<IntegrationTables> | undefined;
-afterEach(async () => {
-  await integration?.close();
-  await upstreams?.close();
-  integration = upstreams = undefined;
-});
+const start = usePlatform();
 
 const MAX_RPS = 10;
 
 describe('pause and resume', () => {
   it('records customers but sends nothing while paused, then drains the backlog at INVENTORY_MAX_RPS once resumed', async () => {
-    upstreams = await startUpstreams();
     // One customer per call, so the calls to Inventory are as many as the customers.
-    integration = await startIntegration(upstreams, {
+    const { upstreams, integration, url } = await start({
       INVENTORY_MAX_RPS: String(MAX_RPS),
       DELIVERY_BATCH_SIZE: '1',
     });
-    const url = `http://127.0.0.1:${(integration.app.server.address() as AddressInfo).port}`;
     const { db } = integration.database;
     const recorded = async () =>
       Number(

@@ -1,30 +1,17 @@
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { IntegrationTables } from '../../src/integration/migrations.js';
-import type { TestApp } from '../support/apps.js';
+import { describe, expect, it } from 'vitest';
 import { mip } from '../support/mip.js';
 import {
   createCustomers,
   packageRequestsByCustomer,
-  startIntegration,
-  startUpstreams,
+  usePlatform,
   waitUntil,
-  type Upstreams,
 } from '../support/platform.js';
 
-let upstreams: Upstreams | undefined;
-let integration: TestApp<IntegrationTables> | undefined;
-afterEach(async () => {
-  await integration?.close();
-  await upstreams?.close();
-  integration = upstreams = undefined;
-});
+const start = usePlatform();
 
 describe('resync', () => {
   it('reads the CRM feed again from a position or a time: lost customers are delivered again, nothing twice', async () => {
-    upstreams = await startUpstreams();
-    integration = await startIntegration(upstreams);
-    const url = `http://127.0.0.1:${(integration.app.server.address() as AddressInfo).port}`;
+    const { upstreams, integration, url } = await start();
     const { db } = integration.database;
     const delivered = async (ids: string[]) =>
       (
@@ -78,9 +65,10 @@ describe('resync', () => {
   }, 60_000);
 
   it('in webhook mode, reads again the events push had brought, which the feed repair otherwise skips', async () => {
-    upstreams = await startUpstreams();
-    integration = await startIntegration(upstreams, { SYNC_MODE: 'webhook', GAP_REPAIR_MS: '300' });
-    const url = `http://127.0.0.1:${(integration.app.server.address() as AddressInfo).port}`;
+    const { upstreams, integration, url } = await start({
+      SYNC_MODE: 'webhook',
+      GAP_REPAIR_MS: '300',
+    });
     const status = async () => JSON.parse((await mip(url, ['status', '--json'])).stdout);
     await waitUntil(
       async () => (await status()).webhook?.registered === true,
@@ -113,11 +101,9 @@ describe('resync', () => {
   }, 60_000);
 
   it('refuses neither or both of a position and a time, and a time it cannot read', async () => {
-    upstreams = await startUpstreams();
-    integration = await startIntegration(upstreams);
-    const url = `http://127.0.0.1:${(integration.app.server.address() as AddressInfo).port}`;
+    const { integration, url } = await start();
     const post = (body: unknown) =>
-      integration!.app.inject({
+      integration.app.inject({
         method: 'POST',
         url: '/api/resync',
         headers: { 'content-type': 'application/json' },

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { afterEach } from 'vitest';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import { crmService } from '../../src/crm/service.js';
 import type { InventoryTables } from '../../src/inventory/migrations.js';
@@ -88,6 +89,41 @@ export async function startIntegration(
   const url = await listen(integration.app);
   await integration.runtime.start?.({ url });
   return integration;
+}
+
+/** The CRM, Inventory and an integration service in this process, with the service's base URL. */
+export interface StartedPlatform {
+  upstreams: Upstreams;
+  integration: TestApp<IntegrationTables>;
+  /** The integration service's base URL (for `mip` and the dashboard). */
+  url: string;
+}
+
+/**
+ * For each test of the calling file: `start(overrides)` starts the CRM and Inventory, lets
+ * `beforeIntegration` set up their fault proxy, then starts the integration service on them; all
+ * of it is closed after the test.
+ */
+export function usePlatform() {
+  let current: Partial<StartedPlatform> | undefined;
+  afterEach(async () => {
+    await current?.integration?.close();
+    await current?.upstreams?.close();
+    current = undefined;
+  });
+  return async (
+    overrides: Record<string, string> = {},
+    beforeIntegration?: (upstreams: Upstreams) => void,
+  ): Promise<StartedPlatform> => {
+    const upstreams = await startUpstreams();
+    current = { upstreams };
+    beforeIntegration?.(upstreams);
+    const integration = await startIntegration(upstreams, overrides);
+    const url = `http://127.0.0.1:${(integration.app.server.address() as AddressInfo).port}`;
+    const started = { upstreams, integration, url };
+    current = started;
+    return started;
+  };
 }
 
 export async function waitUntil(

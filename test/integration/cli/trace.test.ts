@@ -1,26 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import type { AddressInfo } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import type { IntegrationTables } from '../../../src/integration/migrations.js';
-import type { TestApp } from '../../support/apps.js';
+import { describe, expect, it } from 'vitest';
 import { mip } from '../../support/mip.js';
-import {
-  startIntegration,
-  startUpstreams,
-  waitUntil,
-  type Upstreams,
-} from '../../support/platform.js';
+import { usePlatform, waitUntil } from '../../support/platform.js';
 
-let upstreams: Upstreams | undefined;
-let integration: TestApp<IntegrationTables> | undefined;
-afterEach(async () => {
-  await integration?.close();
-  await upstreams?.close();
-  integration = upstreams = undefined;
-});
+const start = usePlatform();
 
-const stateOf = async (customerId: string) =>
-  integration!.database.db
+const stateOf = async (
+  integration: Awaited<ReturnType<typeof start>>['integration'],
+  customerId: string,
+) =>
+  integration.database.db
     .selectFrom('deliveries')
     .select(['state', 'attempts', 'customer_version'])
     .where('customer_id', '=', customerId)
@@ -28,11 +17,10 @@ const stateOf = async (customerId: string) =>
 
 describe('mip trace', () => {
   it('shows what happened to a customer found by email: each event, each attempt with its failure, in order', async () => {
-    upstreams = await startUpstreams();
     // Inventory is failing when the customer arrives: the first attempts are retried.
-    upstreams.proxy.plan = { rate: 1, kinds: ['status_503'], retryAfterSeconds: 0 };
-    integration = await startIntegration(upstreams);
-    const url = `http://127.0.0.1:${(integration.app.server.address() as AddressInfo).port}`;
+    const { upstreams, integration, url } = await start({}, (upstreams) => {
+      upstreams.proxy.plan = { rate: 1, kinds: ['status_503'], retryAfterSeconds: 0 };
+    });
     const email = `trace-${randomUUID().slice(0, 8)}@example.com`;
     const created = await fetch(`${upstreams.crmUrl}/customers`, {
       method: 'POST',
@@ -40,9 +28,17 @@ describe('mip trace', () => {
       body: JSON.stringify({ name: 'Tracy Trace', email }),
     });
     const { id } = (await created.json()) as { id: string };
-    await waitUntil(async () => ((await stateOf(id))?.attempts ?? 0) >= 1, 10_000, 'a failed try');
+    await waitUntil(
+      async () => ((await stateOf(integration, id))?.attempts ?? 0) >= 1,
+      10_000,
+      'a failed try',
+    );
     upstreams.proxy.plan = { rate: 0, kinds: [] };
-    await waitUntil(async () => (await stateOf(id))?.state === 'delivered', 10_000, 'the create');
+    await waitUntil(
+      async () => (await stateOf(integration, id))?.state === 'delivered',
+      10_000,
+      'the create',
+    );
     await fetch(`${upstreams.crmUrl}/customers/${id}`, {
       method: 'PATCH',
       headers: { 'content-type': 'application/json' },
@@ -50,7 +46,7 @@ describe('mip trace', () => {
     });
     await waitUntil(
       async () => {
-        const row = await stateOf(id);
+        const row = await stateOf(integration, id);
         return row?.state === 'delivered' && Number(row.customer_version) === 2;
       },
       10_000,
@@ -96,9 +92,7 @@ describe('mip trace', () => {
   }, 60_000);
 
   it('says what is wrong with an unknown email, an unknown id, or an argument that is neither', async () => {
-    upstreams = await startUpstreams();
-    integration = await startIntegration(upstreams);
-    const url = `http://127.0.0.1:${(integration.app.server.address() as AddressInfo).port}`;
+    const { integration, url } = await start();
 
     const noEmail = await mip(url, ['trace', 'nobody@example.com']);
     expect(noEmail.code).toBe(1);
