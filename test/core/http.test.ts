@@ -335,18 +335,29 @@ it('never limits the signed webhook receiver: the CRM paces its own retries', as
   expectProblem(await t.app.inject({ method: 'GET', url: '/api/status' }), 429);
 });
 
-it('refuses a body on a route that takes none, instead of ignoring its fields', async () => {
+/**
+ * Starts the integration service (poll mode) and answers a function that POSTs `payload` as JSON
+ * to `url` on it, or nothing at all when `payload` is left out.
+ */
+async function postingTo(url: string) {
   t = (await createTestApp(integrationService as never, {
     env: { SYNC_MODE: 'poll' },
   })) as TestApp<unknown>;
-  const replayOne = (payload?: unknown) =>
-    t!.app.inject({
+  const app = t.app;
+  return (payload?: unknown) =>
+    app.inject({
       method: 'POST',
-      url: '/api/dead-letters/00000000-0000-4000-8000-000000000001/replay',
+      url,
       ...(payload === undefined
         ? {}
         : { headers: { 'content-type': 'application/json' }, payload: JSON.stringify(payload) }),
     });
+}
+
+it('refuses a body on a route that takes none, instead of ignoring its fields', async () => {
+  const replayOne = await postingTo(
+    '/api/dead-letters/00000000-0000-4000-8000-000000000001/replay',
+  );
   const refused = expectProblem(await replayOne({ all: true }), 400);
   expect(refused.code).toBe('unexpected_body');
   expect(refused.detail).toContain('takes no body');
@@ -357,17 +368,7 @@ it('refuses a body on a route that takes none, instead of ignoring its fields', 
 });
 
 it('takes a bulk replay with no body, an empty one or a filter, and refuses a filter it cannot read', async () => {
-  t = (await createTestApp(integrationService as never, {
-    env: { SYNC_MODE: 'poll' },
-  })) as TestApp<unknown>;
-  const replayAll = (payload?: unknown) =>
-    t!.app.inject({
-      method: 'POST',
-      url: '/api/dead-letters/replay',
-      ...(payload === undefined
-        ? {}
-        : { headers: { 'content-type': 'application/json' }, payload: JSON.stringify(payload) }),
-    });
+  const replayAll = await postingTo('/api/dead-letters/replay');
   const nothing = { matched: 0, replayed: 0, dry_run: false };
   expect((await replayAll()).json()).toEqual(nothing);
   expect((await replayAll({})).json()).toEqual(nothing);
