@@ -3,7 +3,8 @@ import { sql, type Kysely } from 'kysely';
 import { ConfigError, readInteger, type Env } from './config.js';
 import type { Logger } from './logging.js';
 
-const DAY_MS = 86_400_000;
+/** A day in ms: `RETENTION_DAYS` counts in these. */
+export const DAY_MS = 86_400_000;
 
 /** Rows of one table kept for `RETENTION_DAYS`: older ones are swept. */
 export interface RetainedTable {

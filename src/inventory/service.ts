@@ -1,4 +1,9 @@
-import { readRetentionMs, RetentionSweeper, type RetainedTable } from '../core/retention.js';
+import {
+  DAY_MS,
+  readRetentionMs,
+  RetentionSweeper,
+  type RetainedTable,
+} from '../core/retention.js';
 import type { ServiceDefinition } from '../core/service.js';
 import { IdempotencyKeys } from './idempotency.js';
 import { inventoryMigrations, type InventoryTables } from './migrations.js';
@@ -32,8 +37,6 @@ export const inventoryService: ServiceDefinition<InventoryTables> = {
     };
   },
 };
-
-const DAY_MS = 86_400_000;
 
 /** What Inventory keeps for RETENTION_DAYS: idempotency records (their keys and answers). */
 export const INVENTORY_RETAINED: RetainedTable[] = [

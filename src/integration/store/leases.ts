@@ -17,6 +17,17 @@ async function readCursorWith(db: Db, source: string): Promise<number> {
 /** The row that holds how far a resync of `source` reads before gaps alone are read again. */
 const resyncMark = (source: string) => `resync:${source}`;
 
+/** Sets a cursor's position (creating it), in the caller's transaction `trx`. */
+async function moveCursorWith(trx: Db, source: string, to: number, now: number): Promise<void> {
+  await trx
+    .insertInto('sync_cursors')
+    .values({ source, position: to, updated_at: now })
+    .onConflict((conflict) =>
+      conflict.column('source').doUpdateSet({ position: to, updated_at: now }),
+    )
+    .execute();
+}
+
 /** A named lease and the instance that must still hold it. */
 export interface HeldLease {
   name: string;
@@ -54,15 +65,7 @@ export function createLeasesRepository(database: Database<IntegrationTables>) {
       return readCursorWith(trx, source);
     },
 
-    async moveCursorIn(trx: Db, source: string, to: number, now: number): Promise<void> {
-      await trx
-        .insertInto('sync_cursors')
-        .values({ source, position: to, updated_at: now })
-        .onConflict((conflict) =>
-          conflict.column('source').doUpdateSet({ position: to, updated_at: now }),
-        )
-        .execute();
-    },
+    moveCursorIn: moveCursorWith,
 
     /** Takes or renews the named lease for `holder`; true while `holder` has it. */
     async acquireLease(
@@ -101,18 +104,8 @@ export function createLeasesRepository(database: Database<IntegrationTables>) {
       const current = await readCursorWith(trx, source);
       const until = Math.max(current, await readCursorWith(trx, resyncMark(source)));
       const from = Math.min(current, to);
-      for (const [name, position] of [
-        [source, from],
-        [resyncMark(source), until],
-      ] as const) {
-        await trx
-          .insertInto('sync_cursors')
-          .values({ source: name, position, updated_at: now })
-          .onConflict((conflict) =>
-            conflict.column('source').doUpdateSet({ position, updated_at: now }),
-          )
-          .execute();
-      }
+      await moveCursorWith(trx, source, from, now);
+      await moveCursorWith(trx, resyncMark(source), until, now);
       return { from, until };
     },
 
