@@ -8,6 +8,7 @@ import {
 } from '../contracts/admin-api.js';
 import { HttpProblem } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
+import { epochMsOfField } from '../core/iso.js';
 import type { CrmClient } from './crm-client.js';
 import { positionBefore } from './resync.js';
 import { FEED_CURSOR } from './sources/feed.js';
@@ -89,14 +90,7 @@ export const controlRoutes: FastifyPluginAsync<ControlRoutesOptions> = async (ap
           'Give exactly one of since_position (a feed position, 0 for the start) or since (a time such as 2026-12-03T09:00:00Z).',
         );
       }
-      const sinceMs = since === undefined ? undefined : Date.parse(since);
-      if (sinceMs !== undefined && !Number.isFinite(sinceMs)) {
-        throw new HttpProblem(
-          400,
-          'invalid_request',
-          `since=${since} is not a time this service can compare; give one such as 2026-12-03T09:00:00Z.`,
-        );
-      }
+      const sinceMs = epochMsOfField('since', since);
       let to = sincePosition ?? 0;
       if (sinceMs !== undefined) {
         try {

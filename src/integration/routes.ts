@@ -20,7 +20,7 @@ import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import type { CircuitState } from './circuit.js';
 import type { SyncMode } from './config.js';
-import { isoOrNull as iso } from '../core/iso.js';
+import { epochMsOfField, isoOrNull as iso } from '../core/iso.js';
 import type { DeliveryRow } from './migrations.js';
 import { readSourceStatus, type Source } from './sources/source.js';
 import type { PauseState } from './store/controls.js';
@@ -316,14 +316,7 @@ export const adminRoutes: FastifyPluginAsync<AdminRoutesOptions> = async (app, o
     },
     async (request) => {
       const { body } = request;
-      const since = body.since === undefined ? undefined : Date.parse(body.since);
-      if (since !== undefined && !Number.isFinite(since)) {
-        throw new HttpProblem(
-          400,
-          'invalid_request',
-          `since=${body.since} is not a time this service can compare; give an ISO 8601 time such as 2026-12-03T09:00:00Z.`,
-        );
-      }
+      const since = epochMsOfField('since', body.since);
       const filter: DeadLetterFilter = {
         since,
         errorContains: body.error_contains,
