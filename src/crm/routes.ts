@@ -97,14 +97,12 @@ export const customerRoutes: FastifyPluginAsync<CustomerRoutesOptions> = async (
         querystring: Type.Object(
           {
             ...PageQuery,
-            email: Type.Optional(
-              Type.String({
-                minLength: 1,
-                maxLength: 320,
-                description:
-                  'Only the customer with this email, in any letter case: a list of one, or empty.',
-              }),
-            ),
+            // The same email rule as a customer's: a value none could have is refused (400).
+            email: Type.Optional({
+              ...NewCustomerSchema.properties.email,
+              description:
+                'Only the customer with this email, in any letter case: a list of one, or empty.',
+            }),
           },
           { additionalProperties: false },
         ),
