@@ -15,7 +15,7 @@ export const BATCH_MAX_ITEMS = 500;
 
 export const DEFAULT_KIND = 'welcome_package';
 
-const Kind = MatchingString(
+export const PackageKindSchema = MatchingString(
   '^[a-z][a-z0-9_]{0,63}$',
   'must start with a lowercase letter and hold only lowercase letters, digits and underscores (at most 64), e.g. welcome_package',
   {
@@ -77,7 +77,7 @@ export const closedRequestCode = (status: Exclude<PackageRequestStatus, 'pending
 export const NewPackageRequestSchema = Type.Object(
   {
     customer_id: Uuid('The CRM id of the customer to send the package to.'),
-    kind: Type.Optional({ ...Kind, default: DEFAULT_KIND }),
+    kind: Type.Optional({ ...PackageKindSchema, default: DEFAULT_KIND }),
     recipient_name: Type.Optional(RecipientName),
     recipient_email: Type.Optional(RecipientEmail),
     customer_version: Type.Optional(CustomerVersion),
@@ -97,7 +97,7 @@ export const PackageRequestSchema = Type.Object(
   {
     id: Uuid('Assigned by Inventory.'),
     customer_id: Uuid('The CRM id of the customer.'),
-    kind: Kind,
+    kind: PackageKindSchema,
     status: StatusSchema,
     recipient_name: Nullable(Type.String(), 'Whom to send it to; null when nobody said.'),
     recipient_email: Nullable(Type.String(), 'Their email address; null when nobody said.'),

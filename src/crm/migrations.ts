@@ -200,6 +200,19 @@ export const crmMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 9,
+    name: 'index customer ids in byte order, for audits that page through them',
+    async up(db, _types, dialect) {
+      // SQLite compares text byte by byte already; PostgreSQL follows the database's collation,
+      // so the audit's `collate "C"` order needs indexes of its own (customer-states.ts).
+      if (dialect !== 'postgres') return;
+      await sql`create index customers_id_bytes on customers (id collate "C")`.execute(db);
+      await sql`create index customer_tombstones_id_bytes on customer_tombstones (id collate "C")`.execute(
+        db,
+      );
+    },
+  },
 ];
 
 export interface CrmTables {

@@ -13,6 +13,7 @@ import { webhookRoutes } from './webhook-routes.js';
 import { WebhookSender } from './webhook-sender.js';
 import type { ResolveHost, WebhookTargetPolicy } from './webhook-targets.js';
 import { customerRoutes, eventRoutes } from './routes.js';
+import { CustomerStates, customerStateRoutes } from './customer-states.js';
 import { asyncApiRoute } from './asyncapi.js';
 
 export interface CrmServiceOptions {
@@ -85,6 +86,9 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
         routes: async (app) => {
           await app.register(customerRoutes, {
             customers: new CustomerStore(database.db, events, () => database.scrubSoon?.()),
+          });
+          await app.register(customerStateRoutes, {
+            states: new CustomerStates(database.db, database.dialect),
           });
           await app.register(eventRoutes, { events });
           await app.register(asyncApiRoute, { version: PLATFORM_VERSION });

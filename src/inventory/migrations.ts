@@ -124,6 +124,17 @@ export const inventoryMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 5,
+    name: 'index package requests by customer id in byte order, for audits that page through them',
+    async up(db, _types, dialect) {
+      // SQLite compares text byte by byte already; PostgreSQL follows the database's collation.
+      if (dialect !== 'postgres') return;
+      await sql`create index package_requests_customer_id_bytes on package_requests (customer_id collate "C")`.execute(
+        db,
+      );
+    },
+  },
 ];
 
 /** The recipient fields wherever a stored answer holds the request, as JSON paths. */

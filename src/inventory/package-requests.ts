@@ -12,7 +12,7 @@ import type { InventoryTables } from './migrations.js';
 type Row = Selectable<InventoryTables['package_requests']>;
 type Db = Kysely<InventoryTables>;
 
-const COLUMNS = [
+export const COLUMNS = [
   'id',
   'customer_id',
   'kind',
@@ -24,7 +24,7 @@ const COLUMNS = [
   'updated_at',
 ] as const;
 
-function toPackageRequest(row: Pick<Row, (typeof COLUMNS)[number]>): PackageRequest {
+export function toPackageRequest(row: Pick<Row, (typeof COLUMNS)[number]>): PackageRequest {
   return {
     id: row.id,
     customer_id: row.customer_id,

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { Kysely } from 'kysely';
+import type { DialectName } from '../core/db.js';
 import { Type } from 'typebox';
 import { notFound } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
@@ -13,6 +14,7 @@ import type { IdempotencyKeys } from './idempotency.js';
 import type { InventoryTables } from './migrations.js';
 import { createInputOf, PATH } from './operations.js';
 import { packageRequests } from './package-requests.js';
+import { requestsByCustomerRoute } from './requests-by-customer.js';
 import {
   answerRequest,
   IDEMPOTENCY_DESCRIPTION,
@@ -25,6 +27,7 @@ export { BATCH_BODY_LIMIT_BYTES } from './batch-route.js';
 
 export interface PackageRequestRoutesOptions {
   db: Kysely<InventoryTables>;
+  dialect: DialectName;
   idempotencyKeys: IdempotencyKeys;
   /** Runs after a cancel erased a recipient (e.g. `Database.scrubSoon`). Default: nothing. */
   afterErasure?: () => void;
@@ -105,6 +108,7 @@ export const packageRequestRoutes: FastifyPluginAsync<PackageRequestRoutesOption
     },
   );
 
+  await api.register(requestsByCustomerRoute, { db: options.db, dialect: options.dialect });
   changeRoutes(api, context);
   batchRoute(api, context);
 };

@@ -28,6 +28,7 @@ export const inventoryService: ServiceDefinition<InventoryTables> = {
       routes: async (app) => {
         await app.register(packageRequestRoutes, {
           db: database.db,
+          dialect: database.dialect,
           idempotencyKeys: new IdempotencyKeys(database.db),
           afterErasure: () => database.scrubSoon?.(),
         });
