@@ -4,6 +4,7 @@
  * sides are compared a page at a time whatever their size.
  */
 import { Type, type Static } from 'typebox';
+import { Compile } from 'typebox/compile';
 import { Timestamp, Uuid } from '../core/schemas.js';
 
 /** Most customers in one page of `GET /customer-states`. */
@@ -23,6 +24,12 @@ export const CustomerStateSchema = Type.Object(
   { additionalProperties: false },
 );
 export type CustomerState = Static<typeof CustomerStateSchema>;
+
+/** An answer of `GET /customer-states/{id}`. */
+export const isCustomerState = Compile(CustomerStateSchema);
+
+/** A page of `GET /customer-states`. */
+export const isCustomerStatePage = Compile(Type.Array(CustomerStateSchema));
 
 export const CustomerStatesQuery = Type.Object(
   {

@@ -270,6 +270,9 @@ export type RequestState = Static<typeof RequestStateSchema>;
 /** A 200 or 201 about one request: the request as it now stands. */
 export const isRequestStateAnswer = Compile(RequestStateSchema);
 
+/** A page of a list of package requests (`GET /package-requests`, `…/by-customer`). */
+export const isPackageRequestPage = Compile(Type.Array(PackageRequestSchema));
+
 /**
  * A 409 that shows the request as it stands: `package_request_exists` (as `existing_request`),
  * `customer_version_stale`, `package_request_shipped` and `package_request_cancelled` (as

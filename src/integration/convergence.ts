@@ -22,6 +22,8 @@ export interface CustomerTarget {
   packageRequestId: string | null;
   /** Whether a create may have reached Inventory with no answer recorded. */
   createTried: boolean;
+  /** How many times an audit or resync sent the customer through again. Default 0. */
+  repairs?: number;
 }
 
 export function targetOfRow(row: DeliveryRow): CustomerTarget {
@@ -33,6 +35,7 @@ export function targetOfRow(row: DeliveryRow): CustomerTarget {
     email: row.customer_email,
     packageRequestId: row.package_request_id,
     createTried: row.create_tried === 1,
+    repairs: Number(row.repairs),
   };
 }
 
@@ -42,14 +45,16 @@ export type Plan =
 
 export function planFor(target: CustomerTarget): Plan {
   const { customerId, packageRequestId: id } = target;
+  // A repaired customer's calls are new changes to Inventory (inventory-client.ts, keyOf).
+  const repair = target.repairs ? { repair: target.repairs } : {};
   if (target.deleted) {
-    if (id !== null) return { operation: 'cancel', change: { op: 'cancel', id, customerId } };
+    if (id !== null) return { operation: 'cancel', change: { op: 'cancel', id, customerId, ...repair } };
     // A create may have committed with no answer recorded, or still be on its way: a search
     // could miss it, a fence under its key cannot (inventory-client.ts).
     if (target.createTried) {
       return {
         operation: 'cancel',
-        change: { op: 'fence', customerId, version: target.version },
+        change: { op: 'fence', customerId, version: target.version, ...repair },
       };
     }
     return { operation: null, change: null };
@@ -60,8 +65,8 @@ export function planFor(target: CustomerTarget): Plan {
     name: target.name,
     email: target.email,
   };
-  if (id === null) return { operation: 'create', change: { op: 'create', ...recipient } };
-  return { operation: 'update', change: { op: 'update', id, ...recipient } };
+  if (id === null) return { operation: 'create', change: { op: 'create', ...recipient, ...repair } };
+  return { operation: 'update', change: { op: 'update', id, ...recipient, ...repair } };
 }
 
 /** What the call found out about Inventory, to record whatever comes of the attempt. */

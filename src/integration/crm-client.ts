@@ -1,5 +1,10 @@
 import { TransientError } from '../core/retryable-errors.js';
 import { parseFeedPage, type FeedEvent } from '../contracts/customer-events.js';
+import {
+  isCustomerState,
+  isCustomerStatePage,
+  type CustomerState,
+} from '../contracts/customer-states.js';
 import type {
   NewWebhookEndpointAnswer,
   WebhookEndpoint,
@@ -52,6 +57,28 @@ export class CrmClient {
       `/customers?email=${encodeURIComponent(email)}`,
     );
     return found[0]?.id;
+  }
+
+  /** Up to `limit` customers, live or deleted, whose id sorts after `after` (audits). */
+  async customerStates(after: string | undefined, limit: number): Promise<CustomerState[]> {
+    const query = `limit=${limit}${after === undefined ? '' : `&after=${after}`}`;
+    const response = await callJson(this.options, `/customer-states?${query}`, { method: 'GET' });
+    if (response.status !== 200) throw failureOf(response, 'CRM');
+    if (!isCustomerStatePage.Check(response.body)) {
+      throw new TransientError('The CRM listed customer states this service cannot read');
+    }
+    return response.body;
+  }
+
+  /** The customer live or deleted; undefined when the CRM never had it. */
+  async customerState(id: string): Promise<CustomerState | undefined> {
+    const response = await callJson(this.options, `/customer-states/${id}`, { method: 'GET' });
+    if (response.status === 404) return undefined;
+    if (response.status !== 200) throw failureOf(response, 'CRM');
+    if (!isCustomerState.Check(response.body)) {
+      throw new TransientError(`The CRM answered a state of customer ${id} this service cannot read`);
+    }
+    return response.body;
   }
 
   /** Events after `position`; with `waitMs`, the CRM holds an empty answer up to that long. */

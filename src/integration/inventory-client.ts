@@ -5,7 +5,9 @@ import {
   isConflictWithRequestAnswer,
   isInFlightAnswer,
   isKeyReusedAnswer,
+  isPackageRequestPage,
   isRequestStateAnswer,
+  type PackageRequest,
   type BatchItem,
   type BatchRequest,
   type RequestState,
@@ -31,11 +33,15 @@ interface Recipient {
  * got there first (the key's other body is refused, and the package is looked up); so there is one
  * package to cancel, and a create arriving later is refused.
  */
-export type PackageChange =
+export type PackageChange = (
   | ({ op: 'create' } & Recipient)
   | ({ op: 'update'; id: string } & Recipient)
   | { op: 'cancel'; id: string; customerId: string }
-  | { op: 'fence'; customerId: string; version: number };
+  | { op: 'fence'; customerId: string; version: number }
+) & {
+  /** How many times an audit or resync sent the customer through again. Default 0. */
+  repair?: number;
+};
 
 /**
  * What Inventory holds for the customer after the call: its welcome package request as it now
@@ -46,8 +52,14 @@ export interface FoundRequest {
   created: boolean;
 }
 
-/** Idempotency keys: a retry of the same change is recognised; a newer version is a new change. */
-const keyOf = (change: PackageChange): string => {
+/**
+ * Idempotency keys: a retry of the same change is recognised; a newer version is a new change, and
+ * so is a repair (Inventory lost or changed what an earlier answer, stored under the key, says).
+ */
+const keyOf = (change: PackageChange): string =>
+  change.repair ? `${baseKeyOf(change)}:repair-${change.repair}` : baseKeyOf(change);
+
+const baseKeyOf = (change: PackageChange): string => {
   switch (change.op) {
     case 'create':
     case 'fence':
@@ -209,6 +221,34 @@ export class InventoryClient {
       return this.find(change, headers, signal);
     }
     return foundOf(change, response.status, response.body, retryAfterOf(response));
+  }
+
+  /**
+   * The welcome package requests of the next `limit` customers whose id sorts after `after`,
+   * grouped by customer (audits); an empty answer is the end.
+   */
+  async welcomeRequestsByCustomer(
+    after: string | undefined,
+    limit: number,
+  ): Promise<PackageRequest[]> {
+    const query = `kind=${DEFAULT_KIND}&limit=${limit}${after === undefined ? '' : `&after=${after}`}`;
+    return this.readRequests(`${PATH}/by-customer?${query}`);
+  }
+
+  /** The customer's welcome package requests (normally one), oldest first. */
+  welcomeRequestsOf(customerId: string): Promise<PackageRequest[]> {
+    return this.readRequests(`${PATH}?customer_id=${customerId}&limit=100`).then((requests) =>
+      requests.filter((request) => request.kind === DEFAULT_KIND),
+    );
+  }
+
+  private async readRequests(path: string): Promise<PackageRequest[]> {
+    const response = await callJson(this.options, path, { method: 'GET' });
+    if (response.status !== 200) throw failureOf(response, 'Inventory');
+    if (!isPackageRequestPage.Check(response.body)) {
+      throw new TransientError('Inventory listed package requests this service cannot read');
+    }
+    return response.body;
   }
 
   /** The customer's welcome package request, if Inventory has one. */

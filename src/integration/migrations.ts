@@ -16,6 +16,7 @@ import {
   type TimelineResult,
 } from '../contracts/timeline.js';
 import { refuseValuesOutside, type Migration } from '../core/migrations.js';
+import type { AuditState } from '../contracts/audit.js';
 
 /** The integration service's tables, forward only: add a new entry, never edit a released one. */
 export const integrationMigrations: Migration[] = [
@@ -241,6 +242,30 @@ export const integrationMigrations: Migration[] = [
         .execute();
     },
   },
+  {
+    version: 11,
+    name: 'audit the CRM against Inventory: audit jobs, and repairs as new changes',
+    async up(db, types) {
+      // Each repair of a customer counts up: its calls to Inventory then carry idempotency keys
+      // of their own, so a stored answer from before the drift is not replayed for them.
+      await db.schema
+        .alterTable('deliveries')
+        .addColumn('repairs', 'integer', (c) => c.notNull().defaultTo(0))
+        .execute();
+      await db.schema
+        .createTable('audits')
+        .addColumn('id', 'text', (c) => c.primaryKey())
+        .addColumn('state', 'text', (c) => c.notNull())
+        .addColumn('repair', 'integer', (c) => c.notNull())
+        .addColumn('instance', 'text', (c) => c.notNull())
+        .addColumn('started_at', types.epochMs, (c) => c.notNull())
+        .addColumn('updated_at', types.epochMs, (c) => c.notNull())
+        .addColumn('finished_at', types.epochMs)
+        .addColumn('report', 'text', (c) => c.notNull())
+        .execute();
+      await db.schema.createIndex('audits_started_at').on('audits').column('started_at').execute();
+    },
+  },
 ];
 
 /** The `customer_id` of timeline entries about every customer (a pause, a resume). */
@@ -281,6 +306,20 @@ export interface IntegrationTables {
     delivered_at: number | null;
     updated_at: number;
     traceparent: string | null;
+    /** How many times an audit or resync sent the customer through again (idempotency keys). */
+    repairs: Generated<number>;
+  };
+  audits: {
+    id: string;
+    state: AuditState;
+    repair: number;
+    instance: string;
+    started_at: number;
+    /** The running instance writes its progress at least every few seconds. */
+    updated_at: number;
+    finished_at: number | null;
+    /** The report so far (counts, examples), as JSON. */
+    report: string;
   };
   leases: { name: string; holder: string; expires_at: number };
   delivery_controls: {
