@@ -110,7 +110,13 @@ describe('AmqpRelay', () => {
       body: JSON.stringify({ name: 'Renamed' }),
     });
     expect(changed.status).toBe(200);
-    await waitUntil(async () => everything.length === 2, 15_000, 'both events');
+    // Two queues, read on two connections: a message reaches them at different moments (the
+    // quorum queue commits through Raft first), so both are awaited before either is checked.
+    await waitUntil(
+      () => everything.length === 2 && created.received.length === 2,
+      15_000,
+      'both events in both queues',
+    );
     expect(everything).toEqual([
       { routingKey: 'customer.created', type: 'customer.created', version: 1 },
       { routingKey: 'customer.updated', type: 'customer.updated', version: 2 },

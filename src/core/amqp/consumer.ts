@@ -35,7 +35,8 @@ export interface AmqpConsumerOptions {
    * How long a failing message is tried again here, holding it, before it goes back to the queue
    * (which counts a delivery): an outage downstream shorter than this uses none of the delivery
    * limit, and ten times it is the least time before the broker dead-letters. Below RabbitMQ's
-   * consumer timeout (30 min), which would close the channel. Default 25 min.
+   * consumer timeout (30 min), which would close the channel. 0 requeues at the first failure.
+   * Default 25 min.
    */
   retryInPlaceMs?: number;
 }
@@ -192,7 +193,10 @@ export class AmqpConsumer {
           return;
         }
         const delayMs = retryDelayMs(deliveryCount + tries, this.retryBackoff);
-        if (this.closing || Date.now() - started + delayMs > this.retryInPlaceMs) {
+        // Tried here only if the next try falls strictly inside the window: the jitter may pick no
+        // wait at all, and within the same millisecond `>` would then retry in place even with a
+        // window of 0, an extra call that spends none of the delivery limit.
+        if (this.closing || Date.now() - started + delayMs >= this.retryInPlaceMs) {
           this.logger.warn({ ...context, err: error, tries }, 'handler failed; requeueing message');
           this.settle(channel, message, 'requeue', context);
           return;
