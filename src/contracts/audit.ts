@@ -62,7 +62,10 @@ export const AuditSchema = Type.Object({
   progress: Type.Number({
     minimum: 0,
     maximum: 1,
-    description: 'How far through the customer ids it is (0–1), estimated from the last id read.',
+    description: 'How far it is (0–1): customers checked of those the CRM had when it started.',
+  }),
+  customers_total: Type.Integer({
+    description: 'How many customers the CRM had (live or deleted) when the audit started.',
   }),
   customers_checked: Type.Integer({ description: 'Customers compared so far.' }),
   requests_checked: Type.Integer({ description: 'Inventory package requests compared so far.' }),
@@ -93,3 +96,19 @@ export const NewAuditSchema = Type.Object(
   },
   { additionalProperties: false },
 );
+
+/** `POST /api/customers/{id}/resync`: the customer sent through the pipeline again. */
+export const CustomerResyncSchema = Type.Object({
+  customer_id: Uuid('The CRM customer id.'),
+  version: Type.Integer({ description: 'The customer version the CRM has now.' }),
+  deleted: Type.Boolean({ description: 'Whether the CRM deleted the customer.' }),
+  package_request_id: Type.Union([Type.String(), Type.Null()], {
+    description:
+      'The request Inventory holds for it, to be updated or cancelled; null: one is made.',
+  }),
+  sent: Type.Boolean({
+    description:
+      'False when an instance is delivering the customer right now: that delivery is left to finish, and a resync after it is sent.',
+  }),
+});
+export type CustomerResync = Static<typeof CustomerResyncSchema>;

@@ -270,8 +270,20 @@ export type RequestState = Static<typeof RequestStateSchema>;
 /** A 200 or 201 about one request: the request as it now stands. */
 export const isRequestStateAnswer = Compile(RequestStateSchema);
 
-/** A page of a list of package requests (`GET /package-requests`, `…/by-customer`). */
-export const isPackageRequestPage = Compile(Type.Array(PackageRequestSchema));
+/**
+ * A page of a list of package requests (`GET /package-requests`, `…/by-customer`), as a reader
+ * checks it: the same fields, their nulls as JSON Schema says them (`nullable` is OpenAPI's).
+ */
+export const isPackageRequestPage = Compile(
+  Type.Array(
+    Type.Object({
+      ...PackageRequestSchema.properties,
+      recipient_name: Type.Union([Type.String(), Type.Null()]),
+      recipient_email: Type.Union([Type.String(), Type.Null()]),
+      customer_version: Type.Union([Type.Integer(), Type.Null()]),
+    }),
+  ),
+);
 
 /**
  * A 409 that shows the request as it stands: `package_request_exists` (as `existing_request`),

@@ -73,6 +73,17 @@ export class CustomerStates {
     return rows.map(toState);
   }
 
+  /** How many customers the CRM knows, live or deleted. */
+  async count(): Promise<number> {
+    const count = (table: 'customers' | 'customer_tombstones') =>
+      this.db
+        .selectFrom(table)
+        .select((eb) => eb.fn.countAll<number>().as('count'))
+        .executeTakeFirstOrThrow()
+        .then((row) => Number(row.count));
+    return (await count('customers')) + (await count('customer_tombstones'));
+  }
+
   /** One customer, live or deleted; undefined when the CRM never had it. */
   async get(id: string): Promise<CustomerState | undefined> {
     const live = await this.db
@@ -108,12 +119,25 @@ export const customerStateRoutes: FastifyPluginAsync<{ states: CustomerStates }>
         tags: ['customers'],
         summary: 'Every customer, live or deleted, in id order (for audits)',
         description:
-          'Each customer the CRM knows once: live ones with their name and email, deleted ones with `deleted_at` and nothing personal. Ordered by id, byte by byte; pass the last id of a page as `after` for the next. An empty page is the end.',
+          'Each customer the CRM knows once: live ones with their name and email, deleted ones with `deleted_at` and nothing personal. Ordered by id, byte by byte; pass the last id of a page as `after` for the next. An empty page is the end. The first page says in `X-Total-Count` how many there are.',
         querystring: CustomerStatesQuery,
-        response: { 200: Type.Array(CustomerStateSchema) },
+        response: {
+          200: Type.Array(CustomerStateSchema, {
+            headers: {
+              'x-total-count': {
+                type: 'integer',
+                description: 'On the first page (no `after`): how many customers there are.',
+              },
+            },
+          }),
+        },
       },
     },
-    async (request) => states.page(request.query.after, request.query.limit),
+    async (request, reply) => {
+      const { after, limit } = request.query;
+      if (after === undefined) reply.header('x-total-count', await states.count());
+      return states.page(after, limit);
+    },
   );
 
   api.get(

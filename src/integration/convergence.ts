@@ -48,7 +48,8 @@ export function planFor(target: CustomerTarget): Plan {
   // A repaired customer's calls are new changes to Inventory (inventory-client.ts, keyOf).
   const repair = target.repairs ? { repair: target.repairs } : {};
   if (target.deleted) {
-    if (id !== null) return { operation: 'cancel', change: { op: 'cancel', id, customerId, ...repair } };
+    if (id !== null)
+      return { operation: 'cancel', change: { op: 'cancel', id, customerId, ...repair } };
     // A create may have committed with no answer recorded, or still be on its way: a search
     // could miss it, a fence under its key cannot (inventory-client.ts).
     if (target.createTried) {
@@ -65,7 +66,8 @@ export function planFor(target: CustomerTarget): Plan {
     name: target.name,
     email: target.email,
   };
-  if (id === null) return { operation: 'create', change: { op: 'create', ...recipient, ...repair } };
+  if (id === null)
+    return { operation: 'create', change: { op: 'create', ...recipient, ...repair } };
   return { operation: 'update', change: { op: 'update', id, ...recipient, ...repair } };
 }
 

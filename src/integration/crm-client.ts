@@ -70,13 +70,23 @@ export class CrmClient {
     return response.body;
   }
 
+  /** How many customers the CRM knows, live or deleted. */
+  async customerCount(): Promise<number> {
+    const response = await callJson(this.options, '/customer-states?limit=1', { method: 'GET' });
+    const total = Number(response.headers?.['x-total-count']);
+    if (response.status !== 200 || !Number.isSafeInteger(total)) throw failureOf(response, 'CRM');
+    return total;
+  }
+
   /** The customer live or deleted; undefined when the CRM never had it. */
   async customerState(id: string): Promise<CustomerState | undefined> {
     const response = await callJson(this.options, `/customer-states/${id}`, { method: 'GET' });
     if (response.status === 404) return undefined;
     if (response.status !== 200) throw failureOf(response, 'CRM');
     if (!isCustomerState.Check(response.body)) {
-      throw new TransientError(`The CRM answered a state of customer ${id} this service cannot read`);
+      throw new TransientError(
+        `The CRM answered a state of customer ${id} this service cannot read`,
+      );
     }
     return response.body;
   }

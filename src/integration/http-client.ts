@@ -18,6 +18,8 @@ export interface JsonResponse {
   /** The `Retry-After` header, when the answer had one. */
   retryAfter: string | undefined;
   body: unknown;
+  /** The answer's headers, by lowercase name. */
+  headers?: Record<string, string | string[] | undefined>;
 }
 
 /**
@@ -43,6 +45,7 @@ export async function callJson(
   const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
   let status: number;
   let retryAfter: string | undefined;
+  let headers: JsonResponse['headers'];
   let text: string;
   try {
     // No redirects are followed (undici's default): a 3xx is an answer, not a destination.
@@ -59,6 +62,7 @@ export async function callJson(
       dispatcher: connections,
     });
     status = response.statusCode;
+    headers = response.headers;
     const header = response.headers['retry-after'];
     retryAfter = Array.isArray(header) ? header[0] : header;
     text = await response.body.text();
@@ -76,7 +80,7 @@ export async function callJson(
   } catch {
     body = text;
   }
-  return { status, retryAfter, body };
+  return { status, retryAfter, body, headers };
 }
 
 function describe(response: { status: number; body: unknown }): string {

@@ -14,6 +14,8 @@ import { integrationMigrations, type IntegrationTables } from './migrations.js';
 import { adminRoutes } from './routes.js';
 import { timelineRoutes } from './timeline-routes.js';
 import { controlRoutes } from './control-routes.js';
+import { auditRoutes } from './audit-routes.js';
+import { AuditJobs } from './audit/audit-jobs.js';
 import { createAmqpSource } from './sources/amqp.js';
 import { createFeedSource, FEED_CURSOR } from './sources/feed.js';
 import type { Source, SourceContext } from './sources/source.js';
@@ -104,6 +106,16 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       config.retentionMs,
       logger,
     );
+    const audits = new AuditJobs({
+      audits: store.audits,
+      crm,
+      inventory,
+      instanceId: config.instanceId,
+      logger,
+      // A customer the CRM changed this recently may not have been pushed or read yet.
+      settleMs: Math.max(30_000, 3 * config.gapRepairMs),
+      onRepaired: () => worker.wake(),
+    });
     const sources = SOURCES[config.syncMode]({ config, crm, store, metrics, registry, logger });
     metrics.showSources(sources.map((source) => source.name));
 
@@ -125,6 +137,14 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           instanceId: config.instanceId,
           onResume: () => worker.wake(),
         });
+        await app.register(auditRoutes, {
+          audits: store.audits,
+          jobs: audits,
+          crm,
+          inventory,
+          instanceId: config.instanceId,
+          onResent: () => worker.wake(),
+        });
         // The dashboard: static files, no build step; the page reads /api/dashboard.
         await app.register(fastifyStatic, {
           root: DASHBOARD_DIR,
@@ -145,7 +165,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       stop: async (abandonAfterMs) => {
         // Stop taking work first; then let the deliveries in flight finish, or release them.
         const started = Date.now();
-        await Promise.all(sources.map((source) => source.stop()));
+        await Promise.all([...sources.map((source) => source.stop()), audits.stop()]);
         await worker.stop(
           abandonAfterMs === undefined ? undefined : abandonAfterMs - (Date.now() - started),
         );

@@ -95,7 +95,7 @@ const ids = (requests: PackageRequest[]) => requests.map((request) => request.id
 /**
  * What disagrees for one customer, the first that applies of: a package of a customer the CRM
  * never had, a pending package of a deleted one, none or several for a live one, and a pending
- * package with an older recipient. Cancelled requests count for none of them (they send nothing).
+ * package for an older version of the customer. Cancelled requests count for none of them (they send nothing).
  */
 export function driftOf(pair: CustomerPair): Drift | undefined {
   const { state, requests } = pair;
@@ -136,12 +136,10 @@ export function driftOf(pair: CustomerPair): Drift | undefined {
   }
   const request = open[0]!;
   if (request.status !== 'pending') return undefined;
+  // By version: an edit made in Inventory under the customer's current version is Inventory's to
+  // keep (a change of the same version is answered unchanged), so it is not drift.
   const version = request.customer_version ?? 1;
-  if (
-    version < state.version ||
-    request.recipient_name !== state.name ||
-    (request.recipient_email ?? null) !== state.email
-  ) {
+  if (version < state.version) {
     return {
       kind: 'stale_recipient',
       pair,

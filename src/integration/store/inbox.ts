@@ -1,4 +1,10 @@
-import { sql, type Kysely } from 'kysely';
+import {
+  sql,
+  type ExpressionBuilder,
+  type Kysely,
+  type OnConflictDatabase,
+  type OnConflictTables,
+} from 'kysely';
 import type { DeliveryState } from '../../contracts/admin-api.js';
 import type { Database } from '../../core/db.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
@@ -57,6 +63,25 @@ export type RecordFromFeed = (
  * Where every source records the customers it finds, as deliveries: one per customer whatever the
  * number of sources and messages that report it, and each pushed message once.
  */
+/**
+ * The columns of an upsert's conflicting row that take the new desired state (the customer as the
+ * inserted row has it), and one revision more.
+ */
+export const newDesiredState = (
+  eb: ExpressionBuilder<
+    OnConflictDatabase<IntegrationTables, 'deliveries'>,
+    OnConflictTables<'deliveries'>
+  >,
+) => ({
+  customer_name: eb.ref('excluded.customer_name'),
+  customer_email: eb.ref('excluded.customer_email'),
+  customer_version: eb.ref('excluded.customer_version'),
+  customer_deleted_at: eb.ref('excluded.customer_deleted_at'),
+  changed_at: eb.ref('excluded.changed_at'),
+  event_id: eb.ref('excluded.event_id'),
+  revision: sql<number>`deliveries.revision + 1`,
+});
+
 export function createInboxRepository(
   database: Database<IntegrationTables>,
   leases: LeasesRepository,
@@ -116,14 +141,8 @@ export function createInboxRepository(
           .doUpdateSet((eb) => {
             const inFlight = sql<boolean>`deliveries.state = 'delivering'`;
             return {
-              customer_name: eb.ref('excluded.customer_name'),
-              customer_email: eb.ref('excluded.customer_email'),
-              customer_version: eb.ref('excluded.customer_version'),
-              customer_deleted_at: eb.ref('excluded.customer_deleted_at'),
-              changed_at: eb.ref('excluded.changed_at'),
-              event_id: eb.ref('excluded.event_id'),
+              ...newDesiredState(eb),
               traceparent: eb.ref('excluded.traceparent'),
-              revision: sql<number>`deliveries.revision + 1`,
               state: sql<DeliveryState>`case when ${inFlight} then deliveries.state else 'pending' end`,
               // A new desired state is a new operation, with its own attempts and retry budget.
               attempts: sql<number>`case when ${inFlight} then deliveries.attempts else 0 end`,

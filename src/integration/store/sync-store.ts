@@ -1,5 +1,6 @@
 import type { Database } from '../../core/db.js';
 import type { IntegrationTables } from '../migrations.js';
+import { createAuditsRepository } from './audits.js';
 import { createClaimsRepository } from './claims.js';
 import { createControlsRepository } from './controls.js';
 import { createInboxRepository } from './inbox.js';
@@ -23,6 +24,8 @@ export function createSyncStore(database: Database<IntegrationTables>) {
     controls: createControlsRepository(database, leases),
     /** Each customer's timeline (written by the inbox, the claims and the replays). */
     timeline: createTimelineRepository(database),
+    /** Audit jobs, and customers sent through the pipeline again by an audit or a resync. */
+    audits: createAuditsRepository(database),
   };
 }
 
