@@ -26,8 +26,10 @@ import {
   oneLine,
 } from './cli/render.js';
 import { formatTimeline } from './cli/render-timeline.js';
+import { followNewAudit, formatAudit, formatCustomerResync } from './cli/audit.js';
+import { CustomerResyncSchema } from '../contracts/audit.js';
 import { parsePrefix, parseSince, parseSinceOrUsage, wholeNumber } from './cli/option-parsers.js';
-import { customerIdOfEmail, readTimeline, UUID } from './cli/timeline-client.js';
+import { customerIdOf, readTimeline } from './cli/timeline-client.js';
 import type { ProgressStream } from './cli/progress.js';
 import { formatRetryWindows, retryWindows } from './cli/retry-windows.js';
 import { seedCustomers, type SeedOptions } from './cli/seed.js';
@@ -151,22 +153,56 @@ function buildProgram(io: CliIo): Command {
   program
     .command('resync')
     .description(
-      'read the CRM feed again from a position or a time, in the background (progress in mip status); newer states are taken, nothing is duplicated',
+      'read the CRM feed again from a position or a time, in the background (progress in mip status), or send one customer through again; newer states are taken, nothing is duplicated',
     )
-    .requiredOption(
+    .option(
       '--since <position | time>',
       'a feed position (0: from the start), or a time (ISO 8601, or a span ago such as 2h)',
     )
-    .action(async (options: { since: string }, command: Command) => {
-      const body = /^\d+$/.test(options.since)
-        ? { since_position: Number(options.since) }
-        : { since: parseSinceOrUsage(options.since, command, USAGE_ERROR) };
+    .option('--customer <id | email>', 'one customer, as the CRM and Inventory hold it now')
+    .action(async (options: { since?: string; customer?: string }, command: Command) => {
       const { client, show } = context(command, INTEGRATION);
+      if ((options.since === undefined) === (options.customer === undefined)) {
+        command.error('give exactly one of --since <position | time> or --customer <id | email>', {
+          exitCode: USAGE_ERROR,
+        });
+      }
+      if (options.customer !== undefined) {
+        const id = await customerIdOf(client, options.customer, command);
+        show(
+          await client.request('POST', `/api/customers/${id}/resync`, {
+            shape: Compile(CustomerResyncSchema),
+          }),
+          formatCustomerResync,
+        );
+        return;
+      }
+      const since = options.since!;
+      const body = /^\d+$/.test(since)
+        ? { since_position: Number(since) }
+        : { since: parseSinceOrUsage(since, command, USAGE_ERROR) };
       show(
         await client.request('POST', '/api/resync', { body, shape: Compile(ResyncAnswerSchema) }),
         ({ from, until }) =>
           `Reading the CRM feed again from position ${from} up to ${until}; newer customer states will be delivered (see mip status).`,
       );
+    });
+
+  program
+    .command('audit')
+    .description(
+      'compare the CRM with Inventory customer by customer and report drift; exits 1 when there is some (for cron)',
+    )
+    .option('--repair', 'send each drifted customer the pipeline can fix through it again')
+    .action(async (options: { repair?: boolean }, command: Command) => {
+      const { client, show } = context(command, INTEGRATION);
+      const audit = await followNewAudit(client, options.repair === true, io.stderr);
+      show(audit, formatAudit);
+      if (audit.drift_total > 0) {
+        throw new CliFailure(
+          `${audit.drift_total} customer(s) with drift${audit.repair ? `; ${audit.repaired} sent through the pipeline again` : ''}`,
+        );
+      }
     });
 
   program
@@ -269,14 +305,10 @@ function buildProgram(io: CliIo): Command {
     )
     .action(async (customer: string, _options, command: Command) => {
       const { client, show } = context(command, INTEGRATION);
-      const id = UUID.test(customer)
-        ? customer.toLowerCase()
-        : customer.includes('@')
-          ? await customerIdOfEmail(client, customer)
-          : command.error(`"${customer}" is neither a customer id (a UUID) nor an email address.`, {
-              exitCode: USAGE_ERROR,
-            });
-      show(await readTimeline(client, id), formatTimeline);
+      show(
+        await readTimeline(client, await customerIdOf(client, customer, command)),
+        formatTimeline,
+      );
     });
 
   const customers = program.command('customers').description('create customers in the CRM');

@@ -10,7 +10,8 @@ export interface ProgressStream {
  */
 export function showProgress(
   stream: ProgressStream,
-  total: number,
+  /** How many there are in all; a function when that is learnt on the way. */
+  totalOf: number | (() => number),
   done: () => number,
   unit: string,
 ): () => void {
@@ -21,6 +22,7 @@ export function showProgress(
   const render = () => {
     const now = performance.now();
     const count = done();
+    const total = Math.max(1, typeof totalOf === 'number' ? totalOf : totalOf());
     samples.push({ at: now, done: count });
     while (samples.length > 2 && now - samples[1]!.at >= 1000) samples.shift();
     const first = samples[0]!;

@@ -5,6 +5,7 @@ import {
   TimelineSchema,
   type Timeline,
 } from '../../contracts/timeline.js';
+import type { Command } from 'commander';
 import type { ApiClient } from './api-client.js';
 
 /** A customer id as `mip trace` takes it. */
@@ -32,3 +33,13 @@ export async function readTimeline(client: ApiClient, customerId: string): Promi
   }
   return { ...first, next_after: null };
 }
+
+/** The customer id `customer` is, or the id of the customer with that email (asking the CRM). */
+export const customerIdOf = async (client: ApiClient, customer: string, command: Command) =>
+  UUID.test(customer)
+    ? customer.toLowerCase()
+    : customer.includes('@')
+      ? await customerIdOfEmail(client, customer)
+      : command.error(`"${customer}" is neither a customer id (a UUID) nor an email address.`, {
+          exitCode: 2, // a usage error, as every mip command answers one
+        });
