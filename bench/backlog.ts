@@ -7,7 +7,8 @@ import { cpuPerCustomer, describeCpu, readCpu } from './cpu.js';
 import { median, round } from './numbers.js';
 import { BASELINE_EMPTY_POLL_BUDGET_MS, EMPTY_POLL_CALLS } from './options.js';
 import { progress, say } from './output.js';
-import type { BacklogRun, System } from './results.js';
+import { auditRun } from './audit.js';
+import type { AuditRun, BacklogRun, System } from './results.js';
 import { rssFileMb, rssMb, startBaseline, type Service } from './services.js';
 import { inventoryCount, startIntegration, startStack, waitForDeliveries } from './stack.js';
 
@@ -83,6 +84,9 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
           ? await platformEmptyPoll(stack.crm, size)
           : await baselineEmptyPoll(consumer);
     }
+    // The platform audits what it delivered: time, and the integration's memory meanwhile.
+    let audit: AuditRun | null = null;
+    if (ms !== null && system === 'platform') audit = await auditRun(consumer, label);
     const byProcess = (read: (pid: number | undefined) => number | null) =>
       Object.fromEntries(
         Object.entries(services).map(([name, service]) => [name, read(service.child.pid)]),
@@ -113,7 +117,10 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
         `rss ${total ?? 'n/a'} MB (${Object.entries(rss)
           .map(([name, mb]) => `${name} ${mb}`)
           .join(', ')}; ${together ?? 'n/a'} MB with the node binary counted once), ` +
-        `CPU ${describeCpu(cpu)}`,
+        `CPU ${describeCpu(cpu)}` +
+        (audit
+          ? `; audit ${audit.seconds} s (${audit.per_s} customers/s, drift ${audit.drift_total}), integration rss ${audit.integration_rss_before_mb} MB before, ${audit.integration_rss_peak_mb} MB peak`
+          : ''),
     );
     return {
       size,
@@ -126,6 +133,7 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
       resident_together_mb: together,
       cpu_ms_per_customer: cpu,
       cpu_customers: cpuCustomers,
+      audit,
     };
   } finally {
     await consumer?.stop();

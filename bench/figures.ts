@@ -74,6 +74,29 @@ export function figureRows(results: BenchResults): Row[] {
       baseline.resident_together_mb_1m,
       'lower',
     ],
+    // Results from before the audit existed have no audit rows.
+    ...(platform.audit_seconds_1m === undefined
+      ? []
+      : ([
+          [
+            `audit of ${size(sizes.empty_poll_large)} customers (s)`,
+            platform.audit_seconds_1m,
+            null,
+            'lower',
+          ],
+          [
+            '  integration rss before it (MB)',
+            platform.audit_rss_before_mb_1m ?? null,
+            null,
+            'lower',
+          ],
+          [
+            '  integration rss peak during it (MB)',
+            platform.audit_rss_peak_mb_1m ?? null,
+            null,
+            'lower',
+          ],
+        ] satisfies Row[])),
     ...results.push_lag.flatMap((lag) =>
       cpuRows(`CPU per customer, push ${lag.mode} (ms)`, lag.cpu_ms_per_customer, null),
     ),

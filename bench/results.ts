@@ -45,6 +45,20 @@ export interface BacklogRun {
   cpu_ms_per_customer: CpuPerCustomer | null;
   /** Customers delivered in that window. */
   cpu_customers: number;
+  /** The platform's audit of the delivered backlog; null for the baseline. */
+  audit?: AuditRun | null;
+}
+
+/** One audit after a backlog run (platform only). */
+export interface AuditRun {
+  customers: number;
+  seconds: number;
+  per_s: number;
+  /** Should be 0: every customer was delivered. */
+  drift_total: number;
+  /** The integration process's resident memory before the audit, and its peak during it. */
+  integration_rss_before_mb: number | null;
+  integration_rss_peak_mb: number;
 }
 
 export type System = 'platform' | 'baseline';
@@ -83,6 +97,10 @@ export interface BenchResults {
     cpu_ms_per_customer_push: CpuPerCustomer | null;
     /** At sizes.backlog. */
     cpu_ms_per_customer_backlog: CpuPerCustomer | null;
+    /** The audit at sizes.empty_poll_large (1,000,000 in a full run). */
+    audit_seconds_1m?: number | null;
+    audit_rss_peak_mb_1m?: number | null;
+    audit_rss_before_mb_1m?: number | null;
   };
   baseline: {
     backlog_per_s: number | null;

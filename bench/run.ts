@@ -129,6 +129,7 @@ async function main(): Promise<void> {
       'push lag is measured at the steady rate after a warm-up on freshly started services that ramps from a tenth of the rate to all of it over sizes.push_warmup_seconds; the warm-up figures are under push_lag[].warmup',
       'services run with their defaults (DELIVERY_BATCH_SIZE 250, DELIVERY_CONCURRENCY 8, SQLite); the load generator and the baseline share the same 2 CPUs',
       'backlog and empty_poll customers are inserted into the CRM SQLite file directly, not through the API',
+      'audit = POST /api/audits on the integration after the backlog was delivered, until GET /api/audits/{id} says finished; rss sampled every 100 ms meanwhile (before = just before it started)',
       'empty_poll platform = GET /events?after=<last>&limit=500&wait=0; baseline = one full list of all customers finding nothing new',
       "CPU per customer = user + system CPU ms of each service process (all its threads, from /proc/<pid>/stat, 10 ms steps) over a window, divided by the package requests Inventory created in it; push: from the end of the warm-up until every customer is delivered, at sizes.push_rate (the services' idle work included); backlog: from the consumer's readiness until the backlog is delivered, at sizes.backlog",
       'cpu_ms_per_customer_push is the hybrid (default) mode; every mode is under push_lag',
@@ -147,6 +148,11 @@ async function main(): Promise<void> {
       resident_together_mb_1m: at('platform', SIZES.empty_poll_large)?.resident_together_mb ?? null,
       cpu_ms_per_customer_push: headlineLag?.cpu_ms_per_customer ?? null,
       cpu_ms_per_customer_backlog: at('platform', SIZES.backlog)?.cpu_ms_per_customer ?? null,
+      audit_seconds_1m: at('platform', SIZES.empty_poll_large)?.audit?.seconds ?? null,
+      audit_rss_peak_mb_1m:
+        at('platform', SIZES.empty_poll_large)?.audit?.integration_rss_peak_mb ?? null,
+      audit_rss_before_mb_1m:
+        at('platform', SIZES.empty_poll_large)?.audit?.integration_rss_before_mb ?? null,
     },
     baseline: {
       backlog_per_s: at('baseline', SIZES.backlog)?.backlog_per_s ?? null,

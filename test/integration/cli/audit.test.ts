@@ -46,7 +46,7 @@ describe('mip audit', () => {
       examples: Record<string, { customer_id: string }[]>;
     };
     expect(report.drift.missing_package).toBe(1);
-    expect(report.examples.missing_package[0]!.customer_id).toBe(ids[1]);
+    expect(report.examples.missing_package?.[0]?.customer_id).toBe(ids[1]);
 
     const repaired = await mip(url, ['audit', '--repair']);
     expect(repaired.code).toBe(1);
