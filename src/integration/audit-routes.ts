@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { AuditSchema, CustomerResyncSchema, NewAuditSchema } from '../contracts/audit.js';
@@ -7,7 +7,7 @@ import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import type { AuditJobs } from './audit/audit-jobs.js';
 import { resyncCustomer, type ResyncCustomerOptions } from './audit/resync-customer.js';
-import { actorOfRequest } from './routes.js';
+import { actorOfRequest, upstreamUnavailable } from './routes.js';
 import type { AuditsRepository } from './store/audits.js';
 
 export interface AuditRoutesOptions extends ResyncCustomerOptions {
@@ -20,16 +20,6 @@ export interface AuditRoutesOptions extends ResyncCustomerOptions {
 
 /** Most audits `GET /api/audits` lists. */
 const AUDITS_LISTED = 20;
-
-/** 502 for a failed call to the CRM or Inventory: the operator's request was fine. */
-function upstreamFailed(request: FastifyRequest, error: unknown, what: string): HttpProblem {
-  request.log.warn({ err: error }, `${what} failed`);
-  return new HttpProblem(
-    502,
-    'upstream_unavailable',
-    `${what} failed: ${(error as Error).message}. Try again once the CRM and Inventory answer.`,
-  );
-}
 
 /** Audits (`/api/audits`) and the resync of one customer (`/api/customers/{id}/resync`). */
 export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, options) => {
@@ -117,7 +107,12 @@ export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, o
         answer = await resyncCustomer(request.params.id.toLowerCase(), actor, options);
       } catch (error) {
         if (error instanceof HttpProblem) throw error;
-        throw upstreamFailed(request, error, 'Reading the customer from the CRM and Inventory');
+        throw upstreamUnavailable(
+          request,
+          error,
+          'upstream_unavailable',
+          `Reading the customer from the CRM and Inventory failed: ${(error as Error).message}. Try again once both answer.`,
+        );
       }
       if (answer.sent) options.onResent();
       request.log.info(answer, `Customer ${answer.customer_id} resynced`);

@@ -12,7 +12,7 @@ import { epochMsOfField } from '../core/iso.js';
 import type { CrmClient } from './crm-client.js';
 import { positionBefore } from './resync.js';
 import { FEED_CURSOR } from './sources/feed.js';
-import { actorOfRequest, backlogOf, pauseOf } from './routes.js';
+import { actorOfRequest, backlogOf, pauseOf, upstreamUnavailable } from './routes.js';
 import type { SyncStore } from './store/sync-store.js';
 
 export interface ControlRoutesOptions {
@@ -100,9 +100,9 @@ export const controlRoutes: FastifyPluginAsync<ControlRoutesOptions> = async (ap
             await options.store.leases.readCursor(FEED_CURSOR),
           );
         } catch (error) {
-          request.log.warn({ err: error }, 'Could not read the CRM feed to place a resync');
-          throw new HttpProblem(
-            502,
+          throw upstreamUnavailable(
+            request,
+            error,
             'crm_unavailable',
             'The CRM feed could not be read to find where that time starts (see the service log). Try again, or give since_position.',
           );

@@ -85,6 +85,20 @@ export const actorOfRequest = (request: FastifyRequest, instanceId: string): Act
   instance: instanceId,
 });
 
+/**
+ * 502 for a call to the CRM (or Inventory) that failed while answering an operator: the request
+ * was fine, so the answer says what to try, and the log keeps why the call failed.
+ */
+export function upstreamUnavailable(
+  request: FastifyRequest,
+  error: unknown,
+  code: 'crm_unavailable' | 'upstream_unavailable',
+  detail: string,
+): HttpProblem {
+  request.log.warn({ err: error }, detail);
+  return new HttpProblem(502, code, detail);
+}
+
 /** Deliveries still to be made, of the counts by state. */
 export const backlogOf = (counts: Record<DeliveryState, number>) =>
   counts.pending + counts.retrying + counts.delivering;

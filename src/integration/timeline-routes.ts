@@ -11,7 +11,7 @@ import {
 import { HttpProblem, notFound } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
-import { toDelivery } from './routes.js';
+import { toDelivery, upstreamUnavailable } from './routes.js';
 import type { CrmClient } from './crm-client.js';
 import { ALL_CUSTOMERS } from './migrations.js';
 import type { TimelineRow } from './store/timeline.js';
@@ -84,9 +84,9 @@ export const timelineRoutes: FastifyPluginAsync<TimelineRoutesOptions> = async (
       try {
         customerId = await options.crm.findCustomerIdByEmail(email);
       } catch (error) {
-        request.log.warn({ err: error }, 'The CRM did not answer a lookup by email');
-        throw new HttpProblem(
-          502,
+        throw upstreamUnavailable(
+          request,
+          error,
           'crm_unavailable',
           'The CRM did not answer who has that email (see the service log). Try again, or trace the customer by id.',
         );

@@ -232,4 +232,40 @@ describe('audit', () => {
     expect((await fetch(`${url}/api/audits/nope`)).status).toBe(404);
     expect(await (await fetch(`${url}/api/audits`)).json()).toEqual([]);
   });
+
+  it('answers 502 when Inventory does not answer a resync, and an audit then fails saying why', async () => {
+    const platform = await start();
+    const { upstreams, url } = platform;
+    const [id] = await createCustomers(upstreams.crmUrl, 1, { prefix: 'down' });
+    await waitUntil(() => allDelivered(platform, 1), 10_000, 'the customer delivered');
+    upstreams.proxy.answer = () => ({ status: 503, body: { detail: 'down for maintenance' } });
+    const resync = await fetch(`${url}/api/customers/${id}/resync`, { method: 'POST' });
+    expect(resync.status).toBe(502);
+    expect(await resync.json()).toMatchObject({
+      code: 'upstream_unavailable',
+      detail: expect.stringMatching(/HTTP 503: down for maintenance\. Try again once both answer/),
+    });
+    const started = await fetch(`${url}/api/audits`, { method: 'POST' });
+    expect(started.status).toBe(202);
+    const { id: auditId } = (await started.json()) as Audit;
+    let report: Audit | undefined;
+    await waitUntil(
+      async () => {
+        report = (await (await fetch(`${url}/api/audits/${auditId}`)).json()) as Audit;
+        return report.state !== 'running';
+      },
+      10_000,
+      'the audit to end',
+    );
+    expect(report).toMatchObject({
+      state: 'failed',
+      error: expect.stringMatching(/HTTP 503.*start the audit again/),
+    });
+    // Nothing was sent again.
+    const rows = await platform.integration.database.db
+      .selectFrom('deliveries')
+      .select(['state', 'repairs'])
+      .execute();
+    expect(rows).toEqual([{ state: 'delivered', repairs: 0 }]);
+  });
 });
