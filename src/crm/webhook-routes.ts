@@ -17,7 +17,7 @@ import {
   checkWebhookTarget,
   WebhookTargetError,
   type WebhookTargetPolicy,
-} from './webhook-targets.js';
+} from '../core/webhooks/targets.js';
 
 export interface WebhookRoutesOptions {
   endpoints: WebhookEndpoints;

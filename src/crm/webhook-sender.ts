@@ -11,8 +11,9 @@ import type { CustomerEvent } from '../contracts/customer-events.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 import type { SecretsKeyring } from './secrets-at-rest.js';
-import { WebhookCaller, type CallOutcome } from './webhook-call.js';
-import type { WebhookTargetPolicy } from './webhook-targets.js';
+import type { CallOutcome } from '../core/webhooks/signed-call.js';
+import { WebhookCaller } from './webhook-call.js';
+import type { WebhookTargetPolicy } from '../core/webhooks/targets.js';
 
 /**
  * Batches in flight at once. Each batch's calls run side by side and its outcomes are written in
