@@ -2,6 +2,7 @@ import type dns from 'node:dns';
 import { lookup } from 'node:dns/promises';
 import net, { type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { HttpProblem } from '../errors.js';
 import { portOf, type PrivateTargetAllowList } from './private-target-allow-list.js';
 import { isNeverAdmitted, isPublicAddress } from './target-addresses.js';
 
@@ -148,4 +149,21 @@ export function lookupWebhookTarget(policy: WebhookTargetPolicy): LookupFunction
       (error: NodeJS.ErrnoException) => callback(error, '', 0),
     );
   };
+}
+
+/**
+ * `checkWebhookTarget` for an admin API: a refused target is a 422 problem with `code` whose
+ * message says what is allowed. Answers the URL as the URL parser writes it.
+ */
+export async function admitWebhookTarget(
+  target: string,
+  policy: WebhookTargetPolicy,
+  code: string,
+): Promise<string> {
+  try {
+    return (await checkWebhookTarget(target, policy)).toString();
+  } catch (error) {
+    if (error instanceof WebhookTargetError) throw new HttpProblem(422, code, error.message);
+    throw error;
+  }
 }

@@ -1,0 +1,88 @@
+import type { FastifyPluginAsync } from 'fastify';
+import type { Registry } from 'prom-client';
+import type { Database } from '../../core/db.js';
+import type { Logger } from '../../core/logging.js';
+import type { WebhookTargetPolicy } from '../../core/webhooks/targets.js';
+import type { IntegrationConfig } from '../config.js';
+import { createAlertMetrics } from '../metrics.js';
+import type { IntegrationTables } from '../migrations.js';
+import { createAlertEndpoints } from './endpoints.js';
+import { AlertMonitor, circuitAlerts, type StallingSource } from './monitor.js';
+import { alertRoutes } from './routes.js';
+import { AlertSender } from './sender.js';
+
+export interface AlertingOptions {
+  database: Database<IntegrationTables>;
+  config: IntegrationConfig;
+  logger: Logger;
+  registry: Registry;
+  /** Deliveries still to be made (pending, retrying, delivering). */
+  backlog: () => Promise<number>;
+  /** The feed sources this instance runs, watched for stalls. */
+  feeds: readonly StallingSource[];
+}
+
+/**
+ * The integration service's operational alerts, put together: the admin routes that register
+ * endpoints, the outbox sender, the monitor of states (backlog, stalled feed, dead letters
+ * replayed) and the circuit's alerts. Dead letters open their incident from the claims'
+ * settlement itself (store/claims.ts); the audit calls `openIncident` (incidents.ts).
+ */
+export function createAlerting(options: AlertingOptions) {
+  const { database, config, logger } = options;
+  const { db, dialect } = database;
+  const targets: WebhookTargetPolicy = {
+    allowPrivate: config.webhookTargets.allowPrivate,
+    allowList: config.webhookTargets.allowList,
+  };
+  const endpoints = createAlertEndpoints(db);
+  const metrics = createAlertMetrics(options.registry, async () => {
+    const row = await db
+      .selectFrom('alert_outbox')
+      .select((eb) => eb.fn.countAll<number>().as('count'))
+      .where('state', '=', 'pending')
+      .executeTakeFirstOrThrow();
+    return Number(row.count);
+  });
+  const sender = new AlertSender({
+    db,
+    dialect,
+    targets,
+    timeoutMs: config.alertTimeoutMs,
+    retryBaseMs: config.alertRetryBaseMs,
+    giveUpAfterMs: config.alertGiveUpAfterMs,
+    instanceId: config.instanceId,
+    onOutcome: (type, outcome) => metrics.calls.inc({ type, outcome }),
+    logger,
+  });
+  const monitor = new AlertMonitor({
+    db,
+    dialect,
+    backlog: options.backlog,
+    backlogThreshold: config.alertBacklog,
+    forMs: config.alertForMs,
+    feeds: options.feeds,
+    instanceId: config.instanceId,
+    logger,
+  });
+  const onCircuit = circuitAlerts(db, 'inventory', logger);
+  const routes: FastifyPluginAsync = async (app) => {
+    await app.register(alertRoutes, { endpoints, targets });
+  };
+
+  return {
+    routes,
+    /** For the circuit's `onStateChange`. */
+    onCircuitState: (state: 'closed' | 'half_open' | 'open') =>
+      onCircuit(state, config.circuitResetMs),
+    async start(): Promise<void> {
+      await endpoints.registerConfigured(config.alertWebhookUrls, config.alertWebhookSecret);
+      sender.start();
+      monitor.start();
+    },
+    async stop(abandonAfterMs?: number): Promise<void> {
+      await monitor.stop();
+      await sender.stop(abandonAfterMs);
+    },
+  };
+}
