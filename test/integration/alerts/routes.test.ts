@@ -1,0 +1,132 @@
+import { afterEach, expect, it } from 'vitest';
+import type { IntegrationTables } from '../../../src/integration/migrations.js';
+import { integrationService } from '../../../src/integration/service.js';
+import { createTestApp, expectProblem, type TestApp } from '../../support/apps.js';
+
+// The admin API that registers where alerts go, and the same target guard (SSRF) as the CRM's.
+
+const NOWHERE = { CRM_URL: 'http://127.0.0.1:9', INVENTORY_URL: 'http://127.0.0.1:9' };
+let t: TestApp<IntegrationTables> | undefined;
+afterEach(async () => {
+  await t?.close();
+  t = undefined;
+});
+
+const register = (url: unknown) =>
+  t!.app.inject({ method: 'POST', url: '/api/alert-endpoints', payload: { url } });
+
+it('registers an endpoint with a whsec_ secret shown once, lists it without the secret, deletes it', async () => {
+  t = await createTestApp(integrationService, { env: { SYNC_MODE: 'poll', ...NOWHERE } });
+  const created = await register('http://127.0.0.1:4000/alerts');
+  expect(created.statusCode).toBe(201);
+  const endpoint = created.json() as { id: string; secret: string };
+  expect(endpoint).toMatchObject({ url: 'http://127.0.0.1:4000/alerts', origin: 'api' });
+  expect(endpoint.secret).toMatch(/^whsec_[A-Za-z0-9+/]{32}$/);
+  expect(created.headers.location).toBe(`/api/alert-endpoints/${endpoint.id}`);
+
+  const listed = await t.app.inject({ method: 'GET', url: '/api/alert-endpoints' });
+  expect(listed.json()).toEqual([
+    {
+      id: endpoint.id,
+      url: 'http://127.0.0.1:4000/alerts',
+      origin: 'api',
+      created_at: expect.any(String),
+    },
+  ]);
+  expect(listed.body).not.toContain(endpoint.secret);
+
+  const again = expectProblem(await register('http://127.0.0.1:4000/alerts'), 409);
+  expect(again.detail).toContain(endpoint.id);
+
+  const url = `/api/alert-endpoints/${endpoint.id}`;
+  expect((await t.app.inject({ method: 'DELETE', url })).statusCode).toBe(204);
+  expect(expectProblem(await t.app.inject({ method: 'DELETE', url }), 404).detail).toContain(
+    'GET /api/alert-endpoints',
+  );
+  expect((await t.app.inject({ method: 'GET', url: '/api/alert-endpoints' })).json()).toEqual([]);
+});
+
+it('refuses a private URL unless WEBHOOK_ALLOW_PRIVATE_TARGETS or the allow-list admits it, saying how', async () => {
+  t = await createTestApp(integrationService, {
+    env: {
+      SYNC_MODE: 'poll',
+      ...NOWHERE,
+      WEBHOOK_ALLOW_PRIVATE_TARGETS: 'false',
+      WEBHOOK_ALLOWED_PRIVATE_TARGETS: '10.1.2.3:8080',
+    },
+  });
+  const refused = expectProblem(await register('http://127.0.0.1:4000/alerts'), 422);
+  expect(refused.code).toBe('alert_target_refused');
+  expect(refused.detail).toContain('WEBHOOK_ALLOWED_PRIVATE_TARGETS');
+  expect(expectProblem(await register('http://10.1.2.3:9090/'), 422).code).toBe(
+    'alert_target_refused',
+  );
+  expect((await register('http://10.1.2.3:8080/alerts')).statusCode).toBe(201);
+  // Cloud metadata is never a target, whatever is allowed.
+  expect(expectProblem(await register('http://169.254.169.254/latest'), 422).detail).toContain(
+    'never allowed',
+  );
+});
+
+it('answers bad input with a 4xx problem a person can act on, never a 5xx', async () => {
+  t = await createTestApp(integrationService, { env: { SYNC_MODE: 'poll', ...NOWHERE } });
+  expect(expectProblem(await register('not a url'), 422).detail).toContain('http:// or https://');
+  expect(expectProblem(await register('ftp://example.com/'), 422).detail).toContain(
+    'http or https',
+  );
+  expect(expectProblem(await register('http://user:pw@127.0.0.1/'), 422).detail).toContain(
+    'credentials',
+  );
+  expectProblem(await register(42), 400);
+  expectProblem(
+    await t.app.inject({ method: 'POST', url: '/api/alert-endpoints', payload: {} }),
+    400,
+  );
+  expectProblem(
+    await t.app.inject({ method: 'DELETE', url: '/api/alert-endpoints/not-a-uuid' }),
+    400,
+  );
+});
+
+it('registers the endpoints of ALERT_WEBHOOK_URLS at start-up, and forgets those no longer listed', async () => {
+  const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+  t = await createTestApp(integrationService, {
+    env: {
+      SYNC_MODE: 'poll',
+      ...NOWHERE,
+      ALERT_WEBHOOK_URLS: 'http://127.0.0.1:4001/a, http://127.0.0.1:4002/b',
+      ALERT_WEBHOOK_SECRET: secret,
+    },
+  });
+  await t.runtime.start?.({ url: 'http://127.0.0.1:9' });
+  const listed = await t.app.inject({ method: 'GET', url: '/api/alert-endpoints' });
+  expect(
+    (listed.json() as { url: string; origin: string }[]).map((e) => [e.url, e.origin]),
+  ).toEqual([
+    ['http://127.0.0.1:4001/a', 'config'],
+    ['http://127.0.0.1:4002/b', 'config'],
+  ]);
+  const rows = await t.database.db.selectFrom('alert_endpoints').select('secret').execute();
+  expect(rows.map((row) => row.secret)).toEqual([secret, secret]);
+  await t.runtime.stop?.();
+  await t.app.close();
+
+  const { database } = t;
+  t = await createTestApp(integrationService, {
+    database,
+    env: {
+      SYNC_MODE: 'poll',
+      ...NOWHERE,
+      ALERT_WEBHOOK_URLS: 'http://127.0.0.1:4002/b',
+      ALERT_WEBHOOK_SECRET: secret,
+    },
+  });
+  await t.runtime.start?.({ url: 'http://127.0.0.1:9' });
+  const after = await t.app.inject({ method: 'GET', url: '/api/alert-endpoints' });
+  expect((after.json() as { url: string }[]).map((e) => e.url)).toEqual([
+    'http://127.0.0.1:4002/b',
+  ]);
+  await t.close();
+  t = undefined;
+  await database.drop();
+});
