@@ -130,3 +130,37 @@ it('registers the endpoints of ALERT_WEBHOOK_URLS at start-up, and forgets those
   t = undefined;
   await database.drop();
 });
+
+it('takes the admin token and refuses cross-site writes, as every admin action does', async () => {
+  const token = 'admin-token-0123456789abcdef';
+  t = await createTestApp(integrationService, {
+    apiToken: token,
+    apiReadToken: 'read-token-0123456789abcdef',
+    env: { SYNC_MODE: 'poll', ...NOWHERE },
+  });
+  const post = (headers: Record<string, string>) =>
+    t!.app.inject({
+      method: 'POST',
+      url: '/api/alert-endpoints',
+      headers,
+      payload: { url: 'http://127.0.0.1:4000/alerts' },
+    });
+  expectProblem(await post({}), 401);
+  expectProblem(await post({ authorization: 'Bearer read-token-0123456789abcdef' }), 403);
+  const admin = { authorization: `Bearer ${token}` };
+  expectProblem(await post({ ...admin, 'sec-fetch-site': 'cross-site' }), 403);
+  expect(await t.database.db.selectFrom('alert_endpoints').selectAll().execute()).toEqual([]);
+  const created = await post(admin);
+  expect(created.statusCode).toBe(201);
+  const url = `/api/alert-endpoints/${(created.json() as { id: string }).id}`;
+  expectProblem(await t.app.inject({ method: 'DELETE', url }), 401);
+  expectProblem(
+    await t.app.inject({
+      method: 'DELETE',
+      url,
+      headers: { ...admin, origin: 'http://attacker.test' },
+    }),
+    403,
+  );
+  expect((await t.app.inject({ method: 'DELETE', url, headers: admin })).statusCode).toBe(204);
+});
