@@ -23,7 +23,7 @@ const IdParams = Type.Object({ id: Uuid('The alert endpoint id.') });
 /** Where operational alerts go: `POST`, `GET` and `DELETE /api/alert-endpoints`. */
 export const alertRoutes: FastifyPluginAsync<AlertRoutesOptions> = async (app, options) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const { endpoints } = options;
+  const { endpoints: alertEndpoints } = options;
   const tags = ['alerts'];
 
   api.post(
@@ -44,7 +44,7 @@ export const alertRoutes: FastifyPluginAsync<AlertRoutesOptions> = async (app, o
         options.targets,
         'alert_target_refused',
       );
-      const endpoint = await endpoints.create(url);
+      const endpoint = await alertEndpoints.create(url);
       request.log.info(
         { endpoint_id: endpoint.id },
         `Alert endpoint ${redactUrl(endpoint.url, { everyValue: true })} registered`,
@@ -65,7 +65,7 @@ export const alertRoutes: FastifyPluginAsync<AlertRoutesOptions> = async (app, o
         response: { 200: Type.Array(AlertEndpointSchema) },
       },
     },
-    async () => endpoints.list(),
+    async () => alertEndpoints.list(),
   );
 
   api.delete(
@@ -79,7 +79,7 @@ export const alertRoutes: FastifyPluginAsync<AlertRoutesOptions> = async (app, o
       },
     },
     async (request, reply) => {
-      await endpoints.delete(request.params.id);
+      await alertEndpoints.delete(request.params.id);
       return reply.code(204).send(null);
     },
   );

@@ -5,6 +5,7 @@ import type { DialectName } from '../../core/db.js';
 import type { Logger } from '../../core/logging.js';
 import { SignedWebhookCaller, type CallOutcome } from '../../core/webhooks/signed-call.js';
 import type { WebhookTargetPolicy } from '../../core/webhooks/targets.js';
+import { claimDueOutboxRows } from '../../core/outbox-claims.js';
 import { WorkLoop } from '../../core/work-loop.js';
 import type { IntegrationTables } from '../migrations.js';
 
@@ -43,16 +44,16 @@ export interface AlertSenderOptions {
  * on `webhook-id`).
  */
 export class AlertSender {
-  private readonly loop: WorkLoop<OutboxRow>;
-  private readonly caller: SignedWebhookCaller;
+  private readonly outboxLoop: WorkLoop<OutboxRow>;
+  private readonly alertCaller: SignedWebhookCaller;
 
   constructor(private readonly options: AlertSenderOptions) {
-    this.caller = new SignedWebhookCaller({
+    this.alertCaller = new SignedWebhookCaller({
       targets: options.targets,
       timeoutMs: options.timeoutMs,
       userAgent: 'mini-integration-platform-integration',
     });
-    this.loop = new WorkLoop({
+    this.outboxLoop = new WorkLoop({
       name: 'alerts',
       concurrency: CONCURRENCY,
       claim: (limit) => this.claimDue(limit),
@@ -62,43 +63,25 @@ export class AlertSender {
   }
 
   start(): void {
-    this.loop.start();
+    this.outboxLoop.start();
   }
 
   /** Looks for due alerts now rather than at the next idle tick. */
   wake(): void {
-    this.loop.wake();
+    this.outboxLoop.wake();
   }
 
   /** Stops sending; calls still in flight after `abandonAfterMs` are released unrecorded. */
   async stop(abandonAfterMs?: number): Promise<void> {
-    await this.loop.stop(abandonAfterMs);
-    await this.caller.close();
+    await this.outboxLoop.stop(abandonAfterMs);
+    await this.alertCaller.close();
   }
 
-  private async claimDue(limit: number, now = Date.now()): Promise<OutboxRow[]> {
-    const { db, dialect, instanceId, timeoutMs } = this.options;
-    return (
-      db
-        .updateTable('alert_outbox')
-        // Outlives one call; a crashed sender's claims are taken over this long after it died.
-        .set({ locked_by: instanceId, locked_until: now + timeoutMs + 5_000 })
-        .where('seq', 'in', (eb) => {
-          let due = eb
-            .selectFrom('alert_outbox')
-            .select('seq')
-            .where('state', '=', 'pending')
-            .where('next_attempt_at', '<=', now)
-            .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
-            .orderBy('next_attempt_at')
-            .orderBy('seq')
-            .limit(limit);
-          if (dialect === 'postgres') due = due.forUpdate().skipLocked();
-          return due;
-        })
-        .returningAll()
-        .execute()
-    );
+  private claimDue(limit: number, now = Date.now()): Promise<OutboxRow[]> {
+    const { db, dialect, instanceId: holder, timeoutMs } = this.options;
+    // Outlives one call; a crashed sender's claims are taken over this long after it died.
+    const lockedUntil = now + timeoutMs + 5_000;
+    return claimDueOutboxRows(db, dialect, 'alert_outbox', { limit, lockedUntil, holder, now });
   }
 
   private async send(row: OutboxRow, abandoned: AbortSignal): Promise<void> {
@@ -119,7 +102,7 @@ export class AlertSender {
       body: row.body,
       secrets: [endpoint.secret],
     };
-    const outcome = await this.caller.call(message, now, abandoned);
+    const outcome = await this.alertCaller.call(message, now, abandoned);
     if (abandoned.aborted) {
       await this.settle(row, {}, now);
       return;
