@@ -31,6 +31,7 @@ import { customerIdOfEmail, readTimeline, UUID } from './cli/timeline-client.js'
 import type { ProgressStream } from './cli/progress.js';
 import { formatRetryWindows, retryWindows } from './cli/retry-windows.js';
 import { seedCustomers, type SeedOptions } from './cli/seed.js';
+import { addAlertCommands } from './cli/alerts.js';
 
 /** Where the CLI writes and what environment it reads; the real process's by default. */
 export interface CliIo {
@@ -331,6 +332,8 @@ function buildProgram(io: CliIo): Command {
         );
       }
     });
+
+  addAlertCommands(program, (command) => context(command, INTEGRATION));
 
   return program;
 }
