@@ -1,5 +1,6 @@
 import { afterEach, expect, it } from 'vitest';
 import type { IntegrationTables } from '../../../src/integration/migrations.js';
+import { openIncident } from '../../../src/integration/alerts/incidents.js';
 import { integrationService } from '../../../src/integration/service.js';
 import { createTestApp, expectProblem, type TestApp } from '../../support/apps.js';
 
@@ -38,8 +39,12 @@ it('registers an endpoint with a whsec_ secret shown once, lists it without the 
   const again = expectProblem(await register('http://127.0.0.1:4000/alerts'), 409);
   expect(again.detail).toContain(endpoint.id);
 
+  // An alert raised for it and not yet sent is cancelled with it.
+  await openIncident(t.database.db, { type: 'backlog.high', key: 'inventory', summary: 'big' });
   const url = `/api/alert-endpoints/${endpoint.id}`;
   expect((await t.app.inject({ method: 'DELETE', url })).statusCode).toBe(204);
+  const outbox = await t.database.db.selectFrom('alert_outbox').select('state').execute();
+  expect(outbox).toEqual([{ state: 'cancelled' }]);
   expect(expectProblem(await t.app.inject({ method: 'DELETE', url }), 404).detail).toContain(
     'GET /api/alert-endpoints',
   );
