@@ -80,6 +80,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       registry,
       backlog: async () => backlogOf(await store.readModels.countByState()),
       feeds: sources.filter((source) => source instanceof FeedSource),
+      circuitOpen: () => circuit.state() !== 'closed',
     });
     const circuit = createCircuit(
       (changes: PackageChange[], headers: Record<string, string>, signal: AbortSignal) =>

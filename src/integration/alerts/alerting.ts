@@ -20,6 +20,8 @@ export interface AlertingOptions {
   backlog: () => Promise<number>;
   /** The feed sources this instance runs, watched for stalls. */
   feeds: readonly StallingSource[];
+  /** Whether this instance's circuit to Inventory is open or half-open now. */
+  circuitOpen: () => boolean;
 }
 
 /**
@@ -63,6 +65,7 @@ export function createAlerting(options: AlertingOptions) {
     forMs: config.alertForMs,
     feeds: options.feeds,
     instanceId: config.instanceId,
+    circuitOpen: options.circuitOpen,
     logger,
   });
   const onCircuit = circuitAlerts(db, 'inventory', logger);

@@ -87,6 +87,7 @@ export async function openIncident(
         opened_at: now,
         closed_at: null,
         occurrences,
+        last_seen_at: now,
       })
       .onConflict((conflict) => conflict.doNothing())
       .returning('id')
@@ -110,7 +111,7 @@ export async function openIncident(
     }
     const counted = await db
       .updateTable('alert_incidents')
-      .set({ occurrences: sql<number>`occurrences + ${occurrences}` })
+      .set({ occurrences: sql<number>`occurrences + ${occurrences}`, last_seen_at: now })
       .where('type', '=', report.type)
       .where('key', '=', report.key)
       .where('closed_at', 'is', null)
@@ -121,22 +122,44 @@ export async function openIncident(
 }
 
 /**
+ * Notes that the condition of an open incident still holds, as an instance sees it now (without
+ * counting an occurrence); answers false when no such incident is open.
+ */
+export async function confirmIncident(
+  db: Db,
+  type: IncidentType,
+  key: string,
+  now = Date.now(),
+): Promise<boolean> {
+  const seen = await db
+    .updateTable('alert_incidents')
+    .set({ last_seen_at: now })
+    .where('type', '=', type)
+    .where('key', '=', key)
+    .where('closed_at', 'is', null)
+    .executeTakeFirst();
+  return Number(seen.numUpdatedRows) > 0;
+}
+
+/**
  * Closes the open incident of this type and key, if any, and queues its recovery alert; answers
- * true when this call closed it (of several instances, one does).
+ * true when this call closed it (of several instances, one does). With `seenBefore`, only if no
+ * instance has seen the condition since then.
  */
 export async function resolveIncident(
   db: Db,
   report: Pick<IncidentReport, 'type' | 'key' | 'summary' | 'details'>,
   now = Date.now(),
+  seenBefore?: number,
 ): Promise<boolean> {
-  const closed = await db
+  let closing = db
     .updateTable('alert_incidents')
     .set({ closed_at: now })
     .where('type', '=', report.type)
     .where('key', '=', report.key)
-    .where('closed_at', 'is', null)
-    .returning(['id', 'opened_at', 'occurrences'])
-    .executeTakeFirst();
+    .where('closed_at', 'is', null);
+  if (seenBefore !== undefined) closing = closing.where('last_seen_at', '<', seenBefore);
+  const closed = await closing.returning(['id', 'opened_at', 'occurrences']).executeTakeFirst();
   if (!closed) return false;
   await enqueueAlert(
     db,

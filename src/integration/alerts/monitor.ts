@@ -5,7 +5,20 @@ import type { Logger } from '../../core/logging.js';
 import { RepeatingTask } from '../../core/repeating-task.js';
 import type { IntegrationTables } from '../migrations.js';
 import { resolveDeadLettersIfNone } from './dead-letters.js';
-import { openIncident, resolveIncident, type IncidentReport } from './incidents.js';
+import {
+  confirmIncident,
+  openIncident,
+  resolveIncident,
+  type IncidentReport,
+} from './incidents.js';
+
+/**
+ * Incidents an instance holds by its own state (its circuit, its feed loop): each instance that
+ * still sees the condition confirms it on every look, and one that no instance has confirmed for
+ * `staleAfterMs` is resolved, so an instance that dies with its circuit open does not leave the
+ * incident open for good (and the next outage silent).
+ */
+const INSTANCE_HELD: IncidentType[] = ['circuit.opened', 'feed.stalled'];
 
 /** A source that can stall: the feed's poll loop (`FeedSource`). */
 export interface StallingSource {
@@ -27,12 +40,17 @@ export interface AlertMonitorOptions {
   feeds: readonly StallingSource[];
   /** This instance's name: a stalled loop is this instance's own incident. */
   instanceId: string;
+  /** Whether this instance's circuit to Inventory is open or half-open now. */
+  circuitOpen: () => boolean;
   logger: Logger;
 }
 
 /** How often conditions are looked at: often enough to honour ALERT_FOR_MS, at most every 5 s. */
 export const checkIntervalMs = (forMs: number) =>
   Math.max(100, Math.min(5_000, Math.floor(forMs / 2)));
+
+/** An instance-held incident no instance has confirmed for this long is over, in ms. */
+export const staleAfterMs = (forMs: number) => Math.max(10_000, 6 * checkIntervalMs(forMs));
 
 /**
  * Watches the conditions that are states rather than events, and opens or resolves their
@@ -60,6 +78,7 @@ export class AlertMonitor {
     const { db, dialect } = this.options;
     await resolveDeadLettersIfNone(db, dialect, now);
     await this.checkBacklog(now);
+    if (this.options.circuitOpen()) await confirmIncident(db, 'circuit.opened', 'inventory', now);
     for (const feed of this.options.feeds) {
       const stalledMs = feed.stalledForMs(now);
       const seconds = Math.round((stalledMs ?? 0) / 1000);
@@ -80,6 +99,24 @@ export class AlertMonitor {
         },
         now,
       );
+    }
+    await this.resolveUnconfirmed(now);
+  }
+
+  /** Resolves the instance-held incidents no instance has confirmed for `staleAfterMs`. */
+  private async resolveUnconfirmed(now: number): Promise<void> {
+    const seenBefore = now - staleAfterMs(this.options.forMs);
+    const stale = await this.options.db
+      .selectFrom('alert_incidents')
+      .select(['type', 'key'])
+      .where('type', 'in', INSTANCE_HELD)
+      .where('closed_at', 'is', null)
+      .where('last_seen_at', '<', seenBefore)
+      .execute();
+    for (const { type, key } of stale) {
+      const seconds = Math.round((now - seenBefore) / 1000);
+      const summary = `No instance has reported this for ${seconds} s: the instance that did stopped, or the condition ended unseen.`;
+      await resolveIncident(this.options.db, { type, key, summary }, now, seenBefore);
     }
   }
 
@@ -106,11 +143,15 @@ export class AlertMonitor {
     );
   }
 
-  /** Opens the incident while `holds` and none is open, resolves an open one once it does not. */
+  /**
+   * While `holds`: opens the incident, or confirms the open one; once it does not, resolves it.
+   */
   private async setCondition(holds: boolean, report: IncidentReport, now: number): Promise<void> {
+    const { db } = this.options;
     const open = await this.isOpen(report.type, report.key);
-    if (holds && !open) await openIncident(this.options.db, report, now);
-    if (!holds && open) await resolveIncident(this.options.db, report, now);
+    if (holds && !open) await openIncident(db, report, now);
+    if (holds && open) await confirmIncident(db, report.type, report.key, now);
+    if (!holds && open) await resolveIncident(db, report, now);
   }
 
   private async isOpen(type: IncidentType, key: string): Promise<boolean> {

@@ -29,6 +29,8 @@ export const alertsMigration: Migration = {
       .addColumn('opened_at', types.epochMs, (c) => c.notNull())
       .addColumn('closed_at', types.epochMs)
       .addColumn('occurrences', 'integer', (c) => c.notNull().defaultTo(1))
+      // When an instance last saw the condition: one no instance reports any more is resolved.
+      .addColumn('last_seen_at', types.epochMs, (c) => c.notNull())
       .execute();
     // At most one open incident per condition, whichever instance sees it first: the others'
     // inserts do nothing (ON CONFLICT DO NOTHING), so a condition alerts once.
@@ -90,6 +92,7 @@ export interface AlertTables {
     opened_at: number;
     closed_at: number | null;
     occurrences: number;
+    last_seen_at: number;
   };
   alert_outbox: {
     seq: Generated<number>;

@@ -113,8 +113,14 @@ describe('the dead-letter incident', () => {
 
 describe('AlertMonitor', () => {
   const logger = createLogger({ service: 'test', level: 'silent' });
-  const monitorOf = (backlog: { value: number }, feeds: StallingSource[] = [], instanceId = 'a') =>
+  const monitorOf = (
+    backlog: { value: number },
+    feeds: StallingSource[] = [],
+    instanceId = 'a',
+    circuitOpen = false,
+  ) =>
     new AlertMonitor({
+      circuitOpen: () => circuitOpen,
       db: database.db,
       dialect: database.dialect,
       backlog: async () => backlog.value,
@@ -163,5 +169,21 @@ describe('AlertMonitor', () => {
     expect(alerts.map((alert) => alert.type)).toEqual(['feed.stalled', 'feed.stalled.resolved']);
     expect(alerts[0]!.data).toMatchObject({ key: 'poll@instance-1' });
     expect(alerts[0]!.data.summary).toContain('45 s');
+  });
+
+  it('resolves a circuit incident no instance confirms any more (its instance died), not one an instance still confirms', async () => {
+    const opened = { type: 'circuit.opened' as const, key: 'inventory', summary: 'open' };
+    await openIncident(database.db, opened, 0);
+    const stillOpen = monitorOf({ value: 0 }, [], 'a', true);
+    const healthy = monitorOf({ value: 0 }, [], 'b', false);
+    await stillOpen.check(5_000);
+    await healthy.check(14_000); // seen 9 s ago: within 10 s
+    expect((await queued()).map((alert) => alert.type)).toEqual(['circuit.opened']);
+    await healthy.check(16_000); // seen 11 s ago: its instance is gone
+    const alerts = await queued();
+    expect(alerts.map((alert) => alert.type)).toEqual(['circuit.opened', 'circuit.closed']);
+    expect(alerts[1]!.data.summary).toContain('No instance has reported this');
+    // The next outage alerts again.
+    expect(await openIncident(database.db, opened, 20_000)).toBe(true);
   });
 });
