@@ -1,7 +1,9 @@
+import net from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { IntegrationTables } from '../../../src/integration/migrations.js';
 import { startAlertReceiver, type AlertReceiver } from '../../support/alert-receiver.js';
-import type { TestApp } from '../../support/apps.js';
+import { integrationService } from '../../../src/integration/service.js';
+import { createTestApp, type TestApp } from '../../support/apps.js';
 import {
   createCustomers,
   startIntegration,
@@ -160,5 +162,43 @@ describe('alert webhooks', () => {
       await next.runtime.stop?.();
       await next.app.close();
     }
+  });
+});
+
+describe('feed.stalled', () => {
+  let silentCrm: net.Server | undefined;
+  const held = new Set<net.Socket>();
+  let integration: TestApp<IntegrationTables> | undefined;
+  afterEach(async () => {
+    await integration?.close();
+    for (const socket of held) socket.destroy();
+    await new Promise((resolve) => silentCrm?.close(resolve));
+    integration = silentCrm = undefined;
+  });
+
+  it('alerts once when the feed loop stalls on a CRM that accepts and never answers', async () => {
+    // Accepts connections and says nothing.
+    silentCrm = net.createServer((socket) => held.add(socket));
+    await new Promise<void>((resolve) => silentCrm!.listen(0, '127.0.0.1', resolve));
+    const crmUrl = `http://127.0.0.1:${(silentCrm.address() as net.AddressInfo).port}`;
+    integration = await createTestApp(integrationService, {
+      env: {
+        ...FAST_ALERTS,
+        CRM_URL: crmUrl,
+        INVENTORY_URL: 'http://127.0.0.1:9',
+        SYNC_MODE: 'poll',
+        POLL_INTERVAL_MS: '100',
+        REQUEST_TIMEOUT_MS: '300000',
+        INSTANCE_ID: 'stalling',
+      },
+    });
+    const receiver = await receiverFor(integration);
+    await integration.runtime.start?.({ url: 'http://127.0.0.1:9' });
+    await waitUntil(() => receiver.calls.length > 0, 10_000, 'feed.stalled');
+    await pause(1_000);
+    const [alert, ...more] = receiver.alerts();
+    expect(more).toEqual([]);
+    expect(alert).toMatchObject({ type: 'feed.stalled', data: { key: 'poll@stalling' } });
+    expect(alert!.data.summary).toContain('has not finished a read of the CRM feed');
   });
 });
