@@ -9,6 +9,13 @@ import { isNeverAdmitted, isPublicAddress } from './target-addresses.js';
 /** Why a webhook target URL was refused; the message says what is allowed. */
 export class WebhookTargetError extends Error {
   override name = 'WebhookTargetError';
+  /** True when the host did not resolve (yet): the URL may be fine once DNS answers. */
+  constructor(
+    message: string,
+    readonly unresolved = false,
+  ) {
+    super(message);
+  }
 }
 
 /** Resolves a host name to all its addresses (a seam for tests, which have no DNS). */
@@ -95,7 +102,7 @@ export async function checkWebhookTarget(
     // connection's own lookup checks its addresses when it is called.
     if (addresses.length === 0 && policy.allowPrivate) return url;
     if (addresses.length === 0) {
-      throw new WebhookTargetError(`The host "${host}" of the webhook URL does not resolve.`);
+      throw new WebhookTargetError(`The host "${host}" of the webhook URL does not resolve.`, true);
     }
   }
   const port = portOf(url);

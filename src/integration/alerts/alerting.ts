@@ -2,7 +2,12 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import type { Database } from '../../core/db.js';
 import type { Logger } from '../../core/logging.js';
-import type { WebhookTargetPolicy } from '../../core/webhooks/targets.js';
+import { ConfigError, redactUrl } from '../../core/config.js';
+import {
+  checkWebhookTarget,
+  WebhookTargetError,
+  type WebhookTargetPolicy,
+} from '../../core/webhooks/targets.js';
 import type { IntegrationConfig } from '../config.js';
 import { createAlertMetrics } from '../metrics.js';
 import type { IntegrationTables } from '../migrations.js';
@@ -10,6 +15,29 @@ import { createAlertEndpoints } from './endpoints.js';
 import { AlertMonitor, circuitAlerts, type StallingSource } from './monitor.js';
 import { alertRoutes } from './routes.js';
 import { AlertSender } from './sender.js';
+
+/**
+ * Refuses to start with an `ALERT_WEBHOOK_URLS` entry the target guard refuses (a private or
+ * metadata address not admitted), as the admin API would; a host that does not resolve yet (a
+ * container still starting) is only warned about, as each call checks it again.
+ */
+async function checkConfiguredTargets(
+  urls: string[],
+  targets: WebhookTargetPolicy,
+  logger: Logger,
+): Promise<void> {
+  for (const url of urls) {
+    try {
+      await checkWebhookTarget(url, targets);
+    } catch (error) {
+      if (!(error instanceof WebhookTargetError)) throw error;
+      const shown = redactUrl(url, { everyValue: true });
+      const reason = error.message.replace(/\.$/, '');
+      if (!error.unresolved) throw new ConfigError('ALERT_WEBHOOK_URLS', shown, reason);
+      logger.warn(`Alert endpoint ${shown} (ALERT_WEBHOOK_URLS): ${error.message}`);
+    }
+  }
+}
 
 export interface AlertingOptions {
   database: Database<IntegrationTables>;
@@ -79,6 +107,7 @@ export function createAlerting(options: AlertingOptions) {
     onCircuitState: (state: 'closed' | 'half_open' | 'open') =>
       onCircuit(state, config.circuitResetMs),
     async start(): Promise<void> {
+      await checkConfiguredTargets(config.alertWebhookUrls, targets, logger);
       await endpoints.registerConfigured(config.alertWebhookUrls, config.alertWebhookSecret);
       sender.start();
       monitor.start();

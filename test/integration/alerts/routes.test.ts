@@ -169,3 +169,38 @@ it('takes the admin token and refuses cross-site writes, as every admin action d
   );
   expect((await t.app.inject({ method: 'DELETE', url, headers: admin })).statusCode).toBe(204);
 });
+
+it('refuses to start with an ALERT_WEBHOOK_URLS entry the target guard refuses, naming the setting that admits it', async () => {
+  const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+  const startWith = async (env: Record<string, string>) => {
+    t = await createTestApp(integrationService, {
+      env: { SYNC_MODE: 'poll', ...NOWHERE, ALERT_WEBHOOK_SECRET: secret, ...env },
+    });
+    try {
+      await t.runtime.start?.({ url: 'http://127.0.0.1:9' });
+      return undefined;
+    } catch (error) {
+      return error as Error;
+    }
+  };
+  const privateTarget = await startWith({
+    ALERT_WEBHOOK_URLS: 'http://10.1.2.3:8080/alerts',
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: 'false',
+  });
+  expect(privateTarget?.name).toBe('ConfigError');
+  expect(privateTarget?.message).toContain('ALERT_WEBHOOK_URLS="http://10.1.2.3:8080/alerts"');
+  expect(privateTarget?.message).toContain('WEBHOOK_ALLOWED_PRIVATE_TARGETS');
+  expect(await t!.database.db.selectFrom('alert_endpoints').selectAll().execute()).toEqual([]);
+  await t!.close();
+
+  const metadata = await startWith({ ALERT_WEBHOOK_URLS: 'http://169.254.169.254/latest' });
+  expect(metadata?.message).toContain('never allowed');
+  await t!.close();
+
+  const admitted = await startWith({
+    ALERT_WEBHOOK_URLS: 'http://10.1.2.3:8080/alerts',
+    WEBHOOK_ALLOW_PRIVATE_TARGETS: 'false',
+    WEBHOOK_ALLOWED_PRIVATE_TARGETS: '10.1.2.3:8080',
+  });
+  expect(admitted).toBeUndefined();
+});
