@@ -1,18 +1,13 @@
 import {
-  ConfigError,
   isLoopbackHost,
-  readChoice,
   readInstanceId,
   readInteger,
   readString,
   readUrl,
   type Env,
 } from '../core/config.js';
-import {
-  AllowListEntryError,
-  ALLOW_LIST_FORMS,
-  PrivateTargetAllowList,
-} from './private-target-allow-list.js';
+import type { PrivateTargetAllowList } from '../core/webhooks/private-target-allow-list.js';
+import { readWebhookTargetSettings } from '../core/webhooks/target-settings.js';
 import { readSecretsKeys, type SecretsKeyring } from './secrets-at-rest.js';
 
 /** The CRM's own settings; every default is what `npm start` uses. */
@@ -48,32 +43,15 @@ export interface CrmConfig {
   amqpNamePrefix: string;
 }
 
-function readAllowList(env: Env): PrivateTargetAllowList {
-  const text = readString(env, 'WEBHOOK_ALLOWED_PRIVATE_TARGETS', '');
-  try {
-    return PrivateTargetAllowList.parse(text);
-  } catch (error) {
-    if (!(error instanceof AllowListEntryError)) throw error;
-    throw new ConfigError(
-      'WEBHOOK_ALLOWED_PRIVATE_TARGETS',
-      text,
-      `${JSON.stringify(error.entry)} is not an entry: ${ALLOW_LIST_FORMS}; separate entries with commas`,
-    );
-  }
-}
-
 export function readCrmConfig(env: Env): CrmConfig {
   const loopbackOnly = isLoopbackHost(readString(env, 'HOST', '127.0.0.1'));
+  const targets = readWebhookTargetSettings(env, loopbackOnly);
   const ms = (name: string, fallback: number, min: number, max: number) =>
     readInteger(env, name, fallback, { min, max });
   return {
     loopbackOnly,
-    allowPrivateWebhookTargets:
-      readChoice(env, 'WEBHOOK_ALLOW_PRIVATE_TARGETS', loopbackOnly ? 'true' : 'false', [
-        'true',
-        'false',
-      ]) === 'true',
-    allowedPrivateWebhookTargets: readAllowList(env),
+    allowPrivateWebhookTargets: targets.allowPrivate,
+    allowedPrivateWebhookTargets: targets.allowList,
     secretsKeys: readSecretsKeys(env),
     webhookTimeoutMs: ms('WEBHOOK_TIMEOUT_MS', 10_000, 100, 60_000),
     webhookConcurrency: readInteger(env, 'WEBHOOK_CONCURRENCY', 64, { min: 1, max: 256 }),

@@ -11,7 +11,7 @@ import { WebhookEndpoints } from './webhook-endpoints.js';
 import { webhookMessageRoutes } from './webhook-message-routes.js';
 import { webhookRoutes } from './webhook-routes.js';
 import { WebhookSender } from './webhook-sender.js';
-import type { ResolveHost, WebhookTargetPolicy } from './webhook-targets.js';
+import type { ResolveHost, WebhookTargetPolicy } from '../core/webhooks/targets.js';
 import { customerRoutes, eventRoutes } from './routes.js';
 import { CustomerStates, customerStateRoutes } from './customer-states.js';
 import { asyncApiRoute } from './asyncapi.js';

@@ -1,15 +1,9 @@
 import type { Selectable } from 'kysely';
-import { Webhook } from 'standardwebhooks';
-import { Agent, request } from 'undici';
 import type { CustomerEvent, CustomerEventWebhook } from '../contracts/customer-events.js';
+import { SignedWebhookCaller, type CallOutcome } from '../core/webhooks/signed-call.js';
+import type { WebhookTargetPolicy } from '../core/webhooks/targets.js';
 import type { CrmTables } from './migrations.js';
 import { StoredSecretError, type SecretsKeyring } from './secrets-at-rest.js';
-import {
-  checkWebhookTarget,
-  lookupWebhookTarget,
-  WebhookTargetError,
-  type WebhookTargetPolicy,
-} from './webhook-targets.js';
 
 type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
 
@@ -25,19 +19,6 @@ export function webhookBody(event: CustomerEvent): string {
   return JSON.stringify(payload);
 }
 
-/** `webhook-signature`: one `v1,<base64>` per valid secret, space-separated (key rotation). */
-export function signWebhook(secrets: string[], id: string, timestamp: Date, body: string): string {
-  return secrets.map((secret) => new Webhook(secret).sign(id, timestamp, body)).join(' ');
-}
-
-/** What one call to an endpoint gave. */
-export interface CallOutcome {
-  status: number | null;
-  /** null when the endpoint answered 2xx in time. */
-  error: string | null;
-  durationMs: number;
-}
-
 export interface WebhookCallerOptions {
   /** Where calls may go besides the public internet. */
   targets: WebhookTargetPolicy;
@@ -47,18 +28,15 @@ export interface WebhookCallerOptions {
   timeoutMs: number;
 }
 
-/** Makes signed webhook calls over keep-alive connections that only reach admitted addresses. */
+/** Makes the CRM's signed event webhook calls, with each endpoint's stored secrets. */
 export class WebhookCaller {
-  /** Shared by every call (undici's request, no streams). */
-  private readonly connections: Agent;
-  private closing: Promise<void> | undefined;
+  private readonly caller: SignedWebhookCaller;
 
   constructor(private readonly options: WebhookCallerOptions) {
-    this.connections = new Agent({
-      keepAliveTimeout: 10_000,
-      connections: 64,
-      // The addresses connected to are checked too, not only those the URL resolved to earlier.
-      connect: { lookup: lookupWebhookTarget(options.targets) },
+    this.caller = new SignedWebhookCaller({
+      targets: options.targets,
+      timeoutMs: options.timeoutMs,
+      userAgent: 'mini-integration-platform-crm',
     });
   }
 
@@ -69,53 +47,32 @@ export class WebhookCaller {
     now: number,
     abandoned?: AbortSignal,
   ): Promise<CallOutcome> {
-    const { keyring, targets, timeoutMs } = this.options;
-    const body = webhookBody(event);
-    const started = performance.now();
-    let status: number | null = null;
-    let error: string | null = null;
+    const { keyring } = this.options;
+    let secrets: string[];
     try {
-      const secrets = [keyring.open(endpoint.secret, endpoint.id)];
+      secrets = [keyring.open(endpoint.secret, endpoint.id)];
       if (endpoint.previous_secret && (endpoint.previous_secret_expires_at ?? 0) > now) {
         secrets.push(keyring.open(endpoint.previous_secret, endpoint.id));
       }
-      await checkWebhookTarget(endpoint.url, targets);
-      // No redirect is followed (undici's default): it could lead to a refused address.
-      const response = await request(endpoint.url, {
-        method: 'POST',
-        dispatcher: this.connections,
-        headers: {
-          'content-type': 'application/json',
-          'user-agent': 'mini-integration-platform-crm',
-          'webhook-id': event.id,
-          'webhook-timestamp': String(Math.floor(now / 1000)),
-          'webhook-signature': signWebhook(secrets, event.id, new Date(now), body),
-          ...(event.traceparent ? { traceparent: event.traceparent } : {}),
-        },
-        body,
-        signal: abandoned
-          ? AbortSignal.any([abandoned, AbortSignal.timeout(timeoutMs)])
-          : AbortSignal.timeout(timeoutMs),
-      });
-      status = response.statusCode;
-      await response.body.dump();
-      if (status < 200 || status >= 300) error = `HTTP ${status}`;
     } catch (caught) {
-      const failure = caught as { name?: string; code?: string; cause?: { code?: string } };
-      // Refusals (of a target, of a stored secret) say what to change; network errors have a code.
-      error =
-        failure.name === 'TimeoutError'
-          ? `no answer within ${timeoutMs} ms`
-          : caught instanceof WebhookTargetError || caught instanceof StoredSecretError
-            ? caught.message
-            : (failure.code ?? failure.cause?.code ?? (caught as Error).message);
+      // A refusal to open a stored secret says which key or setting is missing.
+      if (!(caught instanceof StoredSecretError)) throw caught;
+      return { status: null, error: caught.message, durationMs: 0 };
     }
-    return { status, error, durationMs: Math.round(performance.now() - started) };
+    const message = {
+      url: endpoint.url,
+      id: event.id,
+      body: webhookBody(event),
+      secrets,
+      headers: event.traceparent
+        ? { traceparent: event.traceparent }
+        : ({} as Record<string, string>),
+    };
+    return this.caller.call(message, now, abandoned);
   }
 
   /** Closes the connections; safe to call more than once. */
-  async close(): Promise<void> {
-    this.closing ??= this.connections.close();
-    await this.closing;
+  close(): Promise<void> {
+    return this.caller.close();
   }
 }

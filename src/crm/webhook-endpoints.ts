@@ -1,10 +1,10 @@
-import { randomBytes } from 'node:crypto';
 import { isoOrNull } from '../core/iso.js';
 import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
 import { isUniqueViolation } from '../core/db.js';
 import { redactUrl } from '../core/config.js';
 import { HttpProblem } from '../core/errors.js';
+import { generateSecret } from '../core/webhooks/signing.js';
 import type { WebhookEndpoint, WebhookSecrets } from '../contracts/webhook-endpoints.js';
 import type { CrmTables } from './migrations.js';
 import type { SecretsKeyring } from './secrets-at-rest.js';
@@ -24,10 +24,6 @@ function toEndpoint(row: Omit<EndpointRow, 'seq'>): WebhookEndpoint {
     failing_since: isoOrNull(row.failing_since),
     created_at: isoOrNull(row.created_at)!,
   };
-}
-
-export function generateSecret(): string {
-  return `whsec_${randomBytes(24).toString('base64')}`;
 }
 
 /** The CRM's webhook subscriptions; their secrets are stored sealed by `keyring`. */

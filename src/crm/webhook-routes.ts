@@ -2,7 +2,6 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from 'typebox';
 import { redactUrl } from '../core/config.js';
-import { HttpProblem } from '../core/errors.js';
 import { problemResponses } from '../core/http.js';
 import { Uuid } from '../core/schemas.js';
 import {
@@ -13,11 +12,7 @@ import {
   WebhookSecretSchema,
 } from '../contracts/webhook-endpoints.js';
 import type { WebhookEndpoints } from './webhook-endpoints.js';
-import {
-  checkWebhookTarget,
-  WebhookTargetError,
-  type WebhookTargetPolicy,
-} from './webhook-targets.js';
+import { admitWebhookTarget, type WebhookTargetPolicy } from '../core/webhooks/targets.js';
 
 export interface WebhookRoutesOptions {
   endpoints: WebhookEndpoints;
@@ -49,15 +44,12 @@ export const webhookRoutes: FastifyPluginAsync<WebhookRoutesOptions> = async (ap
       },
     },
     async (request, reply) => {
-      try {
-        await checkWebhookTarget(request.body.url, options.targets);
-      } catch (error) {
-        if (error instanceof WebhookTargetError) {
-          throw new HttpProblem(422, 'webhook_target_refused', error.message);
-        }
-        throw error;
-      }
-      const endpoint = await endpoints.create(new URL(request.body.url).toString());
+      const url = await admitWebhookTarget(
+        request.body.url,
+        options.targets,
+        'webhook_target_refused',
+      );
+      const endpoint = await endpoints.create(url);
       request.log.info(
         { endpoint_id: endpoint.id },
         `Webhook endpoint ${redactUrl(endpoint.url, { everyValue: true })} created`,

@@ -5,14 +5,16 @@ import { chunk } from '../core/batches.js';
 import { redactUrl } from '../core/config.js';
 import type { DialectName } from '../core/db.js';
 import type { Logger } from '../core/logging.js';
+import { claimDueOutboxRows } from '../core/outbox-claims.js';
 import { WorkLoop } from '../core/work-loop.js';
 import type { CrmConfig } from './config.js';
 import type { CustomerEvent } from '../contracts/customer-events.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 import type { SecretsKeyring } from './secrets-at-rest.js';
-import { WebhookCaller, type CallOutcome } from './webhook-call.js';
-import type { WebhookTargetPolicy } from './webhook-targets.js';
+import type { CallOutcome } from '../core/webhooks/signed-call.js';
+import { WebhookCaller } from './webhook-call.js';
+import type { WebhookTargetPolicy } from '../core/webhooks/targets.js';
 
 /**
  * Batches in flight at once. Each batch's calls run side by side and its outcomes are written in
@@ -103,27 +105,11 @@ export class WebhookSender {
     await this.caller.close();
   }
 
-  private async claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {
+  private claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {
+    const { db, dialect, config } = this.options;
     // Outlives one call; a crashed sender's claims are taken over this long after it died.
-    const lockMs = this.options.config.webhookTimeoutMs + 5_000;
-    return this.options.db
-      .updateTable('webhook_messages')
-      .set({ locked_until: now + lockMs })
-      .where('seq', 'in', (eb) => {
-        let due = eb
-          .selectFrom('webhook_messages')
-          .select('seq')
-          .where('state', '=', 'pending')
-          .where('next_attempt_at', '<=', now)
-          .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
-          .orderBy('next_attempt_at')
-          .orderBy('seq')
-          .limit(limit);
-        if (this.options.dialect === 'postgres') due = due.forUpdate().skipLocked();
-        return due;
-      })
-      .returningAll()
-      .execute();
+    const lockedUntil = now + config.webhookTimeoutMs + 5_000;
+    return claimDueOutboxRows(db, dialect, 'webhook_messages', { limit, lockedUntil, now });
   }
 
   /** Calls the endpoints for a claimed batch side by side, then records every outcome at once. */

@@ -33,6 +33,7 @@ import { customerIdOf, readTimeline } from './cli/timeline-client.js';
 import type { ProgressStream } from './cli/progress.js';
 import { formatRetryWindows, retryWindows } from './cli/retry-windows.js';
 import { seedCustomers, type SeedOptions } from './cli/seed.js';
+import { addAlertCommands } from './cli/alerts.js';
 
 /** Where the CLI writes and what environment it reads; the real process's by default. */
 export interface CliIo {
@@ -363,6 +364,8 @@ function buildProgram(io: CliIo): Command {
         );
       }
     });
+
+  addAlertCommands(program, (command) => context(command, INTEGRATION));
 
   return program;
 }

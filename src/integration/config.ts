@@ -1,13 +1,20 @@
 import { BATCH_MAX_ITEMS } from '../contracts/package-requests.js';
 import { readRetentionMs } from '../core/retention.js';
+import { isSigningSecret } from '../core/webhooks/signing.js';
+import {
+  readWebhookTargetSettings,
+  type WebhookTargetSettings,
+} from '../core/webhooks/target-settings.js';
 import {
   ConfigError,
+  isLoopbackHost,
   readChoice,
   readInteger,
   readOptionalString,
   readInstanceId,
   readString,
   readUrl,
+  redactUrl,
   type Env,
 } from '../core/config.js';
 
@@ -71,6 +78,74 @@ export interface IntegrationConfig {
   leaseMs: number;
   /** Name of this instance in leases and claims. Default `<hostname>-<pid>`. */
   instanceId: string;
+  /** Where alert webhooks may go besides the public internet (`WEBHOOK_ALLOW…_PRIVATE_TARGETS`). */
+  webhookTargets: WebhookTargetSettings;
+  /** Alert endpoints from `ALERT_WEBHOOK_URLS` (comma-separated). Default none. */
+  alertWebhookUrls: string[];
+  /** Their `whsec_` signing secret (`ALERT_WEBHOOK_SECRET`), required with them. Default none. */
+  alertWebhookSecret: string | undefined;
+  /** `backlog.high` when more deliveries than this wait… (`ALERT_BACKLOG`). Default 1000. */
+  alertBacklog: number;
+  /** …for this long, in ms (`ALERT_FOR_MS`). Default 300000 (5 min). */
+  alertForMs: number;
+  /** Timeout of one alert call, in ms; only a 2xx within it counts. Default 10000. */
+  alertTimeoutMs: number;
+  /** First alert retry delay ceiling, doubled per attempt (full jitter), in ms. Default 1000. */
+  alertRetryBaseMs: number;
+  /** An alert not delivered this long after it was raised is given up, in ms. Default 86400000 (24 h). */
+  alertGiveUpAfterMs: number;
+}
+
+/** `ALERT_WEBHOOK_URLS`: http(s) URLs without credentials, separated by commas. */
+function readAlertWebhookUrls(env: Env): string[] {
+  const text = readString(env, 'ALERT_WEBHOOK_URLS', '');
+  const urls = text
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== '');
+  return urls.map((entry) => {
+    let url: URL | undefined;
+    try {
+      url = new URL(entry);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new ConfigError(
+        'ALERT_WEBHOOK_URLS',
+        redactUrl(text),
+        `${JSON.stringify(redactUrl(entry))} is not an http:// or https:// URL; give absolute URLs separated by commas`,
+      );
+    }
+    if (url.username || url.password) {
+      throw new ConfigError(
+        'ALERT_WEBHOOK_URLS',
+        redactUrl(text),
+        'alert URLs must not contain credentials: the signature (ALERT_WEBHOOK_SECRET) authenticates calls',
+      );
+    }
+    return url.toString();
+  });
+}
+
+/** `ALERT_WEBHOOK_SECRET`: required with `ALERT_WEBHOOK_URLS`, a Standard Webhooks secret. */
+function readAlertWebhookSecret(env: Env, urls: string[]): string | undefined {
+  const secret = readOptionalString(env, 'ALERT_WEBHOOK_SECRET');
+  if (secret !== undefined && !isSigningSecret(secret)) {
+    throw new ConfigError(
+      'ALERT_WEBHOOK_SECRET',
+      '***',
+      'use `whsec_` followed by at least 16 base64 characters, e.g. `whsec_$(openssl rand -base64 24)`',
+    );
+  }
+  if (urls.length > 0 && secret === undefined) {
+    throw new ConfigError(
+      'ALERT_WEBHOOK_SECRET',
+      '',
+      'ALERT_WEBHOOK_URLS is set, so alerts need a signing secret: set ALERT_WEBHOOK_SECRET to `whsec_` followed by base64, e.g. `whsec_$(openssl rand -base64 24)`',
+    );
+  }
+  return secret;
 }
 
 /** How long an instance's claim on deliveries lasts: a lease, and at least three call timeouts. */
@@ -82,6 +157,7 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
   const http = ['http:', 'https:'];
   const ms = (name: string, fallback: number, min: number, max: number) =>
     readInteger(env, name, fallback, { min, max });
+  const alertWebhookUrls = readAlertWebhookUrls(env);
   const config: IntegrationConfig = {
     crmUrl: readUrl(env, 'CRM_URL', 'http://127.0.0.1:8000', http)!.replace(/\/+$/, ''),
     inventoryUrl: readUrl(env, 'INVENTORY_URL', 'http://127.0.0.1:8001', http)!.replace(/\/+$/, ''),
@@ -109,6 +185,17 @@ export function readIntegrationConfig(env: Env): IntegrationConfig {
     leaseMs: ms('LEASE_MS', 30_000, 100, 3_600_000),
     instanceId: readInstanceId(env),
     retentionMs: 0,
+    webhookTargets: readWebhookTargetSettings(
+      env,
+      isLoopbackHost(readString(env, 'HOST', '127.0.0.1')),
+    ),
+    alertWebhookUrls,
+    alertWebhookSecret: readAlertWebhookSecret(env, alertWebhookUrls),
+    alertBacklog: readInteger(env, 'ALERT_BACKLOG', 1000, { min: 1, max: 100_000_000 }),
+    alertForMs: ms('ALERT_FOR_MS', 300_000, 0, 86_400_000),
+    alertTimeoutMs: ms('ALERT_TIMEOUT_MS', 10_000, 100, 60_000),
+    alertRetryBaseMs: ms('ALERT_RETRY_BASE_MS', 1_000, 1, 3_600_000),
+    alertGiveUpAfterMs: ms('ALERT_GIVE_UP_AFTER_MS', 86_400_000, 1_000, 30 * 86_400_000),
   };
   const claimMs = claimMsOf(config);
   if (config.inventoryMaxRps > 0) {

@@ -110,3 +110,24 @@ export function createIntegrationMetrics(
 }
 
 export type IntegrationMetrics = ReturnType<typeof createIntegrationMetrics>;
+
+/** The alert outbox's metrics: calls by alert type and outcome, and alerts waiting to be sent. */
+export function createAlertMetrics(registry: Registry, pendingAlerts: () => Promise<number>) {
+  const registers = [registry];
+  new Gauge({
+    name: 'integration_alerts_pending',
+    help: 'Alert webhooks in the outbox still to be sent, one per alert and endpoint (read from the database at scrape time).',
+    registers,
+    async collect() {
+      this.set(await pendingAlerts());
+    },
+  });
+  return {
+    calls: new Counter({
+      name: 'integration_alerts_total',
+      help: 'Alert webhook calls by alert type and outcome: sent (2xx), retry (failed, tried again later), failed (given up after ALERT_GIVE_UP_AFTER_MS).',
+      labelNames: ['type', 'outcome'],
+      registers,
+    }),
+  };
+}

@@ -17,6 +17,7 @@ import {
 } from '../contracts/timeline.js';
 import { refuseValuesOutside, type Migration } from '../core/migrations.js';
 import type { AuditState } from '../contracts/audit.js';
+import { alertsMigration, type AlertTables } from './alerts/tables.js';
 
 /** The integration service's tables, forward only: add a new entry, never edit a released one. */
 export const integrationMigrations: Migration[] = [
@@ -266,12 +267,13 @@ export const integrationMigrations: Migration[] = [
       await db.schema.createIndex('audits_started_at').on('audits').column('started_at').execute();
     },
   },
+  alertsMigration,
 ];
 
 /** The `customer_id` of timeline entries about every customer (a pause, a resume). */
 export const ALL_CUSTOMERS = '*';
 
-export interface IntegrationTables {
+export interface IntegrationTables extends AlertTables {
   sync_cursors: { source: string; position: number; updated_at: number };
   deliveries: {
     seq: Generated<number>;

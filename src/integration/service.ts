@@ -11,22 +11,24 @@ import { claimMsOf, readIntegrationConfig, type SyncMode } from './config.js';
 import { DeliveryWorker } from './delivery.js';
 import { createIntegrationMetrics } from './metrics.js';
 import { integrationMigrations, type IntegrationTables } from './migrations.js';
-import { adminRoutes } from './routes.js';
+import { createAlerting } from './alerts/alerting.js';
+import { adminRoutes, backlogOf } from './routes.js';
 import { timelineRoutes } from './timeline-routes.js';
 import { controlRoutes } from './control-routes.js';
 import { auditRoutes } from './audit-routes.js';
 import { AuditJobs } from './audit/audit-jobs.js';
 import { createAmqpSource } from './sources/amqp.js';
-import { createFeedSource, FEED_CURSOR } from './sources/feed.js';
+import { createFeedSource, FEED_CURSOR, FeedSource } from './sources/feed.js';
 import type { Source, SourceContext } from './sources/source.js';
 import { createWebhookSource } from './sources/webhook.js';
 import { createSyncStore } from './store/sync-store.js';
 
 /** `public/dashboard`, found from both `src/integration` (tests) and `dist/integration`. */
-/** What the integration keeps for RETENTION_DAYS: pushed message ids and timeline entries. */
+/** What the integration keeps for RETENTION_DAYS: pushed message ids, timeline entries, alerts sent. */
 export const INTEGRATION_RETAINED: RetainedTable[] = [
   { table: 'received_messages', key: 'message_id', writtenAt: 'received_at', cutoff: (ms) => ms },
   { table: 'timeline_entries', key: 'seq', writtenAt: 'at', cutoff: (ms) => ms },
+  { table: 'alert_outbox', key: 'seq', writtenAt: 'created_at', cutoff: (ms) => ms },
 ];
 
 const DASHBOARD_DIR = fileURLToPath(new URL('../../public/dashboard/', import.meta.url));
@@ -71,6 +73,17 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       throttle: config.inventoryMaxRps > 0 ? new CallThrottle(config.inventoryMaxRps) : undefined,
     });
     const crm = new CrmClient({ ...http, baseUrl: config.crmUrl });
+    const sources = SOURCES[config.syncMode]({ config, crm, store, metrics, registry, logger });
+    metrics.showSources(sources.map((source) => source.name));
+    const alerting = createAlerting({
+      database,
+      config,
+      logger,
+      registry,
+      backlog: async () => backlogOf(await store.readModels.countByState()),
+      feeds: sources.filter((source) => source instanceof FeedSource),
+      circuitOpen: () => circuit.state() !== 'closed',
+    });
     const circuit = createCircuit(
       (changes: PackageChange[], headers: Record<string, string>, signal: AbortSignal) =>
         inventory.apply(changes, headers, signal),
@@ -78,8 +91,10 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         name: 'inventory',
         resetMs: config.circuitResetMs,
         logger,
-        onStateChange: (state) =>
-          metrics.circuitState.set({ destination: 'inventory' }, CIRCUIT_STATE_VALUE[state]),
+        onStateChange: (state) => {
+          metrics.circuitState.set({ destination: 'inventory' }, CIRCUIT_STATE_VALUE[state]);
+          alerting.onCircuitState(state);
+        },
       },
     );
     const worker = new DeliveryWorker({
@@ -116,8 +131,6 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
       settleMs: Math.max(30_000, 3 * config.gapRepairMs),
       onRepaired: () => worker.wake(),
     });
-    const sources = SOURCES[config.syncMode]({ config, crm, store, metrics, registry, logger });
-    metrics.showSources(sources.map((source) => source.name));
 
     return {
       routes: async (app) => {
@@ -131,6 +144,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           onReplay: () => worker.wake(),
         });
         await app.register(timelineRoutes, { store, crm });
+        await app.register(alerting.routes);
         await app.register(controlRoutes, {
           store,
           crm,
@@ -161,6 +175,7 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
         worker.start();
         for (const source of sources) source.start(worker, listening);
         sweeper.start();
+        await alerting.start();
       },
       stop: async (abandonAfterMs) => {
         // Stop taking work first; then let the deliveries in flight finish, or release them.
@@ -170,6 +185,10 @@ export const integrationService: ServiceDefinition<IntegrationTables> = {
           abandonAfterMs === undefined ? undefined : abandonAfterMs - (Date.now() - started),
         );
         circuit.shutdown();
+        // Alerts the stopping raised are still sent, or left in the outbox for the next instance.
+        await alerting.stop(
+          abandonAfterMs === undefined ? undefined : abandonAfterMs - (Date.now() - started),
+        );
         await sweeper.stop();
       },
       checkReady: async () => {

@@ -4,8 +4,8 @@ import { readCrmConfig } from '../../src/crm/config.js';
 import {
   AllowListEntryError,
   PrivateTargetAllowList,
-} from '../../src/crm/private-target-allow-list.js';
-import { checkWebhookTarget, type WebhookTargetPolicy } from '../../src/crm/webhook-targets.js';
+} from '../../src/core/webhooks/private-target-allow-list.js';
+import { checkWebhookTarget, type WebhookTargetPolicy } from '../../src/core/webhooks/targets.js';
 import { allowList, dns, NEVER_ALLOWED, PRIVATE_REFUSED } from '../support/private-targets.js';
 import { refusal } from '../support/webhook-targets.js';
 

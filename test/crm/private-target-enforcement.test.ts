@@ -6,7 +6,7 @@ import {
   lookupWebhookTarget,
   type ResolveHost,
   type WebhookTargetPolicy,
-} from '../../src/crm/webhook-targets.js';
+} from '../../src/core/webhooks/targets.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 import { countRows } from '../support/databases.js';
 import { waitUntil } from '../support/platform.js';

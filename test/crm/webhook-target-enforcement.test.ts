@@ -2,7 +2,7 @@ import { Agent, request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import { crmService } from '../../src/crm/service.js';
-import { lookupWebhookTarget } from '../../src/crm/webhook-targets.js';
+import { lookupWebhookTarget } from '../../src/core/webhooks/targets.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
 import { createTestDatabase } from '../support/databases.js';
 import { waitUntil } from '../support/platform.js';

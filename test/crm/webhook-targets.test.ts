@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isPublicAddress } from '../../src/crm/target-addresses.js';
-import { checkWebhookTarget } from '../../src/crm/webhook-targets.js';
+import { isPublicAddress } from '../../src/core/webhooks/target-addresses.js';
+import { checkWebhookTarget } from '../../src/core/webhooks/targets.js';
 import { fixedDns, refusal } from '../support/webhook-targets.js';
 
 const PRIVATE_REFUSED = /a private, loopback or reserved address/;

@@ -36,6 +36,7 @@ it('with API_TOKEN, the dashboard and admin API need it; browsers get a Basic pr
     ['POST', '/api/dead-letters/replay'],
     ['POST', '/api/delivery/pause'],
     ['POST', '/api/delivery/resume'],
+    ['GET', '/api/alert-endpoints'],
     ['GET', '/api/customers/00000000-0000-4000-8000-000000000001/timeline?after=1'],
     ['GET', '/dashboard.js'],
   ] as const) {

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import type { Audit } from '../../src/contracts/audit.js';
+import { startAlertReceiver } from '../support/alert-receiver.js';
 import {
   createCustomers,
   usePlatform,
@@ -81,8 +82,9 @@ async function plantDrift(
 
 describe('audit', () => {
   it('finds each kind of drift planted in Inventory, repairs what the pipeline can, and then finds only what needs a person', async () => {
-    const platform = await start();
+    const platform = await start({ ALERT_RETRY_BASE_MS: '50' });
     const { upstreams, url } = platform;
+    const receiver = await startAlertReceiver(platform.integration);
     const ids = await createCustomers(upstreams.crmUrl, 8, { prefix: 'audit' });
     const [missing, stale, deleted] = ids as [string, string, string];
     const renamed = await fetch(`${upstreams.crmUrl}/customers/${stale}`, {
@@ -178,6 +180,30 @@ describe('audit', () => {
     expect(
       timeline.entries.slice(resync).some((e) => e.kind === 'attempt' && e.outcome === 'created'),
     ).toBe(true);
+
+    // One alert while audits keep finding drift, and its resolution once one finds none.
+    const cancelled = await fetch(
+      `${upstreams.inventoryUrl}/package-requests/${found.examples.unknown_customer[0]!.package_request_ids[0]}/cancel`,
+      { method: 'POST' },
+    );
+    expect(cancelled.status).toBe(200);
+    expect((await audit(url)).drift_total).toBe(0);
+    await waitUntil(
+      () => receiver.ofType('audit.drift_found.resolved').length === 1,
+      10_000,
+      'the resolution alert',
+    );
+    await receiver.close();
+    const [opened] = receiver.ofType('audit.drift_found');
+    expect(receiver.ofType('audit.drift_found')).toHaveLength(1);
+    expect(opened!.data).toMatchObject({
+      summary: `Audit ${found.id} found 4 customer(s) whose Inventory package does not match the CRM`,
+      details: { audit_id: found.id, drift: found.drift },
+    });
+    expect(receiver.ofType('audit.drift_found.resolved')[0]!.data).toMatchObject({
+      incident_id: (opened!.data as { incident_id: string }).incident_id,
+      occurrences: 4 + 4 + 1,
+    });
   });
 
   it('resyncs one customer from what the CRM holds now, and says 404 for one it never had', async () => {

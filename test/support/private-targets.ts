@@ -1,4 +1,4 @@
-import { PrivateTargetAllowList } from '../../src/crm/private-target-allow-list.js';
+import { PrivateTargetAllowList } from '../../src/core/webhooks/private-target-allow-list.js';
 import { fixedDns } from './webhook-targets.js';
 
 /** The refusal of a link-local or metadata address, which no setting admits. */

@@ -4,7 +4,7 @@ import {
   WebhookTargetError,
   type ResolveHost,
   type WebhookTargetPolicy,
-} from '../../src/crm/webhook-targets.js';
+} from '../../src/core/webhooks/targets.js';
 
 /**
  * A resolver with fixed answers, so names can be tested without DNS (this machine has none); an

@@ -17,8 +17,6 @@ export interface AuditJobsOptions {
   settleMs?: number;
   /** Called when an audit sent customers through the pipeline again (wakes the worker). */
   onRepaired?: () => void;
-  /** Called when an audit finished with drift (alerts). Default: nothing. */
-  onDrift?: (audit: Audit) => Promise<void> | void;
 }
 
 /** Least time between two writes of a running audit's progress. */
@@ -27,7 +25,8 @@ const SAVE_EVERY_MS = 1_000;
 /**
  * Runs audits in the background of this instance, one at a time across all instances (a new one
  * is refused while another runs): progress and the result are written to the database, where
- * `GET /api/audits/{id}` reads them from any instance.
+ * `GET /api/audits/{id}` reads them from any instance. An audit that finds drift opens the
+ * `audit.drift_found` alert's incident; one that finds none resolves it.
  */
 export class AuditJobs {
   private running: { abort: AbortController; done: Promise<void> } | undefined;
@@ -56,12 +55,11 @@ export class AuditJobs {
       .then(async () => {
         audit.state = 'finished';
         audit.finished_at = new Date().toISOString();
-        await audits.save(audit);
+        await audits.finish(audit);
         logger.info(
           { audit: audit.id, drift: audit.drift, in_flight: audit.in_flight },
           `Audit ${audit.id} finished: ${audit.customers_checked} customers, ${audit.drift_total} with drift${audit.repair ? `, ${audit.repaired} sent again` : ''}`,
         );
-        if (audit.drift_total > 0) await this.options.onDrift?.(audit);
       })
       .catch(async (error: unknown) => {
         audit.state = 'failed';

@@ -5,11 +5,15 @@ import type { Database } from '../../core/db.js';
 import type { DeliveryState } from '../../contracts/admin-api.js';
 import type { IntegrationTables } from '../migrations.js';
 import type { Actor } from './read-models.js';
+import { openIncident, resolveIncident } from '../alerts/incidents.js';
 import { newDesiredState } from './inbox.js';
 import { insertTimeline, type NewTimelineEntry } from './timeline.js';
 
 /** A running audit whose instance has not written for this long has stopped: `abandoned`. */
 export const AUDIT_ABANDONED_AFTER_MS = 60_000;
+
+/** The key of the audit's incident: one is open while the latest audit found drift. */
+export const AUDIT_INCIDENT_KEY = 'crm-inventory';
 
 /** A customer to send through the pipeline again, as the CRM has it now. */
 export interface Resend {
@@ -76,9 +80,41 @@ export function createAuditsRepository(database: Database<IntegrationTables>) {
       });
     },
 
-    /** Writes the audit's progress or result. */
+    /** Writes the audit's progress, or that it failed. */
     async save(audit: Audit, now = Date.now()): Promise<void> {
       await db.updateTable('audits').set(write(audit, now)).where('id', '=', audit.id).execute();
+    },
+
+    /**
+     * Writes a finished audit and, in the same transaction, opens the `audit.drift_found`
+     * incident when it found drift (one alert until an audit finds none), or resolves it.
+     */
+    async finish(audit: Audit, now = Date.now()): Promise<void> {
+      await db.transaction().execute(async (trx) => {
+        await trx.updateTable('audits').set(write(audit, now)).where('id', '=', audit.id).execute();
+        const incident = {
+          type: 'audit.drift_found' as const,
+          key: AUDIT_INCIDENT_KEY,
+          details: { audit_id: audit.id, drift: audit.drift, repaired: audit.repaired },
+        };
+        if (audit.drift_total > 0) {
+          await openIncident(
+            trx,
+            {
+              ...incident,
+              summary: `Audit ${audit.id} found ${audit.drift_total} customer(s) whose Inventory package does not match the CRM${audit.repair ? `; ${audit.repaired} sent through the pipeline again` : ''}`,
+              occurrences: audit.drift_total,
+            },
+            now,
+          );
+        } else {
+          await resolveIncident(
+            trx,
+            { ...incident, summary: `Audit ${audit.id} found the CRM and Inventory in agreement` },
+            now,
+          );
+        }
+      });
     },
 
     async get(id: string, now = Date.now()): Promise<Audit | undefined> {

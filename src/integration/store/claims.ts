@@ -2,6 +2,7 @@ import { sql, type UpdateObject } from 'kysely';
 import type { Database } from '../../core/db.js';
 import type { DeliveryOperation, DeliveryOutcome } from '../../contracts/admin-api.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
+import { reportDeadLetters } from '../alerts/dead-letters.js';
 import { notPaused } from './controls.js';
 import { insertTimeline, type NewTimelineEntry } from './timeline.js';
 
@@ -258,6 +259,13 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           next_attempt_at: now,
         });
       }
+      // The first dead letters open an alert incident, in this transaction; later ones are counted.
+      const deadLetters = settlements.flatMap(({ row, outcome }) =>
+        outcome.state === 'dead' && written.has(row.customer_id) && !superseded.has(row.customer_id)
+          ? [{ row, error: outcome.error, status: outcome.status }]
+          : [],
+      );
+      if (deadLetters.length > 0) await reportDeadLetters(trx, deadLetters, now);
       await insertTimeline(
         trx,
         settlements.flatMap((settlement) =>

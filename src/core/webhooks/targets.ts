@@ -2,12 +2,20 @@ import type dns from 'node:dns';
 import { lookup } from 'node:dns/promises';
 import net, { type LookupFunction } from 'node:net';
 import ipaddr from 'ipaddr.js';
+import { HttpProblem } from '../errors.js';
 import { portOf, type PrivateTargetAllowList } from './private-target-allow-list.js';
 import { isNeverAdmitted, isPublicAddress } from './target-addresses.js';
 
 /** Why a webhook target URL was refused; the message says what is allowed. */
 export class WebhookTargetError extends Error {
   override name = 'WebhookTargetError';
+  /** True when the host did not resolve (yet): the URL may be fine once DNS answers. */
+  constructor(
+    message: string,
+    readonly unresolved = false,
+  ) {
+    super(message);
+  }
 }
 
 /** Resolves a host name to all its addresses (a seam for tests, which have no DNS). */
@@ -94,7 +102,7 @@ export async function checkWebhookTarget(
     // connection's own lookup checks its addresses when it is called.
     if (addresses.length === 0 && policy.allowPrivate) return url;
     if (addresses.length === 0) {
-      throw new WebhookTargetError(`The host "${host}" of the webhook URL does not resolve.`);
+      throw new WebhookTargetError(`The host "${host}" of the webhook URL does not resolve.`, true);
     }
   }
   const port = portOf(url);
@@ -148,4 +156,21 @@ export function lookupWebhookTarget(policy: WebhookTargetPolicy): LookupFunction
       (error: NodeJS.ErrnoException) => callback(error, '', 0),
     );
   };
+}
+
+/**
+ * `checkWebhookTarget` for an admin API: a refused target is a 422 problem with `code` whose
+ * message says what is allowed. Answers the URL as the URL parser writes it.
+ */
+export async function admitWebhookTarget(
+  target: string,
+  policy: WebhookTargetPolicy,
+  code: string,
+): Promise<string> {
+  try {
+    return (await checkWebhookTarget(target, policy)).toString();
+  } catch (error) {
+    if (error instanceof WebhookTargetError) throw new HttpProblem(422, code, error.message);
+    throw error;
+  }
 }
