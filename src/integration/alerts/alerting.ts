@@ -11,6 +11,7 @@ import {
 import type { IntegrationConfig } from '../config.js';
 import { createAlertMetrics } from '../metrics.js';
 import type { IntegrationTables } from '../migrations.js';
+import { INVENTORY } from '../store/controls.js';
 import { createAlertEndpoints } from './endpoints.js';
 import { AlertMonitor, circuitAlerts, type StallingSource } from './monitor.js';
 import { alertRoutes } from './routes.js';
@@ -96,7 +97,7 @@ export function createAlerting(options: AlertingOptions) {
     circuitOpen: options.circuitOpen,
     logger,
   });
-  const onCircuit = circuitAlerts(db, 'inventory', logger);
+  const onCircuit = circuitAlerts(db, INVENTORY, logger);
   const routes: FastifyPluginAsync = async (app) => {
     await app.register(alertRoutes, { endpoints, targets });
   };

@@ -1,13 +1,14 @@
 import type { Kysely } from 'kysely';
 import type { DialectName } from '../../core/db.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
+import { INVENTORY } from '../store/controls.js';
 import { openIncident, resolveIncident } from './incidents.js';
 
 /** Dead letters named in an alert; the rest are counted. */
 const EXAMPLES = 5;
 
 /** Dead letters are about deliveries to Inventory: one incident at a time for them all. */
-const KEY = 'inventory';
+const KEY = INVENTORY;
 
 /** A delivery just moved to the dead letters, with why. */
 export interface NewDeadLetter {

@@ -4,6 +4,7 @@ import type { DialectName } from '../../core/db.js';
 import type { Logger } from '../../core/logging.js';
 import { RepeatingTask } from '../../core/repeating-task.js';
 import type { IntegrationTables } from '../migrations.js';
+import { INVENTORY } from '../store/controls.js';
 import { resolveDeadLettersIfNone } from './dead-letters.js';
 import {
   confirmIncident,
@@ -78,7 +79,7 @@ export class AlertMonitor {
     const { db, dialect } = this.options;
     await resolveDeadLettersIfNone(db, dialect, now);
     await this.checkBacklog(now);
-    if (this.options.circuitOpen()) await confirmIncident(db, 'circuit.opened', 'inventory', now);
+    if (this.options.circuitOpen()) await confirmIncident(db, 'circuit.opened', INVENTORY, now);
     for (const feed of this.options.feeds) {
       const stalledMs = feed.stalledForMs(now);
       const seconds = Math.round((stalledMs ?? 0) / 1000);
@@ -133,7 +134,7 @@ export class AlertMonitor {
       held,
       {
         type: 'backlog.high',
-        key: 'inventory',
+        key: INVENTORY,
         summary: held
           ? `${backlog} deliveries to Inventory are waiting, over ALERT_BACKLOG (${backlogThreshold}) for ${Math.round(overMs / 1000)} s.`
           : `The backlog is back to ${backlog} deliveries, at most ALERT_BACKLOG (${backlogThreshold}).`,
