@@ -51,8 +51,16 @@ describe('the retention sweep', () => {
       .execute();
 
     const sweeper = new RetentionSweeper(test.db, INTEGRATION_RETAINED, 30 * DAY, logger);
-    expect(await sweeper.sweep(NOW)).toEqual({ received_messages: 1, timeline_entries: 1_200 });
-    expect(await sweeper.sweep(NOW)).toEqual({ received_messages: 0, timeline_entries: 0 });
+    expect(await sweeper.sweep(NOW)).toEqual({
+      received_messages: 1,
+      timeline_entries: 1_200,
+      alert_outbox: 0,
+    });
+    expect(await sweeper.sweep(NOW)).toEqual({
+      received_messages: 0,
+      timeline_entries: 0,
+      alert_outbox: 0,
+    });
     const left = await test.db.selectFrom('timeline_entries').select('customer_id').execute();
     expect(left.map((row) => row.customer_id).sort()).toEqual(['new-0', 'new-1', 'new-2']);
     expect(await test.db.selectFrom('received_messages').select('message_id').execute()).toEqual([
