@@ -50,7 +50,7 @@ const PerKind = <T extends Parameters<typeof Type.Object>[0][string]>(schema: T)
   );
 
 export const AuditSchema = Type.Object({
-  id: Type.String({ description: 'The audit’s id.' }),
+  id: Uuid('The audit’s id.'),
   state: Type.Enum(AUDIT_STATES, {
     description:
       '`running`, then `finished` or `failed`; `abandoned` when the instance running it stopped without finishing (start another).',

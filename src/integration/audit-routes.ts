@@ -24,7 +24,7 @@ const AUDITS_LISTED = 20;
 /** Audits (`/api/audits`) and the resync of one customer (`/api/customers/{id}/resync`). */
 export const auditRoutes: FastifyPluginAsync<AuditRoutesOptions> = async (app, options) => {
   const api = app.withTypeProvider<TypeBoxTypeProvider>();
-  const AuditId = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
+  const AuditId = Type.Object({ id: Uuid('The audit id.') });
 
   api.post(
     '/api/audits',

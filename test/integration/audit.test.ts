@@ -255,7 +255,8 @@ describe('audit', () => {
       body: '{"repair":"yes"}',
     });
     expect(bad.status).toBe(400);
-    expect((await fetch(`${url}/api/audits/nope`)).status).toBe(404);
+    expect((await fetch(`${url}/api/audits/nope`)).status).toBe(400);
+    expect((await fetch(`${url}/api/audits/${randomUUID()}`)).status).toBe(404);
     expect(await (await fetch(`${url}/api/audits`)).json()).toEqual([]);
   });
 
