@@ -1,8 +1,7 @@
 import { isoOrNull } from '../core/iso.js';
 import { newId } from '../core/ids.js';
 import type { Kysely, Selectable } from 'kysely';
-import { isUniqueViolation } from '../core/db.js';
-import { redactUrl } from '../core/config.js';
+import { insertUniqueEndpoint } from '../core/webhooks/unique-endpoint.js';
 import { HttpProblem } from '../core/errors.js';
 import { generateSecret } from '../core/webhooks/signing.js';
 import type { WebhookEndpoint, WebhookSecrets } from '../contracts/webhook-endpoints.js';
@@ -52,22 +51,19 @@ export class WebhookEndpoints {
       disabled_reason: null,
       failing_since: null,
     };
-    try {
-      await this.db.insertInto('webhook_endpoints').values(row).execute();
-    } catch (error) {
-      if (!isUniqueViolation(error)) throw error;
-      const existing = await this.db
-        .selectFrom('webhook_endpoints')
-        .select('id')
-        .where('url', '=', url)
-        .executeTakeFirst();
-      throw new HttpProblem(
-        409,
-        'endpoint_exists',
-        `An endpoint for ${redactUrl(url, { everyValue: true })} already exists${existing ? ` (id ${existing.id})` : ''}; use it, or delete it first.`,
-        existing ? { existing_endpoint_id: existing.id } : {},
-      );
-    }
+    await insertUniqueEndpoint(
+      url,
+      'An endpoint',
+      () => this.db.insertInto('webhook_endpoints').values(row).execute(),
+      async () =>
+        (
+          await this.db
+            .selectFrom('webhook_endpoints')
+            .select('id')
+            .where('url', '=', url)
+            .executeTakeFirst()
+        )?.id,
+    );
     return { ...toEndpoint(row), secret };
   }
 

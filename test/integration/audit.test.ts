@@ -19,16 +19,8 @@ async function allDelivered({ integration }: StartedPlatform, count: number): Pr
   return rows.length === count && rows.every((row) => row.state === 'delivered');
 }
 
-/** Runs an audit through the admin API to its end; answers its report. */
-export async function audit(url: string, body: unknown = {}): Promise<Audit> {
-  const started = await fetch(`${url}/api/audits`, {
-    method: 'POST',
-    headers: json,
-    body: JSON.stringify(body),
-  });
-  expect(started.status).toBe(202);
-  const { id } = (await started.json()) as Audit;
-  expect(started.headers.get('location')).toBe(`/api/audits/${id}`);
+/** Follows audit `id` until it is no longer running; answers its report. */
+async function auditEnded(url: string, id: string): Promise<Audit> {
   let report: Audit | undefined;
   await waitUntil(
     async () => {
@@ -38,8 +30,22 @@ export async function audit(url: string, body: unknown = {}): Promise<Audit> {
     20_000,
     `audit ${id} to end`,
   );
-  expect(report!.error ?? report!.state).toBe('finished');
   return report!;
+}
+
+/** Runs an audit through the admin API to its end; answers its report. */
+async function audit(url: string, body: unknown = {}): Promise<Audit> {
+  const started = await fetch(`${url}/api/audits`, {
+    method: 'POST',
+    headers: json,
+    body: JSON.stringify(body),
+  });
+  expect(started.status).toBe(202);
+  const { id } = (await started.json()) as Audit;
+  expect(started.headers.get('location')).toBe(`/api/audits/${id}`);
+  const report = await auditEnded(url, id);
+  expect(report.error ?? report.state).toBe('finished');
+  return report;
 }
 
 /**
@@ -275,15 +281,7 @@ describe('audit', () => {
     const started = await fetch(`${url}/api/audits`, { method: 'POST' });
     expect(started.status).toBe(202);
     const { id: auditId } = (await started.json()) as Audit;
-    let report: Audit | undefined;
-    await waitUntil(
-      async () => {
-        report = (await (await fetch(`${url}/api/audits/${auditId}`)).json()) as Audit;
-        return report.state !== 'running';
-      },
-      10_000,
-      'the audit to end',
-    );
+    const report = await auditEnded(url, auditId);
     expect(report).toMatchObject({
       state: 'failed',
       error: expect.stringMatching(/HTTP 503.*start the audit again/),

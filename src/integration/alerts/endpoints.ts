@@ -1,7 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { AlertEndpoint, NewAlertEndpointAnswer } from '../../contracts/alerts.js';
-import { redactUrl } from '../../core/config.js';
-import { isUniqueViolation } from '../../core/db.js';
+import { insertUniqueEndpoint } from '../../core/webhooks/unique-endpoint.js';
 import { HttpProblem } from '../../core/errors.js';
 import { newId } from '../../core/ids.js';
 import { generateSecret } from '../../core/webhooks/signing.js';
@@ -29,22 +28,19 @@ export function createAlertEndpoints(db: Db) {
         configured: 0,
         created_at: now,
       };
-      try {
-        await db.insertInto('alert_endpoints').values(row).execute();
-      } catch (error) {
-        if (!isUniqueViolation(error)) throw error;
-        const existing = await db
-          .selectFrom('alert_endpoints')
-          .select('id')
-          .where('url', '=', url)
-          .executeTakeFirst();
-        throw new HttpProblem(
-          409,
-          'endpoint_exists',
-          `An alert endpoint for ${redactUrl(url, { everyValue: true })} already exists${existing ? ` (id ${existing.id})` : ''}; use it, or delete it first.`,
-          existing ? { existing_endpoint_id: existing.id } : {},
-        );
-      }
+      await insertUniqueEndpoint(
+        url,
+        'An alert endpoint',
+        () => db.insertInto('alert_endpoints').values(row).execute(),
+        async () =>
+          (
+            await db
+              .selectFrom('alert_endpoints')
+              .select('id')
+              .where('url', '=', url)
+              .executeTakeFirst()
+          )?.id,
+      );
       return { ...toEndpoint(row), secret: row.secret };
     },
 
