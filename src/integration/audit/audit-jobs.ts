@@ -43,7 +43,7 @@ export class AuditJobs {
     let savedAt = 0;
     const done = runAudit(audit, {
       ...this.options,
-      actor: { ...by, who: `${by.who}, audit ${audit.id.slice(0, 8)}` },
+      actor: by,
       signal: abort.signal,
       onProgress: async (progress) => {
         if (progress.repaired > 0) this.options.onRepaired?.();
