@@ -14,6 +14,7 @@ import {
   ApiClient,
   CliFailure,
   CRM,
+  USAGE_ERROR,
   defaultUrl,
   INTEGRATION,
   type Service,
@@ -42,8 +43,6 @@ export interface CliIo {
   stderr: ProgressStream;
   env: Env;
 }
-
-const USAGE_ERROR = 2;
 
 interface GlobalOptions {
   url?: string;

@@ -62,12 +62,11 @@ export class CrmClient {
   /** Up to `limit` customers, live or deleted, whose id sorts after `after` (audits). */
   async customerStates(after: string | undefined, limit: number): Promise<CustomerState[]> {
     const query = `limit=${limit}${after === undefined ? '' : `&after=${after}`}`;
-    const response = await callJson(this.options, `/customer-states?${query}`, { method: 'GET' });
-    if (response.status !== 200) throw failureOf(response, 'CRM');
-    if (!isCustomerStatePage.Check(response.body)) {
+    const page = await this.expect<unknown>(200, `/customer-states?${query}`);
+    if (!isCustomerStatePage.Check(page)) {
       throw new TransientError('The CRM listed customer states this service cannot read');
     }
-    return response.body;
+    return page;
   }
 
   /** How many customers the CRM knows, live or deleted. */

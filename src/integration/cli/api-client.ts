@@ -5,6 +5,9 @@ const REQUEST_TIMEOUT_MS = 10_000;
 /** A failure worth one `mip: …` line on stderr and exit code 1. */
 export class CliFailure extends Error {}
 
+/** The exit code of a usage error (a wrong option or argument): the caller's to fix. */
+export const USAGE_ERROR = 2;
+
 /** The service could not be reached at all (refused, unknown host, no answer in time). */
 export class Unreachable extends CliFailure {}
 

@@ -6,7 +6,7 @@ import {
   type Timeline,
 } from '../../contracts/timeline.js';
 import type { Command } from 'commander';
-import type { ApiClient } from './api-client.js';
+import { USAGE_ERROR, type ApiClient } from './api-client.js';
 
 /** A customer id as `mip trace` takes it. */
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
@@ -41,5 +41,5 @@ export const customerIdOf = async (client: ApiClient, customer: string, command:
     : customer.includes('@')
       ? await customerIdOfEmail(client, customer)
       : command.error(`"${customer}" is neither a customer id (a UUID) nor an email address.`, {
-          exitCode: 2, // a usage error, as every mip command answers one
+          exitCode: USAGE_ERROR,
         });
