@@ -66,6 +66,16 @@ const factsOf = (facts: InventoryFacts): UpdateObject<IntegrationTables, 'delive
   ...knownOf(facts),
 });
 
+/** What one delivered call found out, joined to its delivery row by the settlement. */
+interface SettledDelivery {
+  customer_id: string;
+  operation: DeliveryOperation | null;
+  outcome: DeliveryOutcome;
+  package_request_id: string | null;
+  applied_version: number | null;
+  revision: number;
+}
+
 /** A settled attempt's timeline entry (none for a delivery given back untried). */
 function attemptEntry(
   { row, outcome, attempt }: Settlement,
@@ -134,16 +144,16 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           .execute();
       }
       const written = new Set<string>();
-      /** Writes `changes` to the rows still claimed by `holder`, and only `ifRevision` when set. */
+      /** Writes `changes` to the row if still claimed by `holder`, and only `ifRevision` when set. */
       const update = (
-        customerIds: string[],
+        customerId: string,
         changes: UpdateObject<IntegrationTables, 'deliveries'>,
-        ifRevision?: ReturnType<typeof sql<number>> | number,
+        ifRevision?: number,
       ) => {
         let query = trx
           .updateTable('deliveries')
           .set({ ...changes, locked_by: null, locked_until: null, updated_at: now })
-          .where('customer_id', 'in', customerIds)
+          .where('customer_id', '=', customerId)
           .where('state', '=', 'delivering')
           .where('locked_by', '=', holder);
         if (ifRevision !== undefined) query = query.where('revision', '=', ifRevision);
@@ -152,70 +162,67 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           .execute()
           .then((rows) => rows.forEach((row) => written.add(row.customer_id)));
       };
-      /**
-       * The same customer id → value mapping for a whole statement, as a CASE whose values are
-       * cast to `type` (PostgreSQL reads an untyped parameter as text).
-       */
-      const perCustomer = <T>(
-        items: { row: DeliveryRow }[],
-        type: 'text' | 'bigint',
-        value: (index: number) => T,
-      ) =>
-        sql<T>`case customer_id ${sql.join(
-          items.map(
-            ({ row }, index) =>
-              sql`when ${row.customer_id} then cast(${value(index)} as ${sql.raw(type)})`,
-          ),
-          sql` `,
-        )} end`;
-
       // Deliveries are the common case: one statement for all of them whose desired state did
-      // not change during the call.
+      // not change during the call, joined to what each call found out (a CASE per column would
+      // compare every row with every customer id).
       const delivered = settlements.flatMap(({ row, outcome }) =>
         outcome.state === 'delivered' ? [{ row, outcome }] : [],
       );
       if (delivered.length > 0) {
-        const value = <T>(
-          type: 'text' | 'bigint',
-          read: (outcome: DeliveredOutcome, row: DeliveryRow) => T,
-        ) =>
-          delivered.length === 1
-            ? read(delivered[0]!.outcome, delivered[0]!.row)
-            : perCustomer(delivered, type, (index) =>
-                read(delivered[index]!.outcome, delivered[index]!.row),
-              );
-        await update(
-          delivered.map(({ row }) => row.customer_id),
-          {
+        // PostgreSQL reads an untyped parameter as text: the numbers are cast where they enter.
+        const settled = sql<SettledDelivery>`(values ${sql.join(
+          delivered.map(
+            ({ row, outcome }) =>
+              sql`(${row.customer_id}, ${outcome.operation}, ${outcome.outcome}, ${
+                outcome.packageRequestId ?? row.package_request_id
+              }, cast(${
+                outcome.appliedVersion === undefined ? row.applied_version : outcome.appliedVersion
+              } as bigint), cast(${row.revision} as bigint))`,
+          ),
+        )})`;
+        const rows = await trx
+          .with(
+            'settled(customer_id, operation, outcome, package_request_id, applied_version, revision)',
+            () => settled,
+          )
+          .updateTable('deliveries')
+          .from('settled')
+          .set({
             state: 'delivered',
-            attempts: sql`attempts + 1`,
-            operation: value('text', (outcome) => outcome.operation),
-            outcome: value('text', (outcome) => outcome.outcome),
-            package_request_id: value(
-              'text',
-              (outcome, row) => outcome.packageRequestId ?? row.package_request_id,
-            ),
-            applied_version: value('bigint', (outcome, row) =>
-              outcome.appliedVersion === undefined ? row.applied_version : outcome.appliedVersion,
-            ),
+            attempts: sql`deliveries.attempts + 1`,
+            operation: sql.ref('settled.operation'),
+            outcome: sql.ref('settled.outcome'),
+            package_request_id: sql.ref('settled.package_request_id'),
+            applied_version: sql.ref('settled.applied_version'),
             delivered_at: now,
             last_error: null,
             last_status: null,
             failing_since: null,
-          },
-          value('bigint', (_outcome, row) => row.revision),
-        );
+            locked_by: null,
+            locked_until: null,
+            updated_at: now,
+          })
+          .whereRef('deliveries.customer_id', '=', 'settled.customer_id')
+          // Only the customer id may pick the plan: each settled row finds its delivery by the
+          // unique index. (SQLite would rather walk the 'delivering' rows of the state index, or
+          // match every settled row of the same revision: both compare all with all.)
+          .where(sql<boolean>`deliveries.revision = settled.revision + 0`)
+          .where(sql<string>`deliveries.state || ''`, '=', 'delivering')
+          .where('deliveries.locked_by', '=', holder)
+          .returning('deliveries.customer_id')
+          .execute();
+        for (const row of rows) written.add(row.customer_id);
       }
       for (const { row, outcome } of settlements) {
         if (outcome.state === 'released') {
           // Given back untried (circuit open, shutting down): no attempt is counted.
-          await update([row.customer_id], {
+          await update(row.customer_id, {
             state: row.attempts > 0 ? 'retrying' : 'pending',
             next_attempt_at: outcome.nextAttemptAt,
           });
         } else if (outcome.state === 'advanced') {
           await update(
-            [row.customer_id],
+            row.customer_id,
             {
               ...factsOf(outcome),
               state: 'pending',
@@ -226,7 +233,7 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           );
         } else if (outcome.state !== 'delivered') {
           await update(
-            [row.customer_id],
+            row.customer_id,
             {
               state: outcome.state,
               ...(outcome.operation === undefined ? {} : { operation: outcome.operation }),
@@ -251,7 +258,7 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           outcome.state === 'delivered' || outcome.state === 'advanced'
             ? factsOf(outcome)
             : knownOf(outcome);
-        await update([row.customer_id], {
+        await update(row.customer_id, {
           ...found,
           state: 'pending',
           attempts: 0,
@@ -335,7 +342,8 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
           .where('seq', 'in', seqs)
           .returningAll()
           .execute();
-        return claimed.sort((a, b) => seqs.indexOf(a.seq) - seqs.indexOf(b.seq));
+        const order = new Map(seqs.map((seq, index) => [seq, index]));
+        return claimed.sort((a, b) => order.get(a.seq)! - order.get(b.seq)!);
       });
     },
 
