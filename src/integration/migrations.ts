@@ -16,6 +16,7 @@ import {
   type TimelineResult,
 } from '../contracts/timeline.js';
 import { refuseValuesOutside, type Migration } from '../core/migrations.js';
+import { replaceValueTriggersWithChecks } from '../core/value-checks.js';
 import type { AuditState } from '../contracts/audit.js';
 import { alertsMigration, type AlertTables } from './alerts/tables.js';
 
@@ -268,6 +269,17 @@ export const integrationMigrations: Migration[] = [
     },
   },
   alertsMigration,
+  {
+    version: 13,
+    name: 'check delivery states, operations and outcomes in the table, not by triggers (SQLite)',
+    async up(db, _types, dialect) {
+      await replaceValueTriggersWithChecks(db, dialect, 'deliveries', [
+        { column: 'state', allowed: DELIVERY_STATES },
+        { column: 'operation', allowed: DELIVERY_OPERATIONS },
+        { column: 'outcome', allowed: DELIVERY_OUTCOMES },
+      ]);
+    },
+  },
 ];
 
 /** The `customer_id` of timeline entries about every customer (a pause, a resume). */

@@ -1,6 +1,7 @@
 import { sql, type Generated } from 'kysely';
 import type { DialectName } from '../core/db.js';
 import { refuseValuesOutside, type Migration } from '../core/migrations.js';
+import { replaceValueTriggersWithChecks } from '../core/value-checks.js';
 import {
   PACKAGE_REQUEST_STATUSES,
   type PackageRequestStatus,
@@ -133,6 +134,15 @@ export const inventoryMigrations: Migration[] = [
       await sql`create index package_requests_customer_id_bytes on package_requests (customer_id collate "C")`.execute(
         db,
       );
+    },
+  },
+  {
+    version: 6,
+    name: 'check package request statuses in the table, not by triggers (SQLite)',
+    async up(db, _types, dialect) {
+      await replaceValueTriggersWithChecks(db, dialect, 'package_requests', [
+        { column: 'status', allowed: PACKAGE_REQUEST_STATUSES },
+      ]);
     },
   },
 ];

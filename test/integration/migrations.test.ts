@@ -174,4 +174,60 @@ describe('integration migrations', () => {
       { kind: 'event' },
     ]);
   });
+
+  it('move the value checks of deliveries into the table, keeping rows, ids, indexes and refusals', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations.slice(0, 12));
+    const db = database.db as unknown as Kysely<any>;
+    await db
+      .insertInto('deliveries')
+      .values(['c-1', 'c-2', 'c-3'].map((id) => delivery(id, 'pending')))
+      .execute();
+    // The highest id ever handed out is gone: it must not be handed out again.
+    await db.deleteFrom('deliveries').where('customer_id', '=', 'c-3').execute();
+    const before = await db.selectFrom('deliveries').selectAll().orderBy('seq').execute();
+    const indexes = () =>
+      database!.dialect === 'postgres'
+        ? sql<{ name: string }>`select indexname as name from pg_indexes
+            where schemaname = current_schema() and tablename = 'deliveries'`.execute(db)
+        : sql<{ name: string }>`select name from sqlite_master
+            where type = 'index' and tbl_name = 'deliveries'`.execute(db);
+    const indexesBefore = (await indexes()).rows.map((row) => row.name).sort();
+
+    expect(await migrate(database, integrationMigrations)).toMatchObject({ applied: [13] });
+    expect(await db.selectFrom('deliveries').selectAll().orderBy('seq').execute()).toEqual(before);
+    expect((await indexes()).rows.map((row) => row.name).sort()).toEqual(indexesBefore);
+    if (database.dialect === 'sqlite') {
+      const triggers = await sql`select name from sqlite_master where type = 'trigger'
+        and tbl_name = 'deliveries'`.execute(db);
+      expect(triggers.rows).toEqual([]);
+    }
+    const next = await db
+      .insertInto('deliveries')
+      .values(delivery('c-4', 'pending'))
+      .returning('seq')
+      .executeTakeFirstOrThrow();
+    expect(next.seq).toBeGreaterThan(Math.max(...before.map((row) => row.seq)) + 1);
+    for (const [column, wrong] of [
+      ['state', 'lost'],
+      ['operation', 'resend'],
+      ['outcome', 'gone'],
+    ] as const) {
+      await expect(
+        db
+          .updateTable('deliveries')
+          .set({ [column]: wrong })
+          .execute(),
+      ).rejects.toThrow(new RegExp(`deliveries_${column}_valid`));
+      await expect(
+        db
+          .insertInto('deliveries')
+          .values({ ...delivery('c-5', 'pending'), [column]: wrong })
+          .execute(),
+      ).rejects.toThrow(new RegExp(`deliveries_${column}_valid`));
+    }
+    expect(
+      await db.selectFrom('deliveries').select('customer_id').orderBy('seq').execute(),
+    ).toEqual([{ customer_id: 'c-1' }, { customer_id: 'c-2' }, { customer_id: 'c-4' }]);
+  });
 });

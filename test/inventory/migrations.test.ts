@@ -48,7 +48,9 @@ describe('inventory migrations', () => {
       })
       .execute();
 
-    expect(await migrate(database!, inventoryMigrations)).toMatchObject({ applied: [2, 3, 4, 5] });
+    expect(await migrate(database!, inventoryMigrations)).toMatchObject({
+      applied: [2, 3, 4, 5, 6],
+    });
     const migrated = {
       ...old,
       recipient_name: null,
@@ -175,7 +177,7 @@ describe('inventory migrations', () => {
       )
       .execute();
 
-    expect(await migrate(database!, inventoryMigrations)).toMatchObject({ applied: [3, 4, 5] });
+    expect(await migrate(database!, inventoryMigrations)).toMatchObject({ applied: [3, 4, 5, 6] });
     const rows = await db
       .selectFrom('package_requests')
       .select(['id', 'recipient_name', 'recipient_email'])
