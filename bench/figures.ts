@@ -97,6 +97,12 @@ export function figureRows(results: BenchResults): Row[] {
             'lower',
           ],
         ] satisfies Row[])),
+    // Results from before start_up existed have no start-up row.
+    ...(platform.start_up_ms === undefined
+      ? []
+      : ([
+          ['npm start → all three /ready (ms)', platform.start_up_ms, null, 'lower'],
+        ] satisfies Row[])),
     ...results.push_lag.flatMap((lag) =>
       cpuRows(`CPU per customer, push ${lag.mode} (ms)`, lag.cpu_ms_per_customer, null),
     ),

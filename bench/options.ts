@@ -6,12 +6,16 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const quick = process.argv.includes('--quick');
-/** `--only=backlog,push_lag`: run just those scenarios (empty_poll and rss come with backlog). */
+/**
+ * `--only=backlog,push_lag,start_up`: run just those scenarios (empty_poll and rss come with
+ * backlog).
+ */
 export const only = process.argv
   .find((arg) => arg.startsWith('--only='))
   ?.slice('--only='.length)
   .split(',');
-export const selected = (scenario: 'push_lag' | 'backlog') => !only || only.includes(scenario);
+export const selected = (scenario: 'push_lag' | 'backlog' | 'start_up') =>
+  !only || only.includes(scenario);
 /** `--platform-only`: skip the baseline (when profiling or tuning the platform). */
 export const platformOnly = process.argv.includes('--platform-only');
 /** `--profile`: every service writes a V8 CPU profile here, summarised at the end. */
@@ -30,6 +34,7 @@ export const SIZES = quick
       backlog: 5_000,
       empty_poll_small: 1_000,
       empty_poll_large: 10_000,
+      start_up_runs: 3,
     }
   : {
       push_rate: 500,
@@ -38,6 +43,7 @@ export const SIZES = quick
       backlog: 100_000,
       empty_poll_small: 1_000,
       empty_poll_large: 1_000_000,
+      start_up_runs: 5,
     };
 /** `--backlog=N`: the backlog scenario's size instead of the mode's (e.g. to profile one size). */
 const backlogArg = process.argv.find((arg) => arg.startsWith('--backlog='));

@@ -2,6 +2,7 @@
  * The shape of bench/results.json: what `npm run bench` measured, on which commit and machine. The
  * table the bench prints and docs/figures/bench.md are both rendered from it (bench/figures.ts).
  */
+import type { StartUpFigures } from './start-up.js';
 import type { UpdateLagFigures } from './update-lag.js';
 
 /**
@@ -82,6 +83,8 @@ export interface BenchResults {
     backlog: number;
     empty_poll_small: number;
     empty_poll_large: number;
+    /** How many times start_up runs `npm start` (absent from results before it existed). */
+    start_up_runs?: number;
   };
   notes: string[];
   platform: {
@@ -101,6 +104,8 @@ export interface BenchResults {
     audit_seconds_1m?: number | null;
     audit_rss_peak_mb_1m?: number | null;
     audit_rss_before_mb_1m?: number | null;
+    /** `npm start` on a built tree until all three `/ready`: the median, ms. */
+    start_up_ms?: number | null;
   };
   baseline: {
     backlog_per_s: number | null;
@@ -112,5 +117,6 @@ export interface BenchResults {
   };
   push_lag: LagFigures[];
   runs: Record<System, BacklogRun[]>;
+  start_up?: StartUpFigures | null;
   duration_s: number;
 }

@@ -28,6 +28,7 @@ import {
 import { say } from './output.js';
 import { printProfileSummaries } from './profile-summary.js';
 import { pushLag, type LagResult } from './push-lag.js';
+import { startUp } from './start-up.js';
 import type { BacklogRun, BenchResults, System } from './results.js';
 import { DIST, serviceNames } from './services.js';
 
@@ -102,6 +103,9 @@ async function main(): Promise<void> {
     }
   }
 
+  // start_up: npm start on the tree just built, until every service is ready.
+  const startUpFigures = selected('start_up') ? await startUp(SIZES.start_up_runs) : null;
+
   // backlog, empty_poll and rss at each size, platform then baseline, against identical stacks.
   const sizes = (
     sizesArg ?? [...new Set([SIZES.empty_poll_small, SIZES.backlog, SIZES.empty_poll_large])]
@@ -133,6 +137,7 @@ async function main(): Promise<void> {
       'empty_poll platform = GET /events?after=<last>&limit=500&wait=0; baseline = one full list of all customers finding nothing new',
       "CPU per customer = user + system CPU ms of each service process (all its threads, from /proc/<pid>/stat, 10 ms steps) over a window, divided by the package requests Inventory created in it; push: from the end of the warm-up until every customer is delivered, at sizes.push_rate (the services' idle work included); backlog: from the consumer's readiness until the backlog is delivered, at sizes.backlog",
       'cpu_ms_per_customer_push is the hybrid (default) mode; every mode is under push_lag',
+      'start_up = `npm start` on the tree the bench just built, from spawning npm until the last of the three services answers /ready, on a fresh DATA_DIR each time (new databases: their migrations included); the median of sizes.start_up_runs',
       quick
         ? 'quick mode: the "_1m" figures are at sizes.empty_poll_large, the "_1k" at sizes.empty_poll_small'
         : 'full mode',
@@ -153,6 +158,7 @@ async function main(): Promise<void> {
         at('platform', SIZES.empty_poll_large)?.audit?.integration_rss_peak_mb ?? null,
       audit_rss_before_mb_1m:
         at('platform', SIZES.empty_poll_large)?.audit?.integration_rss_before_mb ?? null,
+      start_up_ms: startUpFigures?.median_ms ?? null,
     },
     baseline: {
       backlog_per_s: at('baseline', SIZES.backlog)?.backlog_per_s ?? null,
@@ -164,6 +170,7 @@ async function main(): Promise<void> {
     },
     push_lag: lag.map(({ sorted: _sorted, ...rest }) => rest),
     runs,
+    start_up: startUpFigures,
     duration_s: 0,
   };
 

@@ -46,7 +46,8 @@ export interface Service {
   stop(): Promise<void>;
 }
 
-function track(child: ChildProcess): void {
+/** Stops `child` too when the bench is interrupted. */
+export function track(child: ChildProcess): void {
   running.add(child);
   child.once('exit', () => running.delete(child));
 }
