@@ -1,4 +1,4 @@
-import fastifyHelmet from '@fastify/helmet';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import fp from 'fastify-plugin';
 import helmet from 'helmet';
@@ -35,22 +35,44 @@ const HELMET_OPTIONS = {
   strictTransportSecurity: false,
 };
 
-const setHelmetHeaders = helmet(HELMET_OPTIONS);
+/**
+ * The headers helmet sets with the options above, worked out once: they are the same on every
+ * answer (no nonce, nothing read from the request), and helmet builds them anew for each one,
+ * the Content-Security-Policy string included.
+ */
+export const SECURITY_HEADERS: Readonly<Record<string, string>> = (() => {
+  const headers: Record<string, string> = {};
+  const recorder = {
+    setHeader: (name: string, value: unknown) => {
+      headers[name.toLowerCase()] = String(value);
+    },
+    removeHeader: () => undefined,
+  };
+  helmet(HELMET_OPTIONS)(
+    {} as IncomingMessage,
+    recorder as unknown as ServerResponse,
+    () => undefined,
+  );
+  return Object.freeze(headers);
+})();
 
 /** Sets the headers on an answer no hook sees: Fastify's own routing errors (a malformed URL). */
-export function setSecurityHeaders(request: FastifyRequest, reply: FastifyReply): void {
-  setHelmetHeaders(request.raw, reply.raw, () => undefined);
+export function setSecurityHeaders(_request: FastifyRequest, reply: FastifyReply): void {
+  for (const [name, value] of Object.entries(SECURITY_HEADERS)) reply.raw.setHeader(name, value);
 }
 
 /**
- * Security headers on every answer through @fastify/helmet: the CSP above, `X-Frame-Options: DENY`
+ * Security headers on every answer, as helmet makes them: the CSP above, `X-Frame-Options: DENY`
  * for browsers without `frame-ancestors`, `X-Content-Type-Options: nosniff`, `Referrer-Policy:
  * no-referrer` and the Cross-Origin-*-Policy headers. HSTS is left to the TLS proxy in front: a
  * service on plain HTTP cannot know which names will be served over HTTPS.
  */
 export const sendSecurityHeaders = fp(
   async (app) => {
-    await app.register(fastifyHelmet, HELMET_OPTIONS);
+    app.addHook('onRequest', (_request, reply, done) => {
+      reply.headers(SECURITY_HEADERS);
+      done();
+    });
   },
   { name: 'send-security-headers' },
 );
