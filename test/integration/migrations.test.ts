@@ -23,12 +23,19 @@ const delivery = (customerId: string, state: string) => ({
   updated_at: 0,
 });
 
+/**
+ * A fresh integration database migrated up to `version` (every migration when absent), untyped:
+ * the point is what the database itself accepts and refuses.
+ */
+async function untypedDatabaseAt(version?: number): Promise<Kysely<any>> {
+  database = await createTestDatabase<IntegrationTables>('integration');
+  await migrate(database, integrationMigrations.slice(0, version));
+  return database.db as unknown as Kysely<any>;
+}
+
 describe('integration migrations', () => {
   it('accept every delivery state of the list and refuse any other, on insert and update', async () => {
-    database = await createTestDatabase<IntegrationTables>('integration');
-    await migrate(database, integrationMigrations);
-    // Untyped: the point is what the database itself refuses.
-    const db = database.db as unknown as Kysely<any>;
+    const db = await untypedDatabaseAt();
     for (const state of DELIVERY_STATES) {
       await db
         .insertInto('deliveries')
@@ -50,11 +57,9 @@ describe('integration migrations', () => {
   });
 
   it('add the state check to a database that already has deliveries', async () => {
-    database = await createTestDatabase<IntegrationTables>('integration');
-    await migrate(database, integrationMigrations.slice(0, 4));
-    const db = database.db as unknown as Kysely<any>;
+    const db = await untypedDatabaseAt(4);
     await db.insertInto('deliveries').values(delivery('c-1', 'retrying')).execute();
-    expect(await migrate(database, integrationMigrations.slice(0, 5))).toMatchObject({
+    expect(await migrate(database!, integrationMigrations.slice(0, 5))).toMatchObject({
       applied: [5],
     });
     await expect(sql`update deliveries set state = 'paused'`.execute(db)).rejects.toThrow();
@@ -64,23 +69,19 @@ describe('integration migrations', () => {
   });
 
   it('refuse to add the check while a delivery has a state outside the list, changing nothing', async () => {
-    database = await createTestDatabase<IntegrationTables>('integration');
-    await migrate(database, integrationMigrations.slice(0, 4));
-    const db = database.db as unknown as Kysely<any>;
+    const db = await untypedDatabaseAt(4);
     await db.insertInto('deliveries').values(delivery('c-1', 'paused')).execute();
-    await expect(migrate(database, integrationMigrations)).rejects.toThrow(/Migration 5/);
+    await expect(migrate(database!, integrationMigrations)).rejects.toThrow(/Migration 5/);
     expect((await db.selectFrom('schema_migrations').select('version').execute()).length).toBe(4);
   });
 
   it('keep the message ids an older version received, with no feed position', async () => {
-    database = await createTestDatabase<IntegrationTables>('integration');
-    await migrate(database, integrationMigrations.slice(0, 5));
-    const db = database.db as unknown as Kysely<any>;
+    const db = await untypedDatabaseAt(5);
     await db
       .insertInto('received_messages')
       .values({ message_id: 'm-1', source: 'webhook', received_at: 0 })
       .execute();
-    expect(await migrate(database, integrationMigrations.slice(0, 6))).toMatchObject({
+    expect(await migrate(database!, integrationMigrations.slice(0, 6))).toMatchObject({
       applied: [6],
     });
     expect(await db.selectFrom('received_messages').selectAll().execute()).toEqual([
@@ -89,9 +90,7 @@ describe('integration migrations', () => {
   });
 
   it('take the deliveries an older version recorded as creates, and refuse unknown operations', async () => {
-    database = await createTestDatabase<IntegrationTables>('integration');
-    await migrate(database, integrationMigrations.slice(0, 6));
-    const db = database.db as unknown as Kysely<any>;
+    const db = await untypedDatabaseAt(6);
     await db
       .insertInto('deliveries')
       .values([
@@ -99,7 +98,7 @@ describe('integration migrations', () => {
         delivery('c-waiting', 'retrying'),
       ])
       .execute();
-    expect(await migrate(database, integrationMigrations.slice(0, 7))).toMatchObject({
+    expect(await migrate(database!, integrationMigrations.slice(0, 7))).toMatchObject({
       applied: [7],
     });
     const rows = await db
@@ -153,7 +152,7 @@ describe('integration migrations', () => {
 
   it('create a timeline that refuses a kind, result, operation or action outside the lists', async () => {
     database = await createTestDatabase<IntegrationTables>('integration');
-    await migrate(database, integrationMigrations);
+    await migrate(database!, integrationMigrations);
     const { db } = database;
     const entry = { customer_id: 'c-1', at: 0, kind: 'event', result: 'taken' } as const;
     await db.insertInto('timeline_entries').values(entry).execute();
@@ -176,9 +175,7 @@ describe('integration migrations', () => {
   });
 
   it('move the value checks of deliveries into the table, keeping rows, ids, indexes and refusals', async () => {
-    database = await createTestDatabase<IntegrationTables>('integration');
-    await migrate(database, integrationMigrations.slice(0, 12));
-    const db = database.db as unknown as Kysely<any>;
+    const db = await untypedDatabaseAt(12);
     await db
       .insertInto('deliveries')
       .values(['c-1', 'c-2', 'c-3'].map((id) => delivery(id, 'pending')))
@@ -194,10 +191,10 @@ describe('integration migrations', () => {
             where type = 'index' and tbl_name = 'deliveries'`.execute(db);
     const indexesBefore = (await indexes()).rows.map((row) => row.name).sort();
 
-    expect(await migrate(database, integrationMigrations)).toMatchObject({ applied: [13] });
+    expect(await migrate(database!, integrationMigrations)).toMatchObject({ applied: [13] });
     expect(await db.selectFrom('deliveries').selectAll().orderBy('seq').execute()).toEqual(before);
     expect((await indexes()).rows.map((row) => row.name).sort()).toEqual(indexesBefore);
-    if (database.dialect === 'sqlite') {
+    if (database!.dialect === 'sqlite') {
       const triggers = await sql`select name from sqlite_master where type = 'trigger'
         and tbl_name = 'deliveries'`.execute(db);
       expect(triggers.rows).toEqual([]);
