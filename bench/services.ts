@@ -52,9 +52,34 @@ export function track(child: ChildProcess): void {
   child.once('exit', () => running.delete(child));
 }
 
-function exited(child: ChildProcess): Promise<void> {
+/** Resolves once `child` has exited (at once if it already has). */
+export function exited(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
   return new Promise((resolve) => child.once('exit', () => resolve()));
+}
+
+/**
+ * Polls `<url>/ready` every `everyMs` until it answers 200 (true), or until `deadline` (ms since
+ * the epoch) passes or `running()` turns false (false).
+ */
+export async function untilReady(
+  url: string,
+  deadline: number,
+  everyMs: number,
+  running: () => boolean = () => true,
+): Promise<boolean> {
+  while (running()) {
+    try {
+      const answer = await fetch(`${url}/ready`);
+      await answer.arrayBuffer();
+      if (answer.ok) return true;
+    } catch {
+      // Not listening yet.
+    }
+    if (Date.now() > deadline) return false;
+    await sleep(everyMs);
+  }
+  return false;
 }
 
 /**
@@ -98,20 +123,9 @@ export async function startService(
   child.stdout!.on('data', keep);
   child.stderr!.on('data', keep);
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (child.exitCode !== null)
-      throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
-    try {
-      const answer = await fetch(`${url}/ready`);
-      await answer.arrayBuffer();
-      if (answer.ok) break;
-    } catch {
-      // Not listening yet.
-    }
-    if (Date.now() > deadline) throw new Error(`${name} not ready within 30 s:\n${output}`);
-    await sleep(50);
-  }
+  const ready = await untilReady(url, Date.now() + 30_000, 50, () => child.exitCode === null);
+  if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
+  if (!ready) throw new Error(`${name} not ready within 30 s:\n${output}`);
   return {
     name,
     url,
