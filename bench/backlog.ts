@@ -3,13 +3,13 @@
  * in the CRM when the consumer starts, how fast it is delivered, then an empty poll's time and
  * every process's memory.
  */
-import { cpuPerCustomer, describeCpu, readCpu } from './cpu.js';
+import { cpuPerCustomer, describeCpu, readCpu, type CpuReading } from './cpu.js';
 import { median, round } from './numbers.js';
-import { BASELINE_EMPTY_POLL_BUDGET_MS, EMPTY_POLL_CALLS } from './options.js';
+import { BASELINE_EMPTY_POLL_BUDGET_MS, BASELINE_WINDOW_MS, EMPTY_POLL_CALLS } from './options.js';
 import { progress, say } from './output.js';
 import { auditRun } from './audit.js';
 import type { AuditRun, BacklogRun, System } from './results.js';
-import { rssFileMb, rssMb, startBaseline, type Service } from './services.js';
+import { rssFileMb, rssMb, sleep, startBaseline, type Service } from './services.js';
 import { inventoryCount, startIntegration, startStack, waitForDeliveries } from './stack.js';
 
 /** Times one empty read of the CRM's feed after its last position, the way the poller reads it. */
@@ -51,6 +51,92 @@ async function baselineEmptyPoll(baseline: Service): Promise<{ ms: number; calls
   return { ms: median(times), calls: times.length };
 }
 
+interface Drain {
+  /** ms from the consumer's start until the whole backlog is in (projected for a window). */
+  ms: number | null;
+  cpu: ReturnType<typeof cpuPerCustomer>;
+  cpuCustomers: number;
+  /** Set when the drain was measured over a window and the rest projected at its rate. */
+  window?: { seconds: number; delivered: number };
+}
+
+/** The platform's drain: until Inventory has the whole backlog; CPU from readiness to the end. */
+async function platformDrain(
+  services: Record<string, Service>,
+  inventory: Service,
+  size: number,
+  label: string,
+  started: number,
+): Promise<Drain> {
+  const cpuBefore = readCpu(services);
+  const deliveredBefore = await inventoryCount(inventory);
+  const ms = await waitForDeliveries(inventory, size, `backlog ${label}`, started);
+  const cpuAfter = readCpu(services);
+  const cpuCustomers = (await inventoryCount(inventory)) - deliveredBefore;
+  return { ms, cpu: cpuPerCustomer(cpuBefore, cpuAfter, cpuCustomers), cpuCustomers };
+}
+
+/**
+ * The baseline's drain. It lists every customer, then posts one at a time at a flat rate: at 727/s
+ * a million would take 23 minutes. So past BASELINE_WINDOW_MS it is projected: the listing as
+ * measured, then the rest at the rate and CPU per customer of the window after the first post.
+ * The customers it had not reached are then marked handled without posting, for its empty poll.
+ */
+async function baselineDrain(
+  services: Record<string, Service>,
+  baseline: Service,
+  inventory: Service,
+  size: number,
+  label: string,
+  started: number,
+): Promise<Drain> {
+  const cpuAtStart = readCpu(services);
+  let first: { at: number; delivered: number; cpu: CpuReading } | undefined;
+  let delivered = 0;
+  while (delivered < size && performance.now() - started < BASELINE_WINDOW_MS) {
+    delivered = await inventoryCount(inventory);
+    if (!first && delivered > 0)
+      first = { at: performance.now(), delivered, cpu: readCpu(services) };
+    progress(`backlog ${label}: ${delivered.toLocaleString('en')}/${size.toLocaleString('en')}`);
+    if (delivered < size) await sleep(100);
+  }
+  const end = { at: performance.now(), cpu: readCpu(services) };
+  if (delivered >= size || !first || delivered === first.delivered) {
+    return {
+      ms: delivered >= size ? end.at - started : null,
+      cpu: cpuPerCustomer(cpuAtStart, end.cpu, delivered),
+      cpuCustomers: delivered,
+    };
+  }
+  const steadyCustomers = delivered - first.delivered;
+  const rate = steadyCustomers / (end.at - first.at);
+  // Each service's CPU: what the start (the listing) took once, plus the steady cost of the rest.
+  const listing = cpuPerCustomer(cpuAtStart, first.cpu, size);
+  const steady = cpuPerCustomer(first.cpu, end.cpu, steadyCustomers);
+  const cpu = Object.fromEntries(
+    Object.keys(steady ?? {}).map((name) => {
+      const [once, each] = [listing?.[name], steady?.[name]];
+      return [name, once == null || each == null ? null : round(once + each, 3)];
+    }),
+  ) as NonNullable<Drain['cpu']>;
+  const skipped = await new Promise<number>((resolve) => {
+    const onMessage = (message: { type?: string; skipped: number }) => {
+      if (message.type !== 'skipped') return;
+      baseline.child.off('message', onMessage);
+      resolve(message.skipped);
+    };
+    baseline.child.on('message', onMessage);
+    baseline.child.send({ type: 'skip-rest' });
+  });
+  progress(`backlog ${label}: ${skipped.toLocaleString('en')} customers marked handled unposted`);
+  return {
+    ms: first.at - started + (size - first.delivered) / rate,
+    cpu,
+    cpuCustomers: delivered,
+    window: { seconds: round((end.at - started) / 1000, 1), delivered },
+  };
+}
+
 /** One backlog of `size` customers for `system`, then its empty poll and memory. */
 export async function backlogRun(system: System, size: number): Promise<BacklogRun> {
   const label = `${system} ${size.toLocaleString('en')}`;
@@ -69,12 +155,10 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
       [system === 'platform' ? 'integration' : 'baseline']: consumer,
     };
     // CPU is measured from the consumer's readiness (its start-up is not per customer) to the end.
-    const cpuBefore = readCpu(services);
-    const deliveredBefore = await inventoryCount(stack.inventory);
-    const ms = await waitForDeliveries(stack.inventory, size, `backlog ${label}`, started);
-    const cpuAfter = readCpu(services);
-    const cpuCustomers = (await inventoryCount(stack.inventory)) - deliveredBefore;
-    const cpu = cpuPerCustomer(cpuBefore, cpuAfter, cpuCustomers);
+    const { ms, cpu, cpuCustomers, window } =
+      system === 'platform'
+        ? await platformDrain(services, stack.inventory, size, label, started)
+        : await baselineDrain(services, consumer, stack.inventory, size, label, started);
     const backlogPerS = ms === null ? null : round(size / (ms / 1000), 0);
     let emptyPoll: { ms: number; calls: number } | null = null;
     if (ms !== null) {
@@ -112,7 +196,11 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
         : null;
     say(
       `${system.padEnd(8)} ${size.toLocaleString('en').padStart(9)} customers: ` +
-        `backlog ${backlogPerS ?? 'timed out'} customers/s, ` +
+        `backlog ${backlogPerS ?? 'timed out'} customers/s` +
+        (window
+          ? ` (projected from the first ${window.seconds} s, ${window.delivered.toLocaleString('en')} delivered)`
+          : '') +
+        ', ' +
         `empty poll ${emptyPoll ? `${round(emptyPoll.ms, 3)} ms (median of ${emptyPoll.calls})` : 'n/a'}, ` +
         `rss ${total ?? 'n/a'} MB (${Object.entries(rss)
           .map(([name, mb]) => `${name} ${mb}`)
@@ -133,6 +221,7 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
       resident_together_mb: together,
       cpu_ms_per_customer: cpu,
       cpu_customers: cpuCustomers,
+      ...(window ? { measured_window: window } : {}),
       audit,
     };
   } finally {

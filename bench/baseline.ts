@@ -5,7 +5,9 @@
  *
  * Runs as its own process (forked by bench/run.ts) so its memory is measured like a service's.
  * Environment: CRM_URL, INVENTORY_URL, BASELINE_INTERVAL_MS (default 10000, the seed's).
- * IPC: sends {type:'ready'} at start; answers {type:'poll'} with {type:'polled', ms, created}.
+ * IPC: sends {type:'ready'} at start; answers {type:'poll'} with {type:'polled', ms, created}, and
+ * {type:'skip-rest'} with {type:'skipped', skipped} once the running poll has marked every customer it
+ * had not reached as handled, without posting (the bench measures a large backlog over a window).
  */
 
 interface Customer {
@@ -17,6 +19,9 @@ const inventoryUrl = process.env.INVENTORY_URL ?? 'http://127.0.0.1:8001';
 const intervalMs = Number(process.env.BASELINE_INTERVAL_MS ?? 10_000);
 
 const processed = new Set<string>();
+/** Set by {type:'skip-rest'}: the running poll marks the rest handled instead of posting. */
+let skipping = false;
+let skipped = 0;
 
 /** The `rel="next"` target of a Link header, as an absolute URL. */
 function nextPage(link: string | null): string | undefined {
@@ -41,6 +46,11 @@ async function pollOnce(): Promise<number> {
   let created = 0;
   for (const customer of await listAllCustomers()) {
     if (processed.has(customer.id)) continue;
+    if (skipping) {
+      processed.add(customer.id);
+      skipped++;
+      continue;
+    }
     const answer = await fetch(`${inventoryUrl}/package-requests`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -76,6 +86,16 @@ async function loop(): Promise<void> {
 }
 
 process.on('message', (message: { type?: string }) => {
+  if (message.type === 'skip-rest') {
+    skipping = true;
+    // Queued behind the running poll, which now ends quickly.
+    void serialised(() => {
+      skipping = false;
+      process.send?.({ type: 'skipped', skipped });
+      return Promise.resolve();
+    });
+    return;
+  }
   if (message.type !== 'poll') return;
   void serialised(async () => {
     const started = performance.now();

@@ -11,24 +11,25 @@
  * (default postgres://postgres@127.0.0.1:5432/test); ROUNDS (default 3), SEQUENTIAL (creates one at
  * a time per round, default 500) and CONCURRENT (creates with 16 in flight per round, default 4000).
  */
-import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import pg from 'pg';
 import { Agent, request } from 'undici';
+import { cpuMs } from './cpu.js';
+import { customerCreator, IN_FLIGHT } from './creates.js';
+import { withPostgres } from './databases.js';
+import { median } from './numbers.js';
+import { POSTGRES_URL } from './options.js';
 import { DIST, startService, type Service } from './services.js';
 
-const POSTGRES_URL = process.env.BENCH_POSTGRES_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SEQUENTIAL = Number(process.env.SEQUENTIAL ?? 500);
 const CONCURRENT = Number(process.env.CONCURRENT ?? 4000);
-const IN_FLIGHT = 16;
 
 interface Build {
   label: string;
   dist: string;
   schema: string;
   crm?: Service;
+  creator?: ReturnType<typeof customerCreator>;
   sequential: number[];
   concurrent: number[];
   /** CPU time (user + system) of the CRM process per create, in ms, with 16 in flight. */
@@ -37,37 +38,14 @@ interface Build {
 }
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
-const agent = new Agent({ connections: IN_FLIGHT, keepAliveTimeout: 30_000 });
-const runId = randomBytes(4).toString('hex');
-let emails = 0;
-
-async function create(crm: Service): Promise<void> {
-  const n = ++emails;
-  const answer = await request(`${crm.url}/customers`, {
-    method: 'POST',
-    dispatcher: agent,
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ name: `Bench ${n}`, email: `bench-${runId}-${n}@example.com` }),
-  });
-  const body = await answer.body.text();
-  if (answer.statusCode !== 201)
-    throw new Error(`POST /customers answered ${answer.statusCode}: ${body}`);
-}
+const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 });
+const runId = Math.random().toString(16).slice(2, 10);
 
 /** Creates `total` customers with `inFlight` requests open at a time; answers creates per second. */
 async function createMany(build: Build, total: number, inFlight: number): Promise<number> {
-  let next = 0;
-  const started = performance.now();
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < total) {
-        next += 1;
-        await create(build.crm!);
-      }
-    }),
-  );
+  const { perSecond } = await build.creator!.createMany(total, inFlight);
   build.created += total;
-  return total / ((performance.now() - started) / 1000);
+  return perSecond;
 }
 
 /**
@@ -89,29 +67,6 @@ async function readWholeFeed(build: Build): Promise<{ events: number; ms: number
   return { events, ms: performance.now() - started };
 }
 
-/** User + system CPU time the process has used so far, in ms (Linux). */
-function cpuMsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-  // utime and stime are fields 14 and 15 of the file, in clock ticks (100 a second on Linux).
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const middle = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2;
-}
-
-async function withClient<T>(run: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: POSTGRES_URL });
-  await client.connect();
-  try {
-    return await run(client);
-  } finally {
-    await client.end();
-  }
-}
-
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const builds: Build[] = (args.length > 0 ? args : [`this=${DIST}`]).map((arg, i) => {
@@ -128,7 +83,7 @@ async function main(): Promise<void> {
   });
   try {
     for (const build of builds) {
-      await withClient((client) => client.query(`create schema "${build.schema}"`));
+      await withPostgres((client) => client.query(`create schema "${build.schema}"`));
       const url = new URL(POSTGRES_URL);
       url.searchParams.set('options', `-c search_path=${build.schema}`);
       build.crm = await startService(
@@ -137,14 +92,15 @@ async function main(): Promise<void> {
         'CRM_PORT',
         { CRM_DATABASE_URL: url.toString(), RATE_LIMIT_MAX: '0' },
       );
+      build.creator = customerCreator(build.crm.url);
       await createMany(build, 200, IN_FLIGHT); // warm-up: JIT, pooled connections
     }
     for (let round = 1; round <= ROUNDS; round += 1) {
       for (const build of builds) {
         build.sequential.push(await createMany(build, SEQUENTIAL, 1));
-        const cpuBefore = cpuMsOf(build.crm!.child.pid!);
+        const cpuBefore = cpuMs(build.crm!.child.pid)!;
         build.concurrent.push(await createMany(build, CONCURRENT, IN_FLIGHT));
-        build.cpuMs.push((cpuMsOf(build.crm!.child.pid!) - cpuBefore) / CONCURRENT);
+        build.cpuMs.push((cpuMs(build.crm!.child.pid)! - cpuBefore) / CONCURRENT);
         say(
           `round ${round} ${build.label}: ${build.sequential.at(-1)!.toFixed(0)}/s one at a time, ${build.concurrent.at(-1)!.toFixed(0)}/s with ${IN_FLIGHT} in flight (CRM CPU ${build.cpuMs.at(-1)!.toFixed(2)} ms per create)`,
         );
@@ -155,7 +111,7 @@ async function main(): Promise<void> {
     for (const build of builds) {
       const feed = await readWholeFeed(build);
       if (feed.events !== build.created) {
-        const stored = await withClient(
+        const stored = await withPostgres(
           async (client) =>
             (
               await client.query(
@@ -172,8 +128,9 @@ async function main(): Promise<void> {
       );
     }
   } finally {
+    await Promise.all(builds.map((build) => build.creator?.close()));
     await Promise.all(builds.map((build) => build.crm?.stop()));
-    await withClient(async (client) => {
+    await withPostgres(async (client) => {
       for (const build of builds)
         await client.query(`drop schema if exists "${build.schema}" cascade`);
     });

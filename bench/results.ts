@@ -2,6 +2,7 @@
  * The shape of bench/results.json: what `npm run bench` measured, on which commit and machine. The
  * table the bench prints and docs/figures/bench.md are both rendered from it (bench/figures.ts).
  */
+import type { CreateFigures } from './creates.js';
 import type { StartUpFigures } from './start-up.js';
 import type { UpdateLagFigures } from './update-lag.js';
 
@@ -46,6 +47,11 @@ export interface BacklogRun {
   cpu_ms_per_customer: CpuPerCustomer | null;
   /** Customers delivered in that window. */
   cpu_customers: number;
+  /**
+   * The baseline's drain when it was measured over a window (full runs): its seconds and the
+   * customers delivered in it; backlog_per_s and the CPU are then projected for the whole size.
+   */
+  measured_window?: { seconds: number; delivered: number };
   /** The platform's audit of the delivered backlog; null for the baseline. */
   audit?: AuditRun | null;
 }
@@ -69,6 +75,8 @@ export interface BenchResults {
   /** `git rev-parse --short HEAD`, with `-dirty` when the tree had changes; null outside git. */
   commit: string | null;
   quick: boolean;
+  /** The services' database (absent from results before `--postgres` existed: SQLite). */
+  database?: 'sqlite' | 'postgres';
   machine: {
     cpus: number;
     cpu_model: string;
@@ -85,6 +93,10 @@ export interface BenchResults {
     empty_poll_large: number;
     /** How many times start_up runs `npm start` (absent from results before it existed). */
     start_up_runs?: number;
+    /** create_throughput's creates: warm-up, one at a time, 16 in flight (absent before it existed). */
+    create_warmup?: number;
+    create_sequential?: number;
+    create_concurrent?: number;
   };
   notes: string[];
   platform: {
@@ -106,6 +118,9 @@ export interface BenchResults {
     audit_rss_before_mb_1m?: number | null;
     /** `npm start` on a built tree until all three `/ready`: the median, ms. */
     start_up_ms?: number | null;
+    /** `POST /customers` per second with 16 in flight, and its p99 latency. */
+    creates_per_s?: number | null;
+    creates_p99_ms?: number | null;
   };
   baseline: {
     backlog_per_s: number | null;
@@ -118,5 +133,11 @@ export interface BenchResults {
   push_lag: LagFigures[];
   runs: Record<System, BacklogRun[]>;
   start_up?: StartUpFigures | null;
+  create_throughput?: CreateFigures | null;
   duration_s: number;
+}
+
+/** The file a full run on `database` writes in bench/: results.json for SQLite, results-postgres.json. */
+export function resultsFile(database: 'sqlite' | 'postgres', extension: 'json' | 'svg'): string {
+  return database === 'sqlite' ? `results.${extension}` : `results-postgres.${extension}`;
 }

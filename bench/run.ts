@@ -6,18 +6,21 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { backlogRun } from './backlog.js';
 import { renderChart, type LagSeries, type ThroughputBar } from './chart.js';
-import { formatTable, writeFiguresMarkdown } from './figures.js';
+import { createThroughput } from './creates.js';
+import { formatTable, savedFullRuns, writeFiguresMarkdown } from './figures.js';
 import { round } from './numbers.js';
 import {
   modesArg,
   only,
+  BASELINE_WINDOW_MS,
   platformOnly,
+  postgres,
   profileDir,
   quick,
   rateArg,
@@ -29,7 +32,7 @@ import { say } from './output.js';
 import { printProfileSummaries } from './profile-summary.js';
 import { pushLag, type LagResult } from './push-lag.js';
 import { startUp } from './start-up.js';
-import type { BacklogRun, BenchResults, System } from './results.js';
+import { resultsFile, type BacklogRun, type BenchResults, type System } from './results.js';
 import { DIST, serviceNames } from './services.js';
 
 const BENCH_DIR = fileURLToPath(new URL('../../bench/', import.meta.url));
@@ -67,7 +70,7 @@ async function main(): Promise<void> {
   };
   say(
     `Bench (${quick ? 'quick' : 'full'}) on ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}; ` +
-      `SQLite, services with LOG_LEVEL=warn. Customers for backlog/empty_poll are inserted into crm.sqlite directly.`,
+      `${postgres ? 'PostgreSQL' : 'SQLite'}, services with LOG_LEVEL=warn. Customers for backlog/empty_poll are inserted into the CRM's database directly.`,
   );
 
   // push_lag: webhook and hybrid always, amqp when a broker is configured.
@@ -103,8 +106,12 @@ async function main(): Promise<void> {
     }
   }
 
-  // start_up: npm start on the tree just built, until every service is ready.
-  const startUpFigures = selected('start_up') ? await startUp(SIZES.start_up_runs) : null;
+  const creates = selected('create_throughput') ? await createThroughput() : null;
+
+  // start_up: npm start on the tree just built, until every service is ready; it measures the
+  // embedded default, so a PostgreSQL run leaves it out.
+  const startUpFigures =
+    selected('start_up') && !postgres ? await startUp(SIZES.start_up_runs) : null;
 
   // backlog, empty_poll and rss at each size, platform then baseline, against identical stacks.
   const sizes = (
@@ -125,14 +132,17 @@ async function main(): Promise<void> {
     generated_at: new Date().toISOString(),
     commit,
     quick,
+    database: postgres ? 'postgres' : 'sqlite',
     machine,
     sizes: SIZES,
     notes: [
       'push lag = package request created_at (Inventory) - customer created_at (CRM), both server clocks on this machine, ms resolution',
       'push_lag_p50_ms/p99_ms are the hybrid (default) mode; every mode is under push_lag',
       'push lag is measured at the steady rate after a warm-up on freshly started services that ramps from a tenth of the rate to all of it over sizes.push_warmup_seconds; the warm-up figures are under push_lag[].warmup',
-      'services run with their defaults (DELIVERY_BATCH_SIZE 250, DELIVERY_CONCURRENCY 8, SQLite); the load generator and the baseline share the same 2 CPUs',
-      'backlog and empty_poll customers are inserted into the CRM SQLite file directly, not through the API',
+      `services run with their defaults (DELIVERY_BATCH_SIZE 250, DELIVERY_CONCURRENCY 8) on ${postgres ? 'PostgreSQL, three fresh schemas per run on the same machine (its server counted in no CPU figure)' : 'SQLite files in a fresh DATA_DIR per run'}; the load generator and the baseline share the same 2 CPUs`,
+      "backlog and empty_poll customers are inserted into the CRM's database directly, not through the API",
+      `the baseline's backlog is followed for ${BASELINE_WINDOW_MS / 1000} s at most; past that, its time and CPU per customer are projected: the listing as measured, then the rest at the rate and CPU of the window after its first post (its rate is flat); measured_window in its runs says so, and the customers it had not reached are then marked handled unposted for its empty poll`,
+      `create_throughput = POST /customers on a CRM of its own (fresh database, no rate limit): sizes.create_sequential one at a time, then sizes.create_concurrent with 16 in flight, after sizes.create_warmup; latency from sending to the whole answer read; CRM CPU per create over the 16-in-flight part`,
       'audit = POST /api/audits on the integration after the backlog was delivered, until GET /api/audits/{id} says finished; rss sampled every 100 ms meanwhile (before = just before it started)',
       'empty_poll platform = GET /events?after=<last>&limit=500&wait=0; baseline = one full list of all customers finding nothing new',
       "CPU per customer = user + system CPU ms of each service process (all its threads, from /proc/<pid>/stat, 10 ms steps) over a window, divided by the package requests Inventory created in it; push: from the end of the warm-up until every customer is delivered, at sizes.push_rate (the services' idle work included); backlog: from the consumer's readiness until the backlog is delivered, at sizes.backlog",
@@ -159,6 +169,8 @@ async function main(): Promise<void> {
       audit_rss_before_mb_1m:
         at('platform', SIZES.empty_poll_large)?.audit?.integration_rss_before_mb ?? null,
       start_up_ms: startUpFigures?.median_ms ?? null,
+      creates_per_s: creates?.per_s ?? null,
+      creates_p99_ms: creates?.p99_ms ?? null,
     },
     baseline: {
       backlog_per_s: at('baseline', SIZES.backlog)?.backlog_per_s ?? null,
@@ -171,6 +183,7 @@ async function main(): Promise<void> {
     push_lag: lag.map(({ sorted: _sorted, ...rest }) => rest),
     runs,
     start_up: startUpFigures,
+    create_throughput: creates,
     duration_s: 0,
   };
 
@@ -194,36 +207,37 @@ async function main(): Promise<void> {
     say(`\nPartial run in ${results.duration_s} s; nothing written.`);
     return;
   }
-  const subtitle = `${quick ? 'quick mode' : 'full mode'}, ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}, SQLite`;
+  const database = postgres ? 'postgres' : 'sqlite';
+  const subtitle = `${quick ? 'quick mode' : 'full mode'}, ${machine.cpus} CPUs, ${machine.memory_gb} GB, Node ${machine.node}, ${postgres ? 'PostgreSQL' : 'SQLite'}`;
   // A quick run's files go beside the test output: the committed ones stay the full run's.
   const outDir = quick ? QUICK_DIR : BENCH_DIR;
   mkdirSync(outDir, { recursive: true });
-  const written = ['results.json', 'results.svg'].map((name) => path.join(outDir, name));
+  const written = (['json', 'svg'] as const).map((extension) =>
+    path.join(outDir, resultsFile(database, extension)),
+  );
   writeFileSync(written[1]!, await renderChart(lagSeries, bars, subtitle));
   writeFileSync(written[0]!, `${JSON.stringify(results, null, 2)}\n`);
   if (quick) {
     say(`\nWrote ${written.join(' and ')} in ${results.duration_s} s.`);
     return;
   }
-  await writeFiguresMarkdown(results, FIGURES_FILE);
+  await writeFiguresMarkdown(savedFullRuns(BENCH_DIR), FIGURES_FILE);
   say(
-    `\nWrote bench/results.json, bench/results.svg and docs/figures/bench.md in ${results.duration_s} s.`,
+    `\nWrote ${written.map((file) => path.relative(process.cwd(), file)).join(', ')} and docs/figures/bench.md in ${results.duration_s} s.`,
   );
 }
 
 if (process.argv.includes('--figures-only')) {
-  // Renders docs/figures/bench.md again from bench/results.json, running nothing (after a change
+  // Renders docs/figures/bench.md again from the saved full runs, running nothing (after a change
   // to how the figures are shown). Quick results are not the docs' figures.
-  const results = JSON.parse(
-    readFileSync(path.join(BENCH_DIR, 'results.json'), 'utf8'),
-  ) as BenchResults;
-  if (results.quick) {
+  const runs = savedFullRuns(BENCH_DIR);
+  if (runs.length === 0) {
     throw new Error(
-      'bench/results.json holds a quick run; run `npm run bench` (full) before rendering the figures',
+      'bench/ holds no full run; run `npm run bench` (full) before rendering the figures',
     );
   }
-  await writeFiguresMarkdown(results, FIGURES_FILE);
-  say('Wrote docs/figures/bench.md from bench/results.json.');
+  await writeFiguresMarkdown(runs, FIGURES_FILE);
+  say('Wrote docs/figures/bench.md from the saved full runs.');
 } else {
   await main();
 }

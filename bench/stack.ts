@@ -1,52 +1,61 @@
 /** The services a scenario runs: CRM and Inventory on a fresh DATA_DIR, and the integration. */
 import { randomBytes } from 'node:crypto';
-import path from 'node:path';
-import { bulkInsertCustomers } from './bulk-insert.js';
+import { createBenchDatabases } from './databases.js';
 import { DELIVERY_TIMEOUT_MS } from './options.js';
 import { progress } from './output.js';
-import { sleep, startService, tempDataDir, type Service } from './services.js';
+import { sleep, startService, type Service } from './services.js';
 
 export interface Stack {
   crm: Service;
   inventory: Service;
-  dataDir: string;
+  /** The environment that points a service at this stack's databases. */
+  databaseEnv: Record<string, string>;
   stopAll(): Promise<void>;
 }
 
-/** CRM and Inventory on a fresh DATA_DIR; with `customers`, that many already in the CRM. */
+/** CRM and Inventory on fresh databases; with `customers`, that many already in the CRM. */
 export async function startStack(
   label: string,
   env: Record<string, string>,
   customers = 0,
 ): Promise<Stack> {
-  const { dir, cleanup } = tempDataDir(label);
-  const common = { DATA_DIR: dir, ...env };
-  if (customers > 0) {
-    // Start the CRM once so its own migrations create the schema, then fill it while it is stopped.
-    const migrate = await startService('crm', 'crm/main.js', 'CRM_PORT', common);
-    await migrate.stop();
-    progress(
-      `${label}: inserting ${customers.toLocaleString('en')} customers into crm.sqlite directly`,
-    );
-    bulkInsertCustomers(
-      path.join(dir, 'crm.sqlite'),
-      customers,
-      `${label}-${randomBytes(3).toString('hex')}`,
-    );
+  const databases = await createBenchDatabases(label);
+  const common = { ...databases.env, ...env };
+  try {
+    if (customers > 0) {
+      // Start the CRM once so its own migrations create the schema, then fill it while it is stopped.
+      const migrate = await startService('crm', 'crm/main.js', 'CRM_PORT', common);
+      await migrate.stop();
+      progress(
+        `${label}: inserting ${customers.toLocaleString('en')} customers into the CRM's database directly`,
+      );
+      await databases.insertCustomers(customers, `${label}-${randomBytes(3).toString('hex')}`);
+    }
+    const starts = await Promise.allSettled([
+      startService('crm', 'crm/main.js', 'CRM_PORT', common),
+      startService('inventory', 'inventory/main.js', 'INVENTORY_PORT', common),
+    ]);
+    const up = starts.flatMap((start) => (start.status === 'fulfilled' ? [start.value] : []));
+    const failed = starts.find((start) => start.status === 'rejected');
+    if (failed) {
+      await Promise.all(up.map((service) => service.stop()));
+      throw failed.reason;
+    }
+    const [crm, inventory] = up as [Service, Service];
+    return {
+      crm,
+      inventory,
+      databaseEnv: databases.env,
+      stopAll: async () => {
+        await Promise.all([crm, inventory].map((service) => service.stop()));
+        await databases.drop();
+      },
+    };
+  } catch (error) {
+    // A stack that did not start leaves nothing behind.
+    await databases.drop();
+    throw error;
   }
-  const [crm, inventory] = await Promise.all([
-    startService('crm', 'crm/main.js', 'CRM_PORT', common),
-    startService('inventory', 'inventory/main.js', 'INVENTORY_PORT', common),
-  ]);
-  return {
-    crm,
-    inventory,
-    dataDir: dir,
-    stopAll: async () => {
-      await Promise.all([crm, inventory].map((service) => service.stop()));
-      cleanup();
-    },
-  };
 }
 
 export function startIntegration(
@@ -55,7 +64,7 @@ export function startIntegration(
   env: Record<string, string>,
 ): Promise<Service> {
   return startService('integration', 'integration/main.js', 'INTEGRATION_PORT', {
-    DATA_DIR: stack.dataDir,
+    ...stack.databaseEnv,
     SYNC_MODE: mode,
     CRM_URL: stack.crm.url,
     INVENTORY_URL: stack.inventory.url,
