@@ -1,13 +1,13 @@
 /**
- * Creates per second against the CRM on PostgreSQL, one at a time and with 16 in flight, for one
+ * Creates per second against the CRM (SQLite, or PostgreSQL with --postgres), one at a time and with 16 in flight, for one
  * or more builds side by side (rounds alternate between them, so a busy machine weighs on each
  * alike). Each build gets a fresh schema and its own CRM process; the figure per build and load
  * is the median of the rounds.
  *
  *   npm run build && tsc -p bench/tsconfig.json
- *   node dist/bench/create-throughput.js [label=path/to/dist ...]
+ *   node dist/bench/create-throughput.js [--postgres] [label=path/to/dist ...]
  *
- * With no argument it measures this build (`dist/`). PostgreSQL comes from BENCH_POSTGRES_URL
+ * With no build named it measures this build (`dist/`). PostgreSQL comes from BENCH_POSTGRES_URL
  * (default postgres://postgres@127.0.0.1:5432/test); ROUNDS (default 3), SEQUENTIAL (creates one at
  * a time per round, default 500) and CONCURRENT (creates with 16 in flight per round, default 4000).
  */
@@ -15,9 +15,9 @@ import path from 'node:path';
 import { Agent, request } from 'undici';
 import { cpuMs } from './cpu.js';
 import { customerCreator, IN_FLIGHT } from './creates.js';
-import { withPostgres } from './databases.js';
+import { createBenchDatabases, type BenchDatabases } from './databases.js';
 import { median } from './numbers.js';
-import { POSTGRES_URL } from './options.js';
+import { postgres } from './options.js';
 import { DIST, startService, type Service } from './services.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
@@ -27,7 +27,7 @@ const CONCURRENT = Number(process.env.CONCURRENT ?? 4000);
 interface Build {
   label: string;
   dist: string;
-  schema: string;
+  databases?: BenchDatabases;
   crm?: Service;
   creator?: ReturnType<typeof customerCreator>;
   sequential: number[];
@@ -39,7 +39,6 @@ interface Build {
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 const agent = new Agent({ connections: 1, keepAliveTimeout: 30_000 });
-const runId = Math.random().toString(16).slice(2, 10);
 
 /** Creates `total` customers with `inFlight` requests open at a time; answers creates per second. */
 async function createMany(build: Build, total: number, inFlight: number): Promise<number> {
@@ -68,13 +67,12 @@ async function readWholeFeed(build: Build): Promise<{ events: number; ms: number
 }
 
 async function main(): Promise<void> {
-  const args = process.argv.slice(2);
+  const args = process.argv.slice(2).filter((arg) => !arg.startsWith('--'));
   const builds: Build[] = (args.length > 0 ? args : [`this=${DIST}`]).map((arg, i) => {
     const [label, dist] = arg.includes('=') ? arg.split('=', 2) : [`build${i + 1}`, arg];
     return {
       label: label!,
       dist: path.resolve(dist!),
-      schema: `bench_creates_${runId}_${i}`,
       sequential: [],
       concurrent: [],
       cpuMs: [],
@@ -83,14 +81,12 @@ async function main(): Promise<void> {
   });
   try {
     for (const build of builds) {
-      await withPostgres((client) => client.query(`create schema "${build.schema}"`));
-      const url = new URL(POSTGRES_URL);
-      url.searchParams.set('options', `-c search_path=${build.schema}`);
+      build.databases = await createBenchDatabases(`creates-${build.label}`);
       build.crm = await startService(
         `crm (${build.label})`,
         path.relative(DIST, path.join(build.dist, 'crm/main.js')),
         'CRM_PORT',
-        { CRM_DATABASE_URL: url.toString(), RATE_LIMIT_MAX: '0' },
+        { ...build.databases.env, RATE_LIMIT_MAX: '0' },
       );
       build.creator = customerCreator(build.crm.url);
       await createMany(build, 200, IN_FLIGHT); // warm-up: JIT, pooled connections
@@ -106,23 +102,10 @@ async function main(): Promise<void> {
         );
       }
     }
-    say(`\ncreates/s on PostgreSQL, median of ${ROUNDS} rounds`);
+    say(`\ncreates/s on ${postgres ? 'PostgreSQL' : 'SQLite'}, median of ${ROUNDS} rounds`);
     say(`build        one at a time   ${IN_FLIGHT} in flight   CRM CPU ms/create   feed complete`);
     for (const build of builds) {
       const feed = await readWholeFeed(build);
-      if (feed.events !== build.created) {
-        const stored = await withPostgres(
-          async (client) =>
-            (
-              await client.query(
-                `select count(*) as events, max(position) as last from "${build.schema}".events`,
-              )
-            ).rows[0] as { events: string; last: string },
-        );
-        say(
-          `${build.label}: the table holds ${stored.events} events, up to position ${stored.last}`,
-        );
-      }
       say(
         `${build.label.padEnd(12)} ${median(build.sequential).toFixed(0).padStart(13)} ${median(build.concurrent).toFixed(0).padStart(14)} ${median(build.cpuMs).toFixed(2).padStart(19)}   ${feed.events === build.created ? `yes, in ${feed.ms.toFixed(0)} ms` : `NO: ${feed.events} of ${build.created}`}`,
       );
@@ -130,10 +113,7 @@ async function main(): Promise<void> {
   } finally {
     await Promise.all(builds.map((build) => build.creator?.close()));
     await Promise.all(builds.map((build) => build.crm?.stop()));
-    await withPostgres(async (client) => {
-      for (const build of builds)
-        await client.query(`drop schema if exists "${build.schema}" cascade`);
-    });
+    for (const build of builds) await build.databases?.drop();
     await agent.close();
   }
 }

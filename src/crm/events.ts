@@ -129,6 +129,10 @@ export class EventLog {
   private async commitQueued(): Promise<void> {
     this.committing = true;
     try {
+      // SQLite runs a whole transaction synchronously, before the event loop reads the next
+      // request: without this turn of the loop, requests that arrived together would still each
+      // commit alone. Waiting for the loop's check phase lets every request already read append first.
+      if (this.dialect === 'sqlite') await new Promise((resolve) => setImmediate(resolve));
       while (this.queued.length > 0) await this.commitBatch(this.queued.splice(0, MAX_BATCH));
     } finally {
       this.committing = false;
@@ -140,7 +144,7 @@ export class EventLog {
    * retried in a transaction of its own, so that one failing append fails no other.
    */
   private async commitBatch(batch: readonly QueuedAppend[]): Promise<void> {
-    let written: boolean[];
+    let written: { written: boolean[]; webhookMessages: number };
     try {
       written = await this.writeBatch(batch);
     } catch (error) {
@@ -149,18 +153,24 @@ export class EventLog {
       return;
     }
     // Callers first: a listener that throws must not leave a committed batch unanswered.
-    batch.forEach((queued, i) => queued.settle({ written: written[i]! }));
-    if (written.includes(true)) this.appended.emit('committed');
+    batch.forEach((queued, i) => queued.settle({ written: written.written[i]! }));
+    if (written.written.includes(true))
+      this.appended.emit('committed', { webhookMessages: written.webhookMessages > 0 });
   }
 
-  /** One transaction: the events first, then each kind of change, minus the events not written. */
-  private writeBatch(batch: readonly QueuedAppend[]): Promise<boolean[]> {
+  /**
+   * One transaction: the events first, then each kind of change, minus the events not written.
+   * Answers which changes were written, and how many webhook messages the events queued.
+   */
+  private writeBatch(
+    batch: readonly QueuedAppend[],
+  ): Promise<{ written: boolean[]; webhookMessages: number }> {
     return this.db.connection().execute(async (connection) => {
       let drawing = false;
       try {
         return await connection.transaction().execute(async (trx) => {
           drawing = true;
-          const eventIds = await this.insertEvents(
+          const { ids: eventIds, webhookMessages } = await this.insertEvents(
             trx,
             batch.map((queued) => queued.event),
           );
@@ -181,7 +191,7 @@ export class EventLog {
               trx,
             );
           }
-          return written;
+          return { written, webhookMessages };
         });
       } catch (error) {
         if (drawing) await this.releaseAppendLock(connection);
@@ -192,12 +202,12 @@ export class EventLog {
 
   /**
    * Inserts the events, in order and as their transaction's first write, and their webhook
-   * messages; answers their ids.
+   * messages; answers the events' ids and how many messages were queued.
    */
   private async insertEvents(
     trx: Transaction<CrmTables>,
     events: readonly NewEvent[],
-  ): Promise<string[]> {
+  ): Promise<{ ids: string[]; webhookMessages: number }> {
     const rows = events.map((event) => ({
       id: newId(),
       type: event.type,
@@ -211,9 +221,10 @@ export class EventLog {
     const now = Date.now();
     if (this.dialect === 'sqlite') {
       await trx.insertInto('events').values(rows).execute();
-      await sql`with event as (select id, position from events where id in (${sql.join(ids)}))
+      const messages =
+        await sql`with event as (select id, position from events where id in (${sql.join(ids)}))
         ${insertWebhookMessages(now)}`.execute(trx);
-      return ids;
+      return { ids, webhookMessages: Number(messages.numAffectedRows ?? 1n) };
     }
     // One statement, one round trip. The positions (sequence, in the order of `values`) and `xid`
     // (column default) are drawn under the lock, which the last row releases once it is written;
@@ -223,7 +234,7 @@ export class EventLog {
         sql`(${row.id}::text, ${row.type}::text, ${row.customer_id}::text, ${row.payload}::text,
           ${row.changed_fields}::text, ${row.occurred_at}::timestamptz, ${row.traceparent}::text)`,
     );
-    await sql`
+    const messages = await sql`
       with locked as materialized (select pg_advisory_lock(${APPEND_LOCK})),
       event as (
         insert into events (id, type, customer_id, payload, changed_fields, occurred_at, traceparent)
@@ -234,7 +245,7 @@ export class EventLog {
           case when id = ${ids.at(-1)} then pg_advisory_unlock(${APPEND_LOCK}) end
       )
       ${insertWebhookMessages(now)}`.execute(trx);
-    return ids;
+    return { ids, webhookMessages: Number(messages.numAffectedRows ?? 1n) };
   }
 
   /** Removes events whose change was not written, with their webhook messages. */
@@ -278,9 +289,15 @@ export class EventLog {
     };
   }
 
-  /** Calls `listener` after every commit of new events in this process (relays wake on it). */
-  onCommitted(listener: () => void): void {
-    this.appended.on('committed', listener);
+  /**
+   * Calls `listener` after every commit of new events in this process (relays wake on it), and
+   * for each commit another process announced. `webhookMessages` is false when the commit is known
+   * to have queued no webhook message (no endpoint is subscribed), so the sender need not look.
+   */
+  onCommitted(listener: (commit: { webhookMessages: boolean }) => void): void {
+    this.appended.on('committed', (commit?: { webhookMessages: boolean }) =>
+      listener(commit ?? { webhookMessages: true }),
+    );
   }
 
   /**

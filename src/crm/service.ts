@@ -65,8 +65,8 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
             metrics,
           })
         : undefined;
-      events.onCommitted(() => {
-        webhooks.wake();
+      events.onCommitted(({ webhookMessages }) => {
+        if (webhookMessages) webhooks.wake();
         relay?.wake();
       });
       let stopListening: (() => Promise<void>) | undefined;

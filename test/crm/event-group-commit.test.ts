@@ -19,7 +19,7 @@ afterEach(async () => {
 const { readFeed } = crmFeed(() => t);
 
 describe('creates made while another commits (group commit)', () => {
-  it('share one transaction: the first goes alone, the ones made meanwhile all go in the next', async () => {
+  it('share one transaction: on PostgreSQL the first goes alone and the ones made meanwhile all go in the next; on SQLite, those of one turn of the event loop all go together', async () => {
     const log = new EventLog(t.database.db as Kysely<CrmTables>, t.database.dialect);
     const batches: number[] = [];
     const insert: BatchWrites<Customer & { email_normalized: string }> = async (trx, rows) => {
@@ -49,7 +49,9 @@ describe('creates made while another commits (group commit)', () => {
       ),
     );
     expect(answers).toEqual(customers.map(() => true));
-    expect(batches).toEqual([1, 9]);
+    // SQLite commits synchronously, so its first transaction waits for the loop's turn to end
+    // (requests read together would otherwise each commit alone).
+    expect(batches).toEqual(t.database.dialect === 'sqlite' ? [10] : [1, 9]);
     // Positions in the order the creates were made, as the customers' order in the list.
     const { events } = await readFeed('after=0&wait=5000');
     expect(events.map((e) => e.data.id)).toEqual(customers.map((c) => c.id));
