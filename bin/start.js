@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Launcher for `npm start` and `npm run start:<service>`: compiles the TypeScript only when a
-// source file changed since the last build (the compiler takes seconds; a current build starts
-// at once), then runs every service, or the one named: `node bin/start.js [crm|inventory|integration]`.
+// Launcher for `npm start` and `npm run start:<service>`: compiles the TypeScript and bundles each
+// service (bin/bundle.js) only when a source file changed since the last build (that takes
+// seconds; a current build starts at once), then runs every service's bundle, or the one named:
+// `node bin/start.js [crm|inventory|integration]`.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -53,10 +54,21 @@ if (sourcesAt > builtAt) {
   const now = new Date();
   fs.utimesSync(buildInfo, now, now);
 }
+// Bundled after each build (`npm run build` does both; a build by `tsc` alone leaves them stale).
+const bundles = SERVICES.map((name) => path.join(root, 'dist', 'bundles', `${name}.mjs`));
+const bundledAt = Math.min(
+  ...bundles.map((file) => (fs.existsSync(file) ? fs.statSync(file).mtimeMs : 0)),
+);
+if (bundledAt < fs.statSync(buildInfo).mtimeMs) {
+  const bundle = spawnSync(process.execPath, [path.join(root, 'bin', 'bundle.js')], {
+    stdio: 'inherit',
+  });
+  if (bundle.status !== 0) process.exit(bundle.status ?? 1);
+}
 
 const entry = path.join(
   root,
   'dist',
-  service === undefined ? 'start-all.js' : `${service}/main.js`,
+  service === undefined ? 'start-all.js' : `bundles/${service}.mjs`,
 );
 await import(pathToFileURL(entry).href);

@@ -1,5 +1,7 @@
 // Starts every service in the foreground with service-prefixed, interleaved logs, like
-// `docker compose up`; Ctrl-C (SIGINT) or SIGTERM stops them all gracefully.
+// `docker compose up`; Ctrl-C (SIGINT) or SIGTERM stops them all gracefully. Each runs from its
+// bundle (bin/bundle.js, half the start-up), or from its modules when it was not bundled.
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import concurrently from 'concurrently';
 
@@ -10,11 +12,15 @@ const quote = (value: string) =>
   /^[\w./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
 const node = quote(process.execPath);
 const logFormat = process.env.LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json');
+const entryOf = (name: string) => {
+  const bundle = fileURLToPath(new URL(`./bundles/${name}.mjs`, import.meta.url));
+  return existsSync(bundle) ? bundle : fileURLToPath(new URL(`./${name}/main.js`, import.meta.url));
+};
 
 const { result } = concurrently(
   SERVICES.map((name) => ({
     name,
-    command: `exec ${node} ${quote(fileURLToPath(new URL(`./${name}/main.js`, import.meta.url)))}`,
+    command: `exec ${node} ${quote(entryOf(name))}`,
     env: { LOG_FORMAT: logFormat },
   })),
   {
