@@ -18,7 +18,7 @@ import { customerCreator, IN_FLIGHT } from './creates.js';
 import { createBenchDatabases, type BenchDatabases } from './databases.js';
 import { median } from './numbers.js';
 import { postgres } from './options.js';
-import { DIST, startService, type Service } from './services.js';
+import { DIST, serviceScript, startService, type Service } from './services.js';
 
 const ROUNDS = Number(process.env.ROUNDS ?? 3);
 const SEQUENTIAL = Number(process.env.SEQUENTIAL ?? 500);
@@ -84,7 +84,7 @@ async function main(): Promise<void> {
       build.databases = await createBenchDatabases(`creates-${build.label}`);
       build.crm = await startService(
         `crm (${build.label})`,
-        path.relative(DIST, path.join(build.dist, 'crm/main.js')),
+        serviceScript('crm', build.dist),
         'CRM_PORT',
         { ...build.databases.env, RATE_LIMIT_MAX: '0' },
       );

@@ -10,7 +10,7 @@ import { percentile, round } from './numbers.js';
 import { SIZES } from './options.js';
 import { progress, say } from './output.js';
 import { createBenchDatabases } from './databases.js';
-import { startService } from './services.js';
+import { serviceScript, startService } from './services.js';
 
 /** Requests open at once in the concurrent part (what the target is set at). */
 export const IN_FLIGHT = 16;
@@ -68,7 +68,7 @@ export function customerCreator(crmUrl: string, connections = IN_FLIGHT) {
 
 export async function createThroughput(): Promise<CreateFigures> {
   const databases = await createBenchDatabases('creates');
-  const crm = await startService('crm', 'crm/main.js', 'CRM_PORT', {
+  const crm = await startService('crm', serviceScript('crm'), 'CRM_PORT', {
     ...databases.env,
     RATE_LIMIT_MAX: '0',
   });

@@ -1,5 +1,5 @@
 import { fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +7,15 @@ import { fileURLToPath } from 'node:url';
 
 /** dist/ of the project: the bench runs the same compiled services `npm start` runs. */
 export const DIST = fileURLToPath(new URL('../', import.meta.url));
+
+/**
+ * The script that runs `service` in the build at `dist`, relative to DIST: its bundle, as
+ * `npm start` runs it, or its modules in a build from before bundles existed.
+ */
+export function serviceScript(service: string, dist = DIST): string {
+  const bundle = path.join(dist, 'bundles', `${service}.mjs`);
+  return path.relative(DIST, existsSync(bundle) ? bundle : path.join(dist, service, 'main.js'));
+}
 
 /** A TCP port nothing listens on right now. */
 export function freePort(): Promise<number> {

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { createBenchDatabases } from './databases.js';
 import { DELIVERY_TIMEOUT_MS } from './options.js';
 import { progress } from './output.js';
-import { sleep, startService, type Service } from './services.js';
+import { serviceScript, sleep, startService, type Service } from './services.js';
 
 export interface Stack {
   crm: Service;
@@ -24,7 +24,7 @@ export async function startStack(
   try {
     if (customers > 0) {
       // Start the CRM once so its own migrations create the schema, then fill it while it is stopped.
-      const migrate = await startService('crm', 'crm/main.js', 'CRM_PORT', common);
+      const migrate = await startService('crm', serviceScript('crm'), 'CRM_PORT', common);
       await migrate.stop();
       progress(
         `${label}: inserting ${customers.toLocaleString('en')} customers into the CRM's database directly`,
@@ -32,8 +32,8 @@ export async function startStack(
       await databases.insertCustomers(customers, `${label}-${randomBytes(3).toString('hex')}`);
     }
     const starts = await Promise.allSettled([
-      startService('crm', 'crm/main.js', 'CRM_PORT', common),
-      startService('inventory', 'inventory/main.js', 'INVENTORY_PORT', common),
+      startService('crm', serviceScript('crm'), 'CRM_PORT', common),
+      startService('inventory', serviceScript('inventory'), 'INVENTORY_PORT', common),
     ]);
     const up = starts.flatMap((start) => (start.status === 'fulfilled' ? [start.value] : []));
     const failed = starts.find((start) => start.status === 'rejected');
@@ -63,7 +63,7 @@ export function startIntegration(
   mode: string,
   env: Record<string, string>,
 ): Promise<Service> {
-  return startService('integration', 'integration/main.js', 'INTEGRATION_PORT', {
+  return startService('integration', serviceScript('integration'), 'INTEGRATION_PORT', {
     ...stack.databaseEnv,
     SYNC_MODE: mode,
     CRM_URL: stack.crm.url,
