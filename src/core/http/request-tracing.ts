@@ -18,7 +18,8 @@ export const traceRequests = fp<RequestTracingOptions>(
         SpanKind.SERVER,
         typeof traceparent === 'string' ? traceparent : undefined,
       );
-      request.log = request.log.child({ trace_id: traceIdOf(request.span) });
+      // The request's one child logger (createHttpServer makes none).
+      request.log = request.log.child({ reqId: request.id, trace_id: traceIdOf(request.span) });
     });
     app.addHook('onResponse', async (request, reply) => {
       request.span?.setAttribute('http.response.status_code', reply.statusCode);
