@@ -10,11 +10,13 @@ export const DIST = fileURLToPath(new URL('../', import.meta.url));
 
 /**
  * The script that runs `service` in the build at `dist`, relative to DIST: its bundle, as
- * `npm start` runs it, or its modules in a build from before bundles existed.
+ * `npm start` runs it, or its modules in a build from before bundles existed or with `--profile`.
  */
 export function serviceScript(service: string, dist = DIST): string {
   const bundle = path.join(dist, 'bundles', `${service}.mjs`);
-  return path.relative(DIST, existsSync(bundle) ? bundle : path.join(dist, service, 'main.js'));
+  // A CPU profile is summarised by package, which only module files tell apart.
+  const useBundle = existsSync(bundle) && !process.env.BENCH_PROFILE_DIR;
+  return path.relative(DIST, useBundle ? bundle : path.join(dist, service, 'main.js'));
 }
 
 /** A TCP port nothing listens on right now. */
