@@ -6,8 +6,8 @@
  * Runs as its own process (forked by bench/run.ts) so its memory is measured like a service's.
  * Environment: CRM_URL, INVENTORY_URL, BASELINE_INTERVAL_MS (default 10000, the seed's).
  * IPC: sends {type:'ready'} at start; answers {type:'poll'} with {type:'polled', ms, created}, and
- * {type:'skip-rest'} with {type:'skipped', skipped} once the running poll has marked every customer it
- * had not reached as handled, without posting (the bench measures a large backlog over a window).
+ * {type:'skip-rest'} with {type:'skipped', skipped} once every customer not yet handled is marked
+ * handled without posting (the bench measures a large backlog over a window).
  */
 
 interface Customer {
@@ -87,12 +87,17 @@ async function loop(): Promise<void> {
 
 process.on('message', (message: { type?: string }) => {
   if (message.type === 'skip-rest') {
+    // The running poll, if any, stops posting at once; then one listing marks every customer
+    // not yet handled, wherever the last poll stopped (or failed).
     skipping = true;
-    // Queued behind the running poll, which now ends quickly.
-    void serialised(() => {
+    void serialised(async () => {
+      for (const customer of await listAllCustomers()) {
+        if (processed.has(customer.id)) continue;
+        processed.add(customer.id);
+        skipped++;
+      }
       skipping = false;
       process.send?.({ type: 'skipped', skipped });
-      return Promise.resolve();
     });
     return;
   }
