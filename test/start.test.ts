@@ -20,6 +20,8 @@ afterAll(() => fs.rmSync(project, { recursive: true, force: true }));
 
 const buildInfo = path.join(project, 'dist', '.tsbuildinfo');
 const builtAt = () => fs.statSync(buildInfo).mtimeMs;
+const bundle = path.join(project, 'dist', 'bundles', 'crm.mjs');
+const bundledAt = () => fs.statSync(bundle).mtimeMs;
 
 /** `node bin/start.js crm` in the scratch project, until its /ready answers; then SIGTERM. */
 async function startCrm(): Promise<{ output: string; exitCode: number | null }> {
@@ -56,17 +58,19 @@ async function startCrm(): Promise<{ output: string; exitCode: number | null }> 
   return { output, exitCode: await exitOf(child) };
 }
 
-it('compiles on the first start, starts a current build without the compiler, and compiles again after a source changes', async () => {
+it('compiles and bundles on the first start, starts a current build without either, and builds again after a source changes', async () => {
   expect(fs.existsSync(buildInfo)).toBe(false);
   const first = await startCrm();
   expect(first.exitCode).toBe(0);
   expect(fs.existsSync(path.join(project, 'dist', 'crm', 'main.js'))).toBe(true);
   const firstBuild = builtAt();
+  const firstBundle = bundledAt();
 
-  // Nothing changed: the compiler does not run, so its build info is left as it was.
+  // Nothing changed: neither the compiler nor the bundler runs, so their files are left as they were.
   const second = await startCrm();
   expect(second.exitCode).toBe(0);
   expect(builtAt()).toBe(firstBuild);
+  expect(bundledAt()).toBe(firstBundle);
 
   // A source changed since: compiled again, and the change is what runs.
   const source = path.join(project, 'src', 'crm', 'main.ts');
@@ -74,6 +78,9 @@ it('compiles on the first start, starts a current build without the compiler, an
   const third = await startCrm();
   expect(third.exitCode).toBe(0);
   expect(builtAt()).toBeGreaterThan(firstBuild);
+  expect(bundledAt()).toBeGreaterThan(firstBundle);
+  // The launcher runs the bundle, and the bundle holds the change.
+  expect(fs.readFileSync(bundle, 'utf8')).toContain('started from the changed source');
   expect(third.output).toContain('started from the changed source');
 }, 240_000);
 
