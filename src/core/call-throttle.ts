@@ -14,9 +14,16 @@ export class CallThrottle {
   }
 
   async take(signal?: AbortSignal): Promise<void> {
-    const now = performance.now();
-    const at = Math.max(now, this.nextAt);
-    this.nextAt = at + this.intervalMs;
-    if (at > now) await sleep(at - now, undefined, { signal });
+    // A turn is taken when it is used, not reserved ahead: after the event loop stalls, waiters
+    // whose timers all fire at once still start an interval apart, not in a burst.
+    for (;;) {
+      signal?.throwIfAborted();
+      const now = performance.now();
+      if (now >= this.nextAt) {
+        this.nextAt = now + this.intervalMs;
+        return;
+      }
+      await sleep(this.nextAt - now, undefined, { signal });
+    }
   }
 }
