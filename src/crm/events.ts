@@ -144,18 +144,18 @@ export class EventLog {
    * retried in a transaction of its own, so that one failing append fails no other.
    */
   private async commitBatch(batch: readonly QueuedAppend[]): Promise<void> {
-    let written: { written: boolean[]; webhookMessages: number };
+    let result: { written: boolean[]; webhookMessages: number };
     try {
-      written = await this.writeBatch(batch);
+      result = await this.writeBatch(batch);
     } catch (error) {
       if (batch.length === 1) batch[0]!.settle({ error });
       else for (const queued of batch) await this.commitBatch([queued]);
       return;
     }
     // Callers first: a listener that throws must not leave a committed batch unanswered.
-    batch.forEach((queued, i) => queued.settle({ written: written.written[i]! }));
-    if (written.written.includes(true))
-      this.appended.emit('committed', { webhookMessages: written.webhookMessages > 0 });
+    batch.forEach((queued, i) => queued.settle({ written: result.written[i]! }));
+    if (result.written.includes(true))
+      this.appended.emit('committed', { webhookMessages: result.webhookMessages > 0 });
   }
 
   /**

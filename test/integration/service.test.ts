@@ -34,7 +34,14 @@ describe('the integration service process', () => {
     upstreams = await startUpstreams();
     upstreams.proxy.plan = { rate: 1, kinds: ['delay'], delayMs: 700 };
     database = await createTestDatabase<IntegrationTables>('integration');
-    const env = { ...database.env, ...integrationEnv(upstreams), INTEGRATION_PORT: '0' };
+    // A lease (and so a claim) far longer than the test: the next instance can only finish the
+    // rest in time if this one handed them back, not by waiting for them to lapse.
+    const env = {
+      ...database.env,
+      ...integrationEnv(upstreams),
+      INTEGRATION_PORT: '0',
+      LEASE_MS: '60000',
+    };
     instance = await startServiceProcess('integration/main.js', env);
     await createCustomers(upstreams.crmUrl, 5);
     await waitUntil(() => upstreams!.proxy.calls.length > 0, 10_000, 'a call in flight');
@@ -49,19 +56,18 @@ describe('the integration service process', () => {
     expect(claimed).toEqual([]);
     expect(await database.db.selectFrom('leases').selectAll().execute()).toEqual([]);
 
-    // The next instance takes over at once and finishes the rest.
+    // The next instance takes over at once and finishes the rest, well before the 60 s lease and
+    // claims would have lapsed.
     upstreams.proxy.plan = { rate: 0, kinds: [] };
-    const next = Date.now();
     instance = await startServiceProcess('integration/main.js', env);
     await waitUntil(
       async () =>
         (await database!.db.selectFrom('deliveries').select('state').execute()).filter(
           (r) => r.state === 'delivered',
         ).length === 5,
-      10_000,
+      20_000,
       'all five delivered',
     );
-    expect(Date.now() - next).toBeLessThan(5_000);
   }, 60_000);
 });
 
