@@ -126,6 +126,19 @@ export function figureRows(results: BenchResults): Row[] {
     ...results.push_lag.flatMap((lag) =>
       cpuRows(`CPU per customer, push ${lag.mode} (ms)`, lag.cpu_ms_per_customer, null),
     ),
+    // Results from before it was counted have no such rows.
+    ...results.push_lag.flatMap((lag): Row[] =>
+      lag.inventory_calls_per_customer === undefined
+        ? []
+        : [
+            [
+              `Inventory write calls per customer, push ${lag.mode}`,
+              lag.inventory_calls_per_customer,
+              null,
+              'lower',
+            ],
+          ],
+    ),
     ...cpuRows(
       `CPU per customer, backlog ${size(sizes.backlog)} (ms)`,
       platform.cpu_ms_per_customer_backlog,

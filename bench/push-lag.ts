@@ -5,12 +5,18 @@
 import { randomBytes } from 'node:crypto';
 import { request } from 'undici';
 import { cpuPerCustomer, describeCpu, readCpu, type CpuReading } from './cpu.js';
-import { percentile } from './numbers.js';
+import { percentile, round } from './numbers.js';
 import { PUSH_DRAIN_TIMEOUT_MS, SIZES } from './options.js';
 import { progress, say } from './output.js';
 import type { LagFigures } from './results.js';
 import { sleep } from './services.js';
-import { inventoryCount, startIntegration, startStack, waitForDeliveries } from './stack.js';
+import {
+  inventoryCount,
+  inventoryWriteCalls,
+  startIntegration,
+  startStack,
+  waitForDeliveries,
+} from './stack.js';
 import { measureUpdateLag } from './update-lag.js';
 
 export type LagResult = LagFigures & { sorted: number[] };
@@ -72,12 +78,16 @@ export async function pushLag(
       }
     };
     // CPU is measured over the steady rate: from the end of the warm-up until every customer is in.
-    let cpuWindow: { cpu: CpuReading; delivered: number } | undefined;
+    let cpuWindow: { cpu: CpuReading; delivered: number; calls: number } | undefined;
     // Open loop: every 10 ms, send what is due, whatever the answers' speed.
     const started = performance.now();
     while (sent < total) {
       if (!cpuWindow && sent >= warmupCount) {
-        cpuWindow = { cpu: readCpu(services), delivered: await inventoryCount(stack.inventory) };
+        cpuWindow = {
+          cpu: readCpu(services),
+          delivered: await inventoryCount(stack.inventory),
+          calls: await inventoryWriteCalls(stack.inventory),
+        };
       }
       const due = Math.min(total, Math.floor(dueAt((performance.now() - started) / 1000)));
       while (sent < due) {
@@ -98,6 +108,7 @@ export async function pushLag(
     );
     if (delivered === null) say(`${label}: not every package request arrived within the timeout`);
     const cpuAfter = readCpu(services);
+    const callsAfter = await inventoryWriteCalls(stack.inventory);
     // The default mode also measures changes: each measured customer changed once, at the rate.
     const updateLag =
       mode === 'hybrid'
@@ -163,6 +174,11 @@ export async function pushLag(
       },
       cpu_ms_per_customer: cpu,
       cpu_customers: cpuCustomers,
+      inventory_calls_per_customer:
+        // Calls counted over the CPU window, before the update lag's changes.
+        cpuWindow && cpuCustomers > 0
+          ? round((callsAfter - cpuWindow.calls) / cpuCustomers, 3)
+          : null,
       ...(updateLag ? { update_lag: updateLag } : {}),
       sorted: lags,
     };
@@ -170,7 +186,7 @@ export async function pushLag(
       `push_lag   ${mode.padEnd(8)} ${result.customers} customers at ${SIZES.push_rate}/s: ` +
         `p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, max ${result.max_ms} ms ` +
         `(warm-up: p50 ${result.warmup.p50_ms} ms, p99 ${result.warmup.p99_ms} ms), ` +
-        `CPU ${describeCpu(cpu)}` +
+        `CPU ${describeCpu(cpu)}, ${result.inventory_calls_per_customer ?? 'n/a'} Inventory write calls per customer` +
         (failed > 0 ? ` (${failed} creates failed)` : '') +
         (lags.length < result.customers
           ? ` (${result.customers - lags.length} never delivered)`

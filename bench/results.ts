@@ -27,6 +27,11 @@ export interface LagFigures {
   cpu_ms_per_customer: CpuPerCustomer | null;
   /** Customers delivered in that window. */
   cpu_customers: number;
+  /**
+   * Write calls Inventory answered in that window per customer delivered (1 = no batching); absent
+   * from results before it existed.
+   */
+  inventory_calls_per_customer?: number | null;
   /** Hybrid mode only: every measured customer changed once, PATCH answered → Inventory updated. */
   update_lag?: UpdateLagFigures;
 }

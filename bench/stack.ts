@@ -79,6 +79,20 @@ export async function inventoryCount(inventory: Service): Promise<number> {
   return match ? Number(match[1]) : 0;
 }
 
+/**
+ * Write calls Inventory has answered (POST, PUT, PATCH, DELETE on any route), from its
+ * `http_requests_total` counter: with the customers delivered meanwhile, how well calls are batched.
+ */
+export async function inventoryWriteCalls(inventory: Service): Promise<number> {
+  const text = await (await fetch(`${inventory.url}/metrics`)).text();
+  let calls = 0;
+  for (const match of text.matchAll(
+    /^http_requests_total\{[^}]*method="(?:POST|PUT|PATCH|DELETE)"[^}]*\} (\d+)/gm,
+  ))
+    calls += Number(match[1]);
+  return calls;
+}
+
 /** Waits until Inventory holds `target` package requests; answers the ms it took, or null on timeout. */
 export async function waitForDeliveries(
   inventory: Service,
