@@ -12,7 +12,7 @@ import type { LagFigures } from './results.js';
 import { sleep } from './services.js';
 import {
   inventoryCount,
-  inventoryWriteCalls,
+  inventoryCounters,
   startIntegration,
   startStack,
   waitForDeliveries,
@@ -83,11 +83,9 @@ export async function pushLag(
     const started = performance.now();
     while (sent < total) {
       if (!cpuWindow && sent >= warmupCount) {
-        cpuWindow = {
-          cpu: readCpu(services),
-          delivered: await inventoryCount(stack.inventory),
-          calls: await inventoryWriteCalls(stack.inventory),
-        };
+        const cpu = readCpu(services);
+        const counters = await inventoryCounters(stack.inventory);
+        cpuWindow = { cpu, delivered: counters.created, calls: counters.writeCalls };
       }
       const due = Math.min(total, Math.floor(dueAt((performance.now() - started) / 1000)));
       while (sent < due) {
@@ -108,7 +106,7 @@ export async function pushLag(
     );
     if (delivered === null) say(`${label}: not every package request arrived within the timeout`);
     const cpuAfter = readCpu(services);
-    const callsAfter = await inventoryWriteCalls(stack.inventory);
+    const callsAfter = (await inventoryCounters(stack.inventory)).writeCalls;
     // The default mode also measures changes: each measured customer changed once, at the rate.
     const updateLag =
       mode === 'hybrid'

@@ -72,25 +72,27 @@ export function startIntegration(
   });
 }
 
-/** Package requests Inventory has created, from its Prometheus counter (one cheap GET). */
-export async function inventoryCount(inventory: Service): Promise<number> {
-  const text = await (await fetch(`${inventory.url}/metrics`)).text();
-  const match = /^inventory_package_requests_created_total(?:\{[^}]*\})? (\d+)/m.exec(text);
-  return match ? Number(match[1]) : 0;
-}
-
 /**
- * Write calls Inventory has answered (POST, PUT, PATCH, DELETE on any route), from its
- * `http_requests_total` counter: with the customers delivered meanwhile, how well calls are batched.
+ * Inventory's counters, from one read of its `/metrics` (one cheap GET): package requests created,
+ * and write calls answered (POST, PUT, PATCH, DELETE on any route; with the customers delivered
+ * meanwhile, how well calls are batched).
  */
-export async function inventoryWriteCalls(inventory: Service): Promise<number> {
+export async function inventoryCounters(
+  inventory: Service,
+): Promise<{ created: number; writeCalls: number }> {
   const text = await (await fetch(`${inventory.url}/metrics`)).text();
-  let calls = 0;
+  const created = /^inventory_package_requests_created_total(?:\{[^}]*\})? (\d+)/m.exec(text);
+  let writeCalls = 0;
   for (const match of text.matchAll(
     /^http_requests_total\{[^}]*method="(?:POST|PUT|PATCH|DELETE)"[^}]*\} (\d+)/gm,
   ))
-    calls += Number(match[1]);
-  return calls;
+    writeCalls += Number(match[1]);
+  return { created: created ? Number(created[1]) : 0, writeCalls };
+}
+
+/** Package requests Inventory has created. */
+export async function inventoryCount(inventory: Service): Promise<number> {
+  return (await inventoryCounters(inventory)).created;
 }
 
 /** Waits until Inventory holds `target` package requests; answers the ms it took, or null on timeout. */
