@@ -78,6 +78,8 @@ export class FeedSource implements Source {
   private failures = 0;
   /** When this source started: events before it are repaired without waiting. */
   private startedAt = Date.now();
+  /** Set by `start()`: a loop that has not started yet is not stalled, however long start-up takes. */
+  private started = false;
   private readonly state: FeedState = {
     leader: false,
     lastSuccessAt: undefined,
@@ -97,6 +99,7 @@ export class FeedSource implements Source {
 
   /** How long the loop has gone without finishing a read, when that is over three budgets. */
   stalledForMs(now = Date.now()): number | undefined {
+    if (!this.started) return undefined;
     const silentMs = now - this.state.lastTickAt;
     return silentMs > 3 * this.tickBudgetMs ? silentMs : undefined;
   }
@@ -150,6 +153,7 @@ export class FeedSource implements Source {
     this.inbox = inbox;
     this.startedAt = Date.now();
     this.state.lastTickAt = Date.now();
+    this.started = true;
     this.task.start();
   }
 
