@@ -194,10 +194,19 @@ describe('poison items', () => {
   }, 600_000);
 });
 
+/** The integration's lease in the shutdown test: longer than the test itself. */
+const HANDED_OVER_LEASE_MS = 60_000;
+
 describe('graceful shutdown under load', () => {
-  it('SIGTERM to the CRM and to the integration service while 200 customers/s arrive → no request cut, exit 0 within 25 s, the next process resumes within a second of listening', async () => {
+  it('SIGTERM to the CRM and to the integration service while 200 customers/s arrive → no request cut, exit 0 within 25 s, the next process resumes without waiting out the lease its predecessor released', async () => {
     const startedAt = performance.now();
-    platform = await ChaosPlatform.start({ mode: 'hybrid', seed: SEED });
+    // A lease (and so a claim) far longer than the test: the next integration process can only
+    // resume in time if the one stopped handed its lease back, not by waiting for it to lapse.
+    platform = await ChaosPlatform.start({
+      mode: 'hybrid',
+      seed: SEED,
+      integrationEnv: { LEASE_MS: String(HANDED_OVER_LEASE_MS) },
+    });
     const p = platform;
     const seconds = scaled(4, 20);
     const creation = p.createCustomers(200 * seconds, 200, { retry: true });
@@ -226,7 +235,7 @@ describe('graceful shutdown under load', () => {
     // Customers arrived while it was down: the next process delivers them as soon as it is up.
     const ready = performance.now();
     let deliveringAfterMs = Number.POSITIVE_INFINITY;
-    while (performance.now() - ready < 10_000) {
+    while (performance.now() - ready < HANDED_OVER_LEASE_MS) {
       if ((await p.packageRequestsByCustomer()).size > before) {
         deliveringAfterMs = performance.now() - ready;
         break;
@@ -252,10 +261,9 @@ describe('graceful shutdown under load', () => {
     expect(integrationExit).toBe(0);
     expect(crmExitMs).toBeLessThan(25_000);
     expect(integrationExitMs).toBeLessThan(25_000);
-    // Booting a process (loading its modules) takes about 2 s on the 2-core machines this runs
-    // on and over 10 s when they are busy: reported, not asserted. What must take under a second
-    // is resuming work once the process listens.
-    expect(deliveringAfterMs).toBeLessThan(1_000);
+    // How long booting and resuming take depends on how busy the machine is: reported, not
+    // asserted. What must hold is that the next process resumed without waiting out the lease.
+    expect(deliveringAfterMs).toBeLessThan(HANDED_OVER_LEASE_MS);
     expect(failed).toBe(0);
     expect(cut).toBe(0);
     expect(counts).toMatchObject({ ...exactlyOnce(counts.created), dead_letters: 0 });
