@@ -2,6 +2,7 @@ import { newId } from '../core/ids.js';
 import { EventEmitter, once } from 'node:events';
 import { sql, type Kysely, type Transaction } from 'kysely';
 import { retryDelayMs } from '../core/backoff.js';
+import { GroupCommit } from '../core/group-commit.js';
 import { notifyChannel, type DialectName } from '../core/db.js';
 import { APPEND_LOCK, EVENT_COLUMNS, selectFeedPage, toEvent } from './feed-order.js';
 import type { ChangeableCustomerField, Customer } from '../contracts/customers.js';
@@ -60,7 +61,6 @@ interface QueuedAppend {
   event: NewEvent;
   change: unknown;
   writes: BatchWrites<unknown>;
-  settle: (outcome: { written: boolean } | { error: unknown }) => void;
 }
 
 /**
@@ -94,8 +94,8 @@ function groupByWrites(batch: readonly QueuedAppend[]): Map<BatchWrites<unknown>
 export class EventLog {
   private readonly appended = new EventEmitter();
   private closed = false;
-  private readonly queued: QueuedAppend[] = [];
-  private committing = false;
+  /** Appends made together share one transaction. */
+  private readonly appends: GroupCommit<QueuedAppend, boolean>;
   /** Reads in a row that found committed events still waiting for an earlier writer. */
   private waitingReads = 0;
   private wakeTimer: NodeJS.Timeout | undefined;
@@ -108,6 +108,20 @@ export class EventLog {
     private readonly dialect: DialectName,
   ) {
     this.appended.setMaxListeners(0);
+    this.appends = new GroupCommit({
+      dialect,
+      maxBatch: MAX_BATCH,
+      commit: async (batch) => {
+        const { written, webhookMessages } = await this.writeBatch(batch);
+        return {
+          results: written,
+          afterSettled: () => {
+            if (written.includes(true))
+              this.appended.emit('committed', { webhookMessages: webhookMessages > 0 });
+          },
+        };
+      },
+    });
   }
 
   /**
@@ -117,45 +131,7 @@ export class EventLog {
    * what this append alone would have thrown, and then nothing was recorded.
    */
   async append<C>(event: NewEvent, change: C, writes: BatchWrites<C>): Promise<boolean> {
-    const outcome = await new Promise<{ written: boolean } | { error: unknown }>((settle) => {
-      this.queued.push({ event, change, writes: writes as BatchWrites<unknown>, settle });
-      if (!this.committing) void this.commitQueued();
-    });
-    if ('error' in outcome) throw outcome.error;
-    return outcome.written;
-  }
-
-  /** Commits queued appends, a batch per transaction, until none is left. */
-  private async commitQueued(): Promise<void> {
-    this.committing = true;
-    try {
-      // SQLite runs a whole transaction synchronously, before the event loop reads the next
-      // request: without this turn of the loop, requests that arrived together would still each
-      // commit alone. Waiting for the loop's check phase lets every request already read append first.
-      if (this.dialect === 'sqlite') await new Promise((resolve) => setImmediate(resolve));
-      while (this.queued.length > 0) await this.commitBatch(this.queued.splice(0, MAX_BATCH));
-    } finally {
-      this.committing = false;
-    }
-  }
-
-  /**
-   * Commits `batch` in one transaction and settles each append. When it fails, each append is
-   * retried in a transaction of its own, so that one failing append fails no other.
-   */
-  private async commitBatch(batch: readonly QueuedAppend[]): Promise<void> {
-    let result: { written: boolean[]; webhookMessages: number };
-    try {
-      result = await this.writeBatch(batch);
-    } catch (error) {
-      if (batch.length === 1) batch[0]!.settle({ error });
-      else for (const queued of batch) await this.commitBatch([queued]);
-      return;
-    }
-    // Callers first: a listener that throws must not leave a committed batch unanswered.
-    batch.forEach((queued, i) => queued.settle({ written: result.written[i]! }));
-    if (result.written.includes(true))
-      this.appended.emit('committed', { webhookMessages: result.webhookMessages > 0 });
+    return this.appends.submit({ event, change, writes: writes as BatchWrites<unknown> });
   }
 
   /**

@@ -1,4 +1,5 @@
 import { chunk } from '../core/batches.js';
+import { GroupCommit, type CommittedBatch } from '../core/group-commit.js';
 import type { Logger } from '../core/logging.js';
 import { retryDelayMs, shouldGiveUp, type RetryPolicy } from '../core/backoff.js';
 import {
@@ -19,7 +20,7 @@ import type { IntegrationMetrics } from './metrics.js';
 import type { DeliveryRow } from './migrations.js';
 import type { Inbox } from './sources/source.js';
 import type { FailedOutcome, Settlement } from './store/claims.js';
-import { acceptedOf, type PushedMessage, type RecordFromFeed } from './store/inbox.js';
+import type { PushedItems, PushedMessage, RecordFromFeed } from './store/inbox.js';
 import type { NewDelivery } from './store/new-delivery.js';
 import type { SyncStore } from './store/sync-store.js';
 
@@ -64,6 +65,8 @@ const MAX_STEPS = 5;
 export class DeliveryWorker implements Inbox {
   private readonly loop: WorkLoop<DeliveryRow[]>;
   private readonly reporter: DeliveryReporter;
+  /** Pushed messages that arrive together are recorded in one transaction. */
+  private readonly pushes: GroupCommit<PushedItems, NewDelivery[] | undefined>;
   private stopping = false;
 
   constructor(private readonly options: DeliveryWorkerOptions) {
@@ -78,6 +81,12 @@ export class DeliveryWorker implements Inbox {
       logger,
       idleMs: options.idleMs,
     });
+    this.pushes = new GroupCommit({
+      dialect: store.dialect,
+      // A group's new customers go to Inventory in one call.
+      maxBatch: batchSize,
+      commit: (pushed) => this.recordPushes(pushed),
+    });
   }
 
   start(): void {
@@ -91,38 +100,36 @@ export class DeliveryWorker implements Inbox {
 
   /**
    * Records a pushed message's customers (webhook, RabbitMQ) and starts delivering the new ones.
-   * With a call slot free, they are written already claimed by this instance and sent at once,
+   * Messages pushed together share one transaction (group commit). With a call slot free, their
+   * new customers are written already claimed by this instance and sent at once, in one call,
    * without a claim query; otherwise they are written pending and the loop claims them when a
    * slot frees up. Answers the new customers, or undefined for a redelivered message id.
    */
-  async recordPushed(
-    message: PushedMessage,
-    items: NewDelivery[],
-  ): Promise<NewDelivery[] | undefined> {
+  recordPushed(message: PushedMessage, items: NewDelivery[]): Promise<NewDelivery[] | undefined> {
+    return this.pushes.submit({ message, items });
+  }
+
+  private async recordPushes(
+    pushed: readonly PushedItems[],
+  ): Promise<CommittedBatch<NewDelivery[] | undefined>> {
     const { store, instanceId, claimMs, batchSize } = this.options;
     // While stopping, nothing new starts here: pending, the next instance takes it at once.
-    if (this.stopping || this.loop.freeSlots <= 0) {
-      const accepted = await store.inbox.recordMessage(message, items);
-      if (accepted && accepted.length > 0) {
-        this.reporter.found(accepted);
-        this.wake();
-      }
-      return accepted;
-    }
-    const rows = await store.inbox.recordMessageClaimed(message, items, {
-      holder: instanceId,
-      lockMs: claimMs,
-    });
-    if (!rows) return undefined;
-    const accepted = acceptedOf(items, rows);
+    const claiming = !this.stopping && this.loop.freeSlots > 0;
+    const { accepted, rows } = await store.inbox.recordPushedItems(
+      pushed,
+      claiming ? { holder: instanceId, lockMs: claimMs } : undefined,
+      Date.now(),
+    );
     // Said before any step for them is logged.
-    this.reporter.found(accepted);
+    this.reporter.found(accepted.flatMap((found) => found ?? []));
     // Customers seen for the first time were written claimed (revision 0): sent at once. A newer
     // state of a known customer was written pending (or left to the instance that holds it).
-    const claimed = rows.filter((row) => row.revision === 0 && row.locked_by === instanceId);
+    const claimed = claiming
+      ? rows.filter((row) => row.revision === 0 && row.locked_by === instanceId)
+      : [];
     for (const batch of chunk(claimed, batchSize)) this.loop.handleNow(batch);
     if (claimed.length < rows.length) this.wake();
-    return accepted;
+    return { results: accepted };
   }
 
   /** Records a read of the feed with its cursor's move, and looks for the new states at once. */

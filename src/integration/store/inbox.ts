@@ -37,6 +37,23 @@ export interface PushedMessage {
   feedPosition?: number | undefined;
 }
 
+/** A pushed message and the customers' states it reports. */
+export interface PushedItems {
+  message: PushedMessage;
+  items: NewDelivery[];
+}
+
+/** What recording pushed messages together wrote. */
+export interface RecordedPushes {
+  /**
+   * Per message, in order: the states it reported that the database took (new or newer), or
+   * undefined when its id was seen before (a redelivery).
+   */
+  accepted: (NewDelivery[] | undefined)[];
+  /** The delivery rows written; those new and claimed have revision 0 and the holder's lock. */
+  rows: DeliveryRow[];
+}
+
 /**
  * Records a pushed message's customers (and its id, for deduplication) and sees them delivered;
  * answers the new customers, or undefined when the message id was seen before.
@@ -172,41 +189,80 @@ export function createInboxRepository(
   };
 
   /**
-   * Records the reported states; customers seen for the first time are written already claimed by
-   * `claim.holder` (pending without a claim). Answers the rows it wrote: those with revision 0
-   * and `locked_by` the holder are the new, claimed ones.
+   * Notes pushed messages' ids and feed positions; answers, per message, whether it is the first
+   * with its id (false for a redelivery, or a repeat earlier in the same list).
    */
-  const insertClaimed = async (
+  const rememberMessages = async (
     trx: Db,
-    items: NewDelivery[],
+    messages: readonly PushedMessage[],
     now: number,
-    claim: DeliveryClaim | undefined,
-    messageId: string,
-  ): Promise<DeliveryRow[]> => {
-    if (items.length === 0) return [];
-    const written = await upsertQuery(trx, items, now, claim).returningAll().execute();
-    await insertTimeline(trx, eventEntries(items, idsOf(written), now, messageId));
-    return written;
-  };
-
-  /** Notes a pushed message's id and feed position; false when it was seen before (a redelivery). */
-  const rememberMessage = async (
-    trx: Db,
-    message: PushedMessage,
-    now: number,
-  ): Promise<boolean> => {
-    const first = await trx
+  ): Promise<boolean[]> => {
+    const inserted = await trx
       .insertInto('received_messages')
-      .values({
-        message_id: message.id,
-        source: message.source,
-        received_at: now,
-        feed_position: message.feedPosition ?? null,
-      })
+      .values(
+        messages.map((message) => ({
+          message_id: message.id,
+          source: message.source,
+          received_at: now,
+          feed_position: message.feedPosition ?? null,
+        })),
+      )
       .onConflict((conflict) => conflict.column('message_id').doNothing())
       .returning('message_id')
-      .executeTakeFirst();
-    return first !== undefined;
+      .execute();
+    const fresh = new Set(inserted.map((row) => row.message_id));
+    return messages.map((message) => fresh.delete(message.id));
+  };
+
+  /**
+   * Records pushed messages' customers in one transaction with their ids. A redelivered id writes
+   * nothing but its events' `duplicate` entries. With `claim`, customers seen for the first time
+   * are written already claimed by `claim.holder` (as `claimDue` would leave them), unless
+   * delivery is paused; without, pending.
+   */
+  const recordPushedItems = async (
+    pushed: readonly PushedItems[],
+    claim: DeliveryClaim | undefined,
+    now: number,
+  ): Promise<RecordedPushes> => {
+    const recorded = await db.transaction().execute(async (trx) => {
+      const first = await rememberMessages(
+        trx,
+        pushed.map(({ message }) => message),
+        now,
+      );
+      // Of several states of one customer in these messages, only the newest can be taken.
+      const items = pushed.flatMap(({ items: reported }, i) => (first[i] ? reported : []));
+      const rows =
+        items.length === 0
+          ? []
+          : await upsertQuery(
+              trx,
+              items,
+              now,
+              claim && !(await isPausedIn(trx)) ? claim : undefined,
+            )
+              .returningAll()
+              .execute();
+      const taken = idsOf(rows);
+      await insertTimeline(
+        trx,
+        pushed.flatMap(({ message, items: reported }, i) =>
+          eventEntries(reported, first[i] ? taken : 'duplicate', now, message.id, items),
+        ),
+      );
+      const newest = new Set(newestPerCustomer(items));
+      const accepted = pushed.map(({ items: reported }, i) =>
+        first[i]
+          ? newestPerCustomer(reported).filter(
+              (item) => newest.has(item) && taken.has(item.customerId),
+            )
+          : undefined,
+      );
+      return { accepted, rows };
+    });
+    scrubIfErased(recorded.rows);
+    return recorded;
   };
 
   /**
@@ -252,29 +308,11 @@ export function createInboxRepository(
       return to;
     });
 
-  /**
-   * Writes a pushed message's customers with `write`, in one transaction with its id; a
-   * redelivered id writes nothing but its events' `duplicate` entries, and answers undefined.
-   */
-  const recordOnce = async <Written extends Parameters<typeof scrubIfErased>[0]>(
-    message: PushedMessage,
-    items: NewDelivery[],
-    now: number,
-    write: (trx: Db) => Promise<NonNullable<Written>>,
-  ): Promise<Written | undefined> =>
-    scrubIfErased(
-      await db.transaction().execute(async (trx) => {
-        if (!(await rememberMessage(trx, message, now))) {
-          await insertTimeline(trx, eventEntries(items, 'duplicate', now, message.id));
-          return undefined;
-        }
-        return write(trx);
-      }),
-    );
-
   return {
     recordFromFeed,
     passPushed,
+
+    recordPushedItems,
 
     /**
      * Records a pushed message's customers and remembers its id, in one transaction. Answers
@@ -285,7 +323,7 @@ export function createInboxRepository(
       items: NewDelivery[],
       now = Date.now(),
     ): Promise<NewDelivery[] | undefined> {
-      return recordOnce(message, items, now, (trx) => insertNew(trx, items, now, message.id));
+      return (await recordPushedItems([{ message, items }], undefined, now)).accepted[0];
     },
 
     /**
@@ -301,10 +339,8 @@ export function createInboxRepository(
       claim: DeliveryClaim,
       now = Date.now(),
     ): Promise<DeliveryRow[] | undefined> {
-      // While delivery is paused, they are recorded pending like any other.
-      return recordOnce(message, items, now, async (trx) =>
-        insertClaimed(trx, items, now, (await isPausedIn(trx)) ? undefined : claim, message.id),
-      );
+      const { accepted, rows } = await recordPushedItems([{ message, items }], claim, now);
+      return accepted[0] && rows;
     },
   };
 }

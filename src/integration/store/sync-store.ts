@@ -12,6 +12,8 @@ import { createTimelineRepository } from './timeline.js';
 export function createSyncStore(database: Database<IntegrationTables>) {
   const leases = createLeasesRepository(database);
   return {
+    /** The database it is kept in (SQLite commits synchronously; see `GroupCommit`). */
+    dialect: database.dialect,
     /** Where sources record customers (deliveries, pushed message ids, the feed's cursor). */
     inbox: createInboxRepository(database, leases),
     /** Claims on due deliveries and their settlement. */

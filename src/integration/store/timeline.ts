@@ -34,8 +34,10 @@ export function eventEntries(
   takenIds: ReadonlySet<string> | 'duplicate',
   now: number,
   messageId?: string,
+  /** The states recorded together with `items`, of which only the newest per customer is taken. */
+  recordedWith: readonly NewDelivery[] = items,
 ): NewTimelineEntry[] {
-  const newest = new Set(newestPerCustomer(items));
+  const newest = new Set(newestPerCustomer(recordedWith));
   return items.map((item) => {
     const result: TimelineResult =
       takenIds === 'duplicate'

@@ -53,6 +53,42 @@ describe('recording', () => {
     expect(await store.claims.markDelivered(rows![0]!, 'a', 'pr-1', 1_300)).toBe(false);
   });
 
+  it('records messages pushed together as each alone would be: a repeated id is a duplicate, and of one customer only the newest state is taken', async () => {
+    const renamed: NewDelivery = {
+      ...item(1),
+      customerVersion: 2,
+      customerName: 'C1 renamed',
+      eventType: 'customer.updated',
+      eventId: 'e1-v2',
+    };
+    await store.inbox.recordMessage({ id: 'm-0', source: 'webhook' }, [item(9)], 50);
+    const seen = (await store.readModels.countByState()).pending;
+    const claim = { holder: 'a', lockMs: 1_000 };
+    const { accepted, rows } = await store.inbox.recordPushedItems(
+      [
+        { message: { id: 'm-1', source: 'webhook' }, items: [renamed] },
+        { message: { id: 'm-2', source: 'webhook' }, items: [item(1), item(2)] },
+        { message: { id: 'm-1', source: 'webhook' }, items: [item(3)] },
+        { message: { id: 'm-3', source: 'webhook' }, items: [item(9)] },
+      ],
+      claim,
+      100,
+    );
+    expect(accepted).toEqual([[renamed], [item(2)], undefined, []]);
+    expect(rows.map((row) => [row.customer_id, row.customer_version, row.state])).toEqual([
+      [item(1).customerId, 2, 'delivering'],
+      [item(2).customerId, 1, 'delivering'],
+    ]);
+    expect((await store.readModels.countByState()).pending).toBe(seen);
+    const results = async (n: number) =>
+      (await store.timeline.read(item(n).customerId, 0, 10)).map(
+        (entry) => `${entry.message_id ?? '-'} v${Number(entry.version)} ${entry.result}`,
+      );
+    expect(await results(1)).toEqual(['m-1 v2 taken', 'm-2 v1 stale']);
+    expect(await results(3)).toEqual(['m-1 v1 duplicate']);
+    expect(await results(9)).toEqual(['m-0 v1 taken', 'm-3 v1 stale']);
+  });
+
   it('refuses a feed read recorded without the lease or from a stale cursor, writing nothing', async () => {
     const now = Date.now();
     const lease = { name: 'poll', holder: 'a' };
