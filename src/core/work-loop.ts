@@ -20,20 +20,13 @@ export interface WorkLoopOptions<Item> {
 }
 
 /**
- * Claims due work and handles up to `concurrency` items at once; looks again when woken (new work
- * was recorded), every `idleMs`, and as soon as a slot frees up unless the last look found all
- * there was (an empty look per finished item would cost a transaction each at push rates).
+ * Claims due work and handles up to `concurrency` items at once; looks again as soon as a slot
+ * frees up, when woken (new work was recorded), or every `idleMs`.
  */
 export class WorkLoop<Item> {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly task = new RepeatingTask(() => this.step());
   private readonly abandon = new AbortController();
-  /**
-   * False once a claim found less than it asked for with no wake since: then a finished item
-   * needs no new claim (what falls due later is found by the idle look or announced by a wake).
-   */
-  private moreMayBeDue = true;
-  private wakes = 0;
 
   constructor(private readonly options: WorkLoopOptions<Item>) {}
 
@@ -41,10 +34,8 @@ export class WorkLoop<Item> {
     this.task.start();
   }
 
-  /** Looks for work now rather than at the next idle tick (call it when work was recorded). */
+  /** Looks for work now rather than at the next idle tick. */
   wake(): void {
-    this.wakes += 1;
-    this.moreMayBeDue = true;
     this.task.wake();
   }
 
@@ -90,7 +81,7 @@ export class WorkLoop<Item> {
       .catch((error: unknown) => logger.error({ err: error }, `Unexpected error handling ${name}`))
       .finally(() => {
         this.inFlight.delete(handling);
-        if (this.moreMayBeDue) this.task.wake();
+        this.task.wake();
       });
     this.inFlight.add(handling);
   }
@@ -100,10 +91,8 @@ export class WorkLoop<Item> {
     const free = concurrency - this.inFlight.size;
     let claimed: Item[] = [];
     if (free > 0) {
-      const wakesBefore = this.wakes;
       try {
         claimed = await this.options.claim(free);
-        if (claimed.length < free && this.wakes === wakesBefore) this.moreMayBeDue = false;
       } catch (error) {
         logger.error({ err: error }, `Could not claim due ${name} from the database; retrying`);
       }

@@ -219,14 +219,6 @@ export class DeliveryWorker implements Inbox {
       );
       return;
     }
-    // Due again at once: one more step, or a newer state that arrived during the call (its
-    // record's wake came while this claim still held the row).
-    if (
-      written.includes(false) ||
-      settlements.some(({ outcome }) => outcome.state === 'advanced')
-    ) {
-      this.wake();
-    }
     rows.forEach((row, index) =>
       this.reporter.settled(
         row,
