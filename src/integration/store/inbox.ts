@@ -19,7 +19,7 @@ type Db = Kysely<IntegrationTables>;
 const idsOf = (rows: readonly { customer_id: string }[]) => new Set(rows.map((r) => r.customer_id));
 
 /** Of the reported states, those the database took: the newest of each customer it wrote. */
-export function acceptedOf(
+function acceptedOf(
   items: readonly NewDelivery[],
   written: readonly { customer_id: string }[],
 ): NewDelivery[] {
@@ -245,13 +245,13 @@ export function createInboxRepository(
               .returningAll()
               .execute();
       const taken = idsOf(rows);
+      const newest = new Set(newestPerCustomer(items));
       await insertTimeline(
         trx,
         pushed.flatMap(({ message, items: reported }, i) =>
-          eventEntries(reported, first[i] ? taken : 'duplicate', now, message.id, items),
+          eventEntries(reported, first[i] ? taken : 'duplicate', now, message.id, newest),
         ),
       );
-      const newest = new Set(newestPerCustomer(items));
       const accepted = pushed.map(({ items: reported }, i) =>
         first[i]
           ? newestPerCustomer(reported).filter(

@@ -34,10 +34,12 @@ export function eventEntries(
   takenIds: ReadonlySet<string> | 'duplicate',
   now: number,
   messageId?: string,
-  /** The states recorded together with `items`, of which only the newest per customer is taken. */
-  recordedWith: readonly NewDelivery[] = items,
+  /**
+   * Of the states recorded together with `items`, the newest per customer: only those can be
+   * taken. Default: the newest of `items`.
+   */
+  newest: ReadonlySet<NewDelivery> = new Set(newestPerCustomer(items)),
 ): NewTimelineEntry[] {
-  const newest = new Set(newestPerCustomer(recordedWith));
   return items.map((item) => {
     const result: TimelineResult =
       takenIds === 'duplicate'
