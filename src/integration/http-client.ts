@@ -1,5 +1,6 @@
 import { Agent, request } from 'undici';
 import { parseRetryAfter } from '../core/backoff.js';
+import { startDeadline } from '../core/deadline.js';
 import type { CallThrottle } from '../core/call-throttle.js';
 import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
 
@@ -41,8 +42,7 @@ export async function callJson(
   },
 ): Promise<JsonResponse> {
   await options.throttle?.take(init.signal);
-  const timeout = AbortSignal.timeout(options.timeoutMs + (init.extraTimeoutMs ?? 0));
-  const signal = init.signal ? AbortSignal.any([init.signal, timeout]) : timeout;
+  const deadline = startDeadline(options.timeoutMs + (init.extraTimeoutMs ?? 0), init.signal);
   let status: number;
   let retryAfter: string | undefined;
   let headers: JsonResponse['headers'];
@@ -58,7 +58,7 @@ export async function callJson(
         ...init.headers,
       },
       body: init.body === undefined ? undefined : JSON.stringify(init.body),
-      signal,
+      signal: deadline.signal,
       dispatcher: connections,
     });
     status = response.statusCode;
@@ -69,10 +69,12 @@ export async function callJson(
   } catch (error) {
     if (init.signal?.aborted) throw error;
     const failure = error as { code?: string; message?: string; cause?: { code?: string } };
-    const reason = timeout.aborted
+    const reason = deadline.expired
       ? `timed out after ${options.timeoutMs} ms`
       : (failure.code ?? failure.cause?.code ?? failure.message ?? String(error));
     throw new TransientError(`${init.method} ${options.baseUrl}${path} failed: ${reason}`);
+  } finally {
+    deadline.clear();
   }
   let body: unknown;
   try {

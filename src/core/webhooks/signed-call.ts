@@ -1,4 +1,5 @@
 import { Agent, request } from 'undici';
+import { startDeadline } from '../deadline.js';
 import { signWebhook } from './signing.js';
 import {
   checkWebhookTarget,
@@ -68,6 +69,7 @@ export class SignedWebhookCaller {
     const started = performance.now();
     let status: number | null = null;
     let error: string | null = null;
+    const deadline = startDeadline(timeoutMs, abandoned);
     try {
       await checkWebhookTarget(message.url, targets);
       // No redirect is followed (undici's default): it could lead to a refused address.
@@ -88,15 +90,15 @@ export class SignedWebhookCaller {
           ...message.headers,
         },
         body: message.body,
-        signal: abandoned
-          ? AbortSignal.any([abandoned, AbortSignal.timeout(timeoutMs)])
-          : AbortSignal.timeout(timeoutMs),
+        signal: deadline.signal,
       });
       status = response.statusCode;
       await response.body.dump();
       if (status < 200 || status >= 300) error = `HTTP ${status}`;
     } catch (caught) {
       error = describeCallFailure(caught, timeoutMs);
+    } finally {
+      deadline.clear();
     }
     return { status, error, durationMs: Math.round(performance.now() - started) };
   }
