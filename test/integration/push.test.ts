@@ -241,13 +241,17 @@ describe('webhook mode', () => {
       expect((await send(signed(oldSecret, other), other)).statusCode).toBe(204);
     });
 
-    it('answers 400 for a verified payload that is not a customer', async () => {
+    it('answers 400 for a verified payload that is not a customer, or not JSON', async () => {
       const webhook = await startWebhookMode();
       const secret = await secretOf(webhook.endpoint_id);
       const body = JSON.stringify({ type: 'customer.created', data: { id: 'nope' } });
       expect(expectProblem(await send(signed(secret, body), body), 400).code).toBe(
         'invalid_payload',
       );
+      const notJson = '{"type": "customer.created", ';
+      const problem = expectProblem(await send(signed(secret, notJson), notJson), 400);
+      expect(problem.code).toBe('invalid_payload');
+      expect(problem.detail).toMatch(/not JSON/);
     });
   });
 });
