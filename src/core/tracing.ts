@@ -1,20 +1,29 @@
 import {
   ROOT_CONTEXT,
   SpanKind,
+  TraceFlags,
   propagation,
   trace,
+  type Context,
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { BasicTracerProvider, BatchSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import {
+  BasicTracerProvider,
+  BatchSpanProcessor,
+  RandomIdGenerator,
+} from '@opentelemetry/sdk-trace-base';
 import type { Env } from './config.js';
 
 export { SpanKind, type Span };
 
 let tracer: Tracer | undefined;
+/** Whether spans go anywhere (`OTEL_EXPORTER_OTLP_ENDPOINT` set); else they only carry ids. */
+let exporting = false;
+const ids = new RandomIdGenerator();
 
 /**
  * Sets up OpenTelemetry for this process, once: W3C `traceparent` propagation, and spans exported
@@ -23,7 +32,7 @@ let tracer: Tracer | undefined;
  */
 export function setUpTracing(service: string, env: Env = process.env): Tracer {
   if (tracer) return tracer;
-  const exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim());
+  exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim());
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? service }),
     spanProcessors: exporting ? [new BatchSpanProcessor(new OTLPTraceExporter())] : [],
@@ -40,7 +49,23 @@ export function setUpTracing(service: string, env: Env = process.env): Tracer {
  */
 export function startSpan(name: string, kind: SpanKind, traceparent?: string | null): Span {
   const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
-  return (tracer ?? setUpTracing('mini-integration-platform')).startSpan(name, { kind }, parent);
+  const active = tracer ?? setUpTracing('mini-integration-platform');
+  return exporting ? active.startSpan(name, { kind }, parent) : idsOnlySpan(parent);
+}
+
+/**
+ * A span that is never exported only has to carry its ids: the caller's trace (or a new one, then
+ * sampled, as the SDK's default sampler decides) with a new span id. The SDK would record it all the
+ * same, about 9 µs per request, where this takes well under one.
+ */
+function idsOnlySpan(parent: Context): Span {
+  const caller = trace.getSpanContext(parent);
+  return trace.wrapSpanContext({
+    traceId: caller?.traceId ?? ids.generateTraceId(),
+    spanId: ids.generateSpanId(),
+    traceFlags: caller?.traceFlags ?? TraceFlags.SAMPLED,
+    ...(caller?.traceState ? { traceState: caller.traceState } : {}),
+  });
 }
 
 /** The `traceparent` header value that makes a callee's span a child of `span`. */
