@@ -1,4 +1,4 @@
-import { sql, type UpdateObject } from 'kysely';
+import { sql, type Kysely, type UpdateObject } from 'kysely';
 import type { Database } from '../../core/db.js';
 import type { DeliveryOperation, DeliveryOutcome } from '../../contracts/admin-api.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
@@ -54,6 +54,28 @@ export interface Settlement {
 }
 
 /** The columns that record what Inventory holds; a package request id once known stays. */
+/**
+ * What a claim takes, in this order: expired claims, due retries, due new deliveries. One indexed
+ * range per state (state, next_attempt_at), read in index order: an OR over the states would make
+ * the database sort every due row on each claim.
+ */
+const DUE_RANGES = [
+  { state: 'delivering', column: 'locked_until' },
+  { state: 'retrying', column: 'next_attempt_at' },
+  { state: 'pending', column: 'next_attempt_at' },
+] as const;
+
+/** The deliveries of `range` that are due at `now`. */
+const dueIn = (
+  db: Pick<Kysely<IntegrationTables>, 'selectFrom'>,
+  { state, column }: (typeof DUE_RANGES)[number],
+  now: number,
+) =>
+  db
+    .selectFrom('deliveries')
+    .where('state', '=', state)
+    .where(column, state === 'delivering' ? '<' : '<=', now);
+
 const knownOf = (
   facts: Omit<InventoryFacts, 'operation'>,
 ): UpdateObject<IntegrationTables, 'deliveries'> => ({
@@ -303,25 +325,25 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
       lockMs: number,
       now = Date.now(),
     ): Promise<DeliveryRow[]> {
+      // Most looks find nothing (one follows every finished call): one read says so, with no
+      // transaction (on PostgreSQL five round trips less, on SQLite four statements less).
+      const anyDue = await db
+        .selectNoFrom((eb) =>
+          eb
+            .or(DUE_RANGES.map((range) => eb.exists(dueIn(eb, range, now).select('seq'))))
+            .as('due'),
+        )
+        .executeTakeFirst();
+      if (!anyDue?.due) return [];
       return db.transaction().execute(async (trx) => {
-        // One indexed range per state (state, next_attempt_at), read in index order: an OR over
-        // the states would make the database sort every due row on each claim.
-        const ranges = [
-          { state: 'delivering' as const, column: 'locked_until' as const },
-          { state: 'retrying' as const, column: 'next_attempt_at' as const },
-          { state: 'pending' as const, column: 'next_attempt_at' as const },
-        ];
         const seqs: number[] = [];
-        for (const { state, column } of ranges) {
+        for (const range of DUE_RANGES) {
           if (seqs.length >= limit) break;
-          let due = trx
-            .selectFrom('deliveries')
+          let due = dueIn(trx, range, now)
             .select('seq')
-            .where('state', '=', state)
-            .where(column, state === 'delivering' ? '<' : '<=', now)
             // Nothing is claimed while delivery is paused (read in this transaction).
             .where(notPaused)
-            .orderBy(column)
+            .orderBy(range.column)
             .limit(limit - seqs.length);
           if (dialect === 'postgres') due = due.forUpdate().skipLocked();
           for (const row of await due.execute()) seqs.push(row.seq);
