@@ -55,7 +55,9 @@ if (sourcesAt > builtAt) {
   fs.utimesSync(buildInfo, now, now);
 }
 // Bundled after each build (`npm run build` does both; a build by `tsc` alone leaves them stale).
-const bundles = SERVICES.map((name) => path.join(root, 'dist', 'bundles', `${name}.mjs`));
+const bundles = [...SERVICES, 'start-all'].map((name) =>
+  path.join(root, 'dist', 'bundles', `${name}.mjs`),
+);
 const bundledAt = Math.min(
   ...bundles.map((file) => (fs.existsSync(file) ? fs.statSync(file).mtimeMs : 0)),
 );
@@ -66,9 +68,5 @@ if (bundledAt < fs.statSync(buildInfo).mtimeMs) {
   if (bundle.status !== 0) process.exit(bundle.status ?? 1);
 }
 
-const entry = path.join(
-  root,
-  'dist',
-  service === undefined ? 'start-all.js' : `bundles/${service}.mjs`,
-);
+const entry = path.join(root, 'dist', 'bundles', `${service ?? 'start-all'}.mjs`);
 await import(pathToFileURL(entry).href);

@@ -2,6 +2,7 @@
 // `docker compose up`; Ctrl-C (SIGINT) or SIGTERM stops them all gracefully. Each runs from its
 // bundle (bin/bundle.js, half the start-up), or from its modules when it was not bundled.
 import { existsSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import concurrently from 'concurrently';
 
@@ -12,9 +13,12 @@ const quote = (value: string) =>
   /^[\w./-]+$/.test(value) ? value : `'${value.replaceAll("'", `'\\''`)}'`;
 const node = quote(process.execPath);
 const logFormat = process.env.LOG_FORMAT ?? (process.stdout.isTTY ? 'pretty' : 'json');
+// dist/, whether this runs as dist/start-all.js or bundled, as dist/bundles/start-all.mjs.
+const here = path.dirname(fileURLToPath(import.meta.url));
+const dist = path.basename(here) === 'bundles' ? path.dirname(here) : here;
 const entryOf = (name: string) => {
-  const bundle = fileURLToPath(new URL(`./bundles/${name}.mjs`, import.meta.url));
-  return existsSync(bundle) ? bundle : fileURLToPath(new URL(`./${name}/main.js`, import.meta.url));
+  const bundle = path.join(dist, 'bundles', `${name}.mjs`);
+  return existsSync(bundle) ? bundle : path.join(dist, name, 'main.js');
 };
 
 const { result } = concurrently(

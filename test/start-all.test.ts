@@ -32,7 +32,8 @@ it("runs the seed's walkthrough against all services started together, and stops
   delete env.CRM_DATABASE_URL;
   delete env.INVENTORY_DATABASE_URL;
   delete env.INTEGRATION_DATABASE_URL;
-  const child = spawn(process.execPath, [`${DIST}start-all.js`], {
+  // The bundle `npm start` runs (bin/start.js); it finds the services' bundles beside it.
+  const child = spawn(process.execPath, [`${DIST}bundles/start-all.mjs`], {
     env: {
       ...env,
       DATA_DIR: dataDir,
