@@ -166,7 +166,11 @@ export class WebhookSender {
           )
           .execute();
       }
-      for (const result of results) logs.push(await this.record(trx, result, now));
+      const succeeded = results.filter((result) => result.error === null);
+      logs.push(...(await this.recordSuccesses(trx, succeeded)));
+      for (const result of results) {
+        if (result.error !== null) logs.push(await this.record(trx, result, now));
+      }
       for (const endpoint of endpoints.values()) {
         const own = results.filter((result) => result.endpoint.id === endpoint.id);
         if (own.length > 0) logs.push(...(await this.updateEndpoint(trx, endpoint, own, now)));
@@ -175,10 +179,52 @@ export class WebhookSender {
     for (const log of logs) log();
   }
 
-  /** Writes one message's next state after its call; answers its log line, for after the commit. */
+  /**
+   * Marks the messages whose call succeeded, in one statement per answer status (most batches
+   * have one), and answers their log lines. One statement per message was a fifth of the CRM's
+   * statements at push rates.
+   */
+  private async recordSuccesses(
+    trx: Transaction<CrmTables>,
+    results: CallResult[],
+  ): Promise<(() => void)[]> {
+    if (results.length === 0) return [];
+    this.attempts.inc({ outcome: 'success' }, results.length);
+    const byStatus = new Map<number | null, number[]>();
+    for (const { message, status } of results) {
+      const seqs = byStatus.get(status);
+      if (seqs) seqs.push(message.seq);
+      else byStatus.set(status, [message.seq]);
+    }
+    for (const [status, seqs] of byStatus) {
+      await trx
+        .updateTable('webhook_messages')
+        .set((eb) => ({
+          state: 'succeeded',
+          attempts: eb('attempts', '+', 1),
+          last_status: status,
+          locked_until: null,
+          updated_at: Date.now(),
+        }))
+        .where('seq', 'in', seqs)
+        .execute();
+    }
+    const { logger } = this.options;
+    if (!logger.isLevelEnabled('debug')) return [];
+    return results.map(
+      ({ endpoint, event, durationMs }) =>
+        () =>
+          logger.debug(
+            { endpoint_id: endpoint.id, event_id: event.id, customer_id: event.data.id },
+            `Delivered ${event.type} to ${shownUrl(endpoint)} in ${durationMs} ms`,
+          ),
+    );
+  }
+
+  /** Writes a failed call's next state; answers its log line, for after the commit. */
   private async record(
     trx: Transaction<CrmTables>,
-    { message, endpoint, event, status, error, durationMs }: CallResult,
+    { message, endpoint, event, status, error }: CallResult,
     now: number,
   ): Promise<() => void> {
     const { config, logger } = this.options;
@@ -189,11 +235,6 @@ export class WebhookSender {
     });
     const url = shownUrl(endpoint);
     const attempts = message.attempts + 1;
-    if (error === null) {
-      this.attempts.inc({ outcome: 'success' });
-      await this.finish(trx, message, { state: 'succeeded', attempts, last_status: status });
-      return () => log.debug(`Delivered ${event.type} to ${url} in ${durationMs} ms`);
-    }
     if (status === 410) {
       this.attempts.inc({ outcome: 'gone' });
       await this.finish(trx, message, {

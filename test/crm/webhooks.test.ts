@@ -294,6 +294,34 @@ describe('webhook messages', () => {
   const eventIdsAt = (receiver: { calls: { headers: Record<string, unknown> }[] }) =>
     new Set(receiver.calls.map((call) => String(call.headers['webhook-id'])));
 
+  it('records each message sent in one batch with one attempt and the status its own call got', async () => {
+    const statusOf = (call: number) => (call % 2 === 1 ? 202 : 200);
+    const receiver = await startReceiver((call) => ({ status: statusOf(call) }));
+    closers.push(receiver.close);
+    await start();
+    const { id } = (await post('/webhook-endpoints', { url: receiver.url })).json();
+    await Promise.all(Array.from({ length: 8 }, (_, n) => createCustomer(`batch${n}@example.com`)));
+    await waitUntil(
+      async () => (await messages(id, '?state=succeeded')).length === 8,
+      5_000,
+      'every event sent',
+    );
+    const answered = new Map(
+      receiver.calls.map((call, index) => [
+        String(call.headers['webhook-id']),
+        statusOf(index + 1),
+      ]),
+    );
+    const sent = (await messages(id)) as {
+      event_id: string;
+      attempts: number;
+      last_status: number;
+    }[];
+    expect(sent.map((message) => message.attempts)).toEqual(Array(8).fill(1));
+    expect(new Set(sent.map((message) => message.last_status))).toEqual(new Set([200, 202]));
+    for (const message of sent) expect(message.last_status).toBe(answered.get(message.event_id));
+  });
+
   it('lists what the CRM gave up on, and sends it again on replay', async () => {
     let failing = true;
     const receiver = await startReceiver(() => ({ status: failing ? 500 : 200 }));
