@@ -21,8 +21,10 @@ import type { Env } from './config.js';
 export { SpanKind, type Span };
 
 let tracer: Tracer | undefined;
-/** Whether spans go anywhere (`OTEL_EXPORTER_OTLP_ENDPOINT` set); else they only carry ids. */
+/** Whether spans go anywhere (`OTEL_EXPORTER_OTLP_ENDPOINT` set). */
 let exporting = false;
+/** Whether the SDK makes the spans (exported, or sampled by setting); else they only carry ids. */
+let recording = false;
 const ids = new RandomIdGenerator();
 
 /**
@@ -33,6 +35,8 @@ const ids = new RandomIdGenerator();
 export function setUpTracing(service: string, env: Env = process.env): Tracer {
   if (tracer) return tracer;
   exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim());
+  // A sampler chosen by setting decides the sampled flag passed on, so the SDK makes every span.
+  recording = exporting || Boolean(env.OTEL_TRACES_SAMPLER?.trim());
   const provider = new BasicTracerProvider({
     resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? service }),
     spanProcessors: exporting ? [new BatchSpanProcessor(new OTLPTraceExporter())] : [],
@@ -50,7 +54,7 @@ export function setUpTracing(service: string, env: Env = process.env): Tracer {
 export function startSpan(name: string, kind: SpanKind, traceparent?: string | null): Span {
   const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
   const active = tracer ?? setUpTracing('mini-integration-platform');
-  return exporting ? active.startSpan(name, { kind }, parent) : idsOnlySpan(parent);
+  return recording ? active.startSpan(name, { kind }, parent) : idsOnlySpan(parent);
 }
 
 /**
@@ -63,7 +67,8 @@ function idsOnlySpan(parent: Context): Span {
   return trace.wrapSpanContext({
     traceId: caller?.traceId ?? ids.generateTraceId(),
     spanId: ids.generateSpanId(),
-    traceFlags: caller?.traceFlags ?? TraceFlags.SAMPLED,
+    // Only the sampled bit is passed on, as the SDK does: other bits would make a malformed header.
+    traceFlags: caller ? caller.traceFlags & TraceFlags.SAMPLED : TraceFlags.SAMPLED,
     ...(caller?.traceState ? { traceState: caller.traceState } : {}),
   });
 }

@@ -49,6 +49,19 @@ describe.each([
     }
   });
 
+  it("passes on only the sampled bit of the caller's flags, so the header stays well formed", async () => {
+    const { startSpan, traceparentOf, SpanKind } = await load();
+    for (const [flags, passed] of [
+      ['11', '01'],
+      ['10', '00'],
+      ['ff', '01'],
+    ] as const) {
+      const span = startSpan('GET /x', SpanKind.SERVER, `00-${TRACE_ID}-00f067aa0ba902b7-${flags}`);
+      expect(traceparentOf(span)).toMatch(new RegExp(`^00-${TRACE_ID}-[0-9a-f]{16}-${passed}$`));
+      span.end();
+    }
+  });
+
   it('starts a new sampled trace when there is no caller trace, or it is malformed', async () => {
     const { startSpan, traceparentOf, SpanKind } = await load();
     const seen = new Set<string>();

@@ -1,5 +1,5 @@
 import { Agent, request } from 'undici';
-import { startDeadline } from '../deadline.js';
+import { startDeadline, type CallDeadline } from '../deadline.js';
 import { signWebhook } from './signing.js';
 import {
   checkWebhookTarget,
@@ -69,9 +69,11 @@ export class SignedWebhookCaller {
     const started = performance.now();
     let status: number | null = null;
     let error: string | null = null;
-    const deadline = startDeadline(timeoutMs, abandoned);
+    let deadline: CallDeadline | undefined;
     try {
       await checkWebhookTarget(message.url, targets);
+      // From the call on, as before: the target's lookup is not part of the time limit.
+      deadline = startDeadline(timeoutMs, abandoned);
       // No redirect is followed (undici's default): it could lead to a refused address.
       const response = await request(message.url, {
         method: 'POST',
@@ -98,7 +100,7 @@ export class SignedWebhookCaller {
     } catch (caught) {
       error = describeCallFailure(caught, timeoutMs);
     } finally {
-      deadline.clear();
+      deadline?.clear();
     }
     return { status, error, durationMs: Math.round(performance.now() - started) };
   }

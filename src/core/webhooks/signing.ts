@@ -21,6 +21,8 @@ const TIMESTAMP_TOLERANCE_S = 5 * 60;
  */
 function signature(secret: string, id: string, seconds: number, body: string | Buffer): string {
   const key = Buffer.from(secret.startsWith('whsec_') ? secret.slice(6) : secret, 'base64');
+  // Buffer skips what is not base64, where the package refused: never sign with an empty key.
+  if (key.length === 0) throw new Error('The signing secret is empty: expected whsec_ and base64.');
   return createHmac('sha256', key).update(`${id}.${seconds}.`).update(body).digest('base64');
 }
 

@@ -53,7 +53,6 @@ export interface Settlement {
   attempt?: { startedAt: number; traceId?: string | undefined };
 }
 
-/** The columns that record what Inventory holds; a package request id once known stays. */
 /**
  * What a claim takes, in this order: expired claims, due retries, due new deliveries. One indexed
  * range per state (state, next_attempt_at), read in index order: an OR over the states would make
@@ -76,6 +75,7 @@ const dueIn = (
     .where('state', '=', state)
     .where(column, state === 'delivering' ? '<' : '<=', now);
 
+/** The columns that record what Inventory holds; a package request id once known stays. */
 const knownOf = (
   facts: Omit<InventoryFacts, 'operation'>,
 ): UpdateObject<IntegrationTables, 'deliveries'> => ({

@@ -70,6 +70,9 @@ describe('Standard Webhooks signatures', () => {
     expect(refusal(signed, body, [secret], now + 299_000)).toBe('accepted');
     expect(refusal({ ...signed, 'webhook-signature': undefined })).toBe('Missing required headers');
     expect(refusal({ ...signed, 'webhook-timestamp': '12x' })).toBe('Invalid timestamp header');
+    // A secret with no key bytes signs nothing, and verifies nothing.
+    expect(() => signWebhook(['whsec_'], id, at, body)).toThrow(/empty/);
+    expect(refusal(signed, body, ['whsec_!!!'])).toMatch(/empty/);
     // A signature of the wrong length is compared safely, and refused.
     expect(refusal({ ...signed, 'webhook-signature': 'v1,AAAA' })).toBe(
       'No matching signature found',
