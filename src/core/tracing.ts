@@ -60,7 +60,7 @@ export function startSpan(name: string, kind: SpanKind, traceparent?: string | n
 /**
  * A span that is never exported only has to carry its ids: the caller's trace (or a new one, then
  * sampled, as the SDK's default sampler decides) with a new span id. The SDK would record it all the
- * same, about 9 µs per request, where this takes well under one.
+ * same: 2.75 µs per span, warm, against 1.23 for this.
  */
 function idsOnlySpan(parent: Context): Span {
   const caller = trace.getSpanContext(parent);
