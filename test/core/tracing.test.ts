@@ -95,3 +95,13 @@ it('exports ended spans over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set',
   await waitUntil(async () => posted.length > 0, 10_000, 'the span export');
   expect(posted[0]).toBe('/v1/traces');
 });
+
+it('lets a sampler set by OTEL_TRACES_SAMPLER decide the sampled flag, with no collector', async () => {
+  const { startSpan, traceparentOf, SpanKind } = await loadTracing({
+    OTEL_EXPORTER_OTLP_ENDPOINT: '',
+    OTEL_TRACES_SAMPLER: 'always_off',
+  });
+  const span = startSpan('GET /x', SpanKind.SERVER);
+  expect(traceparentOf(span)).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
+  span.end();
+});
