@@ -26,6 +26,8 @@ export interface OutboxClaim {
  * Claims an outbox's due rows (`pending`, due, not claimed or their claim lapsed), oldest due
  * first, in one statement: the CRM's webhook messages and the integration service's alerts. On
  * PostgreSQL, SKIP LOCKED lets several senders claim at once without ever claiming one row twice.
+ * A read comes first: most looks find nothing (one follows every finished batch), and a read that
+ * says so costs a fraction of an update that takes the write lock to change nothing.
  */
 export async function claimDueOutboxRows<Tables, Table extends keyof Tables & string>(
   db: Kysely<Tables>,
@@ -39,19 +41,22 @@ export async function claimDueOutboxRows<Tables, Table extends keyof Tables & st
     locked_until: lockedUntil,
     ...(holder === undefined ? {} : { locked_by: holder }),
   };
+  const dueRows = () =>
+    outbox
+      .selectFrom(name)
+      .select('seq')
+      .where('state', '=', 'pending')
+      .where('next_attempt_at', '<=', now)
+      .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]));
+  const anyDue = await outbox
+    .selectNoFrom((eb) => eb.exists(dueRows()).as('due'))
+    .executeTakeFirst();
+  if (!anyDue?.due) return [];
   const rows = await outbox
     .updateTable(name)
     .set(claim)
-    .where('seq', 'in', (eb) => {
-      let due = eb
-        .selectFrom(name)
-        .select('seq')
-        .where('state', '=', 'pending')
-        .where('next_attempt_at', '<=', now)
-        .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]))
-        .orderBy('next_attempt_at')
-        .orderBy('seq')
-        .limit(limit);
+    .where('seq', 'in', () => {
+      let due = dueRows().orderBy('next_attempt_at').orderBy('seq').limit(limit);
       if (dialect === 'postgres') due = due.forUpdate().skipLocked();
       return due;
     })
