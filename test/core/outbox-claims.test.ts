@@ -18,7 +18,11 @@ describe('claimDueOutboxRows', () => {
 
   const addMessage = (
     eventId: string,
-    fields: { state?: string; nextAttemptAt?: number; lockedUntil?: number | null },
+    fields: {
+      state?: 'pending' | 'succeeded';
+      nextAttemptAt?: number;
+      lockedUntil?: number | null;
+    },
   ) =>
     database.db
       .insertInto('webhook_messages')
