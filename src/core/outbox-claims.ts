@@ -26,8 +26,10 @@ export interface OutboxClaim {
  * Claims an outbox's due rows (`pending`, due, not claimed or their claim lapsed), oldest due
  * first, in one statement: the CRM's webhook messages and the integration service's alerts. On
  * PostgreSQL, SKIP LOCKED lets several senders claim at once without ever claiming one row twice.
- * A read comes first: most looks find nothing (one follows every finished batch), and a read that
- * says so costs a fraction of an update that takes the write lock to change nothing.
+ * On SQLite a read comes first: most looks find nothing (one follows every finished batch), and a
+ * read that says so costs a fraction of an update that takes the database's write lock to change
+ * nothing. On PostgreSQL the update finding nothing is one round trip too, and the read would add a
+ * round trip to every look that finds something.
  */
 export async function claimDueOutboxRows<Tables, Table extends keyof Tables & string>(
   db: Kysely<Tables>,
@@ -48,10 +50,12 @@ export async function claimDueOutboxRows<Tables, Table extends keyof Tables & st
       .where('state', '=', 'pending')
       .where('next_attempt_at', '<=', now)
       .where((w) => w.or([w('locked_until', 'is', null), w('locked_until', '<', now)]));
-  const anyDue = await outbox
-    .selectNoFrom((eb) => eb.exists(dueRows()).as('due'))
-    .executeTakeFirst();
-  if (!anyDue?.due) return [];
+  if (dialect === 'sqlite') {
+    const anyDue = await outbox
+      .selectNoFrom((eb) => eb.exists(dueRows()).as('due'))
+      .executeTakeFirst();
+    if (!anyDue?.due) return [];
+  }
   const rows = await outbox
     .updateTable(name)
     .set(claim)
