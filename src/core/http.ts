@@ -23,7 +23,6 @@ import { limitRequestRate } from './http/rate-limit.js';
 import { logRequests } from './http/request-log.js';
 import { traceRequests } from './http/request-tracing.js';
 import { sendSecurityHeaders } from './http/security-headers.js';
-import { compileSerializersOnFirstUse } from './http/serializers.js';
 import { validateRequests } from './http/validation.js';
 
 export { BODY_LIMIT_BYTES } from './http/body-rules.js';
@@ -81,7 +80,6 @@ export async function createHttpServer(options: HttpServerOptions): Promise<Http
     // closeConnectionsOnShutdown does this, including connections that never sent a request.
     forceCloseConnections: false,
     frameworkErrors: answerRoutingError,
-    schemaController: { compilersFactory: { buildSerializer: compileSerializersOnFirstUse } },
   }).withTypeProvider<TypeBoxTypeProvider>() as unknown as HttpServer;
 
   // Registered in the order that matters: hooks of one kind run in the order they are added, a
