@@ -47,9 +47,10 @@ describe('claimDueOutboxRows', () => {
   const eventIds = (rows: { event_id: string }[]) => rows.map((row) => row.event_id).sort();
 
   it('claims due rows that are unclaimed or whose claim lapsed, oldest due first, up to the limit', async () => {
+    // Inserted latest-due first: a claim in insertion order would take the wrong two.
+    await addMessage('lapsed-claim', { nextAttemptAt: NOW - 5, lockedUntil: NOW - 1 });
     await addMessage('due-second', { nextAttemptAt: NOW - 10 });
     await addMessage('due-first', { nextAttemptAt: NOW - 20 });
-    await addMessage('lapsed-claim', { nextAttemptAt: NOW - 5, lockedUntil: NOW - 1 });
     await addMessage('claimed', { nextAttemptAt: NOW - 30, lockedUntil: NOW + 1 });
     await addMessage('not-yet-due', { nextAttemptAt: NOW + 1 });
     await addMessage('sent', { state: 'succeeded', nextAttemptAt: NOW - 40 });
