@@ -5,6 +5,7 @@ import { retryDelayMs } from '../core/backoff.js';
 import { GroupCommit } from '../core/group-commit.js';
 import { notifyChannel, type DialectName } from '../core/db.js';
 import { APPEND_LOCK, EVENT_COLUMNS, selectFeedPage, toEvent } from './feed-order.js';
+import type { WebhookHandOff, WebhookMessageRow } from './webhook-hand-off.js';
 import type { ChangeableCustomerField, Customer } from '../contracts/customers.js';
 import type {
   CUSTOMER_CREATED,
@@ -65,15 +66,26 @@ interface QueuedAppend {
 
 /**
  * One webhook message per active endpoint for the statement's `event` (id, position), committed
- * with the event: none is lost to a crash.
+ * with the event: none is lost to a crash. With `lockedUntil` they are written claimed for the
+ * sender (see `WebhookHandOff`) and returned.
  */
-function insertWebhookMessages(now: number) {
+function insertWebhookMessages(now: number, lockedUntil: number | undefined) {
   return sql`
     insert into webhook_messages
-      (endpoint_id, event_id, event_position, state, next_attempt_at, updated_at)
-    select endpoint.id, event.id, event.position, 'pending', ${now}, ${now}
+      (endpoint_id, event_id, event_position, state, next_attempt_at, updated_at, locked_until)
+    select endpoint.id, event.id, event.position, 'pending', ${now}, ${now}, ${lockedUntil ?? null}
     from webhook_endpoints as endpoint, event
-    where endpoint.disabled_at is null`;
+    where endpoint.disabled_at is null
+    ${lockedUntil === undefined ? sql`` : sql`returning *`}`;
+}
+
+/** What an append transaction queued for the webhook sender. */
+interface QueuedMessages {
+  /** Messages written pending, for the sender's claims. */
+  pending: number;
+  /** Messages written claimed for the sender (`WebhookHandOff`), with the events they carry. */
+  claimed: WebhookMessageRow[];
+  events: Map<string, CustomerEvent>;
 }
 
 /** The indexes of the appends in `batch`, by the function that writes their change. */
@@ -102,6 +114,7 @@ export class EventLog {
   /** This process's signature on its notifications, so it does not wake itself twice. */
   private readonly notifier = newId();
   private recheckMs = RECHECK_MS;
+  private handOff: WebhookHandOff | undefined;
 
   constructor(
     private readonly db: Kysely<CrmTables>,
@@ -112,12 +125,14 @@ export class EventLog {
       dialect,
       maxBatch: MAX_BATCH,
       commit: async (batch) => {
-        const { written, webhookMessages } = await this.writeBatch(batch);
+        const { written, messages } = await this.writeBatch(batch);
         return {
           results: written,
           afterSettled: () => {
-            if (written.includes(true))
-              this.appended.emit('committed', { webhookMessages: webhookMessages > 0 });
+            if (!written.includes(true)) return;
+            if (messages.claimed.length > 0)
+              this.handOff?.committed(messages.claimed, messages.events);
+            this.appended.emit('committed', { webhookMessages: messages.pending > 0 });
           },
         };
       },
@@ -135,18 +150,26 @@ export class EventLog {
   }
 
   /**
+   * Gives the webhook messages of later appends to `handOff` as they commit, when it takes them
+   * (see `WebhookHandOff`); the others are written pending for the sender's claims.
+   */
+  handOffWebhookMessages(handOff: WebhookHandOff): void {
+    this.handOff = handOff;
+  }
+
+  /**
    * One transaction: the events first, then each kind of change, minus the events not written.
-   * Answers which changes were written, and how many webhook messages the events queued.
+   * Answers which changes were written, and the webhook messages the written events queued.
    */
   private writeBatch(
     batch: readonly QueuedAppend[],
-  ): Promise<{ written: boolean[]; webhookMessages: number }> {
+  ): Promise<{ written: boolean[]; messages: QueuedMessages }> {
     return this.db.connection().execute(async (connection) => {
       let drawing = false;
       try {
         return await connection.transaction().execute(async (trx) => {
           drawing = true;
-          const { ids: eventIds, webhookMessages } = await this.insertEvents(
+          const { ids: eventIds, messages } = await this.insertEvents(
             trx,
             batch.map((queued) => queued.event),
           );
@@ -160,14 +183,18 @@ export class EventLog {
             indexes.forEach((i, j) => (written[i] = answers[j] === true));
           }
           const unwritten = eventIds.filter((_, i) => !written[i]);
-          if (unwritten.length > 0) await this.deleteEvents(trx, unwritten);
+          if (unwritten.length > 0) {
+            await this.deleteEvents(trx, unwritten);
+            const removed = new Set(unwritten);
+            messages.claimed = messages.claimed.filter((row) => !removed.has(row.event_id));
+          }
           // Delivered on commit, to every CRM process listening (see wakeOnNotifications).
           if (this.dialect === 'postgres' && unwritten.length < eventIds.length) {
             await sql`select pg_notify(${notifyChannel(EVENTS_CHANNEL)}, ${this.notifier})`.execute(
               trx,
             );
           }
-          return { written, webhookMessages };
+          return { written, messages };
         });
       } catch (error) {
         if (drawing) await this.releaseAppendLock(connection);
@@ -178,12 +205,12 @@ export class EventLog {
 
   /**
    * Inserts the events, in order and as their transaction's first write, and their webhook
-   * messages; answers the events' ids and how many messages were queued.
+   * messages; answers the events' ids and the messages queued.
    */
   private async insertEvents(
     trx: Transaction<CrmTables>,
     events: readonly NewEvent[],
-  ): Promise<{ ids: string[]; webhookMessages: number }> {
+  ): Promise<{ ids: string[]; messages: QueuedMessages }> {
     const rows = events.map((event) => ({
       id: newId(),
       type: event.type,
@@ -195,22 +222,23 @@ export class EventLog {
     }));
     const ids = rows.map((row) => row.id);
     const now = Date.now();
+    const lockedUntil = this.handOff?.claimUntil(now);
+    let inserted: { rows: unknown[]; numAffectedRows?: bigint };
     if (this.dialect === 'sqlite') {
       await trx.insertInto('events').values(rows).execute();
-      const messages =
+      inserted =
         await sql`with event as (select id, position from events where id in (${sql.join(ids)}))
-        ${insertWebhookMessages(now)}`.execute(trx);
-      return { ids, webhookMessages: Number(messages.numAffectedRows ?? 1n) };
-    }
-    // One statement, one round trip. The positions (sequence, in the order of `values`) and `xid`
-    // (column default) are drawn under the lock, which the last row releases once it is written;
-    // see "Feed order". Typed `values` cost PostgreSQL less than `unnest` of arrays.
-    const values = rows.map(
-      (row) =>
-        sql`(${row.id}::text, ${row.type}::text, ${row.customer_id}::text, ${row.payload}::text,
+        ${insertWebhookMessages(now, lockedUntil)}`.execute(trx);
+    } else {
+      // One statement, one round trip. The positions (sequence, in the order of `values`) and
+      // `xid` (column default) are drawn under the lock, which the last row releases once it is
+      // written; see "Feed order". Typed `values` cost PostgreSQL less than `unnest` of arrays.
+      const values = rows.map(
+        (row) =>
+          sql`(${row.id}::text, ${row.type}::text, ${row.customer_id}::text, ${row.payload}::text,
           ${row.changed_fields}::text, ${row.occurred_at}::timestamptz, ${row.traceparent}::text)`,
-    );
-    const messages = await sql`
+      );
+      inserted = await sql`
       with locked as materialized (select pg_advisory_lock(${APPEND_LOCK})),
       event as (
         insert into events (id, type, customer_id, payload, changed_fields, occurred_at, traceparent)
@@ -220,8 +248,22 @@ export class EventLog {
         returning id, position,
           case when id = ${ids.at(-1)} then pg_advisory_unlock(${APPEND_LOCK}) end
       )
-      ${insertWebhookMessages(now)}`.execute(trx);
-    return { ids, webhookMessages: Number(messages.numAffectedRows ?? 1n) };
+      ${insertWebhookMessages(now, lockedUntil)}`.execute(trx);
+    }
+    if (lockedUntil === undefined) {
+      const pending = Number(inserted.numAffectedRows ?? 1n);
+      return { ids, messages: { pending, claimed: [], events: new Map() } };
+    }
+    // The events as the feed would serve them, so a message sent at once carries what one sent
+    // after a claim (which reads its event back) would.
+    const claimed = inserted.rows as WebhookMessageRow[];
+    const positions = new Map(claimed.map((message) => [message.event_id, message.event_position]));
+    const sent = new Map<string, CustomerEvent>();
+    for (const row of rows) {
+      const position = positions.get(row.id);
+      if (position !== undefined) sent.set(row.id, toEvent({ ...row, position }));
+    }
+    return { ids, messages: { pending: 0, claimed, events: sent } };
   }
 
   /** Removes events whose change was not written, with their webhook messages. */

@@ -98,6 +98,7 @@ export function createCrmService(options: CrmServiceOptions = {}): ServiceDefini
         },
         start: async () => {
           stopListening = await listenToOtherProcesses(database, events, logger);
+          events.handOffWebhookMessages(webhooks);
           webhooks.start();
           relay?.start();
         },

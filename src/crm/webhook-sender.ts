@@ -14,6 +14,7 @@ import type { CrmTables } from './migrations.js';
 import type { SecretsKeyring } from './secrets-at-rest.js';
 import type { CallOutcome } from '../core/webhooks/signed-call.js';
 import { WebhookCaller } from './webhook-call.js';
+import type { WebhookHandOff, WebhookMessageRow } from './webhook-hand-off.js';
 import type { WebhookTargetPolicy } from '../core/webhooks/targets.js';
 
 /**
@@ -22,8 +23,18 @@ import type { WebhookTargetPolicy } from '../core/webhooks/targets.js';
  * database work per message shrinks as the rate grows instead of capping it.
  */
 const BATCHES_IN_FLIGHT = 2;
+/**
+ * How often the sender looks for due messages while none is known to wait (every message written
+ * since was handed over at once): for retries coming due and claims that lapsed, in ms.
+ */
+const IDLE_LOOK_MS = 500;
 
-type MessageRow = Selectable<CrmTables['webhook_messages']>;
+type MessageRow = WebhookMessageRow;
+/** Messages sent side by side, with their events when the append that wrote them handed them over. */
+interface MessageBatch {
+  messages: MessageRow[];
+  events?: ReadonlyMap<string, CustomerEvent>;
+}
 type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
 type Db = Kysely<CrmTables>;
 
@@ -60,10 +71,17 @@ type MessageChanges = Partial<
  * exponential backoff and full jitter; every attempt is recorded. An endpoint is disabled when it
  * answers 410 Gone, or when every call to it has failed for `webhookDisableAfterMs`.
  */
-export class WebhookSender {
-  private readonly loop: WorkLoop<MessageRow[]>;
+export class WebhookSender implements WebhookHandOff {
+  private readonly loop: WorkLoop<MessageBatch>;
   private readonly caller: WebhookCaller;
   private readonly attempts: Counter;
+  private readonly batchSize: number;
+  private stopping = false;
+  /** Messages may be due that no look has seen yet (written pending, woken, just started). */
+  private unclaimedDue = true;
+  /** Appends that wrote their messages pending: a look that began before one cannot clear the above. */
+  private pendingWrites = 0;
+  private lastLookAt = 0;
 
   constructor(private readonly options: WebhookSenderOptions) {
     this.caller = new WebhookCaller({
@@ -78,12 +96,17 @@ export class WebhookSender {
       registers: [options.metrics],
     });
     const batchSize = Math.max(1, Math.ceil(options.config.webhookConcurrency / BATCHES_IN_FLIGHT));
+    this.batchSize = batchSize;
     this.loop = new WorkLoop({
       name: 'webhook messages',
       concurrency: BATCHES_IN_FLIGHT,
-      claim: async (batches) => chunk(await this.claimDue(batches * batchSize), batchSize),
-      handle: (messages, abandoned) => this.sendBatch(messages, abandoned),
+      claim: async (batches) =>
+        chunk(await this.claimDue(batches * batchSize), batchSize).map((messages) => ({
+          messages,
+        })),
+      handle: (batch, abandoned) => this.sendBatch(batch, abandoned),
       logger: options.logger,
+      idleMs: IDLE_LOOK_MS,
     });
   }
 
@@ -91,8 +114,27 @@ export class WebhookSender {
     this.loop.start();
   }
 
+  /** Messages may be due (written pending, by another process, replayed): look for them now. */
   wake(): void {
+    this.unclaimedDue = true;
     this.loop.wake();
+  }
+
+  claimUntil(now: number): number | undefined {
+    // Older messages still due go first; each look after a finished batch takes them.
+    if (this.stopping || this.unclaimedDue || this.loop.freeSlots <= 0) {
+      this.pendingWrites += 1;
+      this.unclaimedDue = true;
+      return undefined;
+    }
+    return this.lockedUntil(now);
+  }
+
+  committed(messages: MessageRow[], events: ReadonlyMap<string, CustomerEvent>): void {
+    // Stopping: due at once again, for whichever sender runs next.
+    if (this.stopping) return void this.release(messages);
+    for (const batch of chunk(messages, this.batchSize))
+      this.loop.handleNow({ messages: batch, events });
   }
 
   /**
@@ -101,19 +143,40 @@ export class WebhookSender {
    * (receivers deduplicate on `webhook-id`). Default: wait for every call.
    */
   async stop(abandonAfterMs?: number): Promise<void> {
+    this.stopping = true;
     await this.loop.stop(abandonAfterMs);
     await this.caller.close();
   }
 
-  private claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {
-    const { db, dialect, config } = this.options;
-    // Outlives one call; a crashed sender's claims are taken over this long after it died.
-    const lockedUntil = now + config.webhookTimeoutMs + 5_000;
-    return claimDueOutboxRows(db, dialect, 'webhook_messages', { limit, lockedUntil, now });
+  /** Outlives one call; a crashed sender's claims are taken over this long after it died. */
+  private lockedUntil(now: number): number {
+    return now + this.options.config.webhookTimeoutMs + 5_000;
+  }
+
+  /**
+   * Claims due messages. While none is known to wait, a look after each finished batch would find
+   * nothing: the database is asked only every `IDLE_LOOK_MS` then.
+   */
+  private async claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {
+    if (!this.unclaimedDue && now < this.lastLookAt + IDLE_LOOK_MS) return [];
+    const { db, dialect } = this.options;
+    const pendingWrites = this.pendingWrites;
+    this.lastLookAt = now;
+    const lockedUntil = this.lockedUntil(now);
+    const rows = await claimDueOutboxRows(db, dialect, 'webhook_messages', {
+      limit,
+      lockedUntil,
+      now,
+    });
+    if (rows.length < limit && pendingWrites === this.pendingWrites) this.unclaimedDue = false;
+    return rows;
   }
 
   /** Calls the endpoints for a claimed batch side by side, then records every outcome at once. */
-  private async sendBatch(messages: MessageRow[], abandoned: AbortSignal): Promise<void> {
+  private async sendBatch(
+    { messages, events: handedOver }: MessageBatch,
+    abandoned: AbortSignal,
+  ): Promise<void> {
     const { db, events } = this.options;
     const now = Date.now();
     const endpointIds = [...new Set(messages.map((message) => message.endpoint_id))];
@@ -126,7 +189,8 @@ export class WebhookSender {
           .execute()
       ).map((endpoint) => [endpoint.id, endpoint]),
     );
-    const eventsById = await events.getMany([...new Set(messages.map((m) => m.event_id))]);
+    const eventsById =
+      handedOver ?? (await events.getMany([...new Set(messages.map((m) => m.event_id))]));
     const cancelled: MessageRow[] = [];
     const calls: Promise<CallResult>[] = [];
     for (const message of messages) {
@@ -326,6 +390,7 @@ export class WebhookSender {
 
   /** Gives claimed messages back as they were, due at once: a shutdown stopped their calls. */
   private async release(messages: MessageRow[]): Promise<void> {
+    this.unclaimedDue = true;
     await this.options.db
       .updateTable('webhook_messages')
       .set({ locked_until: null })
