@@ -1,0 +1,123 @@
+import type { Kysely } from 'kysely';
+import { Webhook } from 'standardwebhooks';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Customer } from '../../src/contracts/customers.js';
+import { EventLog, type BatchWrites } from '../../src/crm/events.js';
+import type { CrmTables } from '../../src/crm/migrations.js';
+import { crmService } from '../../src/crm/service.js';
+import type { WebhookMessageRow } from '../../src/crm/webhook-hand-off.js';
+import { createTestApp, type TestApp } from '../support/apps.js';
+import { crmFeed } from '../support/crm-feed.js';
+import { waitUntil } from '../support/platform.js';
+import { startReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
+
+let t: TestApp<CrmTables>;
+let receiver: WebhookReceiver;
+afterEach(async () => {
+  await t.close();
+  await receiver.close();
+});
+
+/** The CRM with its webhook sender running, and an endpoint on a receiver here; its secret. */
+async function startWithEndpoint(): Promise<string> {
+  receiver = await startReceiver();
+  t = await createTestApp(crmService);
+  await t.runtime.start?.({ url: 'http://127.0.0.1:9' });
+  const created = await t.app.inject({
+    method: 'POST',
+    url: '/webhook-endpoints',
+    headers: { 'content-type': 'application/json' },
+    payload: JSON.stringify({ url: receiver.url }),
+  });
+  expect(created.statusCode).toBe(201);
+  return (created.json() as { secret: string }).secret;
+}
+
+const messages = () =>
+  (t.database.db as Kysely<CrmTables>).selectFrom('webhook_messages').selectAll().execute();
+
+describe("an append's webhook messages handed to the sender as they commit", () => {
+  it('are sent with the event exactly as the feed serves it, once, and recorded as sent', async () => {
+    const secret = await startWithEndpoint();
+    const { createCustomer, readFeed } = crmFeed(() => t);
+    const customer = await createCustomer(1);
+    await waitUntil(() => receiver.calls.length === 1, 5_000, 'the webhook');
+    const [call] = receiver.calls;
+    const sent = new Webhook(secret).verify(call!.body, call!.headers as Record<string, string>);
+    const { events } = await readFeed('after=0');
+    const {
+      id,
+      occurred_at: timestamp,
+      ...rest
+    } = events[0]! as (typeof events)[0] & {
+      traceparent?: unknown;
+    };
+    delete rest.traceparent;
+    expect(sent).toEqual({ ...rest, timestamp });
+    expect(call!.headers['webhook-id']).toBe(id);
+    expect((sent as { data: { id: string } }).data.id).toBe(customer.id);
+    await waitUntil(
+      async () => (await messages())[0]?.state === 'succeeded',
+      5_000,
+      'the message recorded as sent',
+    );
+    expect(await messages()).toMatchObject([
+      { state: 'succeeded', attempts: 1, locked_until: null },
+    ]);
+    expect(receiver.calls).toHaveLength(1);
+  });
+
+  it('written claimed by a CRM that stopped before sending them, are sent by another once the claim lapses', async () => {
+    await startWithEndpoint();
+    // Another CRM process on the same database: it claims its append's messages, then dies with
+    // them unsent (its `committed` never sends).
+    const claimMs = 400;
+    const handedOver: WebhookMessageRow[] = [];
+    const dying = new EventLog(t.database.db as Kysely<CrmTables>, t.database.dialect);
+    dying.handOffWebhookMessages({
+      claimUntil: (now) => now + claimMs,
+      committed: (rows) => void handedOver.push(...rows),
+    });
+    const now = new Date().toISOString();
+    const customer: Customer = {
+      id: '00000000-0000-4000-8000-000000000001',
+      name: 'Claimed Then Lost',
+      email: 'lost@example.com',
+      version: 1,
+      created_at: now,
+      updated_at: now,
+    };
+    const insert: BatchWrites<Customer> = async (trx, rows) => {
+      await trx
+        .insertInto('customers')
+        .values(rows.map((row) => ({ ...row, email_normalized: row.email })))
+        .execute();
+      return rows.map(() => true);
+    };
+    const appendedAt = Date.now();
+    expect(
+      await dying.append(
+        { type: 'customer.created', data: customer, occurredAt: now },
+        customer,
+        insert,
+      ),
+    ).toBe(true);
+    // Written claimed, and handed to the process that claimed them.
+    expect(handedOver).toHaveLength(1);
+    const [written] = await messages();
+    expect(written).toMatchObject({ state: 'pending', seq: handedOver[0]!.seq });
+    expect(written!.locked_until).toBeGreaterThan(Date.now());
+    await waitUntil(() => receiver.calls.length === 1, 5_000, 'the webhook after the claim lapsed');
+    // Not before the claim lapsed: this process did not take the other one's message.
+    expect(Date.now() - appendedAt).toBeGreaterThanOrEqual(claimMs);
+    expect(JSON.parse(receiver.calls[0]!.body)).toMatchObject({ data: { id: customer.id } });
+    await waitUntil(
+      async () => (await messages())[0]?.state === 'succeeded',
+      5_000,
+      'the message recorded as sent',
+    );
+    // Time for a second send, were there one.
+    await new Promise((resolve) => setTimeout(resolve, 700));
+    expect(receiver.calls).toHaveLength(1);
+  });
+});
