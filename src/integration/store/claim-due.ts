@@ -49,16 +49,26 @@ const claimed = ({ holder, lockMs, now }: DueClaim) => ({
  * `holder` until `now + lockMs`: expired claims first, then due retries, then new deliveries, each
  * oldest first; nothing while delivery is paused. Answers them in that order.
  */
-export function claimDueDeliveries(
+export async function claimDueDeliveries(
   db: Kysely<IntegrationTables>,
   dialect: DialectName,
   claim: DueClaim,
 ): Promise<DeliveryRow[]> {
+  // Most looks find nothing (one follows every finished call): one light read says so first,
+  // without a transaction (measured: on PostgreSQL, claiming without it cost more CPU and lag).
+  const anyDue = await db
+    .selectNoFrom((eb) =>
+      eb
+        .or(DUE_RANGES.map((range) => eb.exists(dueIn(eb, range, claim.now).select('seq'))))
+        .as('due'),
+    )
+    .executeTakeFirst();
+  if (!anyDue?.due) return [];
   return dialect === 'postgres' ? claimInOneStatement(db, claim) : claimInTransaction(db, claim);
 }
 
 /**
- * PostgreSQL: one statement, one round trip, found or not. Each range's rows are locked as they
+ * PostgreSQL: one statement, one round trip. Each range's rows are locked as they
  * are picked (SKIP LOCKED: several instances claim at once without ever claiming one row twice),
  * and the ranges are read in order only until `limit` rows are picked.
  */
@@ -94,22 +104,12 @@ async function claimInOneStatement(
   return rows.map(({ range: _, due_at: __, ...row }) => row as DeliveryRow);
 }
 
-/**
- * SQLite: a write transaction holds the whole database, so the ranges are read and the rows
- * claimed in one; most looks find nothing (one follows every finished call), and one read says so
- * first, without a transaction.
- */
+/** SQLite: a write transaction holds the whole database; the ranges are read and claimed in one. */
 async function claimInTransaction(
   db: Kysely<IntegrationTables>,
   claim: DueClaim,
 ): Promise<DeliveryRow[]> {
   const { limit, now } = claim;
-  const anyDue = await db
-    .selectNoFrom((eb) =>
-      eb.or(DUE_RANGES.map((range) => eb.exists(dueIn(eb, range, now).select('seq')))).as('due'),
-    )
-    .executeTakeFirst();
-  if (!anyDue?.due) return [];
   return db.transaction().execute(async (trx) => {
     const seqs: number[] = [];
     for (const range of DUE_RANGES) {
