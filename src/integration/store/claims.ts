@@ -1,9 +1,9 @@
-import { sql, type UpdateObject } from 'kysely';
+import { sql, type Kysely, type UpdateObject } from 'kysely';
 import type { Database } from '../../core/db.js';
 import type { DeliveryOperation, DeliveryOutcome } from '../../contracts/admin-api.js';
 import type { DeliveryRow, IntegrationTables } from '../migrations.js';
 import { reportDeadLetters } from '../alerts/dead-letters.js';
-import { claimDueDeliveries } from './claim-due.js';
+import { notPaused } from './controls.js';
 import { insertTimeline, type NewTimelineEntry } from './timeline.js';
 
 /** Who holds a claim on deliveries, and for how long from now (ms). */
@@ -52,6 +52,28 @@ export interface Settlement {
   /** For the customer's timeline: when the attempt started, and its call's trace id. */
   attempt?: { startedAt: number; traceId?: string | undefined };
 }
+
+/**
+ * What a claim takes, in this order: expired claims, due retries, due new deliveries. One indexed
+ * range per state (state, next_attempt_at), read in index order: an OR over the states would make
+ * the database sort every due row on each claim.
+ */
+const DUE_RANGES = [
+  { state: 'delivering', column: 'locked_until' },
+  { state: 'retrying', column: 'next_attempt_at' },
+  { state: 'pending', column: 'next_attempt_at' },
+] as const;
+
+/** The deliveries of `range` that are due at `now`. */
+const dueIn = (
+  db: Pick<Kysely<IntegrationTables>, 'selectFrom'>,
+  { state, column }: (typeof DUE_RANGES)[number],
+  now: number,
+) =>
+  db
+    .selectFrom('deliveries')
+    .where('state', '=', state)
+    .where(column, state === 'delivering' ? '<' : '<=', now);
 
 /** The columns that record what Inventory holds; a package request id once known stays. */
 const knownOf = (
@@ -291,9 +313,60 @@ export function createClaimsRepository(database: Database<IntegrationTables>) {
   return {
     settleClaims,
 
-    /** See `claimDueDeliveries`. */
-    claimDue(holder: string, limit: number, lockMs: number, now = Date.now()) {
-      return claimDueDeliveries(db, dialect, { holder, limit, lockMs, now });
+    /**
+     * Claims up to `limit` deliveries that are due, or whose claim expired (its instance died),
+     * for `holder` until `now + lockMs`: expired claims first, then due retries, then new
+     * deliveries, each oldest first. On PostgreSQL, SKIP LOCKED lets several instances claim at
+     * once without ever claiming the same row.
+     */
+    async claimDue(
+      holder: string,
+      limit: number,
+      lockMs: number,
+      now = Date.now(),
+    ): Promise<DeliveryRow[]> {
+      // Most looks find nothing (one follows every finished call): one read says so, with no
+      // transaction (on PostgreSQL five round trips less, on SQLite four statements less).
+      const anyDue = await db
+        .selectNoFrom((eb) =>
+          eb
+            .or(DUE_RANGES.map((range) => eb.exists(dueIn(eb, range, now).select('seq'))))
+            .as('due'),
+        )
+        .executeTakeFirst();
+      if (!anyDue?.due) return [];
+      return db.transaction().execute(async (trx) => {
+        const seqs: number[] = [];
+        for (const range of DUE_RANGES) {
+          if (seqs.length >= limit) break;
+          let due = dueIn(trx, range, now)
+            .select('seq')
+            // Nothing is claimed while delivery is paused (read in this transaction).
+            .where(notPaused)
+            .orderBy(range.column)
+            .limit(limit - seqs.length);
+          if (dialect === 'postgres') due = due.forUpdate().skipLocked();
+          for (const row of await due.execute()) seqs.push(row.seq);
+        }
+        if (seqs.length === 0) return [];
+        const claimed = await trx
+          .updateTable('deliveries')
+          .set({
+            state: 'delivering',
+            locked_by: holder,
+            locked_until: now + lockMs,
+            updated_at: now,
+            // A claim for a create may reach Inventory and commit there with no answer recorded
+            // (a crash, a dropped connection): a later deletion must then look for that package.
+            create_tried: sql<number>`case when package_request_id is null
+              and customer_deleted_at is null then 1 else create_tried end`,
+          })
+          .where('seq', 'in', seqs)
+          .returningAll()
+          .execute();
+        const order = new Map(seqs.map((seq, index) => [seq, index]));
+        return claimed.sort((a, b) => order.get(a.seq)! - order.get(b.seq)!);
+      });
     },
 
     /** Settles a claimed create as done: its package request `packageRequestId` was created. */
