@@ -5,7 +5,7 @@ import { EventLog, type BatchWrites } from '../../src/crm/events.js';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import { crmService } from '../../src/crm/service.js';
 import { createTestApp, expectProblem, type TestApp } from '../support/apps.js';
-import { crmFeed } from '../support/crm-feed.js';
+import { crmFeed, insertCustomers } from '../support/crm-feed.js';
 import { waitUntil } from '../support/platform.js';
 
 let t: TestApp<CrmTables>;
@@ -61,13 +61,7 @@ describe('creates made while another commits (group commit)', () => {
 
   it('fail only the create that fails, when it shares a transaction with others', async () => {
     const log = new EventLog(t.database.db as Kysely<CrmTables>, t.database.dialect);
-    const insert: BatchWrites<Customer> = async (trx, rows) => {
-      await trx
-        .insertInto('customers')
-        .values(rows.map((row) => ({ ...row, email_normalized: row.email })))
-        .execute();
-      return rows.map(() => true);
-    };
+    const insert = insertCustomers;
     const append = (customer: Customer) =>
       log.append(
         { type: 'customer.created', data: customer, occurredAt: customer.created_at },

@@ -2,12 +2,12 @@ import type { Kysely } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Customer } from '../../src/contracts/customers.js';
-import { EventLog, type BatchWrites } from '../../src/crm/events.js';
+import { EventLog } from '../../src/crm/events.js';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import { crmService } from '../../src/crm/service.js';
 import type { WebhookMessageRow } from '../../src/crm/webhook-hand-off.js';
 import { createTestApp, type TestApp } from '../support/apps.js';
-import { crmFeed } from '../support/crm-feed.js';
+import { crmFeed, insertCustomers } from '../support/crm-feed.js';
 import { waitUntil } from '../support/platform.js';
 import { startReceiver, type WebhookReceiver } from '../support/webhook-receiver.js';
 
@@ -87,13 +87,7 @@ describe("an append's webhook messages handed to the sender as they commit", () 
       created_at: now,
       updated_at: now,
     };
-    const insert: BatchWrites<Customer> = async (trx, rows) => {
-      await trx
-        .insertInto('customers')
-        .values(rows.map((row) => ({ ...row, email_normalized: row.email })))
-        .execute();
-      return rows.map(() => true);
-    };
+    const insert = insertCustomers;
     const appendedAt = Date.now();
     expect(
       await dying.append(

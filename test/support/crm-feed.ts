@@ -1,4 +1,6 @@
 import { expect } from 'vitest';
+import type { Customer } from '../../src/contracts/customers.js';
+import type { BatchWrites } from '../../src/crm/events.js';
 import type { CrmTables } from '../../src/crm/migrations.js';
 import type { TestApp } from './apps.js';
 
@@ -38,3 +40,12 @@ export function crmFeed(crm: () => TestApp<CrmTables>) {
 
   return { createCustomer, readFeed };
 }
+
+/** Writes appended customers as the CRM's create does, for tests that append to the event log. */
+export const insertCustomers: BatchWrites<Customer> = async (trx, rows) => {
+  await trx
+    .insertInto('customers')
+    .values(rows.map((row) => ({ ...row, email_normalized: row.email })))
+    .execute();
+  return rows.map(() => true);
+};
