@@ -133,8 +133,12 @@ export class WebhookSender implements WebhookHandOff {
   committed(messages: MessageRow[], events: ReadonlyMap<string, CustomerEvent>): void {
     // Stopping: due at once again, for whichever sender runs next.
     if (this.stopping) return void this.release(messages);
-    for (const batch of chunk(messages, this.batchSize))
-      this.loop.handleNow({ messages: batch, events });
+    // A burst's append may bring more than the free slots take (or a claim took the slot since):
+    // the rest go back to the claims, so no more than `webhookConcurrency` calls run at once.
+    const batches = chunk(messages, this.batchSize);
+    const taken = batches.splice(0, Math.max(0, this.loop.freeSlots));
+    for (const batch of taken) this.loop.handleNow({ messages: batch, events });
+    if (batches.length > 0) void this.release(batches.flat());
   }
 
   /**
@@ -391,6 +395,7 @@ export class WebhookSender implements WebhookHandOff {
   /** Gives claimed messages back as they were, due at once: a shutdown stopped their calls. */
   private async release(messages: MessageRow[]): Promise<void> {
     this.unclaimedDue = true;
+    this.pendingWrites += 1;
     await this.options.db
       .updateTable('webhook_messages')
       .set({ locked_until: null })
@@ -407,6 +412,7 @@ export class WebhookSender implements WebhookHandOff {
           'Could not release webhook messages; their claims will expire',
         ),
       );
+    this.loop.wake();
   }
 
   private async finish(

@@ -1,3 +1,5 @@
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import type { Kysely } from 'kysely';
 import { Webhook } from 'standardwebhooks';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -18,10 +20,16 @@ afterEach(async () => {
   await receiver.close();
 });
 
-/** The CRM with its webhook sender running, and an endpoint on a receiver here; its secret. */
-async function startWithEndpoint(): Promise<string> {
-  receiver = await startReceiver();
-  t = await createTestApp(crmService);
+/**
+ * The CRM (with `env`) and its webhook sender running, and an endpoint on `target` (default: a
+ * receiver answering 200 at once); answers the endpoint's secret.
+ */
+async function startWithEndpoint(
+  target?: WebhookReceiver,
+  env: Record<string, string> = {},
+): Promise<string> {
+  receiver = target ?? (await startReceiver());
+  t = await createTestApp(crmService, { env });
   await t.runtime.start?.({ url: 'http://127.0.0.1:9' });
   const created = await t.app.inject({
     method: 'POST',
@@ -113,5 +121,40 @@ describe("an append's webhook messages handed to the sender as they commit", () 
     // Time for a second send, were there one.
     await new Promise((resolve) => setTimeout(resolve, 700));
     expect(receiver.calls).toHaveLength(1);
+  });
+
+  it('never make more calls at once than WEBHOOK_CONCURRENCY, when a burst commits together', async () => {
+    // A receiver that answers each call after 50 ms, counting the calls it holds at once.
+    let held = 0;
+    let most = 0;
+    const ids: string[] = [];
+    const server = http.createServer((request, response) => {
+      held += 1;
+      most = Math.max(most, held);
+      let body = '';
+      request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+      request.on('end', () =>
+        setTimeout(() => {
+          ids.push((JSON.parse(body) as { data: { id: string } }).data.id);
+          held -= 1;
+          response.writeHead(200).end();
+        }, 50),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    // Two batches of two.
+    await startWithEndpoint(
+      {
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks`,
+        calls: [],
+        close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+      },
+      { WEBHOOK_CONCURRENCY: '4' },
+    );
+    const { createCustomer } = crmFeed(() => t);
+    const customers = await Promise.all(Array.from({ length: 40 }, (_, i) => createCustomer(i)));
+    await waitUntil(() => ids.length >= 40, 10_000, '40 webhooks');
+    expect(most).toBeLessThanOrEqual(4);
+    expect(ids.sort()).toEqual(customers.map((customer) => customer.id).sort());
   });
 });
