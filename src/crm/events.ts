@@ -222,7 +222,10 @@ export class EventLog {
     }));
     const ids = rows.map((row) => row.id);
     const now = Date.now();
-    const lockedUntil = this.handOff?.claimUntil(now);
+    const lockedUntil = this.handOff?.claimUntil(
+      now,
+      rows.map((row) => row.customer_id),
+    );
     let inserted: { rows: unknown[]; numAffectedRows?: bigint };
     if (this.dialect === 'sqlite') {
       await trx.insertInto('events').values(rows).execute();

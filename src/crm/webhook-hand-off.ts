@@ -12,10 +12,12 @@ export type WebhookMessageRow = Selectable<CrmTables['webhook_messages']>;
  */
 export interface WebhookHandOff {
   /**
-   * Until when (ms since the epoch) messages written now are claimed for the sender, or undefined
-   * to write them pending for its claims (no slot free, stopping, older messages still due).
+   * Until when (ms since the epoch) the messages of events about `customerIds` written now are
+   * claimed for the sender, or undefined to write them pending for its claims (no slot free,
+   * stopping, older messages still due, or a call about one of these customers in flight, which
+   * the new message must not overtake).
    */
-  claimUntil(now: number): number | undefined;
+  claimUntil(now: number, customerIds: readonly string[]): number | undefined;
   /** The messages written claimed by a transaction that committed, with their events by id. */
   committed(messages: WebhookMessageRow[], events: ReadonlyMap<string, CustomerEvent>): void;
 }

@@ -1,8 +1,6 @@
-import type { Kysely, Selectable, Transaction } from 'kysely';
+import type { Kysely } from 'kysely';
 import { Counter, type Registry } from 'prom-client';
-import { retryDelayMs } from '../core/backoff.js';
 import { chunk } from '../core/batches.js';
-import { redactUrl } from '../core/config.js';
 import type { DialectName } from '../core/db.js';
 import type { Logger } from '../core/logging.js';
 import { claimDueOutboxRows } from '../core/outbox-claims.js';
@@ -12,8 +10,8 @@ import type { CustomerEvent } from '../contracts/customer-events.js';
 import type { EventLog } from './events.js';
 import type { CrmTables } from './migrations.js';
 import type { SecretsKeyring } from './secrets-at-rest.js';
-import type { CallOutcome } from '../core/webhooks/signed-call.js';
 import { WebhookCaller } from './webhook-call.js';
+import { WebhookOutcomes, type CallResult } from './webhook-outcomes.js';
 import type { WebhookHandOff, WebhookMessageRow } from './webhook-hand-off.js';
 import type { WebhookTargetPolicy } from '../core/webhooks/targets.js';
 
@@ -34,8 +32,9 @@ type MessageRow = WebhookMessageRow;
 interface MessageBatch {
   messages: MessageRow[];
   events?: ReadonlyMap<string, CustomerEvent>;
+  /** The customers its calls are about, counted in `customersInFlight` until it is recorded. */
+  customers?: string[];
 }
-type EndpointRow = Selectable<CrmTables['webhook_endpoints']>;
 type Db = Kysely<CrmTables>;
 
 export interface WebhookSenderOptions {
@@ -51,20 +50,6 @@ export interface WebhookSenderOptions {
   metrics: Registry;
 }
 
-/** The endpoint's URL for logs: a token in its query or user info is not written out. */
-const shownUrl = (endpoint: EndpointRow) => redactUrl(endpoint.url, { everyValue: true });
-
-/** What one call to an endpoint gave, with what it was about. */
-interface CallResult extends CallOutcome {
-  message: MessageRow;
-  endpoint: EndpointRow;
-  event: CustomerEvent;
-}
-
-type MessageChanges = Partial<
-  Pick<MessageRow, 'state' | 'attempts' | 'last_status' | 'last_error' | 'next_attempt_at'>
->;
-
 /**
  * Sends the outbox's webhook messages: each event to each endpoint, signed as the Standard Webhooks
  * specification says, until an endpoint answers 2xx within the timeout. Failures are retried with
@@ -74,7 +59,7 @@ type MessageChanges = Partial<
 export class WebhookSender implements WebhookHandOff {
   private readonly loop: WorkLoop<MessageBatch>;
   private readonly caller: WebhookCaller;
-  private readonly attempts: Counter;
+  private readonly outcomes: WebhookOutcomes;
   private readonly batchSize: number;
   private stopping = false;
   /** Messages may be due that no look has seen yet (written pending, woken, just started). */
@@ -82,6 +67,8 @@ export class WebhookSender implements WebhookHandOff {
   /** Appends that wrote their messages pending: a look that began before one cannot clear the above. */
   private pendingWrites = 0;
   private lastLookAt = 0;
+  /** Calls in flight per customer: a handed-over message must not overtake an earlier one. */
+  private readonly customersInFlight = new Map<string, number>();
 
   constructor(private readonly options: WebhookSenderOptions) {
     this.caller = new WebhookCaller({
@@ -89,22 +76,29 @@ export class WebhookSender implements WebhookHandOff {
       keyring: options.keyring,
       timeoutMs: options.config.webhookTimeoutMs,
     });
-    this.attempts = new Counter({
+    const attempts = new Counter({
       name: 'crm_webhook_attempts_total',
       help: 'Webhook calls by outcome: success, failure, gone (410 Gone: endpoint disabled).',
       labelNames: ['outcome'],
       registers: [options.metrics],
     });
+    this.outcomes = new WebhookOutcomes(options, attempts);
     const batchSize = Math.max(1, Math.ceil(options.config.webhookConcurrency / BATCHES_IN_FLIGHT));
     this.batchSize = batchSize;
-    this.loop = new WorkLoop({
+    this.loop = new WorkLoop<MessageBatch>({
       name: 'webhook messages',
       concurrency: BATCHES_IN_FLIGHT,
       claim: async (batches) =>
         chunk(await this.claimDue(batches * batchSize), batchSize).map((messages) => ({
           messages,
         })),
-      handle: (batch, abandoned) => this.sendBatch(batch, abandoned),
+      handle: async (batch, abandoned) => {
+        try {
+          await this.sendBatch(batch, abandoned);
+        } finally {
+          this.letGo(batch.customers);
+        }
+      },
       logger: options.logger,
       idleMs: IDLE_LOOK_MS,
     });
@@ -120,9 +114,14 @@ export class WebhookSender implements WebhookHandOff {
     this.loop.wake();
   }
 
-  claimUntil(now: number): number | undefined {
+  claimUntil(now: number, customerIds: readonly string[]): number | undefined {
     // Older messages still due go first; each look after a finished batch takes them.
-    if (this.stopping || this.unclaimedDue || this.loop.freeSlots <= 0) {
+    if (
+      this.stopping ||
+      this.unclaimedDue ||
+      this.loop.freeSlots <= 0 ||
+      customerIds.some((id) => this.customersInFlight.has(id))
+    ) {
       this.pendingWrites += 1;
       this.unclaimedDue = true;
       return undefined;
@@ -137,7 +136,9 @@ export class WebhookSender implements WebhookHandOff {
     // the rest go back to the claims, so no more than `webhookConcurrency` calls run at once.
     const batches = chunk(messages, this.batchSize);
     const taken = batches.splice(0, Math.max(0, this.loop.freeSlots));
-    for (const batch of taken) this.loop.handleNow({ messages: batch, events });
+    for (const batch of taken) {
+      this.loop.handleNow({ messages: batch, events, customers: this.hold(batch, events) });
+    }
     if (batches.length > 0) void this.release(batches.flat());
   }
 
@@ -150,6 +151,26 @@ export class WebhookSender implements WebhookHandOff {
     this.stopping = true;
     await this.loop.stop(abandonAfterMs);
     await this.caller.close();
+  }
+
+  /** Counts the customers of `messages` as having a call in flight; answers them. */
+  private hold(messages: MessageRow[], events: ReadonlyMap<string, CustomerEvent>): string[] {
+    const customers: string[] = [];
+    for (const message of messages) {
+      const customer = events.get(message.event_id)?.data.id;
+      if (customer === undefined) continue;
+      customers.push(customer);
+      this.customersInFlight.set(customer, (this.customersInFlight.get(customer) ?? 0) + 1);
+    }
+    return customers;
+  }
+
+  private letGo(customers: string[] | undefined): void {
+    for (const customer of customers ?? []) {
+      const left = (this.customersInFlight.get(customer) ?? 1) - 1;
+      if (left > 0) this.customersInFlight.set(customer, left);
+      else this.customersInFlight.delete(customer);
+    }
   }
 
   /** Outlives one call; a crashed sender's claims are taken over this long after it died. */
@@ -177,10 +198,8 @@ export class WebhookSender implements WebhookHandOff {
   }
 
   /** Calls the endpoints for a claimed batch side by side, then records every outcome at once. */
-  private async sendBatch(
-    { messages, events: handedOver }: MessageBatch,
-    abandoned: AbortSignal,
-  ): Promise<void> {
+  private async sendBatch(batch: MessageBatch, abandoned: AbortSignal): Promise<void> {
+    const { messages, events: handedOver } = batch;
     const { db, events } = this.options;
     const now = Date.now();
     const endpointIds = [...new Set(messages.map((message) => message.endpoint_id))];
@@ -193,8 +212,11 @@ export class WebhookSender implements WebhookHandOff {
           .execute()
       ).map((endpoint) => [endpoint.id, endpoint]),
     );
-    const eventsById =
-      handedOver ?? (await events.getMany([...new Set(messages.map((m) => m.event_id))]));
+    let eventsById = handedOver;
+    if (!eventsById) {
+      eventsById = await events.getMany([...new Set(messages.map((m) => m.event_id))]);
+      batch.customers = this.hold(messages, eventsById);
+    }
     const cancelled: MessageRow[] = [];
     const calls: Promise<CallResult>[] = [];
     for (const message of messages) {
@@ -214,7 +236,7 @@ export class WebhookSender implements WebhookHandOff {
     const logs: (() => void)[] = [];
     await db.transaction().execute(async (trx) => {
       for (const message of cancelled) {
-        await this.finish(trx, message, {
+        await this.outcomes.finish(trx, message, {
           state: 'cancelled',
           last_error: 'endpoint deleted or disabled',
         });
@@ -235,164 +257,19 @@ export class WebhookSender implements WebhookHandOff {
           .execute();
       }
       const succeeded = results.filter((result) => result.error === null);
-      logs.push(...(await this.recordSuccesses(trx, succeeded)));
+      logs.push(...(await this.outcomes.recordSuccesses(trx, succeeded)));
       for (const result of results) {
-        if (result.error !== null) logs.push(await this.record(trx, result, now));
+        if (result.error !== null) logs.push(await this.outcomes.record(trx, result, now));
       }
       for (const endpoint of endpoints.values()) {
         const own = results.filter((result) => result.endpoint.id === endpoint.id);
-        if (own.length > 0) logs.push(...(await this.updateEndpoint(trx, endpoint, own, now)));
+        if (own.length > 0)
+          logs.push(...(await this.outcomes.updateEndpoint(trx, endpoint, own, now)));
       }
     });
     for (const log of logs) log();
   }
 
-  /**
-   * Marks the messages whose call succeeded, in one statement per answer status (most batches
-   * have one), and answers their log lines. One statement per message was a fifth of the CRM's
-   * statements at push rates.
-   */
-  private async recordSuccesses(
-    trx: Transaction<CrmTables>,
-    results: CallResult[],
-  ): Promise<(() => void)[]> {
-    if (results.length === 0) return [];
-    this.attempts.inc({ outcome: 'success' }, results.length);
-    const byStatus = new Map<number | null, number[]>();
-    for (const { message, status } of results) {
-      const seqs = byStatus.get(status);
-      if (seqs) seqs.push(message.seq);
-      else byStatus.set(status, [message.seq]);
-    }
-    for (const [status, seqs] of byStatus) {
-      await trx
-        .updateTable('webhook_messages')
-        .set((eb) => ({
-          state: 'succeeded',
-          attempts: eb('attempts', '+', 1),
-          last_status: status,
-          locked_until: null,
-          updated_at: Date.now(),
-        }))
-        .where('seq', 'in', seqs)
-        .execute();
-    }
-    const { logger } = this.options;
-    if (!logger.isLevelEnabled('debug')) return [];
-    return results.map(
-      ({ endpoint, event, durationMs }) =>
-        () =>
-          logger.debug(
-            { endpoint_id: endpoint.id, event_id: event.id, customer_id: event.data.id },
-            `Delivered ${event.type} to ${shownUrl(endpoint)} in ${durationMs} ms`,
-          ),
-    );
-  }
-
-  /** Writes a failed call's next state; answers its log line, for after the commit. */
-  private async record(
-    trx: Transaction<CrmTables>,
-    { message, endpoint, event, status, error }: CallResult,
-    now: number,
-  ): Promise<() => void> {
-    const { config, logger } = this.options;
-    const log = logger.child({
-      endpoint_id: endpoint.id,
-      event_id: event.id,
-      customer_id: event.data.id,
-    });
-    const url = shownUrl(endpoint);
-    const attempts = message.attempts + 1;
-    if (status === 410) {
-      this.attempts.inc({ outcome: 'gone' });
-      await this.finish(trx, message, {
-        state: 'failed',
-        attempts,
-        last_status: status,
-        last_error: error,
-      });
-      return () => {};
-    }
-    this.attempts.inc({ outcome: 'failure' });
-    if (attempts >= config.webhookMaxAttempts) {
-      await this.finish(trx, message, {
-        state: 'failed',
-        attempts,
-        last_status: status,
-        last_error: error,
-      });
-      return () =>
-        log.error(
-          `Gave up sending event ${event.id} to ${url} after ${attempts} attempts: ${error}`,
-        );
-    }
-    const delay = retryDelayMs(attempts, {
-      baseMs: config.webhookRetryBaseMs,
-      maxDelayMs: config.webhookRetryMaxDelayMs,
-    });
-    await this.finish(trx, message, {
-      state: 'pending',
-      attempts,
-      last_status: status,
-      last_error: error,
-      next_attempt_at: now + delay,
-    });
-    return () =>
-      log.warn(`Webhook to ${url} failed (${error}); attempt ${attempts}, retrying in ${delay} ms`);
-  }
-
-  /**
-   * An endpoint's health after this batch's calls to it: any 2xx ends a run of failures; a 410, or
-   * failures lasting `webhookDisableAfterMs`, disable it. Answers the log lines to write.
-   */
-  private async updateEndpoint(
-    trx: Transaction<CrmTables>,
-    endpoint: EndpointRow,
-    results: CallResult[],
-    now: number,
-  ): Promise<(() => void)[]> {
-    const { config, logger } = this.options;
-    if (results.some((result) => result.status === 410)) {
-      await this.disable(trx, endpoint.id, 'the endpoint answered 410 Gone', now);
-      return [
-        () => logger.warn(`Webhook endpoint ${shownUrl(endpoint)} answered 410 Gone: disabled`),
-      ];
-    }
-    if (results.some((result) => result.error === null)) {
-      if (endpoint.failing_since !== null) {
-        await trx
-          .updateTable('webhook_endpoints')
-          .set({ failing_since: null })
-          .where('id', '=', endpoint.id)
-          .execute();
-      }
-      return [];
-    }
-    const failingSince = endpoint.failing_since ?? now;
-    if (endpoint.failing_since === null) {
-      await trx
-        .updateTable('webhook_endpoints')
-        .set({ failing_since: now })
-        .where('id', '=', endpoint.id)
-        .execute();
-    }
-    if (now - failingSince < config.webhookDisableAfterMs) return [];
-    const last = results[results.length - 1]!.error;
-    await this.disable(
-      trx,
-      endpoint.id,
-      `every call failed for ${Math.round((now - failingSince) / 60_000)} min; last: ${last}`,
-      now,
-    );
-    return [
-      () =>
-        logger.warn(
-          `Webhook endpoint ${shownUrl(endpoint)} has failed since ${new Date(failingSince).toISOString()}: disabled`,
-        ),
-    ];
-  }
-
-  /** Gives claimed messages back as they were, due at once: a shutdown stopped their calls. */
   private async release(messages: MessageRow[]): Promise<void> {
     this.unclaimedDue = true;
     this.pendingWrites += 1;
@@ -413,38 +290,5 @@ export class WebhookSender implements WebhookHandOff {
         ),
       );
     this.loop.wake();
-  }
-
-  private async finish(
-    trx: Transaction<CrmTables>,
-    message: MessageRow,
-    changes: MessageChanges,
-  ): Promise<void> {
-    await trx
-      .updateTable('webhook_messages')
-      .set({ ...changes, locked_until: null, updated_at: Date.now() })
-      .where('seq', '=', message.seq)
-      .execute();
-  }
-
-  private async disable(
-    trx: Transaction<CrmTables>,
-    endpointId: string,
-    reason: string,
-    now: number,
-  ): Promise<void> {
-    await trx
-      .updateTable('webhook_endpoints')
-      .set({ disabled_at: now, disabled_reason: reason })
-      .where('id', '=', endpointId)
-      .where('disabled_at', 'is', null)
-      .execute();
-    await trx
-      .updateTable('webhook_messages')
-      .set({ state: 'cancelled', last_error: `endpoint disabled: ${reason}`, updated_at: now })
-      .where('endpoint_id', '=', endpointId)
-      .where('state', '=', 'pending')
-      .where('locked_until', 'is', null)
-      .execute();
   }
 }
