@@ -34,6 +34,8 @@ interface MessageBatch {
   events?: ReadonlyMap<string, CustomerEvent>;
   /** The customers its calls are about, counted in `customersInFlight` until it is recorded. */
   customers?: string[];
+  /** Claimed, and its customers not known yet (counted in `claimedUnheld`). */
+  unheld?: boolean;
 }
 type Db = Kysely<CrmTables>;
 
@@ -69,6 +71,10 @@ export class WebhookSender implements WebhookHandOff {
   private lastLookAt = 0;
   /** Calls in flight per customer: a handed-over message must not overtake an earlier one. */
   private readonly customersInFlight = new Map<string, number>();
+  /** Claims running: what they take is not in flight yet, so nothing is handed over meanwhile. */
+  private claiming = 0;
+  /** Claimed batches whose customers are not known yet: nothing is handed over meanwhile. */
+  private claimedUnheld = 0;
 
   constructor(private readonly options: WebhookSenderOptions) {
     this.caller = new WebhookCaller({
@@ -88,14 +94,12 @@ export class WebhookSender implements WebhookHandOff {
     this.loop = new WorkLoop<MessageBatch>({
       name: 'webhook messages',
       concurrency: BATCHES_IN_FLIGHT,
-      claim: async (batches) =>
-        chunk(await this.claimDue(batches * batchSize), batchSize).map((messages) => ({
-          messages,
-        })),
+      claim: (batches) => this.claimDue(batches * batchSize),
       handle: async (batch, abandoned) => {
         try {
           await this.sendBatch(batch, abandoned);
         } finally {
+          this.heldOrGone(batch);
           this.letGo(batch.customers);
         }
       },
@@ -111,6 +115,7 @@ export class WebhookSender implements WebhookHandOff {
   /** Messages may be due (written pending, by another process, replayed): look for them now. */
   wake(): void {
     this.unclaimedDue = true;
+    this.pendingWrites += 1;
     this.loop.wake();
   }
 
@@ -119,7 +124,7 @@ export class WebhookSender implements WebhookHandOff {
     if (
       this.stopping ||
       this.unclaimedDue ||
-      this.loop.freeSlots <= 0 ||
+      this.handOffSlots() <= 0 ||
       customerIds.some((id) => this.customersInFlight.has(id))
     ) {
       this.pendingWrites += 1;
@@ -132,14 +137,31 @@ export class WebhookSender implements WebhookHandOff {
   committed(messages: MessageRow[], events: ReadonlyMap<string, CustomerEvent>): void {
     // Stopping: due at once again, for whichever sender runs next.
     if (this.stopping) return void this.release(messages);
-    // A burst's append may bring more than the free slots take (or a claim took the slot since):
-    // the rest go back to the claims, so no more than `webhookConcurrency` calls run at once.
-    const batches = chunk(messages, this.batchSize);
-    const taken = batches.splice(0, Math.max(0, this.loop.freeSlots));
+    // A claim that lapsed before the commit (a transaction held up that long) is anyone's now.
+    const now = Date.now();
+    const live = messages.filter((message) => (message.locked_until ?? 0) > now);
+    if (live.length < messages.length) this.wake();
+    // A burst's append may bring more than the free slots take (or a claim took them since): the
+    // rest go back to the claims, so no more than `webhookConcurrency` calls run at once.
+    const batches = chunk(live, this.batchSize);
+    const taken = batches.splice(0, this.handOffSlots());
     for (const batch of taken) {
       this.loop.handleNow({ messages: batch, events, customers: this.hold(batch, events) });
     }
     if (batches.length > 0) void this.release(batches.flat());
+  }
+
+  /** Batches a hand-over may start now: none while a claim runs or a claimed batch is unplaced. */
+  private handOffSlots(): number {
+    if (this.claiming > 0 || this.claimedUnheld > 0) return 0;
+    return Math.max(0, this.loop.freeSlots);
+  }
+
+  /** A claimed batch's customers are counted (or it ended before): hand-overs may go again. */
+  private heldOrGone(batch: MessageBatch): void {
+    if (!batch.unheld) return;
+    batch.unheld = false;
+    this.claimedUnheld -= 1;
   }
 
   /**
@@ -182,19 +204,28 @@ export class WebhookSender implements WebhookHandOff {
    * Claims due messages. While none is known to wait, a look after each finished batch would find
    * nothing: the database is asked only every `IDLE_LOOK_MS` then.
    */
-  private async claimDue(limit: number, now = Date.now()): Promise<MessageRow[]> {
+  private async claimDue(limit: number, now = Date.now()): Promise<MessageBatch[]> {
     if (!this.unclaimedDue && now < this.lastLookAt + IDLE_LOOK_MS) return [];
     const { db, dialect } = this.options;
     const pendingWrites = this.pendingWrites;
     this.lastLookAt = now;
-    const lockedUntil = this.lockedUntil(now);
-    const rows = await claimDueOutboxRows(db, dialect, 'webhook_messages', {
-      limit,
-      lockedUntil,
-      now,
-    });
-    if (rows.length < limit && pendingWrites === this.pendingWrites) this.unclaimedDue = false;
-    return rows;
+    this.claiming += 1;
+    try {
+      const rows = await claimDueOutboxRows(db, dialect, 'webhook_messages', {
+        limit,
+        lockedUntil: this.lockedUntil(now),
+        now,
+      });
+      // A full claim may have left more due; one that took less saw everything due, unless a
+      // write or a wake came while it ran.
+      if (rows.length >= limit) this.unclaimedDue = true;
+      else if (pendingWrites === this.pendingWrites) this.unclaimedDue = false;
+      const batches = chunk(rows, this.batchSize).map((messages) => ({ messages, unheld: true }));
+      this.claimedUnheld += batches.length;
+      return batches;
+    } finally {
+      this.claiming -= 1;
+    }
   }
 
   /** Calls the endpoints for a claimed batch side by side, then records every outcome at once. */
@@ -216,6 +247,7 @@ export class WebhookSender implements WebhookHandOff {
     if (!eventsById) {
       eventsById = await events.getMany([...new Set(messages.map((m) => m.event_id))]);
       batch.customers = this.hold(messages, eventsById);
+      this.heldOrGone(batch);
     }
     const cancelled: MessageRow[] = [];
     const calls: Promise<CallResult>[] = [];
