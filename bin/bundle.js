@@ -1,10 +1,9 @@
 #!/usr/bin/env node
 // Bundles each service's compiled entry (dist/<service>/main.js) into one file,
-// dist/bundles/<service>.mjs, which `npm start` runs: Node then reads and compiles one file
-// instead of some hundreds of modules, which halves a service's start-up. The launcher that
-// starts all three (dist/start-all.js) is bundled too: loading `concurrently` from its modules took
-// longer than a service's bundle, and no service starts before it has. Run by `npm run build`
-// after the compiler, and by bin/start.js when it rebuilds.
+// dist/bundles/<service>.mjs, which `npm run start:<service>` runs: Node then reads and compiles one
+// file instead of some hundreds of modules, which halves a service's start-up. `npm start`'s entry
+// (dist/start-all.js, the three services in one process) is bundled the same way. Run by
+// `npm run build` after the compiler, and by bin/start.js when it rebuilds.
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';

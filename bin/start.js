@@ -1,8 +1,8 @@
 #!/usr/bin/env node
-// Launcher for `npm start` and `npm run start:<service>`: compiles the TypeScript and bundles each
-// service (bin/bundle.js) only when a source file changed since the last build (that takes
-// seconds; a current build starts at once), then runs every service's bundle, or the one named:
-// `node bin/start.js [crm|inventory|integration]`.
+// Launcher for `npm start` and `npm run start:<service>`: compiles the TypeScript and bundles the
+// entries (bin/bundle.js) only when a source file changed since the last build (that takes
+// seconds; a current build starts at once), then runs the three services in this one process, or
+// the one named: `node bin/start.js [crm|inventory|integration]`.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';

@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
@@ -21,31 +22,52 @@ async function waitFor(url: string, timeoutMs: number): Promise<void> {
   }
 }
 
-it("runs the seed's walkthrough against all services started together, and stops them all on Ctrl-C", async () => {
-  const [crmPort, inventoryPort, integrationPort] = [
-    await freePort(),
-    await freePort(),
-    await freePort(),
-  ];
+/** The pids of `pid`'s child processes, from /proc (Linux). */
+function childrenOf(pid: number): number[] {
+  return fs
+    .readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((entry) => {
+      try {
+        // The parent pid is the 2nd field after the parenthesised command name.
+        const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false; // it exited meanwhile
+      }
+    })
+    .map(Number);
+}
+
+/** The bundle `npm start` runs (bin/start.js), on embedded SQLite and the given ports. */
+function startAll(ports: { crm: number; inventory: number; integration: number }) {
   // The services keep their own database settings out of this test: embedded SQLite.
   const env = { ...process.env };
   delete env.CRM_DATABASE_URL;
   delete env.INVENTORY_DATABASE_URL;
   delete env.INTEGRATION_DATABASE_URL;
-  // The bundle `npm start` runs (bin/start.js); it finds the services' bundles beside it.
-  const child = spawn(process.execPath, [`${DIST}bundles/start-all.mjs`], {
+  return spawn(process.execPath, [`${DIST}bundles/start-all.mjs`], {
     env: {
       ...env,
       DATA_DIR: dataDir,
-      CRM_PORT: String(crmPort),
-      INVENTORY_PORT: String(inventoryPort),
-      INTEGRATION_PORT: String(integrationPort),
-      CRM_URL: `http://127.0.0.1:${crmPort}`,
-      INVENTORY_URL: `http://127.0.0.1:${inventoryPort}`,
+      CRM_PORT: String(ports.crm),
+      INVENTORY_PORT: String(ports.inventory),
+      INTEGRATION_PORT: String(ports.integration),
+      CRM_URL: `http://127.0.0.1:${ports.crm}`,
+      INVENTORY_URL: `http://127.0.0.1:${ports.inventory}`,
       LOG_FORMAT: 'json',
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+}
+
+it("runs the seed's walkthrough against all services started together in one process, and stops them all on Ctrl-C", async () => {
+  const [crmPort, inventoryPort, integrationPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const child = startAll({ crm: crmPort, inventory: inventoryPort, integration: integrationPort });
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -111,28 +133,55 @@ it("runs the seed's walkthrough against all services started together, and stops
       `Successfully created package request for customer ID: ${customer.id}`,
     );
 
-    // One trace from the CRM request, through the webhook and the integration service, to Inventory.
+    // One trace from the CRM request, through the webhook and the integration service, to
+    // Inventory; every log line names its service.
+    const lines = output
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as { name: string; msg: string; trace_id?: string });
     for (const service of ['crm', 'integration', 'inventory']) {
-      const traced = output
-        .split('\n')
-        .filter(
-          (line) => line.startsWith(`[${service}]`) && line.includes(`"trace_id":"${traceId}"`),
-        );
+      const traced = lines.filter((line) => line.name === service && line.trace_id === traceId);
       expect(traced.length, service).toBeGreaterThan(0);
     }
     expect(
-      output.split('\n').find((line) => line.includes('Successfully created package request')),
-    ).toContain(traceId);
+      lines.find((line) => line.msg.includes('Successfully created package request')),
+    ).toMatchObject({ name: 'integration', trace_id: traceId });
 
-    // Logs are interleaved with a prefix naming each service.
-    expect(output).toMatch(/^\[crm\] /m);
-    expect(output).toMatch(/^\[inventory\] /m);
-    expect(output).toMatch(/^\[integration\] /m);
+    // One process hosts all three: it started no other.
+    expect(childrenOf(child.pid!)).toEqual([]);
   } finally {
     child.kill('SIGINT');
   }
   expect(await exitOf(child)).toBe(0);
-  expect(output).toMatch(/\[crm\] .*Stopped/);
-  expect(output).toMatch(/\[inventory\] .*Stopped/);
-  expect(output).toMatch(/\[integration\] .*Stopped/);
+  for (const service of ['crm', 'inventory', 'integration']) {
+    expect(output).toMatch(new RegExp(`"name":"${service}".*"msg":"Stopped"`));
+  }
+});
+
+it('stops the services that started and exits 1 when one cannot start, saying which and why', async () => {
+  // Something else already listens on Inventory's port.
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const inventoryPort = (taken.address() as AddressInfo).port;
+  try {
+    const child = startAll({
+      crm: await freePort(),
+      inventory: inventoryPort,
+      integration: await freePort(),
+    });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    expect(await exitOf(child)).toBe(1);
+    expect(output).toMatch(
+      new RegExp(`"name":"inventory".*"msg":"Inventory[^"]* could not start: .*EADDRINUSE`),
+    );
+    // The two that did start were stopped, not left running.
+    for (const service of ['crm', 'integration']) {
+      expect(output).toMatch(new RegExp(`"name":"${service}".*listening on`));
+      expect(output).toMatch(new RegExp(`"name":"${service}".*"msg":"Stopped"`));
+    }
+  } finally {
+    await new Promise((resolve) => taken.close(resolve));
+  }
 });

@@ -1,10 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import closeWithGrace from 'close-with-grace';
 import type { FastifyPluginAsync } from 'fastify';
 import type { Registry } from 'prom-client';
 import {
-  ConfigError,
   readCommonConfig,
   readDatabaseUrl,
   readInteger,
@@ -15,7 +13,7 @@ import {
 } from './config.js';
 import { openDatabase, type Database } from './db.js';
 import { createHttpServer, type HttpServer } from './http.js';
-import { createLogger, type Logger } from './logging.js';
+import type { Logger } from './logging.js';
 import { migrate, type Migration } from './migrations.js';
 
 const packageJson = JSON.parse(
@@ -201,113 +199,21 @@ export async function startService<Tables>(
     throw error;
   }
   const { app, runtime } = service;
-  const url = await app.listen({ host: config.host, port: config.port });
-  logger.info(`${definition.title} listening on ${url} (API docs at ${url}/docs)`);
-  await runtime.start?.({ url });
-  return {
-    app,
-    url,
-    stop: async () => {
-      // Calls in flight get the deadline less the margin; closing the rest fits in the margin.
-      await runtime.stop?.(config.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
-      await app.close();
-      await database.close();
-    },
+  const stop = async () => {
+    // Calls in flight get the deadline less the margin; closing the rest fits in the margin.
+    await runtime.stop?.(config.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
+    await app.close();
+    await database.close();
   };
-}
-
-/** SIGTERM from Docker, Kubernetes or systemd; SIGINT from Ctrl-C. */
-const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
-
-/**
- * Every event close-with-grace would act on by itself: the stop signals are handled in
- * `runService`, and other signals and crashes keep Node's own handling.
- */
-const NOT_FOR_CLOSE_WITH_GRACE: closeWithGrace.AllEvents[] = [
-  ...STOP_SIGNALS,
-  'SIGHUP',
-  'SIGQUIT',
-  'SIGILL',
-  'SIGTRAP',
-  'SIGABRT',
-  'SIGBUS',
-  'SIGFPE',
-  'SIGSEGV',
-  'SIGUSR2',
-  'uncaughtException',
-  'unhandledRejection',
-  'beforeExit',
-];
-
-/**
- * Entry point of a service process: reads the environment, starts, and on SIGINT or SIGTERM stops
- * taking requests, finishes those in flight (abandoning outgoing calls at the deadline) and exits
- * 0 (1 on an error while stopping, or when a stop is stuck past the deadline). A bad setting exits 1 with one line.
- */
-export async function runService<Tables>(definition: ServiceDefinition<Tables>): Promise<void> {
-  let config: ServiceConfig;
+  let url: string;
   try {
-    config = readServiceConfig(definition as ServiceDefinition<unknown>, process.env);
+    url = await app.listen({ host: config.host, port: config.port });
+    logger.info(`${definition.title} listening on ${url} (API docs at ${url}/docs)`);
+    await runtime.start?.({ url });
   } catch (error) {
-    if (error instanceof ConfigError) {
-      process.stderr.write(`${definition.name}: ${error.message}\n`);
-      process.exit(1);
-    }
+    // Services sharing this process go on or stop by themselves: leave nothing of this one open.
+    await stop().catch(() => undefined);
     throw error;
   }
-  const logger = createLogger({
-    service: definition.name,
-    level: config.logLevel,
-    format: config.logFormat,
-  });
-  let running: RunningService;
-  try {
-    running = await startService(definition, config, logger);
-  } catch (error) {
-    logger.fatal(
-      { err: error },
-      `${definition.title} could not start: ${(error as Error).message}`,
-    );
-    logger.flush();
-    process.exitCode = 1;
-    return;
-  }
-  const grace = closeWithGrace(
-    {
-      // Calls in flight are abandoned before this (RunningService.stop): only a stop stuck
-      // elsewhere, such as on a database that does not answer, meets it and exits 1.
-      delay: config.shutdownTimeoutMs,
-      skip: NOT_FOR_CLOSE_WITH_GRACE,
-      logger: false,
-      onTimeout: () => {
-        logger.error(
-          `Shutdown took longer than SHUTDOWN_TIMEOUT_MS (${config.shutdownTimeoutMs} ms); exiting anyway`,
-        );
-        logger.flush();
-      },
-    },
-    async () => {
-      try {
-        await running.stop();
-      } catch (error) {
-        logger.error({ err: error }, 'Error while stopping');
-        throw error;
-      }
-      logger.info('Stopped');
-      logger.flush();
-    },
-  );
-  // Not close-with-grace's own signal handling: it exits 1 on a repeated signal, and a stop signal
-  // can arrive twice (Ctrl-C under `npm start` reaches each service from the terminal and again
-  // from concurrently; systemd signals the whole group). A repeat is ignored; the deadline is the
-  // only forced exit.
-  let stopping = false;
-  for (const signal of STOP_SIGNALS) {
-    process.on(signal, () => {
-      if (stopping) return;
-      stopping = true;
-      logger.info(`${signal} received; finishing requests in flight, then exiting`);
-      grace.close();
-    });
-  }
+  return { app, url, stop };
 }

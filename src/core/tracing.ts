@@ -20,7 +20,8 @@ import type { Env } from './config.js';
 
 export { SpanKind, type Span };
 
-let tracer: Tracer | undefined;
+/** One tracer per service: services hosted in one process (`npm start`) export under their own names. */
+const tracers = new Map<string, Tracer>();
 /** Whether spans go anywhere (`OTEL_EXPORTER_OTLP_ENDPOINT` set). */
 let exporting = false;
 /** Whether the SDK makes the spans (exported, or sampled by setting); else they only carry ids. */
@@ -28,12 +29,13 @@ let recording = false;
 const ids = new RandomIdGenerator();
 
 /**
- * Sets up OpenTelemetry for this process, once: W3C `traceparent` propagation, and spans exported
- * over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off by default; then spans only give
- * log lines their trace ids).
+ * Sets up OpenTelemetry for `service`, once per service: W3C `traceparent` propagation, and spans
+ * exported over OTLP/HTTP when `OTEL_EXPORTER_OTLP_ENDPOINT` is set (off by default; then spans only
+ * give log lines their trace ids), as `service.name` = `OTEL_SERVICE_NAME`, else `service`.
  */
 export function setUpTracing(service: string, env: Env = process.env): Tracer {
-  if (tracer) return tracer;
+  const existing = tracers.get(service);
+  if (existing) return existing;
   exporting = Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT?.trim());
   // A sampler chosen by setting decides the sampled flag passed on, so the SDK makes every span.
   recording = exporting || Boolean(env.OTEL_TRACES_SAMPLER?.trim());
@@ -41,20 +43,28 @@ export function setUpTracing(service: string, env: Env = process.env): Tracer {
     resource: resourceFromAttributes({ 'service.name': env.OTEL_SERVICE_NAME ?? service }),
     spanProcessors: exporting ? [new BatchSpanProcessor(new OTLPTraceExporter())] : [],
   });
-  trace.setGlobalTracerProvider(provider);
-  propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-  tracer = provider.getTracer('mini-integration-platform');
+  if (tracers.size === 0) {
+    trace.setGlobalTracerProvider(provider);
+    propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  }
+  const tracer = provider.getTracer('mini-integration-platform');
+  tracers.set(service, tracer);
   return tracer;
 }
 
 /**
  * Starts a span continuing the trace in `traceparent` (a W3C header value), or a new trace when
- * there is none or it is malformed.
+ * there is none or it is malformed. `tracer` is the service's (`setUpTracing`); default the
+ * first one set up in this process.
  */
-export function startSpan(name: string, kind: SpanKind, traceparent?: string | null): Span {
+export function startSpan(
+  name: string,
+  kind: SpanKind,
+  traceparent?: string | null,
+  tracer: Tracer = tracers.values().next().value ?? setUpTracing('mini-integration-platform'),
+): Span {
   const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
-  const active = tracer ?? setUpTracing('mini-integration-platform');
-  return recording ? active.startSpan(name, { kind }, parent) : idsOnlySpan(parent);
+  return recording ? tracer.startSpan(name, { kind }, parent) : idsOnlySpan(parent);
 }
 
 /**

@@ -1,4 +1,4 @@
-import { runService } from '../core/service.js';
+import { runServices } from '../core/run-services.js';
 import { crmService } from './service.js';
 
-await runService(crmService);
+await runServices([crmService]);

@@ -3,6 +3,7 @@ import { GroupCommit, type CommittedBatch } from '../core/group-commit.js';
 import type { Logger } from '../core/logging.js';
 import { retryDelayMs, shouldGiveUp, type RetryPolicy } from '../core/backoff.js';
 import {
+  setUpTracing,
   SpanKind,
   startSpan,
   traceIdFromTraceparent,
@@ -67,6 +68,8 @@ export class DeliveryWorker implements Inbox {
   private readonly reporter: DeliveryReporter;
   /** Pushed messages that arrive together are recorded in one transaction. */
   private readonly pushes: GroupCommit<PushedItems, NewDelivery[] | undefined>;
+  /** The integration's spans, under its own name also when it shares a process. */
+  private readonly tracer = setUpTracing('integration');
   private stopping = false;
 
   constructor(private readonly options: DeliveryWorkerOptions) {
@@ -156,7 +159,12 @@ export class DeliveryWorker implements Inbox {
     // Each delivery continues the trace of the CRM request that caused its customer's latest
     // state. A batch is one HTTP call, so its span continues the first delivery's trace; every
     // log line carries its own delivery's trace id.
-    const span = startSpan('sync package requests', SpanKind.CLIENT, rows[0]!.traceparent);
+    const span = startSpan(
+      'sync package requests',
+      SpanKind.CLIENT,
+      rows[0]!.traceparent,
+      this.tracer,
+    );
     try {
       const logs = rows.map((row, index) => ({
         customer_id: row.customer_id,

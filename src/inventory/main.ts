@@ -1,4 +1,4 @@
-import { runService } from '../core/service.js';
+import { runServices } from '../core/run-services.js';
 import { inventoryService } from './service.js';
 
-await runService(inventoryService);
+await runServices([inventoryService]);

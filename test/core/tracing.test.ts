@@ -105,3 +105,38 @@ it('lets a sampler set by OTEL_TRACES_SAMPLER decide the sampled flag, with no c
   expect(traceparentOf(span)).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/);
   span.end();
 });
+
+it("exports each service's spans under its own name when several share a process (npm start)", async () => {
+  const bodies: string[] = [];
+  collector = createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      bodies.push(body);
+      response.end();
+    });
+  });
+  await new Promise<void>((resolve) => collector!.listen(0, '127.0.0.1', resolve));
+  const port = (collector.address() as AddressInfo).port;
+  const tracing = await loadTracing({
+    OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${port}`,
+    OTEL_BSP_SCHEDULE_DELAY: '50',
+  });
+  const { startSpan, setUpTracing, SpanKind } = tracing;
+  startSpan('POST /customers', SpanKind.SERVER, undefined, setUpTracing('crm')).end();
+  startSpan('POST /package-requests', SpanKind.SERVER, undefined, setUpTracing('inventory')).end();
+  const exported = () => bodies.join('\n');
+  await waitUntil(
+    async () => exported().includes('"crm"') && exported().includes('"inventory"'),
+    10_000,
+    'both services exported',
+  );
+  // Each span is under the resource of the service that made it.
+  for (const [service, span] of [
+    ['crm', 'POST /customers'],
+    ['inventory', 'POST /package-requests'],
+  ] as const) {
+    const body = bodies.find((posted) => posted.includes(`"${span}"`));
+    expect(body, span).toContain(`{"key":"service.name","value":{"stringValue":"${service}"}}`);
+  }
+});

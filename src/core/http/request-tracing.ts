@@ -9,7 +9,7 @@ export interface RequestTracingOptions {
 /** Every request is a span continuing the caller's W3C trace; its log lines carry the trace id. */
 export const traceRequests = fp<RequestTracingOptions>(
   async (app, options) => {
-    setUpTracing(options.service);
+    const tracer = setUpTracing(options.service);
     app.decorateRequest('span', undefined as unknown as Span);
     app.addHook('onRequest', async (request) => {
       const traceparent = request.headers.traceparent;
@@ -17,6 +17,7 @@ export const traceRequests = fp<RequestTracingOptions>(
         `${request.method} ${request.routeOptions.url ?? 'unmatched'}`,
         SpanKind.SERVER,
         typeof traceparent === 'string' ? traceparent : undefined,
+        tracer,
       );
       // The request's one child logger (createHttpServer makes none).
       request.log = request.log.child({ reqId: request.id, trace_id: traceIdOf(request.span) });
