@@ -9,7 +9,7 @@ import { BASELINE_EMPTY_POLL_BUDGET_MS, BASELINE_WINDOW_MS, EMPTY_POLL_CALLS } f
 import { progress, say } from './output.js';
 import { auditRun } from './audit.js';
 import type { AuditRun, BacklogRun, System } from './results.js';
-import { rssFileMb, rssMb, sleep, startBaseline, type Service } from './services.js';
+import { residentMemory, sleep, startBaseline, type Service } from './services.js';
 import { inventoryCount, startIntegration, startStack, waitForDeliveries } from './stack.js';
 
 /** Times one empty read of the CRM's feed after its last position, the way the poller reads it. */
@@ -171,29 +171,12 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
     // The platform audits what it delivered: time, and the integration's memory meanwhile.
     let audit: AuditRun | null = null;
     if (ms !== null && system === 'platform') audit = await auditRun(consumer, label);
-    const byProcess = (read: (pid: number | undefined) => number | null) =>
-      Object.fromEntries(
-        Object.entries(services).map(([name, service]) => [name, read(service.child.pid)]),
-      );
-    const rss = byProcess(rssMb);
-    const rssFile = byProcess(rssFileMb);
-    const values = Object.values(rss);
-    const fileValues = Object.values(rssFile);
-    const total = values.every((value) => value !== null)
-      ? round(
-          values.reduce((a, b) => a! + b!, 0)!,
-          1,
-        )
-      : null;
-    const together =
-      total !== null && fileValues.every((value) => value !== null)
-        ? round(
-            total -
-              fileValues.reduce((a, b) => a! + b!, 0)! +
-              Math.max(...(fileValues as number[])),
-            1,
-          )
-        : null;
+    const {
+      rss_mb: rss,
+      rss_mb_total: total,
+      rss_file_mb: rssFile,
+      resident_together_mb: together,
+    } = residentMemory(services);
     say(
       `${system.padEnd(8)} ${size.toLocaleString('en').padStart(9)} customers: ` +
         `backlog ${backlogPerS ?? 'timed out'} customers/s` +

@@ -44,6 +44,13 @@ export function figureRows(results: BenchResults): Row[] {
             [`update lag p99, ${lag.mode} (ms)`, lag.update_lag.p99_ms, null, 'lower'],
           ] satisfies Row[])
         : []),
+      // Results from before it was read have no such rows.
+      ...(lag.memory
+        ? ([
+            [`rss after push ${lag.mode} (MB, total)`, lag.memory.rss_mb_total, null, 'lower'],
+            ['↳ node binary counted once (MB)', lag.memory.resident_together_mb, null, 'lower'],
+          ] satisfies Row[])
+        : []),
     ]),
     [
       `backlog ${size(sizes.backlog)} (customers/s)`,

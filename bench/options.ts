@@ -64,7 +64,10 @@ if (postgres && !quick) SIZES.empty_poll_large = 100_000;
 /** `--backlog=N`: the backlog scenario's size instead of the mode's (e.g. to profile one size). */
 const backlogArg = process.argv.find((arg) => arg.startsWith('--backlog='));
 if (backlogArg) SIZES.backlog = Number(backlogArg.slice('--backlog='.length));
-/** `--modes=webhook,amqp`: run push_lag in just these modes (a partial run). */
+/**
+ * `--modes=webhook,amqp`: run push_lag in just these modes (a partial run); `hybrid-one-process`
+ * is hybrid with the three services in one process.
+ */
 export const modesArg = process.argv
   .find((arg) => arg.startsWith('--modes='))
   ?.slice('--modes='.length)

@@ -9,24 +9,31 @@ import { percentile, round } from './numbers.js';
 import { PUSH_DRAIN_TIMEOUT_MS, SIZES } from './options.js';
 import { progress, say } from './output.js';
 import type { LagFigures } from './results.js';
-import { sleep } from './services.js';
+import { residentMemory, sleep, type Service } from './services.js';
 import {
   inventoryCount,
   inventoryCounters,
   startIntegration,
+  startOneProcess,
   startStack,
   waitForDeliveries,
+  type Stack,
 } from './stack.js';
 import { measureUpdateLag } from './update-lag.js';
 
 export type LagResult = LagFigures & { sorted: number[] };
 
-/** One push_lag run in `mode` on a fresh stack; its lags, CPU and (hybrid) update lag. */
-export async function pushLag(
+/** A process per service, or the three in one (`npm start`'s default). */
+async function startServices(
   mode: string,
   env: Record<string, string>,
-): Promise<LagResult | null> {
-  const label = `push_lag ${mode}`;
+  oneProcess: boolean,
+): Promise<{ stack: Stack; processes: Record<string, Service> }> {
+  if (oneProcess) {
+    const { stack, integration } = await startOneProcess(`push-${mode}-one-process`, mode, env);
+    // One process: its CPU and memory are read once, under one name.
+    return { stack, processes: { platform: integration } };
+  }
   const stack = await startStack(`push-${mode}`, env);
   try {
     const integration = await startIntegration(stack, mode, env);
@@ -34,7 +41,26 @@ export async function pushLag(
       await integration.stop();
       await stopAll();
     })(stack.stopAll);
-    const services = { crm: stack.crm, inventory: stack.inventory, integration };
+    return { stack, processes: { crm: stack.crm, inventory: stack.inventory, integration } };
+  } catch (error) {
+    await stack.stopAll();
+    throw error;
+  }
+}
+
+/**
+ * One push_lag run in sync mode `mode` on fresh services, a process each or (`oneProcess`) all
+ * three in one: its lags, CPU, memory and (hybrid) update lag.
+ */
+export async function pushLag(
+  mode: string,
+  env: Record<string, string>,
+  oneProcess = false,
+): Promise<LagResult | null> {
+  const name = oneProcess ? `${mode}, one process` : mode;
+  const label = `push_lag ${name}`;
+  const { stack, processes: services } = await startServices(mode, env, oneProcess);
+  try {
     // A warm-up first, ramping the rate from a tenth of it to all of it, as load tests ramp up:
     // cold processes (interpreted code before the JIT, empty connection pools and SQLite caches)
     // hit at once with the full rate build a backlog that the measured window would then drain.
@@ -119,6 +145,7 @@ export async function pushLag(
             progress,
           })
         : undefined;
+    const memory = residentMemory(services);
     const cpuCustomers = (await inventoryCount(stack.inventory)) - (cpuWindow?.delivered ?? 0);
     const cpu = cpuWindow ? cpuPerCustomer(cpuWindow.cpu, cpuAfter, cpuCustomers) : null;
     // Read Inventory's created_at of each package request only now, so reading adds no load during the run.
@@ -158,7 +185,7 @@ export async function pushLag(
     lags.sort((a, b) => a - b);
     warmupLags.sort((a, b) => a - b);
     const result: LagResult = {
-      mode,
+      mode: name,
       customers: createdAt.size - warmupIds.size,
       failed,
       p50_ms: percentile(lags, 0.5),
@@ -178,13 +205,15 @@ export async function pushLag(
           ? round((callsAfter - cpuWindow.calls) / cpuCustomers, 3)
           : null,
       ...(updateLag ? { update_lag: updateLag } : {}),
+      memory,
       sorted: lags,
     };
     say(
-      `push_lag   ${mode.padEnd(8)} ${result.customers} customers at ${SIZES.push_rate}/s: ` +
+      `push_lag   ${name.padEnd(8)} ${result.customers} customers at ${SIZES.push_rate}/s: ` +
         `p50 ${result.p50_ms} ms, p99 ${result.p99_ms} ms, max ${result.max_ms} ms ` +
         `(warm-up: p50 ${result.warmup.p50_ms} ms, p99 ${result.warmup.p99_ms} ms), ` +
-        `CPU ${describeCpu(cpu)}, ${result.inventory_calls_per_customer ?? 'n/a'} Inventory write calls per customer` +
+        `CPU ${describeCpu(cpu)}, ${result.inventory_calls_per_customer ?? 'n/a'} Inventory write calls per customer, ` +
+        `rss ${memory.rss_mb_total ?? 'n/a'} MB (${memory.resident_together_mb ?? 'n/a'} with the node binary counted once)` +
         (failed > 0 ? ` (${failed} creates failed)` : '') +
         (lags.length < result.customers
           ? ` (${result.customers - lags.length} never delivered)`
@@ -192,7 +221,7 @@ export async function pushLag(
     );
     if (updateLag) {
       say(
-        `update_lag ${mode.padEnd(8)} ${updateLag.changes} changes at ${updateLag.rate}/s: ` +
+        `update_lag ${name.padEnd(8)} ${updateLag.changes} changes at ${updateLag.rate}/s: ` +
           `p50 ${updateLag.p50_ms} ms, p99 ${updateLag.p99_ms} ms, max ${updateLag.max_ms} ms` +
           (updateLag.failed > 0 ? ` (${updateLag.failed} changes failed)` : '') +
           (updateLag.not_applied > 0 ? ` (${updateLag.not_applied} never applied)` : ''),

@@ -14,6 +14,7 @@ export type CpuPerCustomer = Record<string, number | null> & { total: number | n
 
 /** The figures of one push_lag mode. */
 export interface LagFigures {
+  /** The sync mode, then `, one process` when the three services shared one (`npm start`). */
   mode: string;
   /** Customers created in the measured window (after the warm-up). */
   customers: number;
@@ -34,20 +35,26 @@ export interface LagFigures {
   inventory_calls_per_customer?: number | null;
   /** Hybrid mode only: every measured customer changed once, PATCH answered → Inventory updated. */
   update_lag?: UpdateLagFigures;
+  /** The services' memory at the end of the run; absent from results before it was read. */
+  memory?: ResidentMemory;
 }
 
-/** backlog, empty_poll and rss at one size, for the platform or the baseline. */
-export interface BacklogRun {
-  size: number;
-  backlog_per_s: number | null;
-  empty_poll_ms: number | null;
-  empty_poll_calls: number;
+/** Resident memory of the service processes, by process name, in MB. */
+export interface ResidentMemory {
   rss_mb: Record<string, number | null>;
   rss_mb_total: number | null;
   /** The file-backed part of each rss_mb (the node binary, shared between the processes). */
   rss_file_mb: Record<string, number | null>;
   /** rss_mb_total with the shared file-backed pages counted once (the largest rss_file_mb). */
   resident_together_mb: number | null;
+}
+
+/** backlog, empty_poll and rss at one size, for the platform or the baseline. */
+export interface BacklogRun extends ResidentMemory {
+  size: number;
+  backlog_per_s: number | null;
+  empty_poll_ms: number | null;
+  empty_poll_calls: number;
   /** CPU from the consumer's readiness until the backlog was delivered. */
   cpu_ms_per_customer: CpuPerCustomer | null;
   /** Customers delivered in that window. */

@@ -74,10 +74,13 @@ async function main(): Promise<void> {
       `${postgres ? 'PostgreSQL' : 'SQLite'}, services with LOG_LEVEL=warn. Customers for backlog/empty_poll are inserted into the CRM's database directly.`,
   );
 
-  // push_lag: webhook and hybrid always, amqp when a broker is configured.
-  const modes: [string, Record<string, string>][] = [
-    ['webhook', {}],
-    ['hybrid', {}],
+  // push_lag: webhook and hybrid always, amqp when a broker is configured; each with a process
+  // per service, and hybrid again with the three in one process, as `npm start` runs them
+  // (`--modes=hybrid-one-process` selects that one).
+  const modes: [string, Record<string, string>, boolean][] = [
+    ['webhook', {}, false],
+    ['hybrid', {}, false],
+    ['hybrid', {}, true],
   ];
   if (process.env.AMQP_URL) {
     modes.push([
@@ -86,6 +89,7 @@ async function main(): Promise<void> {
         AMQP_URL: process.env.AMQP_URL,
         AMQP_NAME_PREFIX: `bench-${randomBytes(4).toString('hex')}.`,
       },
+      false,
     ]);
   }
   const lag: LagResult[] = [];
@@ -96,11 +100,14 @@ async function main(): Promise<void> {
     };
     await amqp.deleteTopology(env.AMQP_URL, env.AMQP_NAME_PREFIX);
   };
-  for (const [mode, env] of selected('push_lag')
-    ? modes.filter(([mode]) => !modesArg || modesArg.includes(mode))
+  for (const [mode, env, oneProcess] of selected('push_lag')
+    ? modes.filter(
+        ([mode, , oneProcess]) =>
+          !modesArg || modesArg.includes(oneProcess ? `${mode}-one-process` : mode),
+      )
     : []) {
     try {
-      const result = await pushLag(mode, env);
+      const result = await pushLag(mode, env, oneProcess);
       if (result) lag.push(result);
     } finally {
       await deleteAmqpTopology(env);

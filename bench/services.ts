@@ -4,6 +4,8 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { round } from './numbers.js';
+import type { ResidentMemory } from './results.js';
 
 /** dist/ of the project: the bench runs the same compiled services `npm start` runs. */
 export const DIST = fileURLToPath(new URL('../', import.meta.url));
@@ -16,7 +18,9 @@ export function serviceScript(service: string, dist = DIST): string {
   const bundle = path.join(dist, 'bundles', `${service}.mjs`);
   // A CPU profile is summarised by package, which only module files tell apart.
   const useBundle = existsSync(bundle) && !process.env.BENCH_PROFILE_DIR;
-  return path.relative(DIST, useBundle ? bundle : path.join(dist, service, 'main.js'));
+  // The launcher's modules are one file (dist/start-all.js); each service's, a folder.
+  const modules = service === 'start-all' ? `${service}.js` : path.join(service, 'main.js');
+  return path.relative(DIST, useBundle ? bundle : path.join(dist, modules));
 }
 
 /** A TCP port nothing listens on right now. */
@@ -103,8 +107,10 @@ export async function startService(
   script: string,
   portVariable: string,
   env: Record<string, string>,
+  /** The port it listens on (`portVariable`). Default: a free one. */
+  port?: number,
 ): Promise<Service> {
-  const port = await freePort();
+  port ??= await freePort();
   // `npm run bench -- --profile`: each service writes a V8 CPU profile when it exits.
   const profileDir = process.env.BENCH_PROFILE_DIR;
   const nodeArgs = [
@@ -195,6 +201,32 @@ export function rssMb(pid: number | undefined): number | null {
  */
 export function rssFileMb(pid: number | undefined): number | null {
   return statusMb(pid, 'RssFile');
+}
+
+/** What the processes of `services` hold in memory now, each process counted once. */
+export function residentMemory(services: Record<string, Service>): ResidentMemory {
+  const byProcess = (read: (pid: number | undefined) => number | null) =>
+    Object.fromEntries(
+      Object.entries(services).map(([name, service]) => [name, read(service.child.pid)]),
+    );
+  const rss = byProcess(rssMb);
+  const rssFile = byProcess(rssFileMb);
+  const values = Object.values(rss);
+  const fileValues = Object.values(rssFile);
+  const total = values.every((value) => value !== null)
+    ? round(
+        values.reduce((a, b) => a! + b!, 0)!,
+        1,
+      )
+    : null;
+  const together =
+    total !== null && fileValues.every((value) => value !== null)
+      ? round(
+          total - fileValues.reduce((a, b) => a! + b!, 0)! + Math.max(...(fileValues as number[])),
+          1,
+        )
+      : null;
+  return { rss_mb: rss, rss_mb_total: total, rss_file_mb: rssFile, resident_together_mb: together };
 }
 
 /** A fresh temporary DATA_DIR, removed by `cleanup()`. */

@@ -3,7 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { createBenchDatabases } from './databases.js';
 import { DELIVERY_TIMEOUT_MS } from './options.js';
 import { progress } from './output.js';
-import { serviceScript, sleep, startService, type Service } from './services.js';
+import {
+  freePort,
+  serviceScript,
+  sleep,
+  startService,
+  untilReady,
+  type Service,
+} from './services.js';
 
 export interface Stack {
   crm: Service;
@@ -70,6 +77,67 @@ export function startIntegration(
     INVENTORY_URL: stack.inventory.url,
     ...env,
   });
+}
+
+/**
+ * The three services in one process, as `npm start` runs them (dist/bundles/start-all.mjs), on
+ * fresh databases, the integration in `mode`. Each is its own Service, all three of one child.
+ */
+export async function startOneProcess(
+  label: string,
+  mode: string,
+  env: Record<string, string>,
+): Promise<{ stack: Stack; integration: Service }> {
+  const databases = await createBenchDatabases(label);
+  try {
+    const [crmPort, inventoryPort, integrationPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    const inventoryUrl = `http://127.0.0.1:${inventoryPort}`;
+    // Ready once the CRM answers; the other two are waited for below.
+    const crm = await startService(
+      'platform',
+      serviceScript('start-all'),
+      'CRM_PORT',
+      {
+        ...databases.env,
+        SYNC_MODE: mode,
+        INVENTORY_PORT: String(inventoryPort),
+        INTEGRATION_PORT: String(integrationPort),
+        CRM_URL: `http://127.0.0.1:${crmPort}`,
+        INVENTORY_URL: inventoryUrl,
+        ...env,
+      },
+      crmPort,
+    );
+    const integrationUrl = `http://127.0.0.1:${integrationPort}`;
+    const deadline = Date.now() + 30_000;
+    const running = () => crm.child.exitCode === null;
+    for (const url of [inventoryUrl, integrationUrl]) {
+      if (!(await untilReady(url, deadline, 50, running))) {
+        await crm.stop();
+        throw new Error(`${label}: ${url} not ready within 30 s`);
+      }
+    }
+    const of = (name: string, url: string): Service => ({ ...crm, name, url });
+    return {
+      stack: {
+        crm: of('crm', crm.url),
+        inventory: of('inventory', inventoryUrl),
+        databaseEnv: databases.env,
+        stopAll: async () => {
+          await crm.stop();
+          await databases.drop();
+        },
+      },
+      integration: of('integration', integrationUrl),
+    };
+  } catch (error) {
+    await databases.drop();
+    throw error;
+  }
 }
 
 /**
