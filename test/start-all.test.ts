@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -40,7 +41,10 @@ function childrenOf(pid: number): number[] {
 }
 
 /** The bundle `npm start` runs (bin/start.js), on embedded SQLite and the given ports. */
-function startAll(ports: { crm: number; inventory: number; integration: number }) {
+function startAll(
+  ports: { crm: number; inventory: number; integration: number },
+  extraEnv: Record<string, string> = {},
+) {
   // The services keep their own database settings out of this test: embedded SQLite.
   const env = { ...process.env };
   delete env.CRM_DATABASE_URL;
@@ -56,6 +60,7 @@ function startAll(ports: { crm: number; inventory: number; integration: number }
       CRM_URL: `http://127.0.0.1:${ports.crm}`,
       INVENTORY_URL: `http://127.0.0.1:${ports.inventory}`,
       LOG_FORMAT: 'json',
+      ...extraEnv,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -67,7 +72,25 @@ it("runs the seed's walkthrough against all services started together in one pro
     await freePort(),
     await freePort(),
   ];
-  const child = startAll({ crm: crmPort, inventory: inventoryPort, integration: integrationPort });
+  // An OTLP collector: each service's spans must arrive under its own name.
+  const exported: string[] = [];
+  const collector = http.createServer((request, response) => {
+    let body = '';
+    request.on('data', (chunk: Buffer) => (body += chunk.toString()));
+    request.on('end', () => {
+      exported.push(body);
+      response.end();
+    });
+  });
+  await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+  const collectorPort = (collector.address() as AddressInfo).port;
+  const child = startAll(
+    { crm: crmPort, inventory: inventoryPort, integration: integrationPort },
+    {
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collectorPort}`,
+      OTEL_BSP_SCHEDULE_DELAY: '50',
+    },
+  );
   let output = '';
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
@@ -147,10 +170,23 @@ it("runs the seed's walkthrough against all services started together in one pro
       lines.find((line) => line.msg.includes('Successfully created package request')),
     ).toMatchObject({ name: 'integration', trace_id: traceId });
 
+    // Spans are exported under each service's name, though the three share a process.
+    const exportDeadline = Date.now() + 10_000;
+    const named = (service: string) =>
+      exported.some((body) =>
+        body.includes(`{"key":"service.name","value":{"stringValue":"${service}"}}`),
+      );
+    while (!['crm', 'inventory', 'integration'].every(named) && Date.now() < exportDeadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    for (const service of ['crm', 'inventory', 'integration'])
+      expect(named(service), service).toBe(true);
+
     // One process hosts all three: it started no other.
     expect(childrenOf(child.pid!)).toEqual([]);
   } finally {
     child.kill('SIGINT');
+    collector.close();
   }
   expect(await exitOf(child)).toBe(0);
   for (const service of ['crm', 'inventory', 'integration']) {

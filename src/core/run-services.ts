@@ -88,6 +88,35 @@ export async function runServices<Tables extends unknown[]>(definitions: {
 }): Promise<void> {
   // Each service's tables are its own business: here they are only passed through.
   const hosted = readConfigs(definitions as readonly ServiceDefinition<unknown>[]);
+  const shutdownTimeoutMs = Math.max(...hosted.map(({ config }) => config.shutdownTimeoutMs));
+  // A stop signal may come while the services start (a slow database, a migration): it is taken
+  // at once and acted on when every start has settled, so what already runs stops gracefully.
+  let stopSignal: (typeof STOP_SIGNALS)[number] | undefined;
+  /** Set once every start has settled: stops what runs and exits. */
+  const stopping: { now?: () => void } = {};
+  for (const signal of STOP_SIGNALS) {
+    // Not close-with-grace's own signal handling: it exits 1 on a repeated signal, and a stop
+    // signal can arrive twice (Ctrl-C under `npm start` reaches the process from the terminal and
+    // again from npm; systemd signals the whole group). A repeat is ignored; the deadline is the
+    // only forced exit.
+    process.on(signal, () => {
+      if (stopSignal) return;
+      stopSignal = signal;
+      for (const { logger } of hosted) {
+        logger.info(`${signal} received; finishing requests in flight, then exiting`);
+      }
+      if (stopping.now) return stopping.now();
+      // A start that never settles (a database that does not answer) must not outlive the
+      // deadline; once it settles, close-with-grace keeps its own.
+      setTimeout(() => {
+        for (const { logger } of hosted) {
+          logger.error(`Still starting ${shutdownTimeoutMs} ms after ${signal}; exiting`);
+          logger.flush();
+        }
+        process.exit(1);
+      }, shutdownTimeoutMs).unref();
+    });
+  }
   const started = await Promise.allSettled(
     hosted.map(({ definition, config, logger }) => startService(definition, config, logger)),
   );
@@ -101,12 +130,7 @@ export async function runServices<Tables extends unknown[]>(definitions: {
       logger.flush();
     }
   });
-  if (running.length < hosted.length) {
-    await stopAll(running).catch(() => undefined); // each error is logged by stopAll
-    process.exitCode = 1;
-    return;
-  }
-  const shutdownTimeoutMs = Math.max(...hosted.map(({ config }) => config.shutdownTimeoutMs));
+  const failedToStart = running.length < hosted.length;
   const grace = closeWithGrace(
     {
       // Calls in flight are abandoned before this (RunningService.stop): only a stop stuck
@@ -123,21 +147,12 @@ export async function runServices<Tables extends unknown[]>(definitions: {
         }
       },
     },
-    () => stopAll(running),
+    async () => {
+      await stopAll(running);
+      // A platform missing a service is broken, even once what did start has stopped cleanly.
+      if (failedToStart) throw new Error('a service could not start');
+    },
   );
-  // Not close-with-grace's own signal handling: it exits 1 on a repeated signal, and a stop signal
-  // can arrive twice (Ctrl-C under `npm start` reaches the process from the terminal and again
-  // from npm; systemd signals the whole group). A repeat is ignored; the deadline is the only
-  // forced exit.
-  let stopping = false;
-  for (const signal of STOP_SIGNALS) {
-    process.on(signal, () => {
-      if (stopping) return;
-      stopping = true;
-      for (const { logger } of hosted) {
-        logger.info(`${signal} received; finishing requests in flight, then exiting`);
-      }
-      grace.close();
-    });
-  }
+  stopping.now = () => grace.close();
+  if (failedToStart || stopSignal) stopping.now();
 }

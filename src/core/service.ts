@@ -200,10 +200,17 @@ export async function startService<Tables>(
   }
   const { app, runtime } = service;
   const stop = async () => {
-    // Calls in flight get the deadline less the margin; closing the rest fits in the margin.
-    await runtime.stop?.(config.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
-    await app.close();
-    await database.close();
+    // Calls in flight get the deadline less the margin; closing the rest fits in the margin. The
+    // server and the database close even when stopping the background work failed.
+    try {
+      await runtime.stop?.(config.shutdownTimeoutMs - SHUTDOWN_MARGIN_MS);
+    } finally {
+      try {
+        await app.close();
+      } finally {
+        await database.close();
+      }
+    }
   };
   let url: string;
   try {

@@ -53,15 +53,14 @@ export function setUpTracing(service: string, env: Env = process.env): Tracer {
 }
 
 /**
- * Starts a span continuing the trace in `traceparent` (a W3C header value), or a new trace when
- * there is none or it is malformed. `tracer` is the service's (`setUpTracing`); default the
- * first one set up in this process.
+ * Starts a span of `tracer` (the service's, from `setUpTracing`) continuing the trace in
+ * `traceparent` (a W3C header value), or a new trace when there is none or it is malformed.
  */
 export function startSpan(
   name: string,
   kind: SpanKind,
-  traceparent?: string | null,
-  tracer: Tracer = tracers.values().next().value ?? setUpTracing('mini-integration-platform'),
+  traceparent: string | null | undefined,
+  tracer: Tracer,
 ): Span {
   const parent = traceparent ? propagation.extract(ROOT_CONTEXT, { traceparent }) : ROOT_CONTEXT;
   return recording ? tracer.startSpan(name, { kind }, parent) : idsOnlySpan(parent);

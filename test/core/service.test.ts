@@ -1,9 +1,10 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import net, { type AddressInfo } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Kysely } from 'kysely';
 import { crmMigrations } from '../../src/crm/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
-import { DIST, startServiceProcess, type ServiceProcess } from '../support/processes.js';
+import { DIST, exitOf, startServiceProcess, type ServiceProcess } from '../support/processes.js';
 
 let database: TestDatabase<unknown> | undefined;
 const running: ServiceProcess[] = [];
@@ -70,5 +71,37 @@ describe('a service process', () => {
     expect(await service.stop('SIGTERM')).toBe(0);
     expect(Date.now() - started).toBeLessThan(10_000);
     expect(service.output()).toContain('SIGTERM received');
+  });
+
+  it('on SIGTERM while its start hangs on a database that never answers, exits 1 at the shutdown deadline, saying so', async () => {
+    // A "PostgreSQL server" that accepts connections and never says a word.
+    const sockets = new Set<net.Socket>();
+    const silent = net.createServer((socket) => sockets.add(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const port = (silent.address() as AddressInfo).port;
+    try {
+      const child = spawn(process.execPath, [`${DIST}inventory/main.js`], {
+        env: {
+          ...process.env,
+          LOG_FORMAT: 'json',
+          INVENTORY_PORT: '0',
+          INVENTORY_DATABASE_URL: `postgres://nobody@127.0.0.1:${port}/never`,
+          SHUTDOWN_TIMEOUT_MS: '5000',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let output = '';
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      const exited = exitOf(child);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(1);
+      expect(output).toContain('SIGTERM received');
+      expect(output).toContain('Still starting 5000 ms after SIGTERM; exiting');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });

@@ -4,14 +4,21 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { waitUntil } from '../support/platform.js';
 
 type Tracing = typeof import('../../src/core/tracing.js');
+type SpanKind = import('../../src/core/tracing.js').SpanKind;
+type Tracer = ReturnType<Tracing['setUpTracing']>;
 
 /** A fresh copy of the tracing module: it sets up OpenTelemetry once per process. */
-async function loadTracing(env: Record<string, string>): Promise<Tracing> {
+async function loadTracing(env: Record<string, string>) {
   vi.resetModules();
   for (const [name, value] of Object.entries(env)) vi.stubEnv(name, value);
   const tracing = await import('../../src/core/tracing.js');
-  tracing.setUpTracing('test');
-  return tracing;
+  const tracer = tracing.setUpTracing('test');
+  // Spans of the `test` service unless a test names another's tracer.
+  return {
+    ...tracing,
+    startSpan: (name: string, kind: SpanKind, traceparent?: string | null, of: Tracer = tracer) =>
+      tracing.startSpan(name, kind, traceparent, of),
+  };
 }
 
 const TRACE_ID = '4bf92f3577b34da6a3ce929d0e0e4736';
