@@ -38,6 +38,8 @@ export class AmqpRelay {
   private readonly task = new RepeatingTask(() => this.step());
   private readonly published: Counter;
   private failures = 0;
+  /** Until when this process holds the relay's lease, and the cursor it moved last; unknown: none. */
+  private held: { until: number; position: number } | undefined;
 
   constructor(private readonly options: AmqpRelayOptions) {
     this.connection = new AmqpConnection({
@@ -69,6 +71,7 @@ export class AmqpRelay {
 
   async stop(): Promise<void> {
     await this.task.stop();
+    this.held = undefined;
     // Hands the lease on at once rather than after it runs out.
     await this.options.db
       .updateTable('relay_cursors')
@@ -83,9 +86,12 @@ export class AmqpRelay {
 
   /**
    * Takes or renews the lease; answers the cursor when this process holds it, else undefined
-   * (another CRM process relays).
+   * (another CRM process relays). While more than half the lease is left, nobody else can take it
+   * and only its holder moves the cursor: both are known without asking the database (at push
+   * rates that saved two writes per batch).
    */
   private async leaseCursor(now = Date.now()): Promise<number | undefined> {
+    if (this.held && now < this.held.until - LEASE_MS / 2) return this.held.position;
     const { db, instanceId } = this.options;
     await db
       .insertInto('relay_cursors')
@@ -101,6 +107,7 @@ export class AmqpRelay {
       )
       .returning('position')
       .executeTakeFirst();
+    this.held = row ? { until: now + LEASE_MS, position: row.position } : undefined;
     return row?.position;
   }
 
@@ -126,16 +133,20 @@ export class AmqpRelay {
       const position = batch[batch.length - 1]!.position;
       const now = Date.now();
       // Only while still the holder: a relay that lost its lease meanwhile moves nothing.
-      await db
+      const moved = await db
         .updateTable('relay_cursors')
         .set({ position, updated_at: now })
         .where('name', '=', CURSOR)
         .where('holder', '=', this.options.instanceId)
-        .execute();
+        .executeTakeFirst();
+      if (this.held && moved.numUpdatedRows > 0n) this.held.position = position;
+      else this.held = undefined;
       this.published.inc(batch.length);
       this.failures = 0;
       return 0;
     } catch (error) {
+      // Ask the database again next time: the lease or the cursor may have moved meanwhile.
+      this.held = undefined;
       this.failures += 1;
       const delay = retryDelayMs(this.failures, { baseMs: 200, maxDelayMs: 10_000 });
       logger.warn(

@@ -49,13 +49,18 @@ const createCustomer = async (crm: ServiceProcess, n: number) => {
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe(`several CRM processes on one ${onPostgres ? 'PostgreSQL' : 'SQLite'} database`, () => {
-  it('publish every event to RabbitMQ once between them: one relays at a time', async () => {
+  it('publish every event to RabbitMQ once between them: one relays at a time, for longer than its lease', async () => {
     const prefix = `test-${randomUUID().slice(0, 8)}.`;
     cleanups.push(() => deleteTopology(prefix));
     const { received, close } = await readPublishedIds(prefix);
     cleanups.push(close);
     const [a, b] = await startTwoCrms(prefix);
-    for (let n = 0; n < 40; n += 1) await createCustomer(n % 2 === 0 ? a : b, n);
+    // Over 12 s, past the relay's 10 s lease: its holder must renew it in time, or the other
+    // process would take it over and publish again.
+    for (let n = 0; n < 40; n += 1) {
+      await createCustomer(n % 2 === 0 ? a : b, n);
+      await pause(300);
+    }
     await waitUntil(() => received.length >= 40, 15_000, '40 published events');
     // Time for a second relay, were there one, to publish them again.
     await pause(1_500);
