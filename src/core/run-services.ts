@@ -92,8 +92,8 @@ export async function runServices<Tables extends unknown[]>(definitions: {
   // A stop signal may come while the services start (a slow database, a migration): it is taken
   // at once and acted on when every start has settled, so what already runs stops gracefully.
   let stopSignal: (typeof STOP_SIGNALS)[number] | undefined;
-  /** Set once every start has settled: stops what runs and exits. */
-  const stopping: { now?: () => void } = {};
+  /** `now` is set once every start has settled: it stops what runs and exits. */
+  const stopping: { now?: () => void; stuckStart?: NodeJS.Timeout } = {};
   for (const signal of STOP_SIGNALS) {
     // Not close-with-grace's own signal handling: it exits 1 on a repeated signal, and a stop
     // signal can arrive twice (Ctrl-C under `npm start` reaches the process from the terminal and
@@ -108,7 +108,7 @@ export async function runServices<Tables extends unknown[]>(definitions: {
       if (stopping.now) return stopping.now();
       // A start that never settles (a database that does not answer) must not outlive the
       // deadline; once it settles, close-with-grace keeps its own.
-      setTimeout(() => {
+      stopping.stuckStart = setTimeout(() => {
         for (const { logger } of hosted) {
           logger.error(`Still starting ${shutdownTimeoutMs} ms after ${signal}; exiting`);
           logger.flush();
@@ -120,6 +120,7 @@ export async function runServices<Tables extends unknown[]>(definitions: {
   const started = await Promise.allSettled(
     hosted.map(({ definition, config, logger }) => startService(definition, config, logger)),
   );
+  clearTimeout(stopping.stuckStart);
   const running: (Hosted & { service: RunningService })[] = [];
   started.forEach((outcome, i) => {
     const { definition, logger } = hosted[i]!;
