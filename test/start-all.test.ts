@@ -221,3 +221,47 @@ it('stops the services that started and exits 1 when one cannot start, saying wh
     await new Promise((resolve) => taken.close(resolve));
   }
 });
+
+it("prints the walkthrough's lines for people (LOG_FORMAT=pretty), each naming its service, in the order they happen", async () => {
+  const ports = {
+    crm: await freePort(),
+    inventory: await freePort(),
+    integration: await freePort(),
+  };
+  const child = startAll(ports, { LOG_FORMAT: 'pretty' });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  try {
+    for (const port of Object.values(ports))
+      await waitFor(`http://127.0.0.1:${port}/ready`, 20_000);
+    const created = await fetch(`http://127.0.0.1:${ports.crm}/customers`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: '{"name":"Jane Doe","email":"jane.doe@example.com"}',
+    });
+    const { id } = (await created.json()) as { id: string };
+    const deadline = Date.now() + 10_000;
+    while (!output.includes('Successfully created') && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    // Colours stripped: what a terminal shows.
+    // eslint-disable-next-line no-control-regex -- ANSI colour codes
+    const lines = output.replace(/\x1b\[[0-9;]*m/g, '').split('\n');
+    const expected = [
+      `INFO (integration): Found new customer: Jane Doe (ID: ${id})`,
+      `INFO (integration): Creating package request for customer ID: ${id}`,
+      `INFO (inventory): Created package request for customer: ${id}`,
+      `INFO (integration): Successfully created package request for customer ID: ${id}`,
+    ];
+    const at = expected.map((text) => lines.findIndex((line) => line.includes(text)));
+    expect(
+      at.every((index) => index >= 0),
+      output,
+    ).toBe(true);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+  } finally {
+    child.kill('SIGINT');
+  }
+  expect(await exitOf(child)).toBe(0);
+});

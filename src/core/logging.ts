@@ -1,4 +1,4 @@
-import { pino, type Logger } from 'pino';
+import { pino, transport, type DestinationStream, type Logger } from 'pino';
 import type { LogFormat } from './config.js';
 
 export type { Logger };
@@ -23,24 +23,32 @@ const REDACTED_PATHS = [
   '*.token',
 ];
 
+/**
+ * The one pretty-printing stream of this process (a worker thread): services sharing a process
+ * (`npm start`) write through it in the order they log, not interleaved by three threads.
+ */
+let prettyStream: DestinationStream | undefined;
+
+function prettyDestination(): DestinationStream {
+  prettyStream ??= transport({
+    target: 'pino-pretty',
+    options: {
+      colorize: true,
+      singleLine: true,
+      translateTime: 'HH:MM:ss.l',
+      ignore: 'pid,hostname',
+    },
+  }) as DestinationStream;
+  return prettyStream;
+}
+
 export function createLogger(options: LoggerOptions): Logger {
-  const format = options.format ?? 'json';
-  return pino({
+  const settings = {
     name: options.service,
     level: options.level ?? 'info',
     redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
-    ...(format === 'pretty'
-      ? {
-          transport: {
-            target: 'pino-pretty',
-            options: {
-              colorize: true,
-              singleLine: true,
-              translateTime: 'HH:MM:ss.l',
-              ignore: 'pid,hostname',
-            },
-          },
-        }
-      : {}),
-  });
+  };
+  return (options.format ?? 'json') === 'pretty'
+    ? pino(settings, prettyDestination())
+    : pino(settings);
 }
