@@ -5,6 +5,7 @@ import net, { type AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, expect, it } from 'vitest';
+import { waitUntil } from './support/platform.js';
 import { DIST, exitOf, freePort } from './support/processes.js';
 
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mip-start-all-'));
@@ -171,14 +172,15 @@ it("runs the seed's walkthrough against all services started together in one pro
     ).toMatchObject({ name: 'integration', trace_id: traceId });
 
     // Spans are exported under each service's name, though the three share a process.
-    const exportDeadline = Date.now() + 10_000;
     const named = (service: string) =>
       exported.some((body) =>
         body.includes(`{"key":"service.name","value":{"stringValue":"${service}"}}`),
       );
-    while (!['crm', 'inventory', 'integration'].every(named) && Date.now() < exportDeadline) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitUntil(
+      () => ['crm', 'inventory', 'integration'].every(named),
+      10_000,
+      "every service's spans at the collector",
+    );
     for (const service of ['crm', 'inventory', 'integration'])
       expect(named(service), service).toBe(true);
 
@@ -241,10 +243,11 @@ it("prints the walkthrough's lines for people (LOG_FORMAT=pretty), each naming i
       body: '{"name":"Jane Doe","email":"jane.doe@example.com"}',
     });
     const { id } = (await created.json()) as { id: string };
-    const deadline = Date.now() + 10_000;
-    while (!output.includes('Successfully created') && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
+    await waitUntil(
+      () => output.includes('Successfully created'),
+      10_000,
+      'the delivery in the log',
+    );
     // Colours stripped: what a terminal shows.
     // eslint-disable-next-line no-control-regex -- ANSI colour codes
     const lines = output.replace(/\x1b\[[0-9;]*m/g, '').split('\n');

@@ -302,6 +302,11 @@ export class WebhookSender implements WebhookHandOff {
     for (const log of logs) log();
   }
 
+  /**
+   * Gives claimed messages back as they were, due at once (a shutdown stopped their calls, or a
+   * hand-over found no free slot). Marked due before the write, so no hand-over overtakes them,
+   * and the loop woken after it, so its claim sees them.
+   */
   private async release(messages: MessageRow[]): Promise<void> {
     this.unclaimedDue = true;
     this.pendingWrites += 1;
