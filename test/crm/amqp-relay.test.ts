@@ -6,10 +6,11 @@ import {
   AMQP_URL,
   closeBrokerConnections,
   deleteTopology,
+  rabbitmqctl,
   readPublishedIds,
 } from '../support/amqp.js';
 import { connect } from 'amqplib';
-import { prefixedTopology } from '../../src/core/amqp.js';
+import { assertTopology, prefixedTopology } from '../../src/core/amqp.js';
 import { createTestApp, type TestApp } from '../support/apps.js';
 import { createCustomers, listen, waitUntil } from '../support/platform.js';
 
@@ -124,4 +125,87 @@ describe('AmqpRelay', () => {
     // The integration's queue is bound to every customer event type.
     expect(created.received).toHaveLength(2);
   }, 60_000);
+
+  it('sends a batch the broker refused part-way again from the cursor once the broker takes it: nothing skipped, each counted once', async () => {
+    const prefix = `test-${randomUUID().slice(0, 8)}.`;
+    cleanups.push(() => deleteTopology(prefix));
+    const topology = prefixedTopology(prefix);
+    const connection = await connect(AMQP_URL);
+    cleanups.push(() => connection.close());
+    const channel = await connection.createChannel();
+    await assertTopology(channel, topology);
+    // The broker refuses (nacks) every publish once about 300 messages wait in the queue: of the
+    // relay's batches of 200, one is refused part-way.
+    const policy = `${prefix}cap`;
+    const queuePattern = `^${topology.queue.replaceAll('.', '\\.')}$`;
+    await rabbitmqctl(
+      'set_policy',
+      '--apply-to',
+      'queues',
+      policy,
+      queuePattern,
+      JSON.stringify({ 'max-length': 300, overflow: 'reject-publish' }),
+    );
+    let policySet = true;
+    cleanups.push(async () => {
+      if (policySet) await rabbitmqctl('clear_policy', policy);
+    });
+
+    const crm = await createTestApp(crmService, { env: { AMQP_URL, AMQP_NAME_PREFIX: prefix } });
+    cleanups.push(() => crm.close());
+    const url = await listen(crm.app);
+    // Written before the relay starts, so it finds five batches waiting.
+    await createCustomers(url, 1_000, { concurrency: 16 });
+    const events = await crm.database.db
+      .selectFrom('events')
+      .select(['id', 'position'])
+      .orderBy('position')
+      .execute();
+    expect(events).toHaveLength(1_000);
+    const cursor = async () =>
+      Number(
+        (
+          await crm.database.db
+            .selectFrom('relay_cursors')
+            .select('position')
+            .where('name', '=', 'amqp')
+            .executeTakeFirst()
+        )?.position ?? 0,
+      );
+    await crm.runtime.start?.({ url });
+
+    await waitUntil(
+      async () => (await channel.checkQueue(topology.queue)).messageCount >= 300,
+      15_000,
+      'the queue full at 300',
+    );
+    // Tried again and refused again for a while: the cursor stays before the refused events (the
+    // queue enforces its length a little late), and only the batches it passed are counted.
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    const stuckAt = await cursor();
+    expect(stuckAt).toBeLessThan(events[999]!.position);
+    expect(await publishedTotal(crm)).toBe(
+      events.filter((event) => event.position <= stuckAt).length,
+    );
+
+    // The queue drained first: a quorum queue refusing publishes goes on refusing them, limit or
+    // not, until it is below its limit again.
+    const { received, close } = await readPublishedIds(prefix);
+    cleanups.push(close);
+    await waitUntil(
+      async () => (await channel.checkQueue(topology.queue)).messageCount === 0,
+      15_000,
+      'the queue drained',
+    );
+    await rabbitmqctl('clear_policy', policy);
+    policySet = false;
+    await waitUntil(
+      async () => (await cursor()) === events[999]!.position,
+      30_000,
+      'the cursor past the last event',
+    );
+    await waitUntil(() => new Set(received).size === 1_000, 15_000, 'every event in the queue');
+    expect(events.every(({ id }) => received.includes(id))).toBe(true);
+    expect(await publishedTotal(crm)).toBe(1_000);
+  }, 90_000);
 });
