@@ -10,7 +10,13 @@ import { progress, say } from './output.js';
 import { auditRun } from './audit.js';
 import type { AuditRun, BacklogRun, System } from './results.js';
 import { residentMemory, sleep, startBaseline, type Service } from './services.js';
-import { inventoryCount, startIntegration, startStack, waitForDeliveries } from './stack.js';
+import {
+  inventoryCount,
+  startIntegration,
+  startOneProcess,
+  startStack,
+  waitForDeliveries,
+} from './stack.js';
 
 /** Times one empty read of the CRM's feed after its last position, the way the poller reads it. */
 async function platformEmptyPoll(
@@ -137,15 +143,29 @@ async function baselineDrain(
   };
 }
 
-/** One backlog of `size` customers for `system`, then its empty poll and memory. */
-export async function backlogRun(system: System, size: number): Promise<BacklogRun> {
-  const label = `${system} ${size.toLocaleString('en')}`;
+/**
+ * The three services in one process (`npm start`) with `size` customers waiting in the CRM, timed
+ * from the process's start: the integration starts empty, with the whole backlog there.
+ */
+async function startOneProcessBacklog(size: number) {
+  const started = performance.now();
+  const { stack, integration } = await startOneProcess(
+    `platform-one-process-${size}`,
+    'poll',
+    {},
+    size,
+  );
+  // One process: its CPU and memory are read once, under one name.
+  return { stack, consumer: integration, services: { platform: integration }, started };
+}
+
+/** CRM and Inventory with `size` customers waiting, then the consumer of `system` started. */
+async function startBacklog(system: System, size: number) {
   const stack = await startStack(`${system}-${size}`, {}, size);
-  let consumer: Service | undefined;
   try {
     // Timed from the consumer's start: it starts empty, with the whole backlog waiting in the CRM.
     const started = performance.now();
-    consumer =
+    const consumer =
       system === 'platform'
         ? await startIntegration(stack, 'poll', {})
         : await startBaseline({ CRM_URL: stack.crm.url, INVENTORY_URL: stack.inventory.url });
@@ -154,6 +174,32 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
       inventory: stack.inventory,
       [system === 'platform' ? 'integration' : 'baseline']: consumer,
     };
+    stack.stopAll = ((stopAll) => async () => {
+      await consumer.stop();
+      await stopAll();
+    })(stack.stopAll);
+    return { stack, consumer, services, started };
+  } catch (error) {
+    await stack.stopAll();
+    throw error;
+  }
+}
+
+/**
+ * One backlog of `size` customers for `system`, then its empty poll and memory; with `oneProcess`
+ * (the platform only), the three services in one process as `npm start` runs them, without the
+ * audit (its memory figures are the integration process's).
+ */
+export async function backlogRun(
+  system: System,
+  size: number,
+  oneProcess = false,
+): Promise<BacklogRun> {
+  const label = `${system}${oneProcess ? ', one process,' : ''} ${size.toLocaleString('en')}`;
+  const { stack, consumer, services, started } = oneProcess
+    ? await startOneProcessBacklog(size)
+    : await startBacklog(system, size);
+  try {
     // CPU is measured from the consumer's readiness (its start-up is not per customer) to the end.
     const { ms, cpu, cpuCustomers, window } =
       system === 'platform'
@@ -170,7 +216,8 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
     }
     // The platform audits what it delivered: time, and the integration's memory meanwhile.
     let audit: AuditRun | null = null;
-    if (ms !== null && system === 'platform') audit = await auditRun(consumer, label);
+    if (ms !== null && system === 'platform' && !oneProcess)
+      audit = await auditRun(consumer, label);
     const {
       rss_mb: rss,
       rss_mb_total: total,
@@ -178,7 +225,7 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
       resident_together_mb: together,
     } = residentMemory(services);
     say(
-      `${system.padEnd(8)} ${size.toLocaleString('en').padStart(9)} customers: ` +
+      `${(oneProcess ? `${system}, one process` : system).padEnd(8)} ${size.toLocaleString('en').padStart(9)} customers: ` +
         `backlog ${backlogPerS ?? 'timed out'} customers/s` +
         (window
           ? ` (projected from the first ${window.seconds} s, ${window.delivered.toLocaleString('en')} delivered)`
@@ -208,7 +255,6 @@ export async function backlogRun(system: System, size: number): Promise<BacklogR
       audit,
     };
   } finally {
-    await consumer?.stop();
     await stack.stopAll();
   }
 }

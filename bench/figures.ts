@@ -82,6 +82,28 @@ export function figureRows(results: BenchResults): Row[] {
       baseline.resident_together_mb_1m,
       'lower',
     ],
+    // Results from before the one-process backlog was run have no such rows.
+    ...(results.one_process_backlog
+      ? ([
+          [
+            `backlog ${size(results.one_process_backlog.size)}, one process (customers/s)`,
+            results.one_process_backlog.backlog_per_s,
+            null,
+            'higher',
+          ],
+          [
+            `rss at ${size(results.one_process_backlog.size)}, one process (MB)`,
+            results.one_process_backlog.rss_mb_total,
+            null,
+            'lower',
+          ],
+          ...cpuRows(
+            `CPU per customer, backlog ${size(results.one_process_backlog.size)}, one process (ms)`,
+            results.one_process_backlog.cpu_ms_per_customer,
+            null,
+          ),
+        ] satisfies Row[])
+      : []),
     // Results from before the audit existed have no audit rows.
     ...(platform.audit_seconds_1m === undefined
       ? []

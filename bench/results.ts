@@ -144,6 +144,11 @@ export interface BenchResults {
   };
   push_lag: LagFigures[];
   runs: Record<System, BacklogRun[]>;
+  /**
+   * The platform's largest backlog again with the three services in one process (`npm start`),
+   * under the one name `platform`, without the audit; absent from results before it was run.
+   */
+  one_process_backlog?: BacklogRun | null;
   start_up?: StartUpFigures | null;
   create_throughput?: CreateFigures | null;
   duration_s: number;

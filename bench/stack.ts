@@ -1,6 +1,6 @@
 /** The services a scenario runs: CRM and Inventory on a fresh DATA_DIR, and the integration. */
 import { randomBytes } from 'node:crypto';
-import { createBenchDatabases } from './databases.js';
+import { createBenchDatabases, type BenchDatabases } from './databases.js';
 import { DELIVERY_TIMEOUT_MS } from './options.js';
 import { progress } from './output.js';
 import {
@@ -20,6 +20,27 @@ export interface Stack {
   stopAll(): Promise<void>;
 }
 
+/**
+ * Starts the CRM once so its own migrations create its schema, then writes `customers` into its
+ * database directly while it is stopped.
+ */
+async function fillCrm(
+  label: string,
+  databases: BenchDatabases,
+  customers: number,
+  env: Record<string, string> = {},
+): Promise<void> {
+  const migrate = await startService('crm', serviceScript('crm'), 'CRM_PORT', {
+    ...databases.env,
+    ...env,
+  });
+  await migrate.stop();
+  progress(
+    `${label}: inserting ${customers.toLocaleString('en')} customers into the CRM's database directly`,
+  );
+  await databases.insertCustomers(customers, `${label}-${randomBytes(3).toString('hex')}`);
+}
+
 /** CRM and Inventory on fresh databases; with `customers`, that many already in the CRM. */
 export async function startStack(
   label: string,
@@ -29,15 +50,7 @@ export async function startStack(
   const databases = await createBenchDatabases(label);
   const common = { ...databases.env, ...env };
   try {
-    if (customers > 0) {
-      // Start the CRM once so its own migrations create the schema, then fill it while it is stopped.
-      const migrate = await startService('crm', serviceScript('crm'), 'CRM_PORT', common);
-      await migrate.stop();
-      progress(
-        `${label}: inserting ${customers.toLocaleString('en')} customers into the CRM's database directly`,
-      );
-      await databases.insertCustomers(customers, `${label}-${randomBytes(3).toString('hex')}`);
-    }
+    if (customers > 0) await fillCrm(label, databases, customers, env);
     const starts = await Promise.allSettled([
       startService('crm', serviceScript('crm'), 'CRM_PORT', common),
       startService('inventory', serviceScript('inventory'), 'INVENTORY_PORT', common),
@@ -81,15 +94,18 @@ export function startIntegration(
 
 /**
  * The three services in one process, as `npm start` runs them (dist/bundles/start-all.mjs), on
- * fresh databases, the integration in `mode`. Each is its own Service, all three of one child.
+ * fresh databases, the integration in `mode`; with `customers`, that many already in the CRM when
+ * the process starts. Each is its own Service, all three of one child.
  */
 export async function startOneProcess(
   label: string,
   mode: string,
   env: Record<string, string>,
+  customers = 0,
 ): Promise<{ stack: Stack; integration: Service }> {
   const databases = await createBenchDatabases(label);
   try {
+    if (customers > 0) await fillCrm(label, databases, customers);
     const [crmPort, inventoryPort, integrationPort] = [
       await freePort(),
       await freePort(),
