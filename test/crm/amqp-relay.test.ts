@@ -129,11 +129,10 @@ describe('AmqpRelay', () => {
   it('sends a batch the broker refused part-way again from the cursor once the broker takes it: nothing skipped, each counted once', async () => {
     const prefix = `test-${randomUUID().slice(0, 8)}.`;
     cleanups.push(() => deleteTopology(prefix));
-    const topology = prefixedTopology(prefix);
     const connection = await connect(AMQP_URL);
     cleanups.push(() => connection.close());
     const channel = await connection.createChannel();
-    await assertTopology(channel, topology);
+    const topology = await assertTopology(channel, prefixedTopology(prefix));
     // The broker refuses (nacks) every publish once about 300 messages wait in the queue: of the
     // relay's batches of 200, one is refused part-way.
     const policy = `${prefix}cap`;

@@ -1,6 +1,6 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Browser, Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, expect, it } from 'vitest';
 import type { IntegrationTables } from '../../src/integration/migrations.js';
 import type { TestApp } from '../support/apps.js';
@@ -19,6 +19,8 @@ import {
 const ATTACKER = 'attacker.test';
 
 let browser: Browser;
+/** The test's pages, closed before the service: none still polls it while it shuts down. */
+let pages: BrowserContext | undefined;
 let upstreams: Upstreams | undefined;
 let integration: TestApp<IntegrationTables> | undefined;
 let attackerSite: http.Server | undefined;
@@ -30,10 +32,11 @@ afterAll(async () => {
   await browser?.close();
 });
 afterEach(async () => {
+  await pages?.close();
   await integration?.close();
   await upstreams?.close();
   await new Promise((resolve) => attackerSite?.close(resolve) ?? resolve(undefined));
-  integration = upstreams = attackerSite = undefined;
+  integration = upstreams = attackerSite = pages = undefined;
 });
 
 /** A site on another origin serving `pages` (path → HTML). */
@@ -91,7 +94,8 @@ it('refuses a page on another site: bodiless POST, form POST, framing, a rebound
     '/form': `<form method="POST" action="${replayAll}" enctype="text/plain"><input name="a" value="b"></form><script>document.forms[0].submit();</script>`,
     '/frame': `<iframe id="victim" src="${service}/" width="800" height="600"></iframe>`,
   });
-  const page = await browser.newPage();
+  pages = await browser.newContext();
+  const page = await pages.newPage();
 
   // 1. What `fetch(url, {method: 'POST', mode: 'no-cors'})` sends: no body, no content type.
   // The browser hides the answer from the page (Cross-Origin-Resource-Policy): the service's own
@@ -124,7 +128,7 @@ it('refuses a page on another site: bodiless POST, form POST, framing, a rebound
   expect((await packageRequestsByCustomer(upstreams.inventory)).get(heldId)).toBeUndefined();
 
   // The dashboard itself, on its own origin, renders under its CSP and replays.
-  const dashboard = await browser.newPage();
+  const dashboard = await pages.newPage();
   const violations = await watchCspViolations(dashboard);
   await dashboard.goto(`${service}/`);
   await expect.poll(() => dashboard.textContent('#count-dead'), { timeout: 10_000 }).toBe('1');
@@ -134,7 +138,7 @@ it('refuses a page on another site: bodiless POST, form POST, framing, a rebound
   expect(await violations()).toEqual([]);
 
   // Swagger UI still works under the same policy.
-  const docs = await browser.newPage();
+  const docs = await pages.newPage();
   const docsViolations = await watchCspViolations(docs);
   await docs.goto(`${service}/docs`);
   await expect
