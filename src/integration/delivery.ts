@@ -296,8 +296,10 @@ export class DeliveryWorker implements Inbox {
     };
   }
 
-  /** The circuit is open: give the deliveries back untried, due when the circuit probes again. */
-  /** Gives claimed rows back unattempted, due again in `retryInMs` (default: the circuit's reset). */
+  /**
+   * Gives claimed rows back unattempted, due again in `retryInMs`; by default the circuit's reset,
+   * for an open circuit: due when it probes again.
+   */
   private async release(
     rows: DeliveryRow[],
     retryInMs = this.options.circuitResetMs,
