@@ -148,15 +148,14 @@ async function baselineDrain(
  * from the process's start: the integration starts empty, with the whole backlog there.
  */
 async function startOneProcessBacklog(size: number) {
-  const started = performance.now();
-  const { stack, integration } = await startOneProcess(
+  const { stack, integration, startedAt } = await startOneProcess(
     `platform-one-process-${size}`,
     'poll',
     {},
     size,
   );
   // One process: its CPU and memory are read once, under one name.
-  return { stack, consumer: integration, services: { platform: integration }, started };
+  return { stack, consumer: integration, services: { platform: integration }, started: startedAt };
 }
 
 /** CRM and Inventory with `size` customers waiting, then the consumer of `system` started. */

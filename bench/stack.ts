@@ -102,10 +102,12 @@ export async function startOneProcess(
   mode: string,
   env: Record<string, string>,
   customers = 0,
-): Promise<{ stack: Stack; integration: Service }> {
+): Promise<{ stack: Stack; integration: Service; startedAt: number }> {
   const databases = await createBenchDatabases(label);
   try {
     if (customers > 0) await fillCrm(label, databases, customers);
+    /** When the process was spawned (`performance.now()`), after the CRM was filled. */
+    const startedAt = performance.now();
     const [crmPort, inventoryPort, integrationPort] = [
       await freePort(),
       await freePort(),
@@ -149,6 +151,7 @@ export async function startOneProcess(
         },
       },
       integration: of('integration', integrationUrl),
+      startedAt,
     };
   } catch (error) {
     await databases.drop();
