@@ -142,7 +142,13 @@ export async function startService(
   const url = `http://127.0.0.1:${port}`;
   const ready = await untilReady(url, Date.now() + 30_000, 50, () => child.exitCode === null);
   if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
-  if (!ready) throw new Error(`${name} not ready within 30 s:\n${output}`);
+  if (!ready) {
+    // A process that did not become ready is stopped: its data is about to be removed.
+    const done = exited(child);
+    child.kill('SIGKILL');
+    await done;
+    throw new Error(`${name} not ready within 30 s:\n${output}`);
+  }
   return {
     name,
     url,

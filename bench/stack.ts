@@ -105,7 +105,7 @@ export async function startOneProcess(
 ): Promise<{ stack: Stack; integration: Service; startedAt: number }> {
   const databases = await createBenchDatabases(label);
   try {
-    if (customers > 0) await fillCrm(label, databases, customers);
+    if (customers > 0) await fillCrm(label, databases, customers, env);
     /** When the process was spawned (`performance.now()`), after the CRM was filled. */
     const startedAt = performance.now();
     const [crmPort, inventoryPort, integrationPort] = [

@@ -6,7 +6,6 @@ import {
   AMQP_URL,
   closeBrokerConnections,
   deleteTopology,
-  rabbitmqctl,
   readPublishedIds,
 } from '../support/amqp.js';
 import { connect } from 'amqplib';
@@ -16,8 +15,19 @@ import { createCustomers, listen, waitUntil } from '../support/platform.js';
 
 let cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
-  for (const cleanup of cleanups.reverse()) await cleanup();
+  // Every cleanup runs, the last registered first, even after one fails; the first failure is
+  // reported.
+  const steps = cleanups.reverse();
   cleanups = [];
+  let failure: unknown;
+  for (const cleanup of steps) {
+    try {
+      await cleanup();
+    } catch (error) {
+      failure ??= error;
+    }
+  }
+  if (failure) throw failure;
 });
 
 async function publishedTotal(crm: TestApp<CrmTables>): Promise<number> {
@@ -133,22 +143,14 @@ describe('AmqpRelay', () => {
     cleanups.push(() => connection.close());
     const channel = await connection.createChannel();
     const topology = await assertTopology(channel, prefixedTopology(prefix));
-    // The broker refuses (nacks) every publish once about 300 messages wait in the queue: of the
-    // relay's batches of 200, one is refused part-way.
-    const policy = `${prefix}cap`;
-    const queuePattern = `^${topology.queue.replaceAll('.', '\\.')}$`;
-    await rabbitmqctl(
-      'set_policy',
-      '--apply-to',
-      'queues',
-      policy,
-      queuePattern,
-      JSON.stringify({ 'max-length': 300, overflow: 'reject-publish' }),
-    );
-    let policySet = true;
-    cleanups.push(async () => {
-      if (policySet) await rabbitmqctl('clear_policy', policy);
+    // A second queue bound to every event refuses each message past its 300th, and a publish
+    // that any queue refuses is refused (nacked): of the relay's batches of 200, the second is
+    // taken for its first 100 events and refused for the rest.
+    const { queue: full } = await channel.assertQueue('', {
+      exclusive: true,
+      arguments: { 'x-max-length': 300, 'x-overflow': 'reject-publish' },
     });
+    await channel.bindQueue(full, topology.exchange, '#');
 
     const crm = await createTestApp(crmService, { env: { AMQP_URL, AMQP_NAME_PREFIX: prefix } });
     cleanups.push(() => crm.close());
@@ -171,33 +173,24 @@ describe('AmqpRelay', () => {
             .executeTakeFirst()
         )?.position ?? 0,
       );
-    await crm.runtime.start?.({ url });
-
-    await waitUntil(
-      async () => (await channel.checkQueue(topology.queue)).messageCount >= 300,
-      15_000,
-      'the queue full at 300',
-    );
-    // Tried again and refused again for a while: the cursor stays before the refused events (the
-    // queue enforces its length a little late), and only the batches it passed are counted.
-    await new Promise((resolve) => setTimeout(resolve, 1_000));
-    const stuckAt = await cursor();
-    expect(stuckAt).toBeLessThan(events[999]!.position);
-    expect(await publishedTotal(crm)).toBe(
-      events.filter((event) => event.position <= stuckAt).length,
-    );
-
-    // The queue drained first: a quorum queue refusing publishes goes on refusing them, limit or
-    // not, until it is below its limit again.
     const { received, close } = await readPublishedIds(prefix);
     cleanups.push(close);
+    await crm.runtime.start?.({ url });
+
+    // The first batch is confirmed whole; the second, refused part-way, is tried again and
+    // refused again: the cursor stays after the first, which alone is counted.
     await waitUntil(
-      async () => (await channel.checkQueue(topology.queue)).messageCount === 0,
+      async () => (await cursor()) === events[199]!.position,
       15_000,
-      'the queue drained',
+      'the cursor past the first batch',
     );
-    await rabbitmqctl('clear_policy', policy);
-    policySet = false;
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    expect(await cursor()).toBe(events[199]!.position);
+    expect(await publishedTotal(crm)).toBe(200);
+    expect((await channel.checkQueue(full)).messageCount).toBe(300);
+
+    // The broker takes everything once the full queue is gone.
+    await channel.deleteQueue(full);
     await waitUntil(
       async () => (await cursor()) === events[999]!.position,
       30_000,

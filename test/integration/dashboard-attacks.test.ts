@@ -32,7 +32,8 @@ afterAll(async () => {
   await browser?.close();
 });
 afterEach(async () => {
-  await pages?.close();
+  // A browser that crashed must not keep the service from being closed.
+  await pages?.close().catch(() => {});
   await integration?.close();
   await upstreams?.close();
   await new Promise((resolve) => attackerSite?.close(resolve) ?? resolve(undefined));
