@@ -27,6 +27,8 @@ export class WorkLoop<Item> {
   private readonly inFlight = new Set<Promise<void>>();
   private readonly task = new RepeatingTask(() => this.step());
   private readonly abandon = new AbortController();
+  /** Who waits for free slots (`waitForFreeSlots`), and for how many. */
+  private readonly slotWaiters = new Set<{ slots: number; done: () => void }>();
 
   constructor(private readonly options: WorkLoopOptions<Item>) {}
 
@@ -42,6 +44,26 @@ export class WorkLoop<Item> {
   /** Items that could start now without going over `concurrency`. */
   get freeSlots(): number {
     return this.options.concurrency - this.inFlight.size;
+  }
+
+  /**
+   * Resolves once `slots` items could start without going over `concurrency`, after `maxWaitMs`,
+   * or when `signal` aborts, whichever comes first.
+   */
+  waitForFreeSlots(slots: number, maxWaitMs: number, signal: AbortSignal): Promise<void> {
+    if (this.freeSlots >= slots || maxWaitMs <= 0 || signal.aborted) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.slotWaiters.delete(waiter);
+        resolve();
+      };
+      const waiter = { slots, done };
+      const timer = setTimeout(done, maxWaitMs);
+      signal.addEventListener('abort', done);
+      this.slotWaiters.add(waiter);
+    });
   }
 
   /**
@@ -81,6 +103,7 @@ export class WorkLoop<Item> {
       .catch((error: unknown) => logger.error({ err: error }, `Unexpected error handling ${name}`))
       .finally(() => {
         this.inFlight.delete(handling);
+        for (const waiter of this.slotWaiters) if (this.freeSlots >= waiter.slots) waiter.done();
         this.task.wake();
       });
     this.inFlight.add(handling);

@@ -21,7 +21,12 @@ import type { IntegrationMetrics } from './metrics.js';
 import type { DeliveryRow } from './migrations.js';
 import type { Inbox } from './sources/source.js';
 import type { FailedOutcome, Settlement } from './store/claims.js';
-import type { PushedItems, PushedMessage, RecordFromFeed } from './store/inbox.js';
+import {
+  isNewlyClaimed,
+  type PushedItems,
+  type PushedMessage,
+  type RecordFromFeed,
+} from './store/inbox.js';
 import type { NewDelivery } from './store/new-delivery.js';
 import type { SyncStore } from './store/sync-store.js';
 
@@ -116,8 +121,7 @@ export class DeliveryWorker implements Inbox {
     pushed: readonly PushedItems[],
   ): Promise<CommittedBatch<NewDelivery[] | undefined>> {
     const { store, instanceId, claimMs, batchSize } = this.options;
-    // While stopping, nothing new starts here: pending, the next instance takes it at once.
-    const claiming = !this.stopping && this.loop.freeSlots > 0;
+    const claiming = this.roomNow() > 0;
     const { accepted, rows } = await store.inbox.recordPushedItems(
       pushed,
       claiming ? { holder: instanceId, lockMs: claimMs } : undefined,
@@ -127,23 +131,59 @@ export class DeliveryWorker implements Inbox {
     this.reporter.found(accepted.flatMap((found) => found ?? []));
     // Customers seen for the first time were written claimed (revision 0): sent at once. A newer
     // state of a known customer was written pending (or left to the instance that holds it).
-    const claimed = claiming
-      ? rows.filter((row) => row.revision === 0 && row.locked_by === instanceId)
-      : [];
+    const claimed = claiming ? rows.filter((row) => isNewlyClaimed(row, instanceId)) : [];
     for (const batch of chunk(claimed, batchSize)) this.loop.handleNow(batch);
     if (claimed.length < rows.length) this.wake();
     return { results: accepted };
   }
 
-  /** Records a read of the feed with its cursor's move, and looks for the new states at once. */
-  readonly recordFromFeed: RecordFromFeed = async (...page) => {
-    const accepted = await this.options.store.inbox.recordFromFeed(...page);
-    if (accepted && accepted.length > 0) {
-      this.reporter.found(accepted);
-      this.wake();
-    }
+  /**
+   * Records a read of the feed with its cursor's move. With call slots free, the new customers
+   * (as many as those slots' calls carry) are written already claimed by this instance and sent
+   * at once, without a claim query; the rest are written pending and the loop claims them.
+   */
+  readonly recordFromFeed: RecordFromFeed = async (source, from, to, items, lease, now) => {
+    const { store, instanceId, claimMs, batchSize } = this.options;
+    const room = this.roomNow();
+    const recorded = await store.inbox.recordFeedPage(
+      { source, from, to, items, lease },
+      room > 0 ? { holder: instanceId, lockMs: claimMs, limit: room } : undefined,
+      now ?? Date.now(),
+    );
+    if (!recorded) return undefined;
+    const { accepted, claimed } = recorded;
+    // Said before any step for them is logged.
+    this.reporter.found(accepted);
+    for (const batch of chunk(claimed, batchSize)) this.loop.handleNow(batch);
+    if (claimed.length < accepted.length) this.wake();
     return accepted;
   };
+
+  /**
+   * Waits (at most `maxWaitMs`) until this instance can send `customers` new customers at once, so
+   * a reader of the feed takes a page when it can be sent rather than reading ahead of the calls:
+   * written claimed, that page then needs no claim query. Waits for nothing while sending is
+   * stopped (circuit open, shutting down): the page is then written pending.
+   */
+  waitForRoom(customers: number, maxWaitMs: number, signal: AbortSignal): Promise<void> {
+    const { concurrency, batchSize } = this.options;
+    if (this.sendingStopped()) return Promise.resolve();
+    const slots = Math.min(concurrency, Math.ceil(customers / batchSize));
+    return this.loop.waitForFreeSlots(slots, maxWaitMs, signal);
+  }
+
+  /**
+   * While stopping, nothing new starts here (pending, the next instance takes it at once); with
+   * the circuit open, calls would be given back untried.
+   */
+  private sendingStopped(): boolean {
+    return this.stopping || this.options.circuitState() === 'open';
+  }
+
+  /** How many new customers this instance could send now, in calls of its free slots. */
+  private roomNow(): number {
+    return this.sendingStopped() ? 0 : this.loop.freeSlots * this.options.batchSize;
+  }
 
   /**
    * Stops claiming and waits for the calls in flight to finish (each is bounded by its timeout);

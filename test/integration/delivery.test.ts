@@ -168,6 +168,67 @@ describe('pushed customers', () => {
   });
 });
 
+describe('customers read from the feed', () => {
+  const lease = { name: 'poll:crm', holder: 'instance-a' };
+  /** Records `items` as one page of the feed, from the cursor where it is. */
+  const recordPage = async (items: NewDelivery[]) => {
+    const from = await store.leases.readCursor('crm');
+    return worker!.recordFromFeed('crm', from, from + items.length, items, lease);
+  };
+  /** Customer ids the loop's own claims took (not written claimed as they were recorded). */
+  const claimedByLoop: string[] = [];
+  beforeEach(async () => {
+    claimedByLoop.length = 0;
+    const claimDue = store.claims.claimDue;
+    store.claims.claimDue = async (...args) => {
+      const rows = await claimDue(...args);
+      claimedByLoop.push(...rows.map((row) => row.customer_id));
+      return rows;
+    };
+    await store.leases.acquireLease(lease.name, lease.holder, 60_000);
+  });
+
+  it('as many as the free call slots carry are sent at once, claimed as they were recorded; the rest wait pending for the loop', async () => {
+    worker!.start();
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Two slots of 10: 20 go at once, in feed order; the last 5 are claimed by the loop.
+    const items = Array.from({ length: 25 }, (_, n) => pushed(n));
+    const ids = items.map((item) => item.customerId);
+    expect(await recordPage(items)).toEqual(items);
+    expect(calls).toEqual([ids.slice(0, 10), ids.slice(10, 20)]);
+    await waitUntil(
+      async () => (await store.readModels.countByState()).delivered === 25,
+      5_000,
+      'all 25 delivered',
+    );
+    expect(calls.slice(2).flat().sort()).toEqual(ids.slice(20).sort());
+    expect(claimedByLoop.sort()).toEqual(ids.slice(20).sort());
+    expect(calls.flat()).toHaveLength(25);
+  });
+
+  it('are written pending while this instance is stopping, and a reader waiting for room is let go by its signal', async () => {
+    hanging = true;
+    worker!.start();
+    await recordPage(Array.from({ length: 20 }, (_, n) => pushed(n)));
+    expect(calls).toHaveLength(2);
+    // Both slots busy: a reader of 10 more waits until it gives up (its signal), not longer.
+    const reader = new AbortController();
+    let waited = false;
+    const waiting = worker!.waitForRoom(10, 60_000, reader.signal).then(() => (waited = true));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(waited).toBe(false);
+    reader.abort();
+    await waiting;
+
+    await worker!.stop(100);
+    const item = pushed(99);
+    expect(await recordPage([item])).toEqual([item]);
+    expect(await stateOf(item.customerId)).toBe('pending');
+    expect(calls).toHaveLength(2);
+    worker = undefined;
+  });
+});
+
 describe('a customer whose package Inventory holds at an older version', () => {
   it('is updated once a call found the package, even when that call used up the steps in a row', async () => {
     await worker!.stop();

@@ -18,6 +18,12 @@ export const FEED_CURSOR = 'crm';
 const RECONCILE_PAGE_PAUSE_MS = 100;
 /** Most pushed positions the cursor passes over in one step. */
 const PASS_PUSHED_LIMIT = 5_000;
+/**
+ * Longest the poller waits for the deliveries to have room for its next page before reading it
+ * anyway (written pending then): calls end sooner than this at backlog rates, and a slow Inventory
+ * never keeps the feed unread, so its customers still show as pending in the status.
+ */
+const ROOM_WAIT_MS = 250;
 /** Backoff after failed reads: the first pause is at most 500 ms, doubling up to 16 s. */
 const FAILURE_BACKOFF = { baseMs: 500, maxDelayMs: 16_000 };
 
@@ -68,6 +74,8 @@ interface FeedState {
  * long-poll: an empty read waits on the CRM for up to the interval, so a new customer is seen
  * within milliseconds and an idle feed costs one request per interval. Beside push (`reconcile`),
  * the cursor first moves over what push recorded (`passPushed`), so only gaps are read again.
+ * The next page is read when the deliveries have room to send it (`Inbox.waitForRoom`, at most
+ * `ROOM_WAIT_MS`), so its new customers are written claimed and sent at once.
  */
 export class FeedSource implements Source {
   readonly name: 'poll' | 'reconcile';
@@ -171,6 +179,10 @@ export class FeedSource implements Source {
   private async step(): Promise<NextStep> {
     let pause = 0;
     try {
+      // Read a page when the deliveries can send it: written claimed, it needs no claim query.
+      const roomWaitMs = Math.min(ROOM_WAIT_MS, this.waitMs());
+      await this.inbox!.waitForRoom(this.options.batchSize, roomWaitMs, this.abort.signal);
+      if (this.abort.signal.aborted) return 'done';
       const more = await this.pollOnce(this.inbox!);
       this.failures = 0;
       // Not the leader: look at the lease again after a while. The leader reads on at once: a

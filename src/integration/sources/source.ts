@@ -16,6 +16,11 @@ import type { SyncStore } from '../store/sync-store.js';
 export interface Inbox {
   recordPushed: RecordPushed;
   recordFromFeed: RecordFromFeed;
+  /**
+   * Waits (at most `maxWaitMs`, or until `signal` aborts) until `customers` new customers could be
+   * sent at once: a reader of the feed takes its next page when it can be sent, not before.
+   */
+  waitForRoom(customers: number, maxWaitMs: number, signal: AbortSignal): Promise<void>;
 }
 
 /** What every source is built from (each source file exports a `create…Source(context)`). */

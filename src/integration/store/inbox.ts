@@ -27,6 +27,58 @@ function acceptedOf(
   return newestPerCustomer(items).filter((item) => ids.has(item.customerId));
 }
 
+/**
+ * A claim taken as deliveries are recorded, on the first `limit` customers recorded together
+ * (default: all); a known customer among them takes its place but no claim.
+ */
+export interface LimitedClaim extends DeliveryClaim {
+  limit?: number;
+}
+
+/**
+ * A recorded delivery's state: claimed by `claim.holder` (as `claimDue` would leave it) when it is
+ * among the first `claim.limit` customers, otherwise pending.
+ */
+function claimColumns(item: NewDelivery, index: number, now: number, claim?: LimitedClaim) {
+  if (!claim) return { state: 'pending' as const };
+  if (index >= (claim.limit ?? Infinity)) {
+    // Every row of one insert names the same columns: SQLite has no DEFAULT in a VALUES list.
+    return { state: 'pending' as const, locked_by: null, locked_until: null, create_tried: 0 };
+  }
+  return {
+    state: 'delivering' as const,
+    locked_by: claim.holder,
+    locked_until: now + claim.lockMs,
+    // Claimed for a create (claims.ts, claimDue, says why this is kept).
+    create_tried: item.deletedAt === null ? 1 : 0,
+  };
+}
+
+/**
+ * A delivery row written just now, claimed by `holder` as it was recorded: a customer seen for the
+ * first time (revision 0; a newer state of a known customer is a revision more, and stays pending
+ * or with the instance that holds it).
+ */
+export const isNewlyClaimed = (row: DeliveryRow, holder: string) =>
+  row.revision === 0 && row.locked_by === holder;
+
+/** One read of the feed: the states its events report, and the cursor's move from `from` to `to`. */
+export interface FeedPage {
+  source: string;
+  from: number;
+  to: number;
+  items: NewDelivery[];
+  lease: HeldLease;
+}
+
+/** What recording a page of the feed wrote. */
+export interface RecordedPage {
+  /** The states the database took (new or newer), the newest of each customer. */
+  accepted: NewDelivery[];
+  /** The deliveries written claimed for the claim's holder, to be sent by it at once. */
+  claimed: DeliveryRow[];
+}
+
 /** A message a source was pushed (a webhook call, a RabbitMQ message). */
 export interface PushedMessage {
   /** The sender's message id: a redelivery carries the same one. */
@@ -77,10 +129,6 @@ export type RecordFromFeed = (
 ) => Promise<NewDelivery[] | undefined>;
 
 /**
- * Where every source records the customers it finds, as deliveries: one per customer whatever the
- * number of sources and messages that report it, and each pushed message once.
- */
-/**
  * The columns of an upsert's conflicting row that take the new desired state (the customer as the
  * inserted row has it), and one revision more.
  */
@@ -99,6 +147,10 @@ export const newDesiredState = (
   revision: sql<number>`deliveries.revision + 1`,
 });
 
+/**
+ * Where every source records the customers it finds, as deliveries: one per customer whatever the
+ * number of sources and messages that report it, and each pushed message once.
+ */
 export function createInboxRepository(
   database: Database<IntegrationTables>,
   leases: LeasesRepository,
@@ -123,11 +175,11 @@ export function createInboxRepository(
    * an instance holds it: that instance's settlement sees the newer revision and puts it back in
    * line. A deletion blanks the name and email (erasure). Answers the rows it wrote.
    */
-  const upsertQuery = (trx: Db, items: NewDelivery[], now: number, claim?: DeliveryClaim) =>
+  const upsertQuery = (trx: Db, items: NewDelivery[], now: number, claim?: LimitedClaim) =>
     trx
       .insertInto('deliveries')
       .values(
-        newestPerCustomer(items).map((item) => ({
+        newestPerCustomer(items).map((item, index) => ({
           customer_id: item.customerId,
           customer_name: item.customerName,
           customer_email: item.customerEmail,
@@ -141,15 +193,7 @@ export function createInboxRepository(
           recorded_at: now,
           updated_at: now,
           traceparent: item.traceparent ?? null,
-          ...(claim
-            ? {
-                state: 'delivering' as const,
-                locked_by: claim.holder,
-                locked_until: now + claim.lockMs,
-                // Claimed for a create (claims.ts, claimDue, says why this is kept).
-                create_tried: item.deletedAt === null ? 1 : 0,
-              }
-            : { state: 'pending' as const }),
+          ...claimColumns(item, index, now, claim),
         })),
       )
       .onConflict((conflict) =>
@@ -175,17 +219,16 @@ export function createInboxRepository(
           ),
       );
 
-  /** Records the reported states as pending deliveries; answers those it took (new or newer). */
-  const insertNew = async (
+  /** `upsertQuery`'s rows written, claimed with `claim` unless delivery is paused. */
+  const upsertRows = async (
     trx: Db,
     items: NewDelivery[],
     now: number,
-    messageId?: string,
-  ): Promise<NewDelivery[]> => {
+    claim: LimitedClaim | undefined,
+  ): Promise<DeliveryRow[]> => {
     if (items.length === 0) return [];
-    const written = await upsertQuery(trx, items, now).returning('customer_id').execute();
-    await insertTimeline(trx, eventEntries(items, idsOf(written), now, messageId));
-    return acceptedOf(items, written);
+    const claiming = claim && !(await isPausedIn(trx)) ? claim : undefined;
+    return upsertQuery(trx, items, now, claiming).returningAll().execute();
   };
 
   /**
@@ -233,17 +276,7 @@ export function createInboxRepository(
       );
       // Of several states of one customer in these messages, only the newest can be taken.
       const items = pushed.flatMap(({ items: reported }, i) => (first[i] ? reported : []));
-      const rows =
-        items.length === 0
-          ? []
-          : await upsertQuery(
-              trx,
-              items,
-              now,
-              claim && !(await isPausedIn(trx)) ? claim : undefined,
-            )
-              .returningAll()
-              .execute();
+      const rows = await upsertRows(trx, items, now, claim);
       const taken = idsOf(rows);
       const newest = new Set(newestPerCustomer(items));
       await insertTimeline(
@@ -269,18 +302,32 @@ export function createInboxRepository(
    * Records what one read of the feed returned and moves the cursor from `from` to `to`, in one
    * transaction: a crash before commit leaves both as they were, so the same events are read
    * again and none is skipped. Refused (answers undefined, nothing written) unless `lease.holder`
-   * still holds the poll lease and the cursor is still at `from`.
+   * still holds the poll lease and the cursor is still at `from`. With `claim`, customers seen for
+   * the first time are written already claimed (the first `claim.limit` of them), unless delivery
+   * is paused; without, pending.
    */
+  const recordFeedPage = async (
+    { source, from, to, items, lease }: FeedPage,
+    claim: LimitedClaim | undefined,
+    now: number,
+  ): Promise<RecordedPage | undefined> => {
+    const recorded = await db.transaction().execute(async (trx) => {
+      if (!(await leases.holdsLeaseIn(trx, lease, now))) return undefined;
+      if ((await leases.readCursorIn(trx, source)) !== from) return undefined;
+      const rows = await upsertRows(trx, items, now, claim);
+      await insertTimeline(trx, eventEntries(items, idsOf(rows), now));
+      await leases.moveCursorIn(trx, source, to, now);
+      return {
+        accepted: acceptedOf(items, rows),
+        claimed: claim ? rows.filter((row) => isNewlyClaimed(row, claim.holder)) : [],
+      };
+    });
+    scrubIfErased(recorded?.accepted);
+    return recorded;
+  };
+
   const recordFromFeed: RecordFromFeed = async (source, from, to, items, lease, now = Date.now()) =>
-    scrubIfErased(
-      await db.transaction().execute(async (trx) => {
-        if (!(await leases.holdsLeaseIn(trx, lease, now))) return undefined;
-        if ((await leases.readCursorIn(trx, source)) !== from) return undefined;
-        const fresh = await insertNew(trx, items, now);
-        await leases.moveCursorIn(trx, source, to, now);
-        return fresh;
-      }),
-    );
+    (await recordFeedPage({ source, from, to, items, lease }, undefined, now))?.accepted;
 
   /**
    * Moves the feed cursor of `source` over the positions pushed messages have recorded, as far as
@@ -310,6 +357,7 @@ export function createInboxRepository(
 
   return {
     recordFromFeed,
+    recordFeedPage,
     passPushed,
 
     recordPushedItems,

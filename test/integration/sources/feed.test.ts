@@ -17,6 +17,8 @@ import { FeedSource } from '../../../src/integration/sources/feed.js';
 import { deliveryOfEvent, type NewDelivery } from '../../../src/integration/store/new-delivery.js';
 import { createSyncStore } from '../../../src/integration/store/sync-store.js';
 import { createTestDatabase, type TestDatabase } from '../../support/databases.js';
+import { waitUntil } from '../../support/platform.js';
+import type { Inbox } from '../../../src/integration/sources/source.js';
 
 let database: TestDatabase<IntegrationTables> | undefined;
 afterEach(async () => {
@@ -241,5 +243,66 @@ describe('the feed repair beside push', () => {
     // Caught up: the next round reads after the last event, not from the start.
     await repair.pollOnce(store.inbox);
     expect(reads).toEqual([4, 10]);
+  });
+});
+
+describe('the poller', () => {
+  it('reads its next page once the deliveries have room to send it, waiting at most 250 ms, and stops waiting when stopped', async () => {
+    database = await createTestDatabase<IntegrationTables>('integration');
+    await migrate(database, integrationMigrations);
+    const store = createSyncStore(database);
+    const feed = new FakeFeed();
+    feed.commit(250);
+    const reads: number[] = [];
+    const client = feed.client();
+    const waits: [customers: number, maxWaitMs: number][] = [];
+    let letGo: (() => void) | undefined;
+    const inbox: Inbox = {
+      recordPushed: () => Promise.reject(new Error('the poller records no pushed message')),
+      recordFromFeed: store.inbox.recordFromFeed,
+      // Room for the first page at once; the second waits until the test lets it go.
+      waitForRoom: (customers, maxWaitMs, signal) => {
+        waits.push([customers, maxWaitMs]);
+        if (waits.length === 1) return Promise.resolve();
+        return new Promise((resolve) => {
+          letGo = resolve;
+          signal.addEventListener('abort', () => resolve());
+        });
+      },
+    };
+    const poller = new FeedSource({
+      leases: store.leases,
+      crm: {
+        readEvents: (after: number, limit: number) => {
+          reads.push(after);
+          return client.readEvents(after, limit, 0);
+        },
+      } as unknown as CrmClient,
+      intervalMs: 5_000,
+      batchSize: 100,
+      leaseMs: 60_000,
+      instanceId: 'a',
+      logger,
+      metrics: createIntegrationMetrics(new Registry(), store.readModels, store.controls),
+    });
+    poller.start(inbox);
+    try {
+      await waitUntil(() => waits.length === 2, 5_000, 'the poller waiting for room');
+      // A page of 100, waited for at most 250 ms (then read anyway, written pending).
+      expect(waits).toEqual([
+        [100, 250],
+        [100, 250],
+      ]);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(reads).toEqual([0]);
+      letGo!();
+      await waitUntil(() => waits.length === 3, 5_000, 'the second page read');
+      expect(reads).toEqual([0, 100]);
+    } finally {
+      await poller.stop();
+    }
+    // Stopped while waiting: the third page was not read.
+    expect(reads).toEqual([0, 100]);
+    expect(await store.leases.readCursor('crm')).toBe(200);
   });
 });

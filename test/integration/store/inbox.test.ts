@@ -105,6 +105,53 @@ describe('recording', () => {
     expect((await store.readModels.countByState()).pending).toBe(2);
   });
 
+  it('writes a feed page claimed for its first customers up to the limit, the rest and any known customer pending, and nothing claimed while paused', async () => {
+    const lease = { name: 'poll', holder: 'a' };
+    await store.leases.acquireLease('poll', 'a', 60_000, 100);
+    await store.inbox.recordMessage({ id: randomUUID(), source: 'webhook' }, [item(1)], 100);
+    // The limit counts the page's customers, new or known: 3 of them may be claimed.
+    const claim = { holder: 'a', lockMs: 1_000, limit: 3 };
+    const page = (from: number, to: number, items: NewDelivery[]) => ({
+      source: 'crm',
+      from,
+      to,
+      items,
+      lease,
+    });
+    // Customer 1 is known: its newer state is not a new delivery and takes no claim.
+    const newer = { ...item(1), customerVersion: 2 };
+    const recorded = await store.inbox.recordFeedPage(
+      page(0, 4, [newer, item(2), item(3), item(4)]),
+      claim,
+      200,
+    );
+    expect(recorded!.accepted).toEqual([newer, item(2), item(3), item(4)]);
+    expect(recorded!.claimed.map((row) => [row.customer_id, row.locked_until])).toEqual([
+      [item(2).customerId, 1_200],
+      [item(3).customerId, 1_200],
+    ]);
+    const states = await Promise.all(
+      [1, 2, 3, 4].map(async (n) => {
+        const row = (await store.readModels.get(item(n).customerId))!;
+        return [row.state, row.locked_by, Number(row.create_tried), Number(row.revision)];
+      }),
+    );
+    expect(states).toEqual([
+      ['pending', null, 0, 1],
+      ['delivering', 'a', 1, 0],
+      ['delivering', 'a', 1, 0],
+      ['pending', null, 0, 0],
+    ]);
+    expect(await store.leases.readCursor('crm')).toBe(4);
+
+    await store.controls.pause({ who: 'admin', instance: 'a' }, 300);
+    const paused = await store.inbox.recordFeedPage(page(4, 5, [item(5)]), claim, 300);
+    expect(paused).toEqual({ accepted: [item(5)], claimed: [] });
+    expect(await store.readModels.countByState()).toMatchObject({ pending: 3, delivering: 2 });
+    // From a stale cursor nothing is written, claimed or not.
+    expect(await store.inbox.recordFeedPage(page(4, 6, [item(6)]), claim, 400)).toBeUndefined();
+  });
+
   it('moves the cursor over the positions push recorded, up to the first gap, and only with the lease', async () => {
     const now = Date.now();
     const lease = { name: 'poll', holder: 'a' };
