@@ -59,6 +59,8 @@ export interface Service {
   child: ChildProcess;
   /** SIGTERM, then resolves once the process has exited. */
   stop(): Promise<void>;
+  /** The last 4,000 characters it wrote (warnings and errors: the bench logs at `warn`). */
+  output(): string;
 }
 
 /** Stops `child` too when the bench is interrupted. */
@@ -95,6 +97,13 @@ export async function untilReady(
     await sleep(everyMs);
   }
   return false;
+}
+
+/** Sends `signal` to `child` and resolves once it has exited. */
+function stopChild(child: ChildProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+  const done = exited(child);
+  child.kill(signal);
+  return done;
 }
 
 /**
@@ -144,21 +153,10 @@ export async function startService(
   if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}:\n${output}`);
   if (!ready) {
     // A process that did not become ready is stopped: its data is about to be removed.
-    const done = exited(child);
-    child.kill('SIGKILL');
-    await done;
+    await stopChild(child, 'SIGKILL');
     throw new Error(`${name} not ready within 30 s:\n${output}`);
   }
-  return {
-    name,
-    url,
-    child,
-    stop: () => {
-      const done = exited(child);
-      child.kill('SIGTERM');
-      return done;
-    },
-  };
+  return { name, url, child, stop: () => stopChild(child), output: () => output };
 }
 
 /** The bench's seed-style poller (bench/baseline.ts), with an IPC channel to ask it for one poll. */
@@ -172,16 +170,8 @@ export async function startBaseline(env: Record<string, string>): Promise<Servic
     child.once('message', () => resolve());
     child.once('exit', (code) => reject(new Error(`baseline exited with ${code}`)));
   });
-  return {
-    name: 'baseline',
-    url: '',
-    child,
-    stop: () => {
-      const done = exited(child);
-      child.kill('SIGTERM');
-      return done;
-    },
-  };
+  // Its output goes to the bench's own (stdio inherited).
+  return { name: 'baseline', url: '', child, stop: () => stopChild(child), output: () => '' };
 }
 
 /** One line of /proc/<pid>/status in MB (e.g. `VmRSS`), on Linux; null elsewhere. */

@@ -135,8 +135,9 @@ export async function startOneProcess(
     const running = () => crm.child.exitCode === null;
     for (const url of [inventoryUrl, integrationUrl]) {
       if (!(await untilReady(url, deadline, 50, running))) {
+        const why = running() ? 'not ready within 30 s' : `exited with ${crm.child.exitCode}`;
         await crm.stop();
-        throw new Error(`${label}: ${url} not ready within 30 s`);
+        throw new Error(`${label}: ${url} ${why}:\n${crm.output()}`);
       }
     }
     const of = (name: string, url: string): Service => ({ ...crm, name, url });

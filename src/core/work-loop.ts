@@ -29,6 +29,8 @@ export class WorkLoop<Item> {
   private readonly abandon = new AbortController();
   /** Who waits for free slots (`waitForFreeSlots`), and for how many. */
   private readonly slotWaiters = new Set<{ slots: number; done: () => void }>();
+  /** Slots held for items not started yet: claimed by a look in progress, or by `reserve`. */
+  private reserved = 0;
 
   constructor(private readonly options: WorkLoopOptions<Item>) {}
 
@@ -43,14 +45,40 @@ export class WorkLoop<Item> {
 
   /** Items that could start now without going over `concurrency`. */
   get freeSlots(): number {
-    return this.options.concurrency - this.inFlight.size;
+    return this.options.concurrency - this.inFlight.size - this.reserved;
+  }
+
+  /**
+   * Holds up to `wanted` free slots for items claimed elsewhere (e.g. written claimed as they are
+   * recorded), so that neither the loop's looks nor another caller fills them meanwhile; answers
+   * how many it holds. Start each item with `handleReserved`, and give back the rest with
+   * `unreserve`.
+   */
+  reserve(wanted: number): number {
+    const slots = Math.max(0, Math.min(wanted, this.freeSlots));
+    this.reserved += slots;
+    return slots;
+  }
+
+  /** Handles an item claimed elsewhere, in a slot `reserve` held for it. */
+  handleReserved(item: Item): void {
+    this.reserved -= 1;
+    this.startHandling(item);
+  }
+
+  /** Gives back `slots` slots `reserve` held and no item took. */
+  unreserve(slots: number): void {
+    if (slots <= 0) return;
+    this.reserved -= slots;
+    this.slotsFreed();
   }
 
   /**
    * Resolves once `slots` items could start without going over `concurrency`, after `maxWaitMs`,
    * or when `signal` aborts, whichever comes first.
    */
-  waitForFreeSlots(slots: number, maxWaitMs: number, signal: AbortSignal): Promise<void> {
+  waitForFreeSlots(wanted: number, maxWaitMs: number, signal: AbortSignal): Promise<void> {
+    const slots = Math.min(wanted, this.options.concurrency);
     if (this.freeSlots >= slots || maxWaitMs <= 0 || signal.aborted) return Promise.resolve();
     return new Promise((resolve) => {
       const done = () => {
@@ -68,7 +96,8 @@ export class WorkLoop<Item> {
 
   /**
    * Handles an item claimed elsewhere (e.g. as it was recorded) at once, beside the claimed ones;
-   * callers check `freeSlots` first, so `concurrency` is passed at most briefly.
+   * callers check `freeSlots` first and give back what a look claimed meanwhile, so `concurrency`
+   * is passed at most briefly (`reserve` holds the slots instead).
    */
   handleNow(item: Item): void {
     this.startHandling(item);
@@ -79,6 +108,7 @@ export class WorkLoop<Item> {
    * (default: wait for them all) are abandoned: their handlers stop and release them.
    */
   async stop(abandonAfterMs?: number): Promise<void> {
+    for (const waiter of this.slotWaiters) waiter.done();
     await this.task.stop();
     const settled = Promise.allSettled([...this.inFlight]).then(() => true);
     if (abandonAfterMs === undefined) return void (await settled);
@@ -103,15 +133,25 @@ export class WorkLoop<Item> {
       .catch((error: unknown) => logger.error({ err: error }, `Unexpected error handling ${name}`))
       .finally(() => {
         this.inFlight.delete(handling);
-        for (const waiter of this.slotWaiters) if (this.freeSlots >= waiter.slots) waiter.done();
-        this.task.wake();
+        this.slotsFreed();
       });
     this.inFlight.add(handling);
   }
 
+  /** Lets go whoever waits for the slots now free, and looks for due work. */
+  private slotsFreed(): void {
+    this.letWaitersGo();
+    this.task.wake();
+  }
+
+  private letWaitersGo(): void {
+    for (const waiter of this.slotWaiters) if (this.freeSlots >= waiter.slots) waiter.done();
+  }
+
   private async step(): Promise<NextStep> {
     const { concurrency, logger, name } = this.options;
-    const free = concurrency - this.inFlight.size;
+    // The slots a look claims for are held until it answers, so a reservation cannot take them.
+    const free = this.reserve(concurrency);
     let claimed: Item[] = [];
     if (free > 0) {
       try {
@@ -120,7 +160,10 @@ export class WorkLoop<Item> {
         logger.error({ err: error }, `Could not claim due ${name} from the database; retrying`);
       }
     }
-    for (const item of claimed) this.startHandling(item);
+    for (const item of claimed) this.handleReserved(item);
+    // The slots this look found nothing for: free again (the loop itself idles, not woken).
+    this.reserved -= free - claimed.length;
+    this.letWaitersGo();
     // A full batch means more may be due: look again at once, unless every slot is busy.
     const idle = claimed.length === 0 || claimed.length < free || this.inFlight.size >= concurrency;
     return idle ? (this.options.idleMs ?? 500) : 0;

@@ -23,6 +23,7 @@ import type { Inbox } from './sources/source.js';
 import type { FailedOutcome, Settlement } from './store/claims.js';
 import {
   isNewlyClaimed,
+  type LimitedClaim,
   type PushedItems,
   type PushedMessage,
   type RecordFromFeed,
@@ -57,6 +58,13 @@ export interface DeliveryWorkerOptions {
   metrics: IntegrationMetrics;
   /** Idle wait between looks for due work, in ms. Default 500. */
   idleMs?: number;
+}
+
+/** Call slots held for new customers as they are recorded, and the claim to write them under. */
+interface ReservedRoom {
+  slots: number;
+  /** Undefined when no slot was free: the customers are written pending. */
+  claim: LimitedClaim | undefined;
 }
 
 /** Calls in a row that bring Inventory closer without matching (advanced) before it counts as failing. */
@@ -120,20 +128,22 @@ export class DeliveryWorker implements Inbox {
   private async recordPushes(
     pushed: readonly PushedItems[],
   ): Promise<CommittedBatch<NewDelivery[] | undefined>> {
-    const { store, instanceId, claimMs, batchSize } = this.options;
-    const claiming = this.roomNow() > 0;
-    const { accepted, rows } = await store.inbox.recordPushedItems(
-      pushed,
-      claiming ? { holder: instanceId, lockMs: claimMs } : undefined,
-      Date.now(),
-    );
+    const room = this.reserveRoom(pushed.reduce((sum, { items }) => sum + items.length, 0));
+    let recorded;
+    try {
+      recorded = await this.options.store.inbox.recordPushedItems(pushed, room.claim, Date.now());
+    } catch (error) {
+      this.loop.unreserve(room.slots);
+      throw error;
+    }
+    const { accepted, rows } = recorded;
     // Said before any step for them is logged.
     this.reporter.found(accepted.flatMap((found) => found ?? []));
-    // Customers seen for the first time were written claimed (revision 0): sent at once. A newer
-    // state of a known customer was written pending (or left to the instance that holds it).
-    const claimed = claiming ? rows.filter((row) => isNewlyClaimed(row, instanceId)) : [];
-    for (const batch of chunk(claimed, batchSize)) this.loop.handleNow(batch);
-    if (claimed.length < rows.length) this.wake();
+    // Customers seen for the first time were written claimed (revision 0). A newer state of a
+    // known customer was written pending (or left to the instance that holds it).
+    const { claim } = room;
+    const claimed = claim ? rows.filter((row) => isNewlyClaimed(row, claim.holder)) : [];
+    this.handOff(room, claimed, claimed.length < rows.length);
     return { results: accepted };
   }
 
@@ -143,19 +153,25 @@ export class DeliveryWorker implements Inbox {
    * at once, without a claim query; the rest are written pending and the loop claims them.
    */
   readonly recordFromFeed: RecordFromFeed = async (source, from, to, items, lease, now) => {
-    const { store, instanceId, claimMs, batchSize } = this.options;
-    const room = this.roomNow();
-    const recorded = await store.inbox.recordFeedPage(
-      { source, from, to, items, lease },
-      room > 0 ? { holder: instanceId, lockMs: claimMs, limit: room } : undefined,
-      now ?? Date.now(),
-    );
-    if (!recorded) return undefined;
+    const room = this.reserveRoom(items.length);
+    let recorded;
+    try {
+      recorded = await this.options.store.inbox.recordFeedPage(
+        { source, from, to, items, lease },
+        room.claim,
+        now ?? Date.now(),
+      );
+    } catch (error) {
+      this.loop.unreserve(room.slots);
+      throw error;
+    }
+    if (!recorded) {
+      this.loop.unreserve(room.slots);
+      return undefined;
+    }
     const { accepted, claimed } = recorded;
-    // Said before any step for them is logged.
     this.reporter.found(accepted);
-    for (const batch of chunk(claimed, batchSize)) this.loop.handleNow(batch);
-    if (claimed.length < accepted.length) this.wake();
+    this.handOff(room, claimed, claimed.length < accepted.length);
     return accepted;
   };
 
@@ -163,13 +179,14 @@ export class DeliveryWorker implements Inbox {
    * Waits (at most `maxWaitMs`) until this instance can send `customers` new customers at once, so
    * a reader of the feed takes a page when it can be sent rather than reading ahead of the calls:
    * written claimed, that page then needs no claim query. Waits for nothing while sending is
-   * stopped (circuit open, shutting down): the page is then written pending.
+   * stopped (circuit open, shutting down), nor on PostgreSQL, where several instances may share
+   * the work: there pages are read ahead, and what this instance cannot send at once is written
+   * pending for any instance to claim.
    */
   waitForRoom(customers: number, maxWaitMs: number, signal: AbortSignal): Promise<void> {
-    const { concurrency, batchSize } = this.options;
-    if (this.sendingStopped()) return Promise.resolve();
-    const slots = Math.min(concurrency, Math.ceil(customers / batchSize));
-    return this.loop.waitForFreeSlots(slots, maxWaitMs, signal);
+    const { store, batchSize } = this.options;
+    if (this.sendingStopped() || store.dialect === 'postgres') return Promise.resolve();
+    return this.loop.waitForFreeSlots(Math.ceil(customers / batchSize), maxWaitMs, signal);
   }
 
   /**
@@ -180,9 +197,28 @@ export class DeliveryWorker implements Inbox {
     return this.stopping || this.options.circuitState() === 'open';
   }
 
-  /** How many new customers this instance could send now, in calls of its free slots. */
-  private roomNow(): number {
-    return this.sendingStopped() ? 0 : this.loop.freeSlots * this.options.batchSize;
+  /**
+   * Holds the free call slots needed to send up to `customers` new customers as they are
+   * recorded (none while sending is stopped), and the claim to write them under.
+   */
+  private reserveRoom(customers: number): ReservedRoom {
+    const { instanceId, claimMs, batchSize } = this.options;
+    const slots = this.sendingStopped() ? 0 : this.loop.reserve(Math.ceil(customers / batchSize));
+    const claim = { holder: instanceId, lockMs: claimMs, limit: slots * batchSize };
+    return { slots, claim: slots > 0 ? claim : undefined };
+  }
+
+  /**
+   * Sends the deliveries written claimed under `room` in its slots and gives back the slots left;
+   * with `pendingToo`, has the loop look for those written pending. Once stopping began (during
+   * the write), the claimed ones are released for the next instance instead.
+   */
+  private handOff(room: ReservedRoom, claimed: DeliveryRow[], pendingToo: boolean): void {
+    const batches = this.stopping ? [] : chunk(claimed, this.options.batchSize);
+    for (const batch of batches) this.loop.handleReserved(batch);
+    this.loop.unreserve(room.slots - batches.length);
+    if (this.stopping && claimed.length > 0) void this.release(claimed, 0);
+    if (pendingToo) this.wake();
   }
 
   /**

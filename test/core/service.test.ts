@@ -5,6 +5,7 @@ import type { Kysely } from 'kysely';
 import { crmMigrations } from '../../src/crm/migrations.js';
 import { createTestDatabase, type TestDatabase } from '../support/databases.js';
 import { DIST, exitOf, startServiceProcess, type ServiceProcess } from '../support/processes.js';
+import { waitUntil } from '../support/platform.js';
 
 let database: TestDatabase<unknown> | undefined;
 const running: ServiceProcess[] = [];
@@ -93,7 +94,13 @@ describe('a service process', () => {
       let output = '';
       child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
       child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      // Its stop signals are handled once it logs which database it uses (its start then hangs
+      // on the migrations); a fixed pause was too short where loading its modules took a second.
+      await waitUntil(
+        () => output.includes('Using postgres database'),
+        20_000,
+        'the service to open its database',
+      );
       const exited = exitOf(child);
       child.kill('SIGTERM');
       expect(await exited).toBe(1);

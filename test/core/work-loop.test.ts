@@ -38,8 +38,9 @@ describe('waiting for free slots', () => {
     const never = new AbortController().signal;
     expect(await settledWithin(loop.waitForFreeSlots(2, 60_000, never), 50)).toBe(true);
 
-    loop.handleNow(1);
-    loop.handleNow(2);
+    expect(loop.reserve(3)).toBe(2);
+    loop.handleReserved(1);
+    loop.handleReserved(2);
     expect(loop.freeSlots).toBe(0);
     const one = loop.waitForFreeSlots(1, 60_000, never);
     const two = loop.waitForFreeSlots(2, 60_000, never);
@@ -58,8 +59,9 @@ describe('waiting for free slots', () => {
       finishers.forEach((finish) => finish());
       await loop.stop();
     };
-    loop.handleNow(1);
-    loop.handleNow(2);
+    expect(loop.reserve(2)).toBe(2);
+    loop.handleReserved(1);
+    loop.handleReserved(2);
     const never = new AbortController().signal;
     expect(await settledWithin(loop.waitForFreeSlots(1, 100, never), 2_000)).toBe(true);
     const reader = new AbortController();
@@ -67,5 +69,34 @@ describe('waiting for free slots', () => {
     expect(await settledWithin(waiting, 50)).toBe(false);
     reader.abort();
     expect(await settledWithin(waiting, 1_000)).toBe(true);
+  });
+
+  it('counts reserved slots as taken until an item starts in them or they are given back, and lets every waiter go when stopped', async () => {
+    const { loop, finishers } = twoSlotLoop();
+    stop = async () => {
+      finishers.forEach((finish) => finish());
+      await loop.stop();
+    };
+    const never = new AbortController().signal;
+    expect(loop.reserve(1)).toBe(1);
+    expect(loop.freeSlots).toBe(1);
+    expect(loop.reserve(5)).toBe(1);
+    expect(loop.reserve(1)).toBe(0);
+    // More than the loop's concurrency is waited for as all of it.
+    const all = loop.waitForFreeSlots(10, 60_000, never);
+    loop.handleReserved(1);
+    loop.unreserve(1);
+    expect(loop.freeSlots).toBe(1);
+    expect(await settledWithin(all, 50)).toBe(false);
+    finishers[0]!();
+    expect(await settledWithin(all, 1_000)).toBe(true);
+
+    loop.reserve(2);
+    const stopped = loop.waitForFreeSlots(1, 60_000, never);
+    const stopping = loop.stop();
+    expect(await settledWithin(stopped, 1_000)).toBe(true);
+    loop.unreserve(2);
+    await stopping;
+    stop = undefined;
   });
 });

@@ -84,6 +84,8 @@ export class FeedSource implements Source {
   private readonly abort = new AbortController();
   private inbox: Inbox | undefined;
   private failures = 0;
+  /** The last read came back full, as leader: more events are waiting to be read. */
+  private behind = false;
   /** When this source started: events before it are repaired without waiting. */
   private startedAt = Date.now();
   /** Set by `start()`: a loop that has not started yet is not stalled, however long start-up takes. */
@@ -179,11 +181,15 @@ export class FeedSource implements Source {
   private async step(): Promise<NextStep> {
     let pause = 0;
     try {
-      // Read a page when the deliveries can send it: written claimed, it needs no claim query.
-      const roomWaitMs = Math.min(ROOM_WAIT_MS, this.waitMs());
-      await this.inbox!.waitForRoom(this.options.batchSize, roomWaitMs, this.abort.signal);
-      if (this.abort.signal.aborted) return 'done';
+      // Behind a full page more are waiting: read the next when the deliveries can send it
+      // (written claimed, it needs no claim query). Caught up, read at once: a long poll follows.
+      if (this.behind) {
+        const roomWaitMs = Math.min(ROOM_WAIT_MS, this.waitMs());
+        await this.inbox!.waitForRoom(this.options.batchSize, roomWaitMs, this.abort.signal);
+        if (this.abort.signal.aborted) return 'done';
+      }
       const more = await this.pollOnce(this.inbox!);
+      this.behind = more;
       this.failures = 0;
       // Not the leader: look at the lease again after a while. The leader reads on at once: a
       // full page may have more behind it, and an empty read has already waited on the CRM;

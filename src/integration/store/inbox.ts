@@ -265,7 +265,7 @@ export function createInboxRepository(
    */
   const recordPushedItems = async (
     pushed: readonly PushedItems[],
-    claim: DeliveryClaim | undefined,
+    claim: LimitedClaim | undefined,
     now: number,
   ): Promise<RecordedPushes> => {
     const recorded = await db.transaction().execute(async (trx) => {
@@ -314,13 +314,23 @@ export function createInboxRepository(
     const recorded = await db.transaction().execute(async (trx) => {
       if (!(await leases.holdsLeaseIn(trx, lease, now))) return undefined;
       if ((await leases.readCursorIn(trx, source)) !== from) return undefined;
-      const rows = await upsertRows(trx, items, now, claim);
-      await insertTimeline(trx, eventEntries(items, idsOf(rows), now));
+      let written: { customer_id: string }[] = [];
+      let claimed: DeliveryRow[] = [];
+      if (items.length > 0) {
+        const claiming = claim && !(await isPausedIn(trx)) ? claim : undefined;
+        const query = upsertQuery(trx, items, now, claiming);
+        if (claiming) {
+          // Whole rows for those to send at once; the ids do for the rest.
+          const rows = await query.returningAll().execute();
+          claimed = rows.filter((row) => isNewlyClaimed(row, claiming.holder));
+          written = rows;
+        } else {
+          written = await query.returning('customer_id').execute();
+        }
+      }
+      await insertTimeline(trx, eventEntries(items, idsOf(written), now));
       await leases.moveCursorIn(trx, source, to, now);
-      return {
-        accepted: acceptedOf(items, rows),
-        claimed: claim ? rows.filter((row) => isNewlyClaimed(row, claim.holder)) : [],
-      };
+      return { accepted: acceptedOf(items, written), claimed };
     });
     scrubIfErased(recorded?.accepted);
     return recorded;
