@@ -160,9 +160,10 @@ export class WorkLoop<Item> {
         logger.error({ err: error }, `Could not claim due ${name} from the database; retrying`);
       }
     }
-    for (const item of claimed) this.handleReserved(item);
-    // The slots this look found nothing for: free again (the loop itself idles, not woken).
-    this.reserved -= free - claimed.length;
+    // The look's items take the slots it held; those it found nothing for are free again (the
+    // loop itself idles, not woken).
+    this.reserved -= free;
+    for (const item of claimed) this.startHandling(item);
     this.letWaitersGo();
     // A full batch means more may be due: look again at once, unless every slot is busy.
     const idle = claimed.length === 0 || claimed.length < free || this.inFlight.size >= concurrency;
