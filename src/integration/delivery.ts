@@ -1,7 +1,6 @@
 import { chunk } from '../core/batches.js';
 import { GroupCommit, type CommittedBatch } from '../core/group-commit.js';
-import type { Logger } from '../core/logging.js';
-import { retryDelayMs, shouldGiveUp, type RetryPolicy } from '../core/backoff.js';
+import { retryDelayMs, shouldGiveUp } from '../core/backoff.js';
 import {
   setUpTracing,
   SpanKind,
@@ -12,53 +11,18 @@ import {
 } from '../core/tracing.js';
 import { WorkLoop } from '../core/work-loop.js';
 import type { DeliveryOperation } from '../contracts/admin-api.js';
-import { isCircuitOpenError, type CircuitState } from './circuit.js';
+import { isCircuitOpenError } from './circuit.js';
 import { decide, planFor, targetOfRow, type CustomerTarget, type Plan } from './convergence.js';
 import { DeliveryReporter, operationLabel, type LogFields } from './delivery-report.js';
-import type { FoundRequest, PackageChange } from './inventory-client.js';
+import type { FoundRequest } from './inventory-client.js';
 import { NonRetryableError, TransientError } from '../core/retryable-errors.js';
-import type { IntegrationMetrics } from './metrics.js';
 import type { DeliveryRow } from './migrations.js';
 import type { Inbox } from './sources/source.js';
 import type { FailedOutcome, Settlement } from './store/claims.js';
-import {
-  isNewlyClaimed,
-  type LimitedClaim,
-  type PushedItems,
-  type PushedMessage,
-  type RecordFromFeed,
-} from './store/inbox.js';
+import type { PushedItems, PushedMessage, RecordFromFeed } from './store/inbox.js';
+import { isNewlyClaimed, type LimitedClaim } from './store/recording-claims.js';
+import type { DeliveryWorkerOptions } from './delivery-options.js';
 import type { NewDelivery } from './store/new-delivery.js';
-import type { SyncStore } from './store/sync-store.js';
-
-export interface DeliveryWorkerOptions {
-  store: SyncStore;
-  /**
-   * Makes Inventory's changes in one call (through the circuit breaker). Throws when the call
-   * failed as a whole; otherwise answers, per change in order, what Inventory holds or that
-   * change's error.
-   */
-  apply: (
-    changes: PackageChange[],
-    headers: Record<string, string>,
-    signal: AbortSignal,
-  ) => Promise<(FoundRequest | Error)[]>;
-  circuitState: () => CircuitState;
-  policy: RetryPolicy;
-  /** Calls to Inventory in flight at once. */
-  concurrency: number;
-  /** Most deliveries sent in one call. */
-  batchSize: number;
-  /** How long a claim lasts; longer than one call's timeout. */
-  claimMs: number;
-  /** Wait before retrying calls a closed circuit refused, in ms. */
-  circuitResetMs: number;
-  instanceId: string;
-  logger: Logger;
-  metrics: IntegrationMetrics;
-  /** Idle wait between looks for due work, in ms. Default 500. */
-  idleMs?: number;
-}
 
 /** Call slots held for new customers as they are recorded, and the claim to write them under. */
 interface ReservedRoom {
