@@ -62,6 +62,17 @@ class FakeFeed {
     for (let i = 0; i < count; i += 1) this.events.push(event(this.events.length + 1));
   }
 
+  /** A client that notes in `reads` where each read starts (its `after`). */
+  clientNoting(reads: number[]): CrmClient {
+    const client = this.client();
+    return {
+      readEvents: (after: number, limit: number) => {
+        reads.push(after);
+        return client.readEvents(after, limit, 0);
+      },
+    } as unknown as CrmClient;
+  }
+
   client(): CrmClient {
     return {
       readEvents: async (after: number, limit: number) => {
@@ -206,15 +217,9 @@ describe('the feed repair beside push', () => {
     const feed = new FakeFeed();
     feed.commit(10);
     const reads: number[] = [];
-    const client = feed.client();
     const repair = new FeedSource({
       leases: store.leases,
-      crm: {
-        readEvents: (after: number, limit: number) => {
-          reads.push(after);
-          return client.readEvents(after, limit, 0);
-        },
-      } as unknown as CrmClient,
+      crm: feed.clientNoting(reads),
       intervalMs: 1000,
       batchSize: 100,
       leaseMs: 60_000,
@@ -254,7 +259,6 @@ describe('the poller', () => {
     const feed = new FakeFeed();
     feed.commit(250);
     const reads: number[] = [];
-    const client = feed.client();
     const waits: [customers: number, maxWaitMs: number][] = [];
     let letGo: (() => void) | undefined;
     const inbox: Inbox = {
@@ -271,12 +275,7 @@ describe('the poller', () => {
     };
     const poller = new FeedSource({
       leases: store.leases,
-      crm: {
-        readEvents: (after: number, limit: number) => {
-          reads.push(after);
-          return client.readEvents(after, limit, 0);
-        },
-      } as unknown as CrmClient,
+      crm: feed.clientNoting(reads),
       intervalMs: 5_000,
       batchSize: 100,
       leaseMs: 60_000,
